@@ -1,0 +1,180 @@
+/*
+ * data: data set readers (IDX and IDX.gz, HDF5, synthetic), the sampler
+ * (the global order of an epoch -> this rank's share of each step) and the
+ * loader (batches, optional prefetch of the next batch).
+ *
+ * Invariant: the order of an epoch is a function of (seed, epoch) alone;
+ * step s uses global positions [s*B, s*B + count) of that order and each
+ * rank takes a fixed contiguous part of them. Nothing depends on the rank
+ * count except which part a rank takes.
+ */
+#ifndef ODYSSEY_DATA_H
+#define ODYSSEY_DATA_H
+
+#include "odyssey/core.h"
+#include "odyssey/tensor.h"
+
+/* ------------------------------------------------------------- data sets */
+
+/* How raw pixels become floats: x = (raw * scale - mean) / std. */
+typedef struct {
+    float scale; /* 1/255 for "scale to [0,1]" on uint8 data, 1 otherwise */
+    float mean;  /* 0 when not normalising */
+    float std;   /* 1 when not normalising */
+} ody_normalize;
+
+typedef struct ody_dataset ody_dataset;
+
+typedef struct {
+    const char *kind; /* "idx", "hdf5", "synthetic", "subset" */
+    /*
+     * Read samples indices[0..n) into x (n, numel(sample_shape)), normalised,
+     * and y (n). May run on the loader's prefetch thread: it must not
+     * allocate through ctx, and reports errors only through ody_fail on the
+     * ctx it is given.
+     */
+    ody_status (*read)(ody_dataset *ds, ody_ctx *ctx, const int64_t *indices, int n, float *x,
+                       int32_t *y);
+    /* Release everything the data set holds. */
+    void (*destroy)(ody_dataset *ds, ody_ctx *ctx);
+} ody_dataset_ops;
+
+struct ody_dataset {
+    const ody_dataset_ops *ops;
+    char source[512];       /* what errors name: a file path, "synthetic", ... */
+    int64_t n;              /* samples */
+    ody_shape sample_shape; /* (C, H, W) */
+    int num_classes;
+    ody_normalize norm;
+    size_t bytes_held;      /* memory this data set keeps (for memory reports) */
+};
+
+/* What the config's data: section says. */
+typedef struct {
+    char name[16];          /* fashion_mnist | mnist | idx | hdf5 | synthetic */
+    char path[512];         /* directory of IDX files, or the HDF5 file */
+    char train_images[128]; /* IDX file names inside path (".gz" tried too) */
+    char train_labels[128];
+    char test_images[128];
+    char test_labels[128];
+    bool scale;             /* uint8 pixels scaled to [0, 1] */
+    double mean, std;       /* applied after scaling when std > 0 */
+    char validation[8];     /* test | split | none */
+    double val_fraction;    /* for validation: split */
+    int64_t limit_train;    /* use only the first N training samples (0 = all) */
+    int64_t limit_val;      /* likewise for validation */
+    int64_t synthetic_train; /* sizes of the synthetic data set */
+    int64_t synthetic_val;
+    bool prefetch;          /* read the next batch on a thread while this one computes */
+} ody_data_options;
+
+/*
+ * Open the training and validation data sets the options describe. shape
+ * and num_classes are what the model expects (synthetic data is made in
+ * that shape; other sets are checked against it). *val is NULL when
+ * validation is "none". The split for validation: split is a function of
+ * the seed. Errors (ODY_ERR_DATA) name the file and what is wrong.
+ * Every rank opens its own handles; not collective.
+ */
+ody_status ody_data_open(ody_ctx *ctx, const ody_data_options *opt, uint64_t seed, ody_shape shape,
+                         int num_classes, ody_dataset **train, ody_dataset **val);
+/* Release a data set (NULL is fine). */
+void ody_dataset_destroy(ody_ctx *ctx, ody_dataset *ds);
+/* Read samples through the data set's ops (see ody_dataset_ops.read). */
+ody_status ody_dataset_read(ody_dataset *ds, ody_ctx *ctx, const int64_t *indices, int n, float *x,
+                            int32_t *y);
+
+/*
+ * IDX (MNIST format) images and labels, raw or gzip-compressed, read whole
+ * into memory as uint8. Validates magic, type, dimensions, counts, label
+ * range (< num_classes) and that images and labels agree.
+ */
+ody_status ody_idx_open(ody_ctx *ctx, const char *images_path, const char *labels_path,
+                        int num_classes, ody_normalize norm, ody_dataset **out);
+/*
+ * Synthetic classification data: n samples of `shape`, `classes` classes,
+ * sample i a pure function of (seed, i): a class-dependent pattern plus
+ * noise, learnable. No I/O, no memory per sample.
+ */
+ody_status ody_synthetic_open(ody_ctx *ctx, int64_t n, ody_shape shape, int classes, uint64_t seed,
+                              uint64_t salt, ody_dataset **out);
+/* The samples indices[0..n) of base, as a data set of its own (base stays owned by the caller). */
+ody_status ody_subset_open(ody_ctx *ctx, ody_dataset *base, const int64_t *indices, int64_t n,
+                           ody_dataset **out);
+
+/* --------------------------------------------------------------- sampler */
+
+typedef struct {
+    int64_t n;          /* samples in the data set */
+    int64_t batch;      /* global batch B */
+    bool shuffle;
+    bool drop_last;
+    uint64_t seed;
+    int rank, size;
+    int chunk;          /* rank shares are whole chunks of this many samples (>= 1) */
+    int64_t epoch;      /* epoch the order below belongs to (-1 before the first) */
+    int64_t *order;     /* (n) global order of the current epoch */
+} ody_sampler;
+
+/* This rank's part of one step. */
+typedef struct {
+    int64_t step;
+    int64_t global_first;  /* first global position of the step: step * B */
+    int64_t global_count;  /* samples in the whole step (B, or fewer at the end) */
+    int64_t local_first;   /* this rank's first global position */
+    int64_t local_count;   /* this rank's samples (may be 0) */
+    const int64_t *indices; /* (local_count) data-set indices, into the sampler's order */
+} ody_share;
+
+/*
+ * Create a sampler. Collective in meaning only (every rank makes the same
+ * one with its own rank); no communication.
+ */
+ody_status ody_sampler_create(ody_ctx *ctx, ody_sampler **out, int64_t n, int64_t batch,
+                              bool shuffle, bool drop_last, uint64_t seed, int chunk);
+void ody_sampler_destroy(ody_ctx *ctx, ody_sampler *s);
+/* Steps in one epoch (partial last step counted unless drop_last). */
+int64_t ody_sampler_steps(const ody_sampler *s);
+/* Compute the order of `epoch` (a permutation keyed by (seed, epoch), or identity). */
+void ody_sampler_set_epoch(ody_sampler *s, int64_t epoch);
+/*
+ * This rank's share of `step`: the step's global positions split into
+ * contiguous parts in rank order, sizes differing by at most one chunk.
+ */
+void ody_sampler_share(const ody_sampler *s, int64_t step, ody_share *out);
+/* Largest local_count any rank gets in any step. */
+int64_t ody_sampler_max_local(const ody_sampler *s);
+
+/* ---------------------------------------------------------------- loader */
+
+/* One batch on this rank (the seed design's DataBatch). */
+typedef struct {
+    int64_t step;          /* step within the epoch */
+    int n;                 /* rows on this rank */
+    int64_t global_count;  /* rows in the global batch */
+    float *x;              /* (n, sample numel), owned by the loader */
+    int32_t *y;            /* (n) */
+    int64_t *ids;          /* (n) data-set index of each row (keys dropout) */
+} ody_batch;
+
+typedef struct ody_loader ody_loader;
+
+/*
+ * A loader reads this rank's share of each step from ds in the sampler's
+ * order. With prefetch, the next step is read on a thread while the caller
+ * computes. Buffers are allocated here, never per step.
+ */
+ody_status ody_loader_create(ody_ctx *ctx, ody_loader **out, ody_dataset *ds, ody_sampler *sampler,
+                             bool prefetch);
+void ody_loader_destroy(ody_ctx *ctx, ody_loader *l);
+/* Start an epoch at step first_step (0, or later when resuming). */
+ody_status ody_loader_start_epoch(ody_ctx *ctx, ody_loader *l, int64_t epoch, int64_t first_step);
+/*
+ * The next batch of the epoch into *out (valid until the next call); *done
+ * is set instead when the epoch has no more steps. A rank may get n = 0
+ * rows in a step that has fewer samples than ranks. Read errors come back
+ * with the data set's message.
+ */
+ody_status ody_loader_next(ody_ctx *ctx, ody_loader *l, ody_batch *out, bool *done);
+
+#endif /* ODYSSEY_DATA_H */

@@ -1,0 +1,234 @@
+/*
+ * nn: layers (one file per kind under src/nn/), losses, the model (an
+ * ordered list of layers over flat parameter and gradient buffers) and the
+ * model registry (lenet5, mlp, sequential).
+ *
+ * Shapes: activations are (N, C, H, W) float32, N = rows of the local
+ * batch; a layer's in_shape/out_shape are per sample (C, H, W) or (F).
+ * Parameters and gradients live in two flat arenas owned by the model; a
+ * layer's ody_param holds views into both at the same offset.
+ *
+ * No allocation happens in forward or backward: ody_model_prepare sizes
+ * every activation and scratch buffer for the largest batch up front.
+ */
+#ifndef ODYSSEY_NN_H
+#define ODYSSEY_NN_H
+
+#include "odyssey/core.h"
+#include "odyssey/tensor.h"
+
+/* ------------------------------------------------------------ parameters */
+
+typedef enum {
+    ODY_INIT_AUTO = 0,      /* the layer kind's default */
+    ODY_INIT_ZERO,
+    ODY_INIT_KAIMING_UNIFORM, /* U(-b, b), b = sqrt(6 / fan_in) (ReLU gain) */
+    ODY_INIT_KAIMING_NORMAL,  /* N(0, 2 / fan_in) */
+    ODY_INIT_XAVIER_UNIFORM,  /* U(-b, b), b = sqrt(6 / (fan_in + fan_out)) */
+    ODY_INIT_XAVIER_NORMAL,   /* N(0, 2 / (fan_in + fan_out)) */
+    ODY_INIT_TORCH_DEFAULT    /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default */
+} ody_init;
+
+#define ODY_PARAM_NAME_MAX 48
+
+typedef struct {
+    char name[ODY_PARAM_NAME_MAX]; /* "conv1.weight", unique in the model */
+    ody_shape shape;               /* conv (OC, C, KH, KW); linear (OUT, IN); bias (OUT) */
+    ody_init init;
+    int64_t fan_in, fan_out;
+    size_t offset;                 /* floats from the start of the arenas */
+    float *value;                  /* view into the parameter arena */
+    float *grad;                   /* view into the gradient arena */
+} ody_param;
+
+/* ---------------------------------------------------------------- layers */
+
+/* What a forward pass needs to know beyond its input. */
+typedef struct {
+    bool training;              /* dropout active, saved state kept for backward */
+    uint64_t seed;              /* experiment seed */
+    uint64_t step;              /* global optimizer step */
+    const int64_t *sample_ids;  /* (N) global sample index of each row */
+} ody_forward_info;
+
+typedef struct ody_layer ody_layer;
+
+typedef struct {
+    const char *kind;
+    /*
+     * Scratch floats (shared by all layers, valid only during one call) and
+     * saved floats (this layer's own, kept from forward to backward) that
+     * forward and backward need for a batch of max_batch rows.
+     */
+    size_t (*scratch_floats)(const ody_layer *l, int max_batch);
+    size_t (*saved_floats)(const ody_layer *l, int max_batch);
+    /* in (n, in_shape) -> out (n, out_shape). */
+    void (*forward)(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out);
+    /*
+     * Given dout (n, out_shape): add this batch's parameter gradients into
+     * params[i].grad (they accumulate until zeroed) and, when din is not
+     * NULL, write din (n, in_shape). in/out are what forward saw and gave.
+     */
+    void (*backward)(ody_layer *l, const ody_forward_info *info, int n, const float *in,
+                     const float *out, const float *dout, float *din);
+    /* Release what the constructor allocated beyond the struct (may be NULL). */
+    void (*destroy)(ody_layer *l);
+} ody_layer_ops;
+
+#define ODY_LAYER_MAX_PARAMS 2
+#define ODY_LAYER_NAME_MAX 32
+
+struct ody_layer {
+    const ody_layer_ops *ops;
+    char name[ODY_LAYER_NAME_MAX]; /* "conv1", "fc2", "relu3" */
+    ody_shape in_shape, out_shape; /* per sample */
+    int nparams;
+    ody_param params[ODY_LAYER_MAX_PARAMS];
+    float *scratch; /* set by ody_model_prepare */
+    float *saved;   /* set by ody_model_prepare */
+};
+
+/*
+ * A layer as written in a config (model.layers) or by the registry: a kind
+ * and numeric arguments in the order of that kind's argument table.
+ */
+#define ODY_LAYER_MAX_ARGS 6
+
+typedef struct {
+    char kind[16];
+    double args[ODY_LAYER_MAX_ARGS];
+    ody_init init;
+} ody_layer_spec;
+
+typedef struct {
+    const char *key;    /* "out_channels" */
+    double def;         /* default when not given */
+    double min, max;    /* allowed range, inclusive */
+    bool required;
+    bool integer;       /* must be a whole number */
+    const char *doc;
+} ody_layer_arg;
+
+/*
+ * One row of the layer lookup table: the name used in configs, the
+ * arguments it takes and the constructor. The constructor receives the
+ * per-sample input shape, fills out_shape and the parameter specs (names
+ * without the layer prefix, shapes, init, fans) and returns the layer.
+ */
+typedef struct {
+    const char *kind;
+    const char *doc;
+    const ody_layer_arg *args;
+    int nargs;
+    ody_status (*create)(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape,
+                         ody_layer **out);
+} ody_layer_kind;
+
+/* The table row for a kind ("conv2d"), or NULL. */
+const ody_layer_kind *ody_layer_kind_find(const char *kind);
+/* All rows; *count receives their number. */
+const ody_layer_kind *ody_layer_kinds(int *count);
+/* A spec for kind with every argument at its default. */
+ody_status ody_layer_spec_default(ody_ctx *ctx, const char *kind, ody_layer_spec *spec);
+
+/* ---------------------------------------------------------------- losses */
+
+typedef enum { ODY_LOSS_CROSS_ENTROPY = 0, ODY_LOSS_MSE } ody_loss_kind;
+
+/*
+ * Per-sample loss of logits (n, classes) against integer labels (n):
+ * cross-entropy = logsumexp(z) - z[y] (computed stably), MSE = mean over
+ * classes of (z - onehot(y))^2. Writes loss[i] and adds the rows whose
+ * argmax equals the label to *correct (when correct is not NULL).
+ */
+void ody_loss_forward(ody_loss_kind kind, int n, int classes, const float *logits,
+                      const int32_t *labels, float *loss, int64_t *correct);
+/* dlogits = scale * d loss[i] / d logits for every row (scale = 1 / global count). */
+void ody_loss_backward(ody_loss_kind kind, int n, int classes, const float *logits,
+                       const int32_t *labels, float scale, float *dlogits);
+
+/* ----------------------------------------------------------------- model */
+
+#define ODY_MODEL_MAX_HIDDEN 16
+#define ODY_MODEL_MAX_LAYERS 64
+
+/* What the config says about the model. */
+typedef struct {
+    char name[32];              /* registry name: lenet5, mlp, sequential */
+    int num_classes;
+    ody_shape input_shape;      /* per sample (C, H, W) */
+    double dropout;             /* > 0 inserts dropout before the fc layers */
+    char variant[16];           /* lenet5: "modern" (relu, maxpool) or "classic" (tanh, avgpool) */
+    char activation[16];        /* mlp: relu, tanh or sigmoid */
+    ody_init init;              /* every parameter's scheme (AUTO: each kind's default) */
+    int hidden_sizes[ODY_MODEL_MAX_HIDDEN];
+    int n_hidden;
+    ody_layer_spec layers[ODY_MODEL_MAX_LAYERS]; /* sequential */
+    int n_layers;
+} ody_model_options;
+
+/* Flat range of the parameter arena that one layer's parameters occupy. */
+typedef struct {
+    size_t begin, end;
+} ody_range;
+
+typedef struct ody_model {
+    char name[32];
+    ody_shape input_shape;
+    int num_classes;
+    int nlayers;
+    ody_layer *layers[ODY_MODEL_MAX_LAYERS];
+    ody_range layer_range[ODY_MODEL_MAX_LAYERS]; /* parameter floats of layer i */
+    int ntensors;
+    ody_param *tensors[ODY_MODEL_MAX_LAYERS * ODY_LAYER_MAX_PARAMS]; /* layout order */
+    ody_arena params;  /* every parameter, one flat buffer */
+    ody_arena grads;   /* same layout */
+    size_t nparams;    /* real parameter count (without alignment padding) */
+    /* set by ody_model_prepare */
+    int max_batch;
+    float *acts[ODY_MODEL_MAX_LAYERS]; /* output of layer i, (max_batch, out_shape) */
+    float *dbuf[2];                    /* ping-pong gradients of activations */
+    float *scratch;
+    size_t prepared_bytes;
+} ody_model;
+
+/*
+ * Build a model from the registry (options->name) or, for "sequential",
+ * from options->layers. Parameters are allocated (zeroed), not initialised.
+ * Errors name the layer and what is wrong (e.g. a kernel larger than its
+ * input). Returns ODY_ERR_CONFIG for a bad architecture.
+ */
+ody_status ody_model_create(ody_ctx *ctx, const ody_model_options *options, ody_model **out);
+/* Build a model from explicit layer specs (used by the registry and tests). */
+ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody_layer_spec *specs,
+                                       int nspecs, ody_shape input_shape, ody_model **out);
+/* Release a model (NULL is fine). */
+void ody_model_destroy(ody_ctx *ctx, ody_model *model);
+/* Names the registry knows, NULL-terminated. */
+const char *const *ody_model_names(void);
+
+/* Initialise every parameter from (seed, tensor index): same seed, same weights. */
+void ody_model_init_params(ody_model *model, uint64_t seed);
+/* Allocate activations and scratch for batches of up to max_batch rows. */
+ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch);
+
+/* Called after layer `layer` finished backward: its gradients are final. */
+typedef void (*ody_grad_ready_fn)(void *user, int layer);
+
+/* Forward x (n, input_shape) -> logits (n, num_classes), owned by the model. */
+const float *ody_model_forward(ody_model *model, const ody_forward_info *info, int n, const float *x);
+/*
+ * Backward from dlogits (n, num_classes) through every layer, last first,
+ * accumulating parameter gradients; calls ready(user, i) after layer i
+ * (ready may be NULL). The first layer computes no input gradient.
+ */
+void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, const float *x,
+                        const float *dlogits, ody_grad_ready_fn ready, void *user);
+/* Set every gradient to zero. */
+void ody_model_zero_grad(ody_model *model);
+/* The parameter tensor named `name`, or NULL. */
+ody_param *ody_model_find_param(ody_model *model, const char *name);
+/* Log the layers, their shapes and parameter counts at info level. */
+void ody_model_summary(const ody_ctx *ctx, const ody_model *model);
+
+#endif /* ODYSSEY_NN_H */

@@ -1,0 +1,208 @@
+/* core: status codes, the context, errors, logging, allocation, hashing. */
+#include "odyssey/core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const struct {
+    const char *name;
+    int exit_code;
+} status_table[ODY_STATUS_COUNT] = {
+    [ODY_OK] = {"ok", 0},
+    [ODY_ERR_USAGE] = {"usage error", 2},
+    [ODY_ERR_CONFIG] = {"config error", 2},
+    [ODY_ERR_DATA] = {"data error", 3},
+    [ODY_ERR_CHECKPOINT] = {"checkpoint error", 4},
+    [ODY_ERR_NUMERIC] = {"numeric failure", 5},
+    [ODY_ERR_NOMEM] = {"out of memory", 1},
+    [ODY_ERR_IO] = {"i/o error", 1},
+    [ODY_ERR_MPI] = {"MPI error", 1},
+    [ODY_ERR_INTERNAL] = {"internal error", 1},
+    [ODY_STOPPED] = {"stopped by signal", 75},
+};
+
+int ody_status_exit_code(ody_status st)
+{
+    if ((int)st < 0 || st >= ODY_STATUS_COUNT)
+        return 1;
+    return status_table[st].exit_code;
+}
+
+const char *ody_status_name(ody_status st)
+{
+    if ((int)st < 0 || st >= ODY_STATUS_COUNT)
+        return "unknown status";
+    return status_table[st].name;
+}
+
+ody_status ody_ctx_create(ody_ctx **out, MPI_Comm comm)
+{
+    *out = NULL;
+    ody_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return ODY_ERR_NOMEM;
+    if (MPI_Comm_dup(comm, &ctx->comm) != MPI_SUCCESS) {
+        free(ctx);
+        return ODY_ERR_MPI;
+    }
+    MPI_Comm_rank(ctx->comm, &ctx->rank);
+    MPI_Comm_size(ctx->comm, &ctx->size);
+    if (MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL,
+                            &ctx->node_comm) != MPI_SUCCESS) {
+        MPI_Comm_free(&ctx->comm);
+        free(ctx);
+        return ODY_ERR_MPI;
+    }
+    MPI_Comm_rank(ctx->node_comm, &ctx->node_rank);
+    MPI_Comm_size(ctx->node_comm, &ctx->node_size);
+    ctx->log_level = ODY_LOG_INFO;
+    ctx->log_stream = stderr;
+    *out = ctx;
+    return ODY_OK;
+}
+
+void ody_ctx_destroy(ody_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) {
+        MPI_Comm_free(&ctx->node_comm);
+        MPI_Comm_free(&ctx->comm);
+    }
+    free(ctx);
+}
+
+ody_status ody_fail(ody_ctx *ctx, ody_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    ctx->err_status = st;
+    return st;
+}
+
+void ody_error_prefix(ody_ctx *ctx, const char *fmt, ...)
+{
+    char prefix[ODY_ERRMSG_MAX], old[ODY_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, ctx->err, sizeof old);
+    /* Truncation is fine here: the message is for a human. */
+    size_t n = strlen(prefix);
+    if (n > sizeof ctx->err - 3)
+        n = sizeof ctx->err - 3;
+    memcpy(ctx->err, prefix, n);
+    memcpy(ctx->err + n, ": ", 2);
+    size_t rest = sizeof ctx->err - n - 3;
+    size_t m = strnlen(old, rest);
+    memcpy(ctx->err + n + 2, old, m);
+    ctx->err[n + 2 + m] = '\0';
+}
+
+const char *ody_ctx_error(const ody_ctx *ctx) { return ctx->err; }
+
+void ody_ctx_clear_error(ody_ctx *ctx)
+{
+    ctx->err[0] = '\0';
+    ctx->err_status = ODY_OK;
+}
+
+static const char *level_tag(ody_log_level lvl)
+{
+    switch (lvl) {
+    case ODY_LOG_ERROR: return "error: ";
+    case ODY_LOG_WARN: return "warning: ";
+    default: return "";
+    }
+}
+
+static void vlog(const ody_ctx *ctx, ody_log_level lvl, bool with_rank, const char *fmt, va_list ap)
+{
+    if (lvl > ctx->log_level)
+        return;
+    char line[2048];
+    int n = 0;
+    if (with_rank && ctx->size > 1)
+        n = snprintf(line, sizeof line, "rank %d: ", ctx->rank);
+    n += snprintf(line + n, sizeof line - (size_t)n, "%s", level_tag(lvl));
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    /* One write per line, so lines from several ranks do not interleave. */
+    fprintf(ctx->log_stream, "%s\n", line);
+    fflush(ctx->log_stream);
+}
+
+void ody_log(const ody_ctx *ctx, ody_log_level lvl, const char *fmt, ...)
+{
+    if (ctx->rank != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(ctx, lvl, false, fmt, ap);
+    va_end(ap);
+}
+
+void ody_log_all(const ody_ctx *ctx, ody_log_level lvl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(ctx, lvl, true, fmt, ap);
+    va_end(ap);
+}
+
+ody_status ody_alloc(ody_ctx *ctx, size_t n, const char *what, void **out)
+{
+    *out = NULL;
+    size_t rounded = (n + 63) & ~(size_t)63;
+    void *p = NULL;
+    if (rounded == 0)
+        rounded = 64;
+    if (posix_memalign(&p, 64, rounded) != 0 || !p)
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    memset(p, 0, rounded);
+    ctx->bytes_allocated += n;
+    if (ctx->bytes_allocated > ctx->bytes_peak)
+        ctx->bytes_peak = ctx->bytes_allocated;
+    *out = p;
+    return ODY_OK;
+}
+
+void ody_free(ody_ctx *ctx, void *p, size_t n)
+{
+    if (!p)
+        return;
+    ctx->bytes_allocated -= n;
+    free(p);
+}
+
+double ody_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *ody_phase_key(ody_phase p)
+{
+    static const char *keys[ODY_PHASE_COUNT] = {
+        "time_data", "time_forward", "time_backward",
+        "time_comm_wait", "time_optimizer", "time_checkpoint"};
+    return (p < ODY_PHASE_COUNT) ? keys[p] : "time_unknown";
+}
+
+uint64_t ody_hash64(const void *data, size_t n, uint64_t h)
+{
+    const unsigned char *p = data;
+    if (h == 0)
+        h = 14695981039346656037ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}

@@ -1,0 +1,213 @@
+/* Unit tests: core (status codes, errors, allocation, RNG, hashing). */
+#include "ody_test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "odyssey/core.h"
+#include "odyssey/tensor.h"
+
+static void test_exit_codes_follow_contract(void **state)
+{
+    (void)state;
+    assert_int_equal(ody_status_exit_code(ODY_OK), 0);
+    assert_int_equal(ody_status_exit_code(ODY_ERR_USAGE), 2);
+    assert_int_equal(ody_status_exit_code(ODY_ERR_CONFIG), 2);
+    assert_int_equal(ody_status_exit_code(ODY_ERR_DATA), 3);
+    assert_int_equal(ody_status_exit_code(ODY_ERR_CHECKPOINT), 4);
+    assert_int_equal(ody_status_exit_code(ODY_ERR_NUMERIC), 5);
+    assert_int_equal(ody_status_exit_code(ODY_STOPPED), 75);
+    assert_int_equal(ody_status_exit_code(ODY_ERR_NOMEM), 1);
+    assert_int_equal(ody_status_exit_code((ody_status)999), 1);
+    assert_string_equal(ody_status_name(ODY_ERR_DATA), "data error");
+}
+
+static void test_fail_records_and_prefixes(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_status st = ody_fail(ctx, ODY_ERR_DATA, "%s: bad magic 0x%x", "x.idx", 0x801u);
+    assert_int_equal(st, ODY_ERR_DATA);
+    assert_int_equal(ctx->err_status, ODY_ERR_DATA);
+    assert_string_equal(ody_ctx_error(ctx), "x.idx: bad magic 0x801");
+    ody_error_prefix(ctx, "rank %d", 3);
+    assert_string_equal(ody_ctx_error(ctx), "rank 3: x.idx: bad magic 0x801");
+    ody_ctx_clear_error(ctx);
+    assert_string_equal(ody_ctx_error(ctx), "");
+    assert_int_equal(ctx->err_status, ODY_OK);
+}
+
+static void test_alloc_is_aligned_zeroed_and_counted(void **state)
+{
+    ody_ctx *ctx = *state;
+    size_t before = ctx->bytes_allocated;
+    void *p = NULL;
+    assert_int_equal(ody_alloc(ctx, 1000, "test buffer", &p), ODY_OK);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 64, 0);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(((unsigned char *)p)[i], 0);
+    assert_int_equal(ctx->bytes_allocated, before + 1000);
+    assert_true(ctx->bytes_peak >= before + 1000);
+    ody_free(ctx, p, 1000);
+    assert_int_equal(ctx->bytes_allocated, before);
+    ody_free(ctx, NULL, 0);
+}
+
+static void test_alloc_failure_names_what(void **state)
+{
+    ody_ctx *ctx = *state;
+    void *p = (void *)1;
+    ody_status st = ody_alloc(ctx, SIZE_MAX / 2, "the moon", &p);
+    assert_int_equal(st, ODY_ERR_NOMEM);
+    assert_null(p);
+    assert_non_null(strstr(ody_ctx_error(ctx), "the moon"));
+}
+
+static void test_philox_is_a_pure_function(void **state)
+{
+    (void)state;
+    ody_rng_key k = {.seed = 42, .stream = ODY_STREAM_INIT};
+    uint32_t a[4], b[4], c[4], d[4];
+    ody_philox(k, 7, 9, a);
+    ody_philox(k, 7, 9, b);
+    assert_memory_equal(a, b, sizeof a);
+    ody_philox(k, 7, 10, c);
+    assert_memory_not_equal(a, c, sizeof a);
+    ody_rng_key k2 = {.seed = 42, .stream = ODY_STREAM_DROPOUT};
+    ody_philox(k2, 7, 9, d);
+    assert_memory_not_equal(a, d, sizeof a);
+}
+
+/* Known-answer test: Random123's published vector for philox4x32-10 with
+ * counter and key all ones-pattern 0x243f6a88... is checked through our
+ * key mixing only indirectly; here we pin our own output so that a change
+ * of generator or key mixing (which would change every run's weights) is
+ * caught. */
+static void test_philox_known_answer(void **state)
+{
+    (void)state;
+    ody_rng_key k = {.seed = 0, .stream = 0};
+    uint32_t w[4];
+    ody_philox(k, 0, 0, w);
+    /* philox4x32-10 of counter 0, key 0 (Random123 kat_vectors). */
+    assert_int_equal(w[0], 0x6627e8d5u);
+    assert_int_equal(w[1], 0xe169c58du);
+    assert_int_equal(w[2], 0xbc57ac4cu);
+    assert_int_equal(w[3], 0x9b00dbd8u);
+}
+
+static void test_uniform_range_and_mean(void **state)
+{
+    (void)state;
+    enum { N = 100003 };
+    float *x = malloc(N * sizeof *x);
+    ody_rng_key k = {.seed = 1, .stream = ODY_STREAM_INIT};
+    ody_rng_uniform(k, 5, N, -2.0f, 3.0f, x);
+    double sum = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(x[i] >= -2.0f && x[i] < 3.0f);
+        sum += x[i];
+    }
+    assert_true(fabs(sum / N - 0.5) < 0.03);
+    free(x);
+}
+
+static void test_normal_moments(void **state)
+{
+    (void)state;
+    enum { N = 200001 };
+    float *x = malloc(N * sizeof *x);
+    ody_rng_key k = {.seed = 9, .stream = ODY_STREAM_INIT};
+    ody_rng_normal(k, 3, N, 2.0f, x);
+    double sum = 0, sq = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(isfinite(x[i]));
+        sum += x[i];
+        sq += (double)x[i] * x[i];
+    }
+    double mean = sum / N, var = sq / N - mean * mean;
+    assert_true(fabs(mean) < 0.02);
+    assert_true(fabs(var - 4.0) < 0.08);
+    free(x);
+}
+
+static void test_permutation_is_a_permutation_and_keyed(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    int64_t p[N], q[N], r[N];
+    ody_rng_key k = {.seed = 42, .stream = ODY_STREAM_SHUFFLE};
+    ody_rng_permutation(k, 0, N, p);
+    ody_rng_permutation(k, 0, N, q);
+    ody_rng_permutation(k, 1, N, r);
+    assert_memory_equal(p, q, sizeof p);
+    assert_memory_not_equal(p, r, sizeof p);
+    char seen[N] = {0};
+    int fixed = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(p[i] >= 0 && p[i] < N);
+        assert_int_equal(seen[p[i]], 0);
+        seen[p[i]] = 1;
+        fixed += (p[i] == i);
+    }
+    assert_true(fixed < 10); /* a shuffle, not the identity */
+}
+
+static void test_hash_distinguishes_and_repeats(void **state)
+{
+    (void)state;
+    float a[4] = {1, 2, 3, 4}, b[4] = {1, 2, 3, 4.0000005f};
+    assert_true(ody_hash64(a, sizeof a, 0) == ody_hash64(a, sizeof a, 0));
+    assert_true(ody_hash64(a, sizeof a, 0) != ody_hash64(b, sizeof b, 0));
+}
+
+static void test_phase_keys(void **state)
+{
+    (void)state;
+    assert_string_equal(ody_phase_key(ODY_PHASE_DATA), "time_data");
+    assert_string_equal(ody_phase_key(ODY_PHASE_COMM_WAIT), "time_comm_wait");
+    assert_string_equal(ody_phase_key(ODY_PHASE_CHECKPOINT), "time_checkpoint");
+    double t0 = ody_now(), t1 = ody_now();
+    assert_true(t1 >= t0);
+}
+
+static void test_shapes_and_arena(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_shape s = ody_shape4(2, 3, 5, 7);
+    assert_int_equal(ody_shape_numel(&s), 210);
+    char buf[64];
+    assert_string_equal(ody_shape_format(&s, buf, sizeof buf), "2x3x5x7");
+    ody_shape t = ody_shape3(3, 5, 7);
+    assert_false(ody_shape_equal(&s, &t));
+    assert_true(ody_shape_equal(&t, &(ody_shape){3, {3, 5, 7}}));
+
+    ody_arena a;
+    assert_int_equal(ody_arena_create(ctx, &a, 40, "arena"), ODY_OK);
+    assert_int_equal(a.capacity, 48);
+    size_t o1 = ody_arena_take(&a, 5), o2 = ody_arena_take(&a, 17);
+    assert_int_equal(o1, 0);
+    assert_int_equal(o2, 16);
+    assert_int_equal((uintptr_t)(a.data + o2) % 64, 0);
+    assert_int_equal(ody_arena_take(&a, 1), SIZE_MAX);
+    ody_arena_destroy(ctx, &a);
+    assert_null(a.data);
+}
+
+static const struct CMUnitTest group[] = {
+    cmocka_unit_test(test_exit_codes_follow_contract),
+    cmocka_unit_test_setup_teardown(test_fail_records_and_prefixes, ody_test_ctx_setup, ody_test_ctx_teardown),
+    cmocka_unit_test_setup_teardown(test_alloc_is_aligned_zeroed_and_counted, ody_test_ctx_setup, ody_test_ctx_teardown),
+    cmocka_unit_test_setup_teardown(test_alloc_failure_names_what, ody_test_ctx_setup, ody_test_ctx_teardown),
+    cmocka_unit_test(test_philox_is_a_pure_function),
+    cmocka_unit_test(test_philox_known_answer),
+    cmocka_unit_test(test_uniform_range_and_mean),
+    cmocka_unit_test(test_normal_moments),
+    cmocka_unit_test(test_permutation_is_a_permutation_and_keyed),
+    cmocka_unit_test(test_hash_distinguishes_and_repeats),
+    cmocka_unit_test(test_phase_keys),
+    cmocka_unit_test_setup_teardown(test_shapes_and_arena, ody_test_ctx_setup, ody_test_ctx_teardown),
+};
+
+ODY_TEST_MAIN(group)
