@@ -105,4 +105,30 @@ void ody_config_write_reference(FILE *out);
 ody_status ody_config_resolve(ody_ctx *ctx, const char *arg, int noverrides,
                               char *const *overrides, ody_config *cfg);
 
+/* =========================================================== metrics log */
+
+/* One value of a metrics record. NaN is written as null. */
+typedef struct {
+    const char *key;
+    double value;
+    bool integer; /* print as an integer */
+} ody_metric;
+
+typedef struct ody_metrics_log ody_metrics_log;
+
+/*
+ * Open <dir>/metrics.jsonl for writing (truncated, or appended to when
+ * append). Call on the rank that writes (rank 0). Errors name the path.
+ */
+ody_status ody_metrics_log_open(ody_ctx *ctx, const char *dir, bool append, ody_metrics_log **out);
+/* Write one record as one JSON object on one line, flushed. */
+ody_status ody_metrics_log_write(ody_ctx *ctx, ody_metrics_log *log, const ody_metric *m, int n);
+/* Close (NULL is fine). */
+void ody_metrics_log_close(ody_metrics_log *log);
+
+/* Create a directory and its parents (mkdir -p). Errors name the path. */
+ody_status ody_mkdirs(ody_ctx *ctx, const char *path);
+/* Write text to path atomically (temporary file, fsync, rename). */
+ody_status ody_write_file_atomic(ody_ctx *ctx, const char *path, const char *text, size_t len);
+
 #endif /* ODYSSEY_IO_H */

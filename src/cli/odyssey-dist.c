@@ -1,9 +1,152 @@
-/* odyssey-dist: the program (work in progress: replaced by the full CLI). */
+/*
+ * odyssey-dist: the program. Parses the command line, resolves the config
+ * on rank 0 and broadcasts it, runs the trainer, and turns the agreed
+ * status into the exit code of every rank (DESIGN.md's contract).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "odyssey/core.h"
+#include "odyssey/io.h"
+#include "odyssey/train.h"
+
+static const char usage_text[] =
+    "usage: odyssey-dist [OPTIONS] CONFIG.yaml [section.key=value ...]\n"
+    "\n"
+    "Train a model data-parallel across the MPI ranks it is started on:\n"
+    "  mpirun -np 4 odyssey-dist configs/lenet5/baseline.yaml training.epochs=2\n"
+    "\n"
+    "CONFIG is a YAML file, or MODEL/NAME for configs/MODEL/NAME.yaml.\n"
+    "Overrides after it set any key of the config (see README.md).\n"
+    "\n"
+    "options:\n"
+    "  --print-config       print the resolved config as YAML and exit\n"
+    "  --config-reference   print every config key as a markdown table and exit\n"
+    "  --help               this text\n"
+    "  --version            the program version\n"
+    "\n"
+    "exit status: 0 done, 2 usage or config error, 3 data error, 4 checkpoint error,\n"
+    "5 numeric failure, 75 stopped by a signal after writing a checkpoint.\n";
+
+typedef struct {
+    bool print_config;
+    const char *config;
+    int noverrides;
+    char **overrides;
+} cli_args;
+
+/* Parse argv. Returns 0 to run, -1 when done (help/version), or an exit code. */
+static int parse_args(int argc, char **argv, int rank, cli_args *a)
+{
+    memset(a, 0, sizeof *a);
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
+        const char *opt = argv[i];
+        if (strcmp(opt, "--help") == 0) {
+            if (rank == 0)
+                fputs(usage_text, stdout);
+            return -1;
+        } else if (strcmp(opt, "--version") == 0) {
+            if (rank == 0)
+                printf("odyssey-dist %s\n", ODY_VERSION);
+            return -1;
+        } else if (strcmp(opt, "--config-reference") == 0) {
+            if (rank == 0)
+                ody_config_write_reference(stdout);
+            return -1;
+        } else if (strcmp(opt, "--print-config") == 0) {
+            a->print_config = true;
+        } else {
+            if (rank == 0)
+                fprintf(stderr, "odyssey-dist: unknown option '%s' (try --help)\n", opt);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        if (rank == 0)
+            fprintf(stderr, "odyssey-dist: missing CONFIG (try --help)\n");
+        return 2;
+    }
+    a->config = argv[i++];
+    a->overrides = argv + i;
+    a->noverrides = argc - i;
+    return 0;
+}
+
+static ody_status print_config(ody_ctx *ctx, const ody_config *cfg)
+{
+    if (ctx->rank != 0)
+        return ODY_OK;
+    char *yaml = NULL;
+    ody_status st = ody_config_to_yaml(ctx, cfg, &yaml);
+    if (st == ODY_OK)
+        fputs(yaml, stdout);
+    free(yaml);
+    return st;
+}
+
+static ody_log_level level_from_name(const char *name)
+{
+    if (strcmp(name, "error") == 0)
+        return ODY_LOG_ERROR;
+    if (strcmp(name, "warn") == 0)
+        return ODY_LOG_WARN;
+    if (strcmp(name, "debug") == 0)
+        return ODY_LOG_DEBUG;
+    return ODY_LOG_INFO;
+}
+
+static ody_status train(ody_ctx *ctx, const ody_config *cfg)
+{
+    ody_trainer *trainer = NULL;
+    ody_status st = ody_trainer_create(ctx, cfg, &trainer);
+    if (st == ODY_OK)
+        st = ody_trainer_run(trainer);
+    ody_trainer_destroy(trainer);
+    return st;
+}
+
+static int run(int argc, char **argv)
+{
+    ody_ctx *ctx = NULL;
+    if (ody_ctx_create(&ctx, MPI_COMM_WORLD) != ODY_OK) {
+        fprintf(stderr, "odyssey-dist: cannot create the MPI context\n");
+        return 1;
+    }
+    cli_args args;
+    int code = parse_args(argc, argv, ctx->rank, &args);
+    if (code != 0) {
+        ody_ctx_destroy(ctx);
+        return code < 0 ? 0 : code;
+    }
+    ody_config *cfg = calloc(1, sizeof *cfg);
+    ody_status st = cfg ? ODY_OK : ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the config");
+    st = ody_dist_agree(ctx, st);
+    if (st == ODY_OK)
+        st = ody_config_resolve(ctx, args.config, args.noverrides, args.overrides, cfg);
+    if (st == ODY_OK) {
+        ctx->log_level = level_from_name(cfg->logging.level);
+        st = args.print_config ? print_config(ctx, cfg) : ody_stop_signals_install(ctx);
+        if (st == ODY_OK && !args.print_config)
+            st = train(ctx, cfg);
+    }
+    if (st != ODY_OK && ctx->rank == 0)
+        fprintf(stderr, "odyssey-dist: %s: %s\n", ody_status_name(st), ody_ctx_error(ctx));
+    free(cfg);
+    ody_ctx_destroy(ctx);
+    return ody_status_exit_code(st);
+}
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    int provided = 0;
+    /* The loader's prefetch thread never calls MPI. */
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "odyssey-dist: MPI_Init failed\n");
+        return 1;
+    }
+    int code = run(argc, argv);
     MPI_Finalize();
-    return 0;
+    return code;
 }

@@ -1,0 +1,108 @@
+/*
+ * dist: what ranks do together. Agreement ("did every rank succeed?"),
+ * parameter broadcast and fingerprints, exact integer reductions for
+ * metrics, and the gradient reducer: a bucketed MPI_Iallreduce over the
+ * flat gradient buffer that starts each bucket as soon as backward has
+ * finished its layers, or one blocking allreduce for comparison.
+ *
+ * Every function here is collective over ctx->comm: every rank must make
+ * the same calls in the same order.
+ */
+#ifndef ODYSSEY_DIST_H
+#define ODYSSEY_DIST_H
+
+#include "odyssey/core.h"
+#include "odyssey/nn.h"
+
+/*
+ * Agree on a status: every rank passes its own; every rank returns the
+ * first failing rank's status (lowest rank), and its message, prefixed
+ * "rank N: " when the job has more than one rank, lands in every ctx.
+ * Returns ODY_OK only when every rank passed ODY_OK.
+ */
+ody_status ody_dist_agree(ody_ctx *ctx, ody_status local);
+
+/* Broadcast n floats from rank 0. */
+ody_status ody_dist_bcast_floats(ody_ctx *ctx, float *buf, size_t n);
+
+/*
+ * Compare a fingerprint (hash of n floats) across ranks. On a mismatch
+ * returns ODY_ERR_INTERNAL on every rank naming the first rank whose
+ * fingerprint differs from rank 0's and `when` ("after step 300").
+ */
+ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, const char *when);
+
+/* Sum n int64 values across ranks in place (exact). */
+ody_status ody_dist_sum_i64(ody_ctx *ctx, int64_t *vals, int n);
+/* Mean and max across ranks of n doubles (for per-phase times). */
+ody_status ody_dist_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n);
+
+/* Loss values are summed as fixed point with this many fraction bits, so
+ * metric sums do not depend on how samples are spread over ranks. */
+#define ODY_LOSS_FRAC_BITS 32
+static inline int64_t ody_loss_to_fixed(double loss)
+{
+    return (int64_t)(loss * 4294967296.0 + (loss >= 0 ? 0.5 : -0.5));
+}
+static inline double ody_loss_from_fixed(int64_t v) { return (double)v / 4294967296.0; }
+
+/* ------------------------------------------------------------ step vote */
+
+/*
+ * A step's vote: one small nonblocking allreduce of counters every rank
+ * contributes to (a failure, a non-finite loss, a stop signal), started
+ * after the loss and before backward so it overlaps backward. Every rank
+ * must start it at the same point relative to the gradient buckets.
+ */
+enum { ODY_VOTE_FAILED = 0, ODY_VOTE_NONFINITE, ODY_VOTE_STOP, ODY_VOTE_COUNT };
+
+typedef struct {
+    int64_t local[ODY_VOTE_COUNT];
+    int64_t total[ODY_VOTE_COUNT];
+    MPI_Request req;
+    bool started;
+} ody_vote;
+
+/* Start the allreduce of vote->local into vote->total. */
+ody_status ody_vote_start(ody_ctx *ctx, ody_vote *vote);
+/* Wait for it; adds the seconds waited to *wait_seconds. */
+ody_status ody_vote_finish(ody_ctx *ctx, ody_vote *vote, double *wait_seconds);
+
+/* ------------------------------------------------------- gradient reducer */
+
+typedef enum {
+    ODY_REDUCE_BUCKETED = 0, /* MPI_Iallreduce per bucket, overlapped with backward */
+    ODY_REDUCE_BLOCKING      /* one MPI_Allreduce of the whole buffer after backward */
+} ody_reduce_mode;
+
+typedef struct ody_reducer ody_reducer;
+
+/*
+ * A reducer for the model's gradient arena. Buckets are whole layers taken
+ * from the last layer backwards until a bucket holds at least bucket_bytes,
+ * so each is a contiguous range of the flat buffer and is complete as soon
+ * as backward has passed its first layer.
+ */
+ody_status ody_reducer_create(ody_ctx *ctx, ody_model *model, ody_reduce_mode mode,
+                              size_t bucket_bytes, ody_reducer **out);
+void ody_reducer_destroy(ody_ctx *ctx, ody_reducer *r);
+/* Buckets in use (1 in blocking mode). */
+int ody_reducer_buckets(const ody_reducer *r);
+
+/*
+ * The hook to pass to ody_model_backward (user = the reducer) on the
+ * backward pass whose gradients are to be reduced: starts every bucket
+ * whose layers are done and progresses those in flight.
+ */
+void ody_reducer_layer_ready(void *reducer, int layer);
+/*
+ * Start what has not started (all of it in blocking mode, or when backward
+ * did not run on this rank) and wait for every bucket. After it, every
+ * rank holds the sum of all ranks' gradients. *wait_seconds gets the time
+ * spent waiting here.
+ */
+ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds);
+/* Bytes this rank has handed to allreduce since creation. */
+uint64_t ody_reducer_bytes_sent(const ody_reducer *r);
+
+#endif /* ODYSSEY_DIST_H */

@@ -1,0 +1,256 @@
+/*
+ * train: the training step, the loop, metrics (TrainingMetrics,
+ * LossTracker), callbacks, and the trainer that wires a resolved config
+ * into data, model, optimizer, reducer and logs.
+ *
+ * One step, as data flows: loader -> forward -> loss -> backward (bucket
+ * allreduces start as layers finish) -> wait -> optimizer -> metrics ->
+ * callbacks. The names follow the seed's training-infrastructure design:
+ * training_step, TrainingLoop.run / run_epoch / run_epoch_manual,
+ * TrainerConfig, TrainingMetrics, LossTracker.
+ */
+#ifndef ODYSSEY_TRAIN_H
+#define ODYSSEY_TRAIN_H
+
+#include "odyssey/core.h"
+#include "odyssey/data.h"
+#include "odyssey/dist.h"
+#include "odyssey/io.h"
+#include "odyssey/nn.h"
+#include "odyssey/optim.h"
+
+/* The seed's TrainerConfig is the config's training section. */
+typedef ody_training_config ody_trainer_config;
+
+/* ------------------------------------------------------------------ step */
+
+/* Local sums of one step: exact (fixed-point loss) so ranks add exactly. */
+typedef struct {
+    int64_t loss_fixed; /* sum of per-sample losses, ody_loss_to_fixed */
+    int64_t correct;    /* rows whose argmax equals the label */
+    int64_t count;      /* rows */
+    bool nonfinite;     /* some loss was inf or NaN */
+} ody_step_result;
+
+/*
+ * The five parts of a training step (the seed's training_step), each with
+ * the caller's context pointer. Any may be NULL to skip it.
+ */
+typedef struct {
+    ody_status (*zero_grad)(void *user);
+    ody_status (*forward)(void *user, const ody_batch *batch);
+    ody_status (*loss)(void *user, const ody_batch *batch, ody_step_result *res);
+    ody_status (*backward)(void *user, const ody_batch *batch);
+    ody_status (*optimizer_step)(void *user);
+} ody_step_ops;
+
+/*
+ * Run one step on a batch: zero_grad (when zero_grad_first), forward,
+ * loss, backward, optimizer_step (when step_optimizer; false for all but
+ * the last micro-batch of an accumulated step). Stops at the first part
+ * that fails and returns its status.
+ */
+ody_status ody_training_step(const ody_step_ops *ops, void *user, const ody_batch *batch,
+                             bool zero_grad_first, bool step_optimizer, ody_step_result *res);
+
+/* --------------------------------------------------------------- metrics */
+
+/* One epoch's record, kept for the summary, plots and checkpoints. */
+typedef struct {
+    int64_t epoch;
+    double train_loss, train_accuracy;
+    double val_loss, val_accuracy; /* NaN when not validated */
+    double lr;
+    double samples_per_sec;
+} ody_epoch_record;
+
+/* The seed's TrainingMetrics. Accuracies are fractions in [0, 1]. */
+typedef struct {
+    int64_t current_epoch;
+    int64_t current_batch;
+    double train_loss, train_accuracy;
+    double val_loss, val_accuracy;
+    double best_val_loss, best_val_accuracy;
+    int64_t best_epoch; /* epoch of best_val_accuracy (-1 before any) */
+    /* sums of the current epoch on this rank */
+    int64_t epoch_loss_fixed, epoch_correct, epoch_count;
+    ody_epoch_record *history;
+    int64_t history_len, history_cap;
+} ody_training_metrics;
+
+void ody_training_metrics_init(ody_training_metrics *m);
+void ody_training_metrics_free(ody_training_metrics *m);
+/* Start an epoch: zero the running sums, set current_epoch. */
+void ody_training_metrics_reset_epoch(ody_training_metrics *m, int64_t epoch);
+/* Add a step's local sums. */
+void ody_training_metrics_update_train(ody_training_metrics *m, const ody_step_result *r);
+/* Set the epoch's train loss/accuracy from global sums (after reduction). */
+void ody_training_metrics_set_train(ody_training_metrics *m, int64_t loss_fixed, int64_t correct,
+                                    int64_t count);
+/* Record validation results; returns true when accuracy improved on the best. */
+bool ody_training_metrics_update_val(ody_training_metrics *m, double loss, double accuracy);
+/* Append the current epoch to the history (false when out of memory). */
+bool ody_training_metrics_push_epoch(ody_training_metrics *m, double lr, double samples_per_sec);
+/* Print the summary table of every epoch and the best values. */
+void ody_training_metrics_print_summary(const ody_training_metrics *m, FILE *out);
+
+/* The seed's LossTracker: all-time average and a moving window. */
+typedef struct {
+    int window;
+    int filled, next;
+    double *recent;
+    double total;
+    int64_t count;
+} ody_loss_tracker;
+
+ody_status ody_loss_tracker_init(ody_ctx *ctx, ody_loss_tracker *t, int window);
+void ody_loss_tracker_free(ody_loss_tracker *t);
+void ody_loss_tracker_add(ody_loss_tracker *t, double loss);
+/* Mean of every value added (0 when none). */
+double ody_loss_tracker_average(const ody_loss_tracker *t);
+/* Mean of the last `window` values (0 when none). */
+double ody_loss_tracker_recent_average(const ody_loss_tracker *t);
+
+/* ------------------------------------------------------------- callbacks */
+
+typedef struct ody_training_loop ody_training_loop;
+
+/*
+ * Lifecycle hooks. A user extends the loop with a table of function
+ * pointers and a context (self); any hook may be NULL. A hook that returns
+ * an error stops the run with that error (on every rank: hooks run on every
+ * rank, and their status is agreed at the next boundary).
+ */
+typedef struct {
+    const char *name;
+    ody_status (*on_train_begin)(void *self, ody_training_loop *loop);
+    ody_status (*on_train_end)(void *self, ody_training_loop *loop);
+    ody_status (*on_epoch_begin)(void *self, ody_training_loop *loop);
+    ody_status (*on_epoch_end)(void *self, ody_training_loop *loop);
+    ody_status (*on_batch_begin)(void *self, ody_training_loop *loop);
+    ody_status (*on_batch_end)(void *self, ody_training_loop *loop);
+    ody_status (*on_validation_end)(void *self, ody_training_loop *loop);
+    ody_status (*on_checkpoint_saved)(void *self, ody_training_loop *loop, const char *path);
+    /* Release self (called when the loop is destroyed; may be NULL). */
+    void (*destroy)(void *self);
+} ody_callback_ops;
+
+#define ODY_MAX_CALLBACKS 16
+
+typedef struct {
+    const ody_callback_ops *ops;
+    void *self;
+} ody_callback;
+
+/* --------------------------------------------------------------- the loop */
+
+/* What the loop knows about the current position and speed. */
+typedef struct {
+    int64_t epoch;          /* 0-based epoch in progress */
+    int64_t step_in_epoch;  /* micro-steps done in this epoch */
+    int64_t steps_per_epoch;
+    int64_t global_step;    /* optimizer steps done in all */
+    int64_t samples_seen;   /* global samples trained on in all */
+    double lr;
+    double epoch_start_time;
+    double epoch_train_seconds;
+    int64_t epoch_samples;  /* global samples trained on in this epoch */
+    ody_phase_times times;  /* this rank's phase seconds in this epoch */
+    ody_phase_times times_mean, times_max; /* reduced at the epoch end */
+    bool validated;         /* validation ran at the end of this epoch */
+    bool stop;              /* a callback asked to stop after this epoch */
+    bool stop_signal;       /* some rank got SIGTERM/SIGUSR1: stop at this step */
+} ody_loop_state;
+
+struct ody_training_loop {
+    ody_ctx *ctx;
+    const ody_config *cfg;
+    ody_model *model;
+    ody_optimizer *optimizer;
+    ody_reducer *reducer;
+    ody_dataset *train_set, *val_set;
+    ody_sampler *sampler, *val_sampler;
+    ody_loader *loader, *val_loader;
+    ody_loss_kind loss_kind;
+    int64_t global_batch;   /* samples per micro-step across ranks */
+    ody_training_metrics metrics;
+    ody_loss_tracker tracker;
+    ody_loop_state state;
+    ody_step_result last_step; /* local sums of the last optimizer step */
+    float *losses;          /* (max local rows) per-sample losses */
+    float *dlogits;         /* (max local rows, classes) */
+    size_t max_rows;        /* rows the buffers above hold */
+    /* the optimizer step in progress */
+    int64_t group_count;    /* global samples of this optimizer step */
+    bool last_micro;        /* this micro-batch ends the optimizer step */
+    bool local_failed;      /* this rank failed before its backward */
+    ody_vote vote;
+    const float *logits;
+    ody_forward_info fwd;
+    int ncallbacks;
+    ody_callback callbacks[ODY_MAX_CALLBACKS];
+};
+
+/*
+ * Create the loop from parts the caller built (the trainer does this from
+ * a config). The loop does not own model, optimizer, data or reducer.
+ * Allocates its buffers for the sampler's largest share.
+ */
+ody_status ody_training_loop_init(ody_training_loop *loop, ody_ctx *ctx, const ody_config *cfg);
+void ody_training_loop_free(ody_training_loop *loop);
+/* Add a callback (the loop calls ops->destroy(self) when freed). */
+ody_status ody_training_loop_add_callback(ody_training_loop *loop, const ody_callback_ops *ops,
+                                          void *self);
+/*
+ * Train epochs [state.epoch, cfg.training.epochs) with validation every
+ * validate_interval epochs and callbacks at every boundary. Collective.
+ */
+ody_status ody_training_loop_run(ody_training_loop *loop);
+/* Train one epoch from state.step_in_epoch to its end. Collective. */
+ody_status ody_training_loop_run_epoch(ody_training_loop *loop);
+/*
+ * Evaluate the validation set: global mean loss and accuracy, exact
+ * across ranks (each rank evaluates its contiguous share). Collective.
+ */
+ody_status ody_training_loop_validate(ody_training_loop *loop, double *loss, double *accuracy);
+
+/*
+ * The seed's legacy run_epoch_manual: slice in-memory arrays x (n, sample
+ * numel) and y (n) into batches of batch_size rows in order and call
+ * fn(user, batch) for each; fn usually calls ody_training_step. Not
+ * distributed; no sampler; batch ids are the row indices.
+ */
+typedef ody_status (*ody_manual_batch_fn)(void *user, const ody_batch *batch);
+ody_status ody_training_loop_run_epoch_manual(ody_training_loop *loop, const float *x,
+                                              const int32_t *y, int64_t n, int batch_size,
+                                              ody_manual_batch_fn fn, void *user);
+
+/* -------------------------------------------------------------- signals */
+
+/*
+ * SIGTERM and SIGUSR1 (what schedulers send before a time limit or a
+ * preemption) only set a flag; the ranks agree on it at the next step
+ * boundary. Installed by the program, once.
+ */
+ody_status ody_stop_signals_install(ody_ctx *ctx);
+/* Number of stop signals received so far by this process. */
+int ody_stop_signals_received(void);
+
+/* ------------------------------------------------------------- trainer */
+
+typedef struct ody_trainer ody_trainer;
+
+/*
+ * Build everything a run needs from a resolved config: run directory,
+ * data, model (initialised and broadcast from rank 0), optimizer, reducer,
+ * loop and the built-in callbacks. Collective; errors are agreed so every
+ * rank returns the same status and message.
+ */
+ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, ody_trainer **out);
+/* Train to the end. Collective. */
+ody_status ody_trainer_run(ody_trainer *t);
+/* The loop inside (for tests and callbacks). */
+ody_training_loop *ody_trainer_loop(ody_trainer *t);
+void ody_trainer_destroy(ody_trainer *t);
+
+#endif /* ODYSSEY_TRAIN_H */

@@ -1,0 +1,173 @@
+/* dist: the gradient reducer (bucketed nonblocking or one blocking allreduce). */
+#include "odyssey/dist.h"
+
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    size_t begin, end; /* float range of the gradient arena */
+    int ready_layer;   /* complete once backward has finished this layer */
+    bool started;
+    MPI_Request req;
+} bucket;
+
+struct ody_reducer {
+    ody_ctx *ctx;
+    ody_reduce_mode mode;
+    float *grads;
+    int nbuckets;
+    bucket *buckets;   /* in launch order: last layers first */
+    int next;          /* first bucket not yet started */
+    bool idle_sleep;   /* more ranks than cores here: sleep instead of spinning */
+    uint64_t bytes_sent;
+    ody_status error;
+};
+
+/* Group the layers with parameters, last first, into buckets of at least
+ * `floats` floats each. Returns the number of buckets written to b (b may
+ * be NULL to count). */
+static int plan_buckets(const ody_model *m, size_t floats, bucket *b)
+{
+    int n = 0;
+    size_t begin = 0, end = 0;
+    int lowest = -1;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const ody_range *r = &m->layer_range[i];
+        if (r->end == r->begin)
+            continue;
+        if (lowest < 0)
+            end = r->end;
+        begin = r->begin;
+        lowest = i;
+        if (end - begin >= floats) {
+            if (b)
+                b[n] = (bucket){.begin = begin, .end = end, .ready_layer = lowest};
+            n++;
+            lowest = -1;
+        }
+    }
+    if (lowest >= 0) {
+        if (b)
+            b[n] = (bucket){.begin = begin, .end = end, .ready_layer = lowest};
+        n++;
+    }
+    return n;
+}
+
+static long online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+
+ody_status ody_reducer_create(ody_ctx *ctx, ody_model *model, ody_reduce_mode mode,
+                              size_t bucket_bytes, ody_reducer **out)
+{
+    *out = NULL;
+    ody_reducer *r = calloc(1, sizeof *r);
+    size_t floats = (mode == ODY_REDUCE_BLOCKING) ? SIZE_MAX : bucket_bytes / sizeof(float);
+    if (floats == 0)
+        floats = 1;
+    int n = plan_buckets(model, floats, NULL);
+    if (r)
+        r->buckets = calloc((size_t)(n > 0 ? n : 1), sizeof *r->buckets);
+    if (!r || !r->buckets) {
+        free(r);
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the gradient reducer");
+    }
+    r->ctx = ctx;
+    r->mode = mode;
+    r->grads = model->grads.data;
+    r->nbuckets = plan_buckets(model, floats, r->buckets);
+    r->idle_sleep = ctx->node_size > online_cores();
+    *out = r;
+    return ODY_OK;
+}
+
+void ody_reducer_destroy(ody_ctx *ctx, ody_reducer *r)
+{
+    (void)ctx;
+    if (!r)
+        return;
+    free(r->buckets);
+    free(r);
+}
+
+int ody_reducer_buckets(const ody_reducer *r) { return r->nbuckets; }
+
+uint64_t ody_reducer_bytes_sent(const ody_reducer *r) { return r->bytes_sent; }
+
+static void start_bucket(ody_reducer *r, bucket *b)
+{
+    int count = (int)(b->end - b->begin);
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, r->grads + b->begin, count, MPI_FLOAT, MPI_SUM,
+                            r->ctx->comm, &b->req);
+    if (rc != MPI_SUCCESS && r->error == ODY_OK)
+        r->error = ody_fail(r->ctx, ODY_ERR_MPI, "gradient allreduce of %d floats failed", count);
+    b->started = true;
+    r->bytes_sent += (uint64_t)count * sizeof(float);
+}
+
+/* Let MPI move the buckets in flight forward (nonblocking progress). */
+static void progress(ody_reducer *r)
+{
+    for (int i = 0; i < r->next; i++) {
+        if (r->buckets[i].req == MPI_REQUEST_NULL)
+            continue;
+        int done = 0;
+        MPI_Test(&r->buckets[i].req, &done, MPI_STATUS_IGNORE);
+    }
+}
+
+void ody_reducer_layer_ready(void *reducer, int layer)
+{
+    ody_reducer *r = reducer;
+    if (r->mode == ODY_REDUCE_BLOCKING)
+        return;
+    while (r->next < r->nbuckets && r->buckets[r->next].ready_layer >= layer)
+        start_bucket(r, &r->buckets[r->next++]);
+    progress(r);
+}
+
+/* Wait for one request; when ranks outnumber cores, poll with short sleeps
+ * so waiting ranks give their core to ranks that compute. */
+static int wait_request(ody_reducer *r, MPI_Request *req)
+{
+    if (!r->idle_sleep)
+        return MPI_Wait(req, MPI_STATUS_IGNORE);
+    int done = 0, rc = MPI_SUCCESS;
+    const struct timespec nap = {0, 20000};
+    while (rc == MPI_SUCCESS && !done) {
+        rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (!done)
+            nanosleep(&nap, NULL);
+    }
+    return rc;
+}
+
+ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds)
+{
+    double t0 = ody_now();
+    if (r->mode == ODY_REDUCE_BLOCKING) {
+        bucket *b = &r->buckets[0];
+        int rc = MPI_Allreduce(MPI_IN_PLACE, r->grads + b->begin, (int)(b->end - b->begin),
+                               MPI_FLOAT, MPI_SUM, r->ctx->comm);
+        r->bytes_sent += (uint64_t)(b->end - b->begin) * sizeof(float);
+        if (rc != MPI_SUCCESS && r->error == ODY_OK)
+            r->error = ody_fail(r->ctx, ODY_ERR_MPI, "gradient allreduce failed");
+    } else {
+        while (r->next < r->nbuckets)
+            start_bucket(r, &r->buckets[r->next++]);
+        for (int i = 0; i < r->nbuckets; i++) {
+            if (wait_request(r, &r->buckets[i].req) != MPI_SUCCESS && r->error == ODY_OK)
+                r->error = ody_fail(r->ctx, ODY_ERR_MPI, "waiting for gradient bucket %d failed", i);
+            r->buckets[i].started = false;
+        }
+    }
+    r->next = 0;
+    *wait_seconds += ody_now() - t0;
+    ody_status st = r->error;
+    r->error = ODY_OK;
+    return st;
+}

@@ -1,0 +1,218 @@
+/* train: the trainer wires a resolved config into data, model, optimizer,
+ * reducer, loop and callbacks. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train/train_internal.h"
+
+struct ody_trainer {
+    ody_ctx *ctx;
+    const ody_config *cfg;
+    char run_dir[1024];
+    ody_dataset *train_set, *val_set;
+    ody_model *model;
+    ody_optimizer *optimizer;
+    ody_reducer *reducer;
+    ody_sampler *sampler, *val_sampler;
+    ody_loader *loader, *val_loader;
+    ody_training_loop loop;
+};
+
+/* OpenBLAS threads per rank: the config's, or the node's cores shared out
+ * among the ranks on the node (at least one). */
+static int blas_threads(const ody_ctx *ctx, const ody_config *cfg)
+{
+    if (cfg->distributed.blas_threads > 0)
+        return (int)cfg->distributed.blas_threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long per_rank = cores / (ctx->node_size > 0 ? ctx->node_size : 1);
+    return per_rank > 1 ? (int)per_rank : 1;
+}
+
+/* Rank 0 makes the run directory and writes the resolved config there. */
+static ody_status make_run_dir(ody_trainer *t)
+{
+    ody_ctx *ctx = t->ctx;
+    const ody_config *cfg = t->cfg;
+    int len = snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", cfg->experiment.output_dir,
+                       cfg->experiment.name);
+    if (len >= (int)sizeof t->run_dir)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "run directory path too long: %s/%s",
+                        cfg->experiment.output_dir, cfg->experiment.name);
+    if (ctx->rank != 0)
+        return ODY_OK;
+    ody_status st = ody_mkdirs(ctx, t->run_dir);
+    char *yaml = NULL;
+    if (st == ODY_OK)
+        st = ody_config_to_yaml(ctx, cfg, &yaml);
+    if (st == ODY_OK) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
+        st = ody_write_file_atomic(ctx, path, yaml, strlen(yaml));
+    }
+    free(yaml);
+    return st;
+}
+
+static ody_status open_data(ody_trainer *t)
+{
+    const ody_config *cfg = t->cfg;
+    return ody_data_open(t->ctx, &cfg->data, (uint64_t)cfg->experiment.seed,
+                         cfg->model.input_shape, cfg->model.num_classes, &t->train_set,
+                         &t->val_set);
+}
+
+/* Every rank builds the model; rank 0's initial weights are broadcast and
+ * the fingerprints compared, so all ranks start from the same point. */
+static ody_status build_model(ody_trainer *t)
+{
+    ody_ctx *ctx = t->ctx;
+    ody_status st = ody_model_create(ctx, &t->cfg->model, &t->model);
+    st = ody_dist_agree(ctx, st);
+    if (st != ODY_OK)
+        return st;
+    ody_model_init_params(t->model, (uint64_t)t->cfg->experiment.seed);
+    st = ody_dist_bcast_floats(ctx, t->model->params.data, t->model->params.size);
+    if (st == ODY_OK)
+        st = ody_dist_check_consistent(ctx, t->model->params.data, t->model->params.size,
+                                       "at start");
+    return st;
+}
+
+static ody_status build_optimizer(ody_trainer *t)
+{
+    const ody_optimizer_config *oc = &t->cfg->optimizer;
+    ody_optimizer_params p = {.momentum = oc->momentum,
+                              .dampening = oc->dampening,
+                              .weight_decay = oc->weight_decay,
+                              .nesterov = oc->nesterov};
+    if (!ody_optimizer_kind_from_name(oc->name, &p.kind))
+        return ody_fail(t->ctx, ODY_ERR_CONFIG, "optimizer.name: unknown optimizer '%s'", oc->name);
+    ody_status st = ody_optimizer_create(t->ctx, &p, t->model->params.size, &t->optimizer);
+    if (st == ODY_OK)
+        st = ody_reducer_create(t->ctx, t->model, ODY_REDUCE_BUCKETED, 64 * 1024, &t->reducer);
+    return st;
+}
+
+static int64_t global_batch(const ody_ctx *ctx, const ody_config *cfg)
+{
+    if (cfg->training.batch_size_per_rank > 0)
+        return cfg->training.batch_size_per_rank * ctx->size;
+    return cfg->training.batch_size;
+}
+
+static ody_status build_loaders(ody_trainer *t)
+{
+    ody_ctx *ctx = t->ctx;
+    const ody_config *cfg = t->cfg;
+    uint64_t seed = (uint64_t)cfg->experiment.seed;
+    ody_status st = ody_sampler_create(ctx, &t->sampler, t->train_set->n, global_batch(ctx, cfg),
+                                       cfg->training.shuffle, cfg->training.drop_last, seed, 1);
+    if (st == ODY_OK)
+        st = ody_loader_create(ctx, &t->loader, t->train_set, t->sampler, cfg->data.prefetch);
+    if (st == ODY_OK && t->val_set)
+        st = ody_sampler_create(ctx, &t->val_sampler, t->val_set->n, cfg->training.val_batch_size,
+                                false, false, seed, 1);
+    if (st == ODY_OK && t->val_set)
+        st = ody_loader_create(ctx, &t->val_loader, t->val_set, t->val_sampler, cfg->data.prefetch);
+    return st;
+}
+
+static ody_status build_loop(ody_trainer *t)
+{
+    ody_training_loop *loop = &t->loop;
+    ody_status st = ody_training_loop_init(loop, t->ctx, t->cfg);
+    if (st != ODY_OK)
+        return st;
+    loop->model = t->model;
+    loop->optimizer = t->optimizer;
+    loop->reducer = t->reducer;
+    loop->train_set = t->train_set;
+    loop->val_set = t->val_set;
+    loop->sampler = t->sampler;
+    loop->val_sampler = t->val_sampler;
+    loop->loader = t->loader;
+    loop->val_loader = t->val_loader;
+    loop->global_batch = t->sampler->batch;
+    loop->loss_kind = strcmp(t->cfg->training.loss, "mse") == 0 ? ODY_LOSS_MSE
+                                                                 : ODY_LOSS_CROSS_ENTROPY;
+    loop->state.lr = t->cfg->optimizer.learning_rate;
+    int64_t rows = ody_sampler_max_local(t->sampler);
+    if (t->val_sampler && ody_sampler_max_local(t->val_sampler) > rows)
+        rows = ody_sampler_max_local(t->val_sampler);
+    st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+    if (st == ODY_OK)
+        st = ody_callback_console_add(loop);
+    if (st == ODY_OK)
+        st = ody_callback_metrics_log_add(loop, t->run_dir);
+    return st;
+}
+
+static void log_start(const ody_trainer *t)
+{
+    const ody_config *cfg = t->cfg;
+    int64_t b = t->sampler->batch;
+    ody_model_summary(t->ctx, t->model);
+    ody_log(t->ctx, ODY_LOG_INFO,
+            "odyssey-dist %s: %d rank(s), %d BLAS thread(s) each; model %s (%zu parameters); "
+            "data %s: %lld train, %lld validation; global batch %lld (%lld to %lld per rank); "
+            "run directory %s",
+            ODY_VERSION, t->ctx->size, blas_threads(t->ctx, cfg), cfg->model.name,
+            t->model->nparams, cfg->data.name, (long long)t->train_set->n,
+            (long long)(t->val_set ? t->val_set->n : 0), (long long)b,
+            (long long)(b / t->ctx->size), (long long)ody_sampler_max_local(t->sampler),
+            t->run_dir);
+}
+
+ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, ody_trainer **out)
+{
+    *out = NULL;
+    ody_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return ody_dist_agree(ctx, ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the trainer"));
+    t->ctx = ctx;
+    t->cfg = cfg;
+    openblas_set_num_threads(blas_threads(ctx, cfg));
+    ody_status st = ody_dist_agree(ctx, make_run_dir(t));
+    if (st == ODY_OK)
+        st = ody_dist_agree(ctx, open_data(t));
+    if (st == ODY_OK)
+        st = build_model(t);
+    if (st == ODY_OK)
+        st = ody_dist_agree(ctx, build_optimizer(t));
+    if (st == ODY_OK)
+        st = ody_dist_agree(ctx, build_loaders(t));
+    if (st == ODY_OK)
+        st = ody_dist_agree(ctx, build_loop(t));
+    if (st != ODY_OK) {
+        ody_trainer_destroy(t);
+        return st;
+    }
+    log_start(t);
+    *out = t;
+    return ODY_OK;
+}
+
+ody_status ody_trainer_run(ody_trainer *t) { return ody_training_loop_run(&t->loop); }
+
+ody_training_loop *ody_trainer_loop(ody_trainer *t) { return &t->loop; }
+
+void ody_trainer_destroy(ody_trainer *t)
+{
+    if (!t)
+        return;
+    ody_ctx *ctx = t->ctx;
+    ody_training_loop_free(&t->loop);
+    ody_loader_destroy(ctx, t->val_loader);
+    ody_loader_destroy(ctx, t->loader);
+    ody_sampler_destroy(ctx, t->val_sampler);
+    ody_sampler_destroy(ctx, t->sampler);
+    ody_reducer_destroy(ctx, t->reducer);
+    ody_optimizer_destroy(ctx, t->optimizer);
+    ody_model_destroy(ctx, t->model);
+    ody_dataset_destroy(ctx, t->val_set);
+    ody_dataset_destroy(ctx, t->train_set);
+    free(t);
+}
