@@ -74,6 +74,8 @@ typedef struct {
  * that shape; other sets are checked against it). *val is NULL when
  * validation is "none". The split for validation: split is a function of
  * the seed. Errors (ODY_ERR_DATA) name the file and what is wrong.
+ * An empty name means fashion_mnist and an empty validation means test; a
+ * 1-D shape of the same size as the samples (a flat input) is accepted.
  * Every rank opens its own handles; not collective.
  */
 ody_status ody_data_open(ody_ctx *ctx, const ody_data_options *opt, uint64_t seed, ody_shape shape,
