@@ -141,7 +141,8 @@ int64_t ody_sampler_steps(const ody_sampler *s);
 void ody_sampler_set_epoch(ody_sampler *s, int64_t epoch);
 /*
  * This rank's share of `step`: the step's global positions split into
- * contiguous parts in rank order, sizes differing by at most one chunk.
+ * contiguous parts in rank order, sizes differing by at most one chunk
+ * (counted in chunks: the step's last chunk may be short).
  */
 void ody_sampler_share(const ody_sampler *s, int64_t step, ody_share *out);
 /* Largest local_count any rank gets in any step. */
