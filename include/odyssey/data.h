@@ -165,7 +165,9 @@ typedef struct ody_loader ody_loader;
 /*
  * A loader reads this rank's share of each step from ds in the sampler's
  * order. With prefetch, the next step is read on a thread while the caller
- * computes. Buffers are allocated here, never per step.
+ * computes. Buffers are allocated here, never per step. ds and sampler
+ * stay the caller's and must outlive the loader; start_epoch sets the
+ * sampler's epoch, and nothing else may change the sampler meanwhile.
  */
 ody_status ody_loader_create(ody_ctx *ctx, ody_loader **out, ody_dataset *ds, ody_sampler *sampler,
                              bool prefetch);
@@ -176,7 +178,7 @@ ody_status ody_loader_start_epoch(ody_ctx *ctx, ody_loader *l, int64_t epoch, in
  * The next batch of the epoch into *out (valid until the next call); *done
  * is set instead when the epoch has no more steps. A rank may get n = 0
  * rows in a step that has fewer samples than ranks. Read errors come back
- * with the data set's message.
+ * with the data set's message (again on each call, until start_epoch).
  */
 ody_status ody_loader_next(ody_ctx *ctx, ody_loader *l, ody_batch *out, bool *done);
 
