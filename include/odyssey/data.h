@@ -74,6 +74,8 @@ typedef struct {
  * that shape; other sets are checked against it). *val is NULL when
  * validation is "none". The split for validation: split is a function of
  * the seed. Errors (ODY_ERR_DATA) name the file and what is wrong.
+ * An empty name means fashion_mnist and an empty validation means test; a
+ * 1-D shape of the same size as the samples (a flat input) is accepted.
  * Every rank opens its own handles; not collective.
  */
 ody_status ody_data_open(ody_ctx *ctx, const ody_data_options *opt, uint64_t seed, ody_shape shape,
@@ -139,7 +141,8 @@ int64_t ody_sampler_steps(const ody_sampler *s);
 void ody_sampler_set_epoch(ody_sampler *s, int64_t epoch);
 /*
  * This rank's share of `step`: the step's global positions split into
- * contiguous parts in rank order, sizes differing by at most one chunk.
+ * contiguous parts in rank order, sizes differing by at most one chunk
+ * (counted in chunks: the step's last chunk may be short).
  */
 void ody_sampler_share(const ody_sampler *s, int64_t step, ody_share *out);
 /* Largest local_count any rank gets in any step. */
@@ -162,7 +165,9 @@ typedef struct ody_loader ody_loader;
 /*
  * A loader reads this rank's share of each step from ds in the sampler's
  * order. With prefetch, the next step is read on a thread while the caller
- * computes. Buffers are allocated here, never per step.
+ * computes. Buffers are allocated here, never per step. ds and sampler
+ * stay the caller's and must outlive the loader; start_epoch sets the
+ * sampler's epoch, and nothing else may change the sampler meanwhile.
  */
 ody_status ody_loader_create(ody_ctx *ctx, ody_loader **out, ody_dataset *ds, ody_sampler *sampler,
                              bool prefetch);
@@ -173,7 +178,7 @@ ody_status ody_loader_start_epoch(ody_ctx *ctx, ody_loader *l, int64_t epoch, in
  * The next batch of the epoch into *out (valid until the next call); *done
  * is set instead when the epoch has no more steps. A rank may get n = 0
  * rows in a step that has fewer samples than ranks. Read errors come back
- * with the data set's message.
+ * with the data set's message (again on each call, until start_epoch).
  */
 ody_status ody_loader_next(ody_ctx *ctx, ody_loader *l, ody_batch *out, bool *done);
 

@@ -1,0 +1,33 @@
+/*
+ * data, internal: what the files of src/data share and nothing else uses.
+ *
+ * Every data set kind is a struct whose first member is an ody_dataset
+ * (so an ody_dataset * is also a pointer to the kind's struct); its
+ * destroy op frees the struct with the size it was created with.
+ *
+ * Read ops are called through ody_dataset_read, which has already checked
+ * that every index is in [0, ds->n) (ODY_ERR_DATA naming ds->source if
+ * not), so a read op never reads outside its samples.
+ */
+#ifndef ODY_DATA_INTERNAL_H
+#define ODY_DATA_INTERNAL_H
+
+#include "odyssey/data.h"
+
+/*
+ * Allocate a zeroed data set object of `size` bytes (an ody_dataset first)
+ * with ops and source filled in. The caller fills in the rest.
+ */
+ody_status ody_data_new(ody_ctx *ctx, size_t size, const ody_dataset_ops *ops, const char *source,
+                        ody_dataset **out);
+
+/*
+ * Split base into two subsets that share it: *first gets base samples
+ * order[0..n_first), *second order[n_first..n). On success the two subsets
+ * own base together (the last one destroyed releases it); on failure base
+ * is still the caller's.
+ */
+ody_status ody_subset_split(ody_ctx *ctx, ody_dataset *base, const int64_t *order, int64_t n_first,
+                            ody_dataset **first, ody_dataset **second);
+
+#endif /* ODY_DATA_INTERNAL_H */

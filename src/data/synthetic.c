@@ -1,0 +1,125 @@
+/*
+ * data: synthetic classification data, made on demand.
+ *
+ * Sample i of (seed, salt) is a pure function of the three: its label is
+ * uniform over the classes, its image is the label's prototype plus
+ * Gaussian noise. A prototype is uniform in [-1, 1) per element and keyed by
+ * (seed, class) alone, so the training and validation sets (same seed,
+ * different salts) pose the same task. The noise (stddev 1.5) swamps any
+ * single element, so a net has to combine many of them: learnable, but not
+ * in one step. Only the prototypes are held, (classes, numel) floats.
+ *
+ * Counters of the ODY_STREAM_SYNTH stream: sample i uses c0 = salt << 40 | i
+ * (the label from c1 = UINT64_MAX, noise element e from c1 = e / 4);
+ * prototype k uses c0 = 2^63 | k. Hence i < 2^40 and salt < 2^23.
+ */
+#include "data/data_internal.h"
+
+#include <string.h>
+
+#define SYNTH_MAX_SAMPLES ((int64_t)1 << 40)
+#define SYNTH_MAX_SALT ((uint64_t)1 << 23)
+#define SYNTH_MAX_NUMEL ((int64_t)1 << 28)
+#define SYNTH_PROTOTYPE_C0 ((uint64_t)1 << 63)
+#define SYNTH_NOISE 1.5f
+
+typedef struct {
+    ody_dataset ds;
+    uint64_t seed, salt;
+    float *prototypes; /* (classes, numel) */
+    size_t prototype_bytes;
+} synthetic_dataset;
+
+static int32_t label_of(const synthetic_dataset *d, ody_rng_key key, uint64_t c0)
+{
+    uint32_t w[4];
+    ody_philox(key, c0, UINT64_MAX, w);
+    /* Multiply-shift: uniform over the classes without a modulo bias worth naming. */
+    return (int32_t)(((uint64_t)w[0] * (uint64_t)d->ds.num_classes) >> 32);
+}
+
+static ody_status synthetic_read(ody_dataset *ds, ody_ctx *ctx, const int64_t *indices, int n,
+                                 float *x, int32_t *y)
+{
+    const synthetic_dataset *d = (const synthetic_dataset *)ds;
+    ody_rng_key key = {.seed = d->seed, .stream = ODY_STREAM_SYNTH};
+    size_t numel = (size_t)ody_shape_numel(&ds->sample_shape);
+    for (int r = 0; r < n; r++) {
+        uint64_t c0 = (d->salt << 40) | (uint64_t)indices[r];
+        float *row = x + (size_t)r * numel;
+        y[r] = label_of(d, key, c0);
+        const float *proto = d->prototypes + (size_t)y[r] * numel;
+        ody_rng_normal(key, c0, numel, SYNTH_NOISE, row);
+        for (size_t e = 0; e < numel; e++)
+            row[e] += proto[e];
+    }
+    return ODY_OK;
+}
+
+static void synthetic_destroy(ody_dataset *ds, ody_ctx *ctx)
+{
+    synthetic_dataset *d = (synthetic_dataset *)ds;
+    ody_free(ctx, d->prototypes, d->prototype_bytes);
+    ody_free(ctx, d, sizeof *d);
+}
+
+static const ody_dataset_ops synthetic_ops = {
+    .kind = "synthetic", .read = synthetic_read, .destroy = synthetic_destroy};
+
+static ody_status check_request(ody_ctx *ctx, int64_t n, ody_shape shape, int classes,
+                                uint64_t salt)
+{
+    bool shape_ok = shape.ndim >= 1 && shape.ndim <= ODY_MAX_DIMS;
+    for (int i = 0; shape_ok && i < shape.ndim; i++)
+        shape_ok = shape.dims[i] > 0 && shape.dims[i] <= SYNTH_MAX_NUMEL;
+    if (shape_ok)
+        shape_ok = ody_shape_numel(&shape) <= SYNTH_MAX_NUMEL;
+    if (!shape_ok)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "synthetic: sample shape must have 1 to %d positive "
+                        "dimensions and at most %lld elements",
+                        ODY_MAX_DIMS, (long long)SYNTH_MAX_NUMEL);
+    if (n < 0 || n >= SYNTH_MAX_SAMPLES)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "synthetic: %lld samples is not in [0, 2^40)",
+                        (long long)n);
+    if (classes < 1)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "synthetic: %d classes (need at least 1)", classes);
+    if (salt >= SYNTH_MAX_SALT)
+        return ody_fail(ctx, ODY_ERR_INTERNAL, "synthetic: salt %llu is not below 2^23",
+                        (unsigned long long)salt);
+    return ODY_OK;
+}
+
+ody_status ody_synthetic_open(ody_ctx *ctx, int64_t n, ody_shape shape, int classes, uint64_t seed,
+                              uint64_t salt, ody_dataset **out)
+{
+    *out = NULL;
+    ody_status st = check_request(ctx, n, shape, classes, salt);
+    if (st != ODY_OK)
+        return st;
+    size_t numel = (size_t)ody_shape_numel(&shape);
+    size_t bytes = (size_t)classes * numel * sizeof(float);
+    void *prototypes = NULL;
+    st = ody_alloc(ctx, bytes, "synthetic class prototypes", &prototypes);
+    if (st == ODY_OK)
+        st = ody_data_new(ctx, sizeof(synthetic_dataset), &synthetic_ops, "synthetic", out);
+    if (st != ODY_OK) {
+        ody_free(ctx, prototypes, bytes);
+        return st;
+    }
+    synthetic_dataset *d = (synthetic_dataset *)*out;
+    ody_rng_key key = {.seed = seed, .stream = ODY_STREAM_SYNTH};
+    for (int k = 0; k < classes; k++)
+        ody_rng_uniform(key, SYNTH_PROTOTYPE_C0 | (uint64_t)k, numel, -1.0f, 1.0f,
+                        (float *)prototypes + (size_t)k * numel);
+    d->seed = seed;
+    d->salt = salt;
+    d->prototypes = prototypes;
+    d->prototype_bytes = bytes;
+    d->ds.n = n;
+    d->ds.sample_shape = shape;
+    d->ds.num_classes = classes;
+    d->ds.norm = (ody_normalize){.scale = 1.0f, .mean = 0.0f, .std = 1.0f};
+    d->ds.bytes_held = bytes;
+    return ODY_OK;
+}

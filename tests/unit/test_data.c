@@ -1,0 +1,968 @@
+/* Unit tests: data (IDX reader, synthetic, subsets and splits, sampler, loader). */
+#include "ody_test.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "odyssey/data.h"
+
+#define FASHION_DIR "/usr/share/datasets/fashion-mnist"
+
+/* ------------------------------------------------------------- fixture */
+
+typedef struct {
+    ody_ctx *ctx;
+    char dir[256]; /* scratch directory, removed with its files in teardown */
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f || ody_test_ctx_setup((void **)&f->ctx) != 0)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof f->dir, "%s/ody_test_data_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    DIR *d = opendir(f->dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", f->dir, e->d_name);
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(f->dir);
+    /* Every test releases what it opened: nothing from ody_alloc may be left. */
+    int leaked = f->ctx->bytes_allocated != 0;
+    if (leaked)
+        print_error("%zu bytes still allocated\n", f->ctx->bytes_allocated);
+    ody_test_ctx_teardown((void **)&f->ctx);
+    free(f);
+    return leaked ? -1 : 0;
+}
+
+#define FIXTURE(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+
+static const char *path_in(const fixture *f, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", f->dir, name);
+    return buf;
+}
+
+static void assert_error_has(const ody_ctx *ctx, const char *text)
+{
+    if (!strstr(ody_ctx_error(ctx), text))
+        fail_msg("error \"%s\" does not contain \"%s\"", ody_ctx_error(ctx), text);
+}
+
+/* ------------------------------------------------------- IDX fixtures */
+
+/*
+ * Write the IDX file `name` in the fixture directory (gzipped when the name
+ * ends in ".gz"): header (magic, dims) then data_len bytes of data.
+ */
+static void write_idx(const fixture *f, const char *name, uint32_t magic, const uint32_t *dims,
+                      int ndim, const uint8_t *data, size_t data_len)
+{
+    char path[512];
+    path_in(f, name, path, sizeof path);
+    size_t len = 4 + 4 * (size_t)ndim + data_len, name_len = strlen(name);
+    uint8_t *buf = malloc(len);
+    uint32_t words[4] = {magic, dims[0], ndim > 1 ? dims[1] : 0, ndim > 2 ? dims[2] : 0};
+    for (int w = 0; w <= ndim; w++)
+        for (int b = 0; b < 4; b++)
+            buf[4 * w + b] = (uint8_t)(words[w] >> (24 - 8 * b));
+    if (data_len)
+        memcpy(buf + 4 + 4 * ndim, data, data_len);
+    if (name_len > 3 && strcmp(name + name_len - 3, ".gz") == 0) {
+        gzFile g = gzopen(path, "wb");
+        assert_non_null(g);
+        assert_int_equal(gzwrite(g, buf, (unsigned)len), (int)len);
+        gzclose(g);
+    } else {
+        FILE *fp = fopen(path, "wb");
+        assert_non_null(fp);
+        assert_int_equal(fwrite(buf, 1, len, fp), len);
+        fclose(fp);
+    }
+    free(buf);
+}
+
+static uint8_t pixel(int64_t i, int p) { return (uint8_t)((i * 31 + p * 7) & 255); }
+
+/* n images of h x w with pixel(i, p); keep = bytes of data actually written (SIZE_MAX: all). */
+static void write_images(const fixture *f, const char *name, uint32_t n, uint32_t h, uint32_t w,
+                         size_t keep)
+{
+    size_t bytes = (size_t)n * h * w;
+    uint8_t *data = malloc(bytes + 1);
+    for (size_t k = 0; k < bytes; k++)
+        data[k] = pixel((int64_t)(k / (h * w)), (int)(k % (h * w)));
+    write_idx(f, name, 0x803, (uint32_t[]){n, h, w}, 3, data, keep < bytes ? keep : bytes);
+    free(data);
+}
+
+/* n labels i % 10, except sample `odd` gets label `odd_value` (odd < 0: none). */
+static void write_labels(const fixture *f, const char *name, uint32_t n, int odd, uint8_t odd_value)
+{
+    uint8_t *labels = malloc(n);
+    for (uint32_t i = 0; i < n; i++)
+        labels[i] = (uint8_t)(i % 10);
+    if (odd >= 0)
+        labels[odd] = odd_value;
+    write_idx(f, name, 0x801, (uint32_t[]){n}, 1, labels, n);
+    free(labels);
+}
+
+/* n images of 3x4 and their labels. */
+static void write_set(const fixture *f, const char *images, const char *labels, uint32_t n)
+{
+    write_images(f, images, n, 3, 4, SIZE_MAX);
+    write_labels(f, labels, n, -1, 0);
+}
+
+static ody_normalize plain(void) { return (ody_normalize){.scale = 1, .mean = 0, .std = 1}; }
+
+/* The status of opening images/labels in the fixture directory (a data set opened is closed again).
+ */
+static ody_status try_open(fixture *f, const char *images, const char *labels, int classes)
+{
+    char ip[512], lp[512];
+    ody_dataset *ds = NULL;
+    ody_status st = ody_idx_open(f->ctx, path_in(f, images, ip, sizeof ip),
+                                 path_in(f, labels, lp, sizeof lp), classes, plain(), &ds);
+    ody_dataset_destroy(f->ctx, ds);
+    return st;
+}
+
+/* Opening images/labels fails with ODY_ERR_DATA and a message containing text. */
+static void assert_open_fails(fixture *f, const char *images, const char *labels, int classes,
+                              const char *text)
+{
+    assert_int_equal(try_open(f, images, labels, classes), ODY_ERR_DATA);
+    assert_error_has(f->ctx, text);
+}
+
+/* --------------------------------------------------------- IDX tests */
+
+static void test_idx_reads_and_normalises(void **state)
+{
+    fixture *f = *state;
+    const ody_normalize norm = {.scale = 1.0f / 255.0f, .mean = 0.5f, .std = 0.25f};
+    for (int gz = 0; gz <= 1; gz++) {
+        const char *images = gz ? "img.gz" : "img", *labels = gz ? "lbl.gz" : "lbl";
+        char ip[512], lp[512];
+        path_in(f, images, ip, sizeof ip);
+        path_in(f, labels, lp, sizeof lp);
+        write_set(f, images, labels, 5);
+        ody_dataset *ds = NULL;
+        assert_int_equal(ody_idx_open(f->ctx, ip, lp, 10, norm, &ds), ODY_OK);
+        assert_int_equal(ds->n, 5);
+        assert_true(ody_shape_equal(&ds->sample_shape, &(ody_shape){3, {1, 3, 4}}));
+        assert_int_equal(ds->num_classes, 10);
+        assert_int_equal(ds->bytes_held, 5 * 12 + 5);
+        assert_string_equal(ds->source, ip);
+        assert_string_equal(ds->ops->kind, "idx");
+        const int64_t rows[3] = {4, 0, 2};
+        float x[3 * 12];
+        int32_t y[3];
+        assert_int_equal(ody_dataset_read(ds, f->ctx, rows, 3, x, y), ODY_OK);
+        for (int r = 0; r < 3; r++) {
+            assert_int_equal(y[r], rows[r] % 10);
+            for (int p = 0; p < 12; p++) {
+                float want = ((float)pixel(rows[r], p) * norm.scale - norm.mean) / norm.std;
+                assert_true(x[r * 12 + p] == want);
+            }
+        }
+        ody_dataset_destroy(f->ctx, ds);
+    }
+}
+
+static void test_idx_truncated(void **state)
+{
+    fixture *f = *state;
+    for (int gz = 0; gz <= 1; gz++) {
+        const char *name = gz ? "short.gz" : "short";
+        char p[512];
+        write_images(f, name, 5, 3, 4, 30);
+        write_labels(f, "lbl", 5, -1, 0);
+        assert_open_fails(f, name, "lbl", 10, path_in(f, name, p, sizeof p));
+        assert_error_has(f->ctx, "truncated: expected 60 bytes of image data, got 30");
+    }
+    write_idx(f, "stub", 0x803, (uint32_t[]){5}, 1, NULL, 0);
+    assert_open_fails(f, "stub", "lbl", 10,
+                      "truncated: expected 12 bytes of header dimensions, got 4");
+}
+
+static void test_idx_bad_magic(void **state)
+{
+    fixture *f = *state;
+    char p[512];
+    write_labels(f, "lbl", 5, -1, 0);
+    assert_open_fails(f, "lbl", "lbl", 10,
+                      "lbl: bad magic 0x00000801 (type 0x08 (unsigned byte), 1 dimension)");
+    assert_error_has(f->ctx, "expected 0x00000803");
+    write_idx(f, "float", 0xD03, (uint32_t[]){1, 1, 1}, 3, (uint8_t[4]){0}, 4);
+    assert_open_fails(f, "float", "lbl", 10, "type 0x0d (float), 3 dimensions");
+    FILE *fp = fopen(path_in(f, "text", p, sizeof p), "w");
+    fputs("hello, this is not IDX", fp);
+    fclose(fp);
+    assert_open_fails(f, "text", "lbl", 10, "not an IDX file");
+    write_images(f, "img", 5, 3, 4, SIZE_MAX);
+    assert_open_fails(f, "img", "img", 10, "expected 0x00000801 (IDX labels");
+}
+
+static void test_idx_bad_dimensions_and_trailing_data(void **state)
+{
+    fixture *f = *state;
+    write_labels(f, "lbl", 5, -1, 0);
+    write_idx(f, "zero", 0x803, (uint32_t[]){5, 0, 4}, 3, NULL, 0);
+    assert_open_fails(f, "zero", "lbl", 10, "dimension 1 of the header is zero");
+    write_idx(f, "huge", 0x803, (uint32_t[]){5, 100000, 4}, 3, NULL, 0);
+    assert_open_fails(f, "huge", "lbl", 10, "absurd");
+    write_idx(f, "many", 0x803, (uint32_t[]){4000000000u, 28, 28}, 3, NULL, 0);
+    assert_open_fails(f, "many", "lbl", 10, "absurd");
+    /* A header for 5 images over the data of 6. */
+    uint8_t data[72];
+    for (int k = 0; k < 72; k++)
+        data[k] = (uint8_t)k;
+    write_idx(f, "long", 0x803, (uint32_t[]){5, 3, 4}, 3, data, 72);
+    assert_open_fails(f, "long", "lbl", 10, "unexpected data after the 5 images");
+}
+
+static void test_idx_label_out_of_range(void **state)
+{
+    fixture *f = *state;
+    char p[512];
+    write_images(f, "img", 5, 3, 4, SIZE_MAX);
+    write_labels(f, "lbl", 5, 3, 10);
+    assert_open_fails(f, "img", "lbl", 10, path_in(f, "lbl", p, sizeof p));
+    assert_error_has(f->ctx, "label 10 of sample 3 is out of range");
+    assert_error_has(f->ctx, "10 classes");
+    assert_int_equal(try_open(f, "img", "lbl", 11), ODY_OK);
+}
+
+static void test_idx_count_mismatch_and_missing(void **state)
+{
+    fixture *f = *state;
+    char ip[512], lp[512];
+    write_images(f, "img", 5, 3, 4, SIZE_MAX);
+    write_labels(f, "lbl", 4, -1, 0);
+    assert_open_fails(f, "img", "lbl", 10, path_in(f, "img", ip, sizeof ip));
+    assert_error_has(f->ctx, path_in(f, "lbl", lp, sizeof lp));
+    assert_error_has(f->ctx, "5 images but");
+    assert_error_has(f->ctx, "4 labels");
+    assert_open_fails(f, "nothing-here", "lbl", 10,
+                      "nothing-here: cannot open: No such file or directory");
+}
+
+static void test_read_checks_indices(void **state)
+{
+    fixture *f = *state;
+    char ip[512], lp[512];
+    write_set(f, "img", "lbl", 5);
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_idx_open(f->ctx, path_in(f, "img", ip, sizeof ip),
+                                  path_in(f, "lbl", lp, sizeof lp), 10, plain(), &ds),
+                     ODY_OK);
+    float x[24];
+    int32_t y[2];
+    assert_int_equal(ody_dataset_read(ds, f->ctx, (int64_t[]){0, 5}, 2, x, y), ODY_ERR_DATA);
+    assert_error_has(f->ctx, "sample index 5 is out of range");
+    assert_int_equal(ody_dataset_read(ds, f->ctx, (int64_t[]){-1}, 1, x, y), ODY_ERR_DATA);
+    ody_dataset_destroy(f->ctx, ds);
+}
+
+/* ------------------------------------------------------ ody_data_open */
+
+static ody_data_options idx_options(const fixture *f)
+{
+    ody_data_options opt = {.scale = false};
+    snprintf(opt.name, sizeof opt.name, "idx");
+    snprintf(opt.path, sizeof opt.path, "%s", f->dir);
+    snprintf(opt.train_images, sizeof opt.train_images, "train-img");
+    snprintf(opt.train_labels, sizeof opt.train_labels, "train-lbl");
+    snprintf(opt.validation, sizeof opt.validation, "none");
+    return opt;
+}
+
+static void test_open_idx_tries_gz(void **state)
+{
+    fixture *f = *state;
+    char p[512];
+    write_set(f, "train-img.gz", "train-lbl", 5);
+    ody_data_options opt = idx_options(f);
+    ody_dataset *train = NULL, *val = (ody_dataset *)1;
+    assert_int_equal(ody_data_open(f->ctx, &opt, 1, ody_shape3(1, 3, 4), 10, &train, &val), ODY_OK);
+    assert_non_null(train);
+    assert_null(val);
+    assert_int_equal(train->n, 5);
+    assert_string_equal(train->source, path_in(f, "train-img.gz", p, sizeof p));
+    ody_dataset_destroy(f->ctx, train);
+
+    /* Default file names (fashion_mnist in another directory), ".gz" or not. */
+    write_set(f, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 5);
+    write_set(f, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 3);
+    ody_data_options fm = {.name = "fashion_mnist", .validation = "test", .scale = true};
+    snprintf(fm.path, sizeof fm.path, "%s", f->dir);
+    assert_int_equal(ody_data_open(f->ctx, &fm, 1, ody_shape3(1, 3, 4), 10, &train, &val), ODY_OK);
+    assert_int_equal(train->n, 5);
+    assert_int_equal(val->n, 3);
+    assert_true(train->norm.scale == 1.0f / 255.0f);
+    ody_dataset_destroy(f->ctx, val);
+    ody_dataset_destroy(f->ctx, train);
+
+    /* Training files but no test files: an error, and the training set is released again. */
+    unlink(path_in(f, "t10k-images-idx3-ubyte", p, sizeof p));
+    assert_int_equal(ody_data_open(f->ctx, &fm, 1, ody_shape3(1, 3, 4), 10, &train, &val),
+                     ODY_ERR_DATA);
+    assert_error_has(f->ctx, "t10k-images-idx3-ubyte: cannot open: No such file or directory");
+    assert_null(train);
+    assert_null(val);
+}
+
+/* The status of ody_data_open (what it opened is closed again). */
+static ody_status try_data_open(fixture *f, const ody_data_options *opt, ody_shape shape,
+                                int classes)
+{
+    ody_dataset *train = NULL, *val = NULL;
+    ody_status st = ody_data_open(f->ctx, opt, 1, shape, classes, &train, &val);
+    ody_dataset_destroy(f->ctx, train);
+    ody_dataset_destroy(f->ctx, val);
+    return st;
+}
+
+static void test_open_errors(void **state)
+{
+    fixture *f = *state;
+    char p[512];
+    write_set(f, "train-img", "train-lbl", 5);
+    ody_shape shape = ody_shape3(1, 3, 4);
+    ody_data_options opt = idx_options(f);
+    assert_int_equal(try_data_open(f, &opt, ody_shape3(3, 32, 32), 10), ODY_ERR_DATA);
+    char want[700];
+    snprintf(want, sizeof want,
+             "%s: images are 1x3x4 but the model expects 3x32x32 (model.input_shape)",
+             path_in(f, "train-img", p, sizeof p));
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    assert_int_equal(try_data_open(f, &opt, ody_shape1(12), 10),
+                     ODY_OK); /* flat input: same size */
+    assert_int_equal(try_data_open(f, &opt, shape, 4), ODY_ERR_DATA);
+    assert_error_has(f->ctx, "label 4 of sample 4 is out of range");
+
+    snprintf(opt.validation, sizeof opt.validation, "test");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_CONFIG);
+    assert_error_has(f->ctx, "data.test_images");
+    snprintf(opt.validation, sizeof opt.validation, "maybe");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_CONFIG);
+    assert_error_has(f->ctx, "data.validation: 'maybe'");
+    snprintf(opt.validation, sizeof opt.validation, "none");
+    snprintf(opt.train_images, sizeof opt.train_images, "absent");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_DATA);
+    assert_error_has(f->ctx, "absent: cannot open: No such file or directory (tried ");
+    assert_error_has(f->ctx, "absent.gz too)");
+
+    snprintf(opt.name, sizeof opt.name, "hdf5");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_CONFIG);
+    assert_string_equal(ody_ctx_error(f->ctx),
+                        "data.name: hdf5 data sets are not available in this build");
+    snprintf(opt.name, sizeof opt.name, "cifar");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_CONFIG);
+    assert_error_has(f->ctx, "data.name: unknown data set 'cifar'");
+    if (access("/usr/share/datasets/mnist", F_OK) != 0) {
+        ody_data_options mnist = {.name = "mnist", .validation = "none"};
+        assert_int_equal(try_data_open(f, &mnist, shape, 10), ODY_ERR_CONFIG);
+        assert_error_has(f->ctx, "data.path: required for data.name mnist");
+    }
+}
+
+static void test_fashion_mnist(void **state)
+{
+    fixture *f = *state;
+    if (access(FASHION_DIR, R_OK) != 0) {
+        print_message("skipped: %s is missing (apt-get install dataset-fashion-mnist)\n",
+                      FASHION_DIR);
+        skip();
+    }
+    ody_data_options opt = {.scale = true}; /* no name, no validation: fashion_mnist, test */
+    ody_dataset *train = NULL, *val = NULL;
+    assert_int_equal(ody_data_open(f->ctx, &opt, 1, ody_shape3(1, 28, 28), 10, &train, &val),
+                     ODY_OK);
+    assert_int_equal(train->n, 60000);
+    assert_int_equal(val->n, 10000);
+    assert_int_equal(train->bytes_held, 60000 * 785);
+    enum { CHUNK = 1000 };
+    float *x = malloc(CHUNK * 784 * sizeof *x);
+    int32_t y[CHUNK];
+    int64_t ids[CHUNK], counts[10] = {0};
+    float lo = 1, hi = 0;
+    for (int64_t first = 0; first < train->n; first += CHUNK) {
+        for (int i = 0; i < CHUNK; i++)
+            ids[i] = first + i;
+        assert_int_equal(ody_dataset_read(train, f->ctx, ids, CHUNK, x, y), ODY_OK);
+        if (first == 0)
+            assert_int_equal(y[0], 9);
+        for (int i = 0; i < CHUNK; i++)
+            counts[y[i]]++;
+        for (int k = 0; k < CHUNK * 784; k++) {
+            lo = fminf(lo, x[k]);
+            hi = fmaxf(hi, x[k]);
+        }
+    }
+    for (int c = 0; c < 10; c++)
+        assert_int_equal(counts[c], 6000);
+    assert_true(lo == 0.0f && hi == 1.0f);
+    free(x);
+    ody_dataset_destroy(f->ctx, train);
+    ody_dataset_destroy(f->ctx, val);
+}
+
+/* -------------------------------------------------------------- split */
+
+/* 1000 images of 1x2x2 whose first two pixels spell the sample index. */
+static void write_numbered(fixture *f)
+{
+    enum { N = 1000 };
+    uint8_t *data = malloc(N * 4), labels[N];
+    for (int i = 0; i < N; i++) {
+        data[4 * i] = (uint8_t)(i & 255);
+        data[4 * i + 1] = (uint8_t)(i >> 8);
+        data[4 * i + 2] = data[4 * i + 3] = 0;
+        labels[i] = (uint8_t)(i % 10);
+    }
+    write_idx(f, "train-img", 0x803, (uint32_t[]){N, 2, 2}, 3, data, N * 4);
+    write_idx(f, "train-lbl", 0x801, (uint32_t[]){N}, 1, labels, N);
+    free(data);
+}
+
+/* The base index of every sample of ds (from the numbered images), into ids[0..ds->n). */
+static void numbers_of(fixture *f, ody_dataset *ds, int64_t *ids)
+{
+    float x[4];
+    int32_t y;
+    for (int64_t i = 0; i < ds->n; i++) {
+        assert_int_equal(ody_dataset_read(ds, f->ctx, &i, 1, x, &y), ODY_OK);
+        ids[i] = (int64_t)x[0] + 256 * (int64_t)x[1];
+        assert_int_equal(y, ids[i] % 10);
+    }
+}
+
+/* Open the numbered set with validation: split and return both halves' base indices. */
+static void split_numbers(fixture *f, uint64_t seed, int64_t limit_train, int64_t limit_val,
+                          int64_t *train_ids, int64_t *n_train, int64_t *val_ids, int64_t *n_val)
+{
+    ody_data_options opt = idx_options(f);
+    snprintf(opt.validation, sizeof opt.validation, "split");
+    opt.val_fraction = 0.25;
+    opt.limit_train = limit_train;
+    opt.limit_val = limit_val;
+    ody_dataset *train = NULL, *val = NULL;
+    assert_int_equal(ody_data_open(f->ctx, &opt, seed, ody_shape3(1, 2, 2), 10, &train, &val),
+                     ODY_OK);
+    assert_string_equal(train->ops->kind, "subset");
+    *n_train = train->n;
+    *n_val = val->n;
+    numbers_of(f, train, train_ids);
+    numbers_of(f, val, val_ids);
+    /* Either half may go first: the base lives until both are gone. */
+    ody_dataset_destroy(f->ctx, seed % 2 ? train : val);
+    ody_dataset_destroy(f->ctx, seed % 2 ? val : train);
+}
+
+static void test_split(void **state)
+{
+    fixture *f = *state;
+    write_numbered(f);
+    int64_t a_train[1000], a_val[1000], b_train[1000], b_val[1000], nt, nv, mt, mv;
+    split_numbers(f, 7, 0, 0, a_train, &nt, a_val, &nv);
+    assert_int_equal(nt, 750);
+    assert_int_equal(nv, 250);
+    char seen[1000] = {0};
+    for (int64_t i = 0; i < nt; i++)
+        seen[a_train[i]]++;
+    for (int64_t i = 0; i < nv; i++)
+        seen[a_val[i]]++;
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(seen[i], 1); /* disjoint, and together the whole set */
+    split_numbers(f, 7, 0, 0, b_train, &mt, b_val, &mv);
+    assert_memory_equal(a_train, b_train, sizeof(int64_t) * 750);
+    assert_memory_equal(a_val, b_val, sizeof(int64_t) * 250);
+    split_numbers(f, 8, 0, 0, b_train, &mt, b_val, &mv);
+    assert_memory_not_equal(a_val, b_val, sizeof(int64_t) * 250);
+    split_numbers(f, 7, 100, 10, b_train, &mt, b_val, &mv);
+    assert_int_equal(mt, 100);
+    assert_int_equal(mv, 10);
+    assert_memory_equal(a_train, b_train, sizeof(int64_t) * 100);
+    assert_memory_equal(a_val, b_val, sizeof(int64_t) * 10);
+
+    ody_data_options opt = idx_options(f);
+    snprintf(opt.validation, sizeof opt.validation, "split");
+    assert_int_equal(try_data_open(f, &opt, ody_shape3(1, 2, 2), 10), ODY_ERR_CONFIG);
+    assert_error_has(f->ctx, "data.val_fraction");
+}
+
+static void test_subset(void **state)
+{
+    fixture *f = *state;
+    ody_dataset *base = NULL, *sub = NULL;
+    assert_int_equal(ody_synthetic_open(f->ctx, 20, ody_shape1(3), 4, 1, 0, &base), ODY_OK);
+    const int64_t map[3] = {7, 2, 19};
+    assert_int_equal(ody_subset_open(f->ctx, base, map, 3, &sub), ODY_OK);
+    assert_int_equal(sub->n, 3);
+    float xs[9], xb[9];
+    int32_t ys[3], yb[3];
+    assert_int_equal(ody_dataset_read(sub, f->ctx, (int64_t[]){0, 1, 2}, 3, xs, ys), ODY_OK);
+    assert_int_equal(ody_dataset_read(base, f->ctx, map, 3, xb, yb), ODY_OK);
+    assert_memory_equal(xs, xb, sizeof xs);
+    assert_memory_equal(ys, yb, sizeof ys);
+    assert_int_equal(ody_dataset_read(sub, f->ctx, (int64_t[]){3}, 1, xs, ys), ODY_ERR_DATA);
+    assert_error_has(f->ctx, "sample index 3 is out of range");
+    ody_dataset_destroy(f->ctx, sub);
+    assert_int_equal(ody_subset_open(f->ctx, base, (int64_t[]){1, 20}, 2, &sub), ODY_ERR_DATA);
+    assert_error_has(f->ctx, "subset index 20 (entry 1) is out of range");
+    assert_null(sub);
+    ody_dataset_destroy(f->ctx, base);
+}
+
+/* ---------------------------------------------------------- synthetic */
+
+static void test_synthetic(void **state)
+{
+    fixture *f = *state;
+    enum { N = 2000, D = 64, K = 10 };
+    ody_shape shape = ody_shape3(1, 8, 8);
+    ody_dataset *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(ody_synthetic_open(f->ctx, N, shape, K, 3, 1, &a), ODY_OK);
+    assert_int_equal(ody_synthetic_open(f->ctx, N, shape, K, 3, 1, &b), ODY_OK);
+    assert_int_equal(ody_synthetic_open(f->ctx, N, shape, K, 3, 2, &c), ODY_OK);
+    assert_string_equal(a->ops->kind, "synthetic");
+    int64_t *ids = malloc(N * sizeof *ids);
+    for (int i = 0; i < N; i++)
+        ids[i] = i;
+    float *xa = malloc(N * D * sizeof *xa), *xb = malloc(N * D * sizeof *xb),
+          *xc = malloc(N * D * sizeof *xc);
+    int32_t *ya = malloc(N * sizeof *ya), *yb = malloc(N * sizeof *yb),
+            *yc = malloc(N * sizeof *yc);
+    assert_int_equal(ody_dataset_read(a, f->ctx, ids, N, xa, ya), ODY_OK);
+    assert_int_equal(ody_dataset_read(b, f->ctx, ids, N, xb, yb), ODY_OK);
+    assert_int_equal(ody_dataset_read(c, f->ctx, ids, N, xc, yc), ODY_OK);
+    assert_memory_equal(xa, xb, N * D * sizeof *xa);
+    assert_memory_equal(ya, yb, N * sizeof *ya);
+    assert_memory_not_equal(xa, xc, N * D * sizeof *xa);
+    /* A sample read alone is the same as in a batch. */
+    float one[D];
+    int32_t y1;
+    assert_int_equal(ody_dataset_read(a, f->ctx, &ids[1234], 1, one, &y1), ODY_OK);
+    assert_memory_equal(one, xa + 1234 * D, sizeof one);
+    assert_int_equal(y1, ya[1234]);
+    /* Learnable: class means of set a classify set c (other salt) far above chance. */
+    double mean[K][D] = {{0}};
+    int count[K] = {0}, right = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(ya[i] >= 0 && ya[i] < K);
+        count[ya[i]]++;
+        for (int e = 0; e < D; e++)
+            mean[ya[i]][e] += xa[i * D + e];
+    }
+    for (int k = 0; k < K; k++) {
+        assert_true(count[k] > N / K / 2);
+        for (int e = 0; e < D; e++)
+            mean[k][e] /= count[k];
+    }
+    for (int i = 0; i < N; i++) {
+        int best = 0;
+        double best_d = INFINITY;
+        for (int k = 0; k < K; k++) {
+            double d = 0;
+            for (int e = 0; e < D; e++)
+                d += (xc[i * D + e] - mean[k][e]) * (xc[i * D + e] - mean[k][e]);
+            if (d < best_d) {
+                best_d = d;
+                best = k;
+            }
+        }
+        right += best == yc[i];
+    }
+    assert_true(right > N / 2);
+    assert_int_equal(ody_dataset_read(a, f->ctx, (int64_t[]){N}, 1, one, &y1), ODY_ERR_DATA);
+    free(ids), free(xa), free(xb), free(xc), free(ya), free(yb), free(yc);
+    ody_dataset_destroy(f->ctx, a);
+    ody_dataset_destroy(f->ctx, b);
+    ody_dataset_destroy(f->ctx, c);
+}
+
+static void test_open_synthetic(void **state)
+{
+    fixture *f = *state;
+    ody_data_options opt = {
+        .name = "synthetic", .validation = "test", .synthetic_train = 100, .synthetic_val = 30};
+    ody_dataset *train = NULL, *val = NULL;
+    assert_int_equal(ody_data_open(f->ctx, &opt, 5, ody_shape3(3, 4, 4), 7, &train, &val), ODY_OK);
+    assert_int_equal(train->n, 100);
+    assert_int_equal(val->n, 30);
+    assert_int_equal(train->num_classes, 7);
+    assert_true(ody_shape_equal(&train->sample_shape, &(ody_shape){3, {3, 4, 4}}));
+    float xt[48], xv[48];
+    int32_t yt, yv;
+    int64_t zero = 0;
+    assert_int_equal(ody_dataset_read(train, f->ctx, &zero, 1, xt, &yt), ODY_OK);
+    assert_int_equal(ody_dataset_read(val, f->ctx, &zero, 1, xv, &yv), ODY_OK);
+    assert_memory_not_equal(xt, xv, sizeof xt); /* different salts */
+    ody_dataset_destroy(f->ctx, train);
+    ody_dataset_destroy(f->ctx, val);
+    opt.synthetic_val = 0;
+    assert_int_equal(try_data_open(f, &opt, ody_shape3(3, 4, 4), 7), ODY_ERR_CONFIG);
+    assert_error_has(f->ctx, "data.synthetic_val");
+}
+
+/* ------------------------------------------------------------ sampler */
+
+/* A copy of ctx that claims to be rank `rank` of `size` (the sampler reads only those). */
+static ody_ctx as_rank(const ody_ctx *ctx, int rank, int size)
+{
+    ody_ctx fake = *ctx;
+    fake.rank = rank;
+    fake.size = size;
+    fake.bytes_allocated = 0;
+    return fake;
+}
+
+static void test_sampler_order(void **state)
+{
+    fixture *f = *state;
+    enum { N = 103 };
+    int64_t reference[N];
+    for (int size = 1; size <= 8; size++)
+        for (int rank = 0; rank < size; rank++) {
+            ody_ctx fake = as_rank(f->ctx, rank, size);
+            ody_sampler *s = NULL;
+            assert_int_equal(ody_sampler_create(&fake, &s, N, 10, true, false, 5, 1), ODY_OK);
+            assert_int_equal(s->rank, rank);
+            assert_int_equal(s->size, size);
+            assert_int_equal(s->epoch, -1);
+            ody_sampler_set_epoch(s, 2);
+            if (size == 1)
+                memcpy(reference, s->order, sizeof reference);
+            assert_memory_equal(s->order, reference, sizeof reference);
+            ody_sampler_destroy(&fake, s);
+            assert_int_equal(fake.bytes_allocated, 0);
+        }
+    char seen[N] = {0};
+    for (int i = 0; i < N; i++)
+        seen[reference[i]]++;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    ody_sampler *s = NULL, *plain_order = NULL;
+    assert_int_equal(ody_sampler_create(f->ctx, &s, N, 10, true, false, 5, 1), ODY_OK);
+    ody_sampler_set_epoch(s, 3);
+    assert_memory_not_equal(s->order, reference, sizeof reference);
+    ody_sampler_set_epoch(s, 2);
+    assert_memory_equal(s->order, reference, sizeof reference);
+    assert_int_equal(ody_sampler_create(f->ctx, &plain_order, N, 10, false, false, 5, 1), ODY_OK);
+    ody_sampler_set_epoch(plain_order, 4);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(plain_order->order[i], i);
+    ody_sampler_destroy(f->ctx, s);
+    ody_sampler_destroy(f->ctx, plain_order);
+}
+
+/* Check every step of one sampler configuration over all ranks; returns the largest share. */
+static int64_t check_shares(const ody_ctx *ctx, int64_t n, int64_t batch, int size, int chunk,
+                            bool drop_last)
+{
+    ody_sampler *s[8] = {0};
+    ody_ctx fake[8];
+    for (int r = 0; r < size; r++) {
+        fake[r] = as_rank(ctx, r, size);
+        assert_int_equal(ody_sampler_create(&fake[r], &s[r], n, batch, true, drop_last, 9, chunk),
+                         ODY_OK);
+        ody_sampler_set_epoch(s[r], 1);
+    }
+    int64_t steps = ody_sampler_steps(s[0]), most = 0;
+    assert_int_equal(steps, drop_last ? n / batch : (n + batch - 1) / batch);
+    for (int64_t step = 0; step < steps; step++) {
+        int64_t want = n - step * batch < batch ? n - step * batch : batch;
+        int64_t next = step * batch, fewest = INT64_MAX, largest = 0;
+        for (int r = 0; r < size; r++) {
+            ody_share sh;
+            ody_sampler_share(s[r], step, &sh);
+            assert_int_equal(sh.step, step);
+            assert_int_equal(sh.global_first, step * batch);
+            assert_int_equal(sh.global_count, want);
+            assert_int_equal(sh.local_first, next); /* contiguous, in rank order, no overlap */
+            assert_ptr_equal(sh.indices, s[r]->order + sh.local_first);
+            next += sh.local_count;
+            int64_t chunks =
+                (sh.local_count + chunk - 1) / chunk; /* only the step's end is short */
+            fewest = chunks < fewest ? chunks : fewest;
+            largest = chunks > largest ? chunks : largest;
+            most = sh.local_count > most ? sh.local_count : most;
+            if (sh.local_first + sh.local_count < step * batch + want)
+                assert_int_equal(sh.local_count % chunk, 0);
+        }
+        assert_int_equal(next, step * batch + want); /* the union is the whole step */
+        assert_true(largest - fewest <= 1);
+    }
+    assert_int_equal(ody_sampler_max_local(s[0]), most);
+    for (int r = 0; r < size; r++)
+        ody_sampler_destroy(&fake[r], s[r]);
+    return most;
+}
+
+static void test_sampler_shares(void **state)
+{
+    fixture *f = *state;
+    const int64_t ns[] = {1, 7, 29, 64, 100}, batches[] = {1, 2, 3, 5, 7, 8, 13, 16, 64};
+    for (int size = 1; size <= 8; size++)
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++)
+                for (int chunk = 1; chunk <= 3; chunk++)
+                    for (int drop = 0; drop <= 1; drop++)
+                        check_shares(f->ctx, ns[i], batches[b], size, chunk, drop);
+    /* With chunk 1 the largest share is ceil(B / P). */
+    assert_int_equal(check_shares(f->ctx, 100, 16, 3, 1, false), 6);
+    assert_int_equal(check_shares(f->ctx, 100, 2, 8, 1, false), 1);
+}
+
+static void test_sampler_drop_last(void **state)
+{
+    fixture *f = *state;
+    const struct {
+        int64_t n, batch, keep, drop, max_keep, max_drop;
+    } cases[] = {{10, 4, 3, 2, 4, 4}, {8, 4, 2, 2, 4, 4}, {3, 4, 1, 0, 3, 0}, {0, 4, 0, 0, 0, 0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int drop = 0; drop <= 1; drop++) {
+            ody_sampler *s = NULL;
+            assert_int_equal(
+                ody_sampler_create(f->ctx, &s, cases[c].n, cases[c].batch, false, drop, 1, 1),
+                ODY_OK);
+            assert_int_equal(ody_sampler_steps(s), drop ? cases[c].drop : cases[c].keep);
+            assert_int_equal(ody_sampler_max_local(s),
+                             drop ? cases[c].max_drop : cases[c].max_keep);
+            ody_share sh;
+            ody_sampler_share(s, ody_sampler_steps(s), &sh); /* past the end: empty */
+            assert_int_equal(sh.global_count, 0);
+            assert_int_equal(sh.local_count, 0);
+            ody_sampler_destroy(f->ctx, s);
+        }
+    ody_sampler *s = NULL;
+    assert_int_equal(ody_sampler_create(f->ctx, &s, 10, 0, false, false, 1, 1), ODY_ERR_CONFIG);
+    assert_null(s);
+}
+
+/* ------------------------------------------------------------- loader */
+
+typedef struct {
+    int64_t step, global_count;
+    int n;
+    float x[16 * 6];
+    int32_t y[16];
+    int64_t ids[16];
+} saved_batch;
+
+/* Run one epoch from first_step into out[]; returns the batches seen. */
+static int run_epoch(ody_ctx *ctx, ody_loader *l, int64_t epoch, int64_t first_step,
+                     saved_batch *out, size_t numel)
+{
+    assert_int_equal(ody_loader_start_epoch(ctx, l, epoch, first_step), ODY_OK);
+    int count = 0;
+    for (;;) {
+        ody_batch b;
+        bool done = true;
+        assert_int_equal(ody_loader_next(ctx, l, &b, &done), ODY_OK);
+        if (done)
+            break;
+        saved_batch *s = &out[count++];
+        memset(s, 0, sizeof *s); /* padding too: batches are compared as memory */
+        s->step = b.step;
+        s->global_count = b.global_count;
+        s->n = b.n;
+        assert_true(b.n <= 16);
+        memcpy(s->x, b.x, (size_t)b.n * numel * sizeof(float));
+        memcpy(s->y, b.y, (size_t)b.n * sizeof(int32_t));
+        memcpy(s->ids, b.ids, (size_t)b.n * sizeof(int64_t));
+    }
+    return count;
+}
+
+static void test_loader_prefetch_matches_sync(void **state)
+{
+    fixture *f = *state;
+    ody_ctx fake = as_rank(f->ctx, 1, 3);
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_synthetic_open(&fake, 37, ody_shape3(1, 2, 3), 4, 2, 0, &ds), ODY_OK);
+    ody_sampler *s[2] = {0};
+    ody_loader *l[2] = {0};
+    static saved_batch got[2][8];
+    for (int p = 0; p < 2; p++) {
+        assert_int_equal(ody_sampler_create(&fake, &s[p], 37, 8, true, false, 11, 1), ODY_OK);
+        assert_int_equal(ody_loader_create(&fake, &l[p], ds, s[p], p == 1), ODY_OK);
+    }
+    for (int64_t epoch = 0; epoch < 3; epoch++) {
+        int count[2];
+        for (int p = 0; p < 2; p++)
+            count[p] = run_epoch(&fake, l[p], epoch, 0, got[p], 6);
+        assert_int_equal(count[0], 5);
+        assert_int_equal(count[1], 5);
+        assert_memory_equal(got[0], got[1], sizeof got[0]);
+        assert_int_equal(got[1][4].global_count, 5); /* 37 = 4 * 8 + 5: a partial last batch */
+        for (int k = 0; k < 5; k++) {
+            ody_share sh;
+            ody_sampler_share(s[1], k, &sh);
+            assert_int_equal(got[1][k].step, k);
+            assert_int_equal(got[1][k].n, sh.local_count);
+            assert_memory_equal(got[1][k].ids, sh.indices,
+                                (size_t)sh.local_count * sizeof(int64_t));
+            float x[16 * 6];
+            int32_t y[16];
+            assert_int_equal(ody_dataset_read(ds, &fake, sh.indices, (int)sh.local_count, x, y),
+                             ODY_OK);
+            assert_memory_equal(got[1][k].x, x, (size_t)sh.local_count * 6 * sizeof(float));
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        ody_loader_destroy(&fake, l[p]);
+        ody_sampler_destroy(&fake, s[p]);
+    }
+    ody_dataset_destroy(&fake, ds);
+    assert_int_equal(fake.bytes_allocated, 0);
+}
+
+static void test_loader_start_epoch_later(void **state)
+{
+    fixture *f = *state;
+    ody_ctx *ctx = f->ctx;
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_synthetic_open(ctx, 37, ody_shape3(1, 2, 3), 4, 2, 0, &ds), ODY_OK);
+    ody_sampler *s[2] = {0};
+    ody_loader *l[2] = {0};
+    for (int p = 0; p < 2; p++) {
+        assert_int_equal(ody_sampler_create(ctx, &s[p], 37, 8, true, false, 11, 1), ODY_OK);
+        assert_int_equal(ody_loader_create(ctx, &l[p], ds, s[p], p == 1), ODY_OK);
+    }
+    ody_batch b;
+    bool done;
+    assert_int_equal(ody_loader_next(ctx, l[1], &b, &done), ODY_ERR_INTERNAL); /* not started */
+    static saved_batch whole[8], later[8];
+    assert_int_equal(run_epoch(ctx, l[0], 1, 0, whole, 6), 5);
+    /* Prefetching loader: leave epoch 0 mid-way, with a read in flight, and resume epoch 1 at
+     * step 3. */
+    assert_int_equal(ody_loader_start_epoch(ctx, l[1], 0, 0), ODY_OK);
+    assert_int_equal(ody_loader_next(ctx, l[1], &b, &done), ODY_OK);
+    assert_int_equal(ody_loader_next(ctx, l[1], &b, &done), ODY_OK);
+    assert_int_equal(run_epoch(ctx, l[1], 1, 3, later, 6), 2);
+    assert_memory_equal(&later[0], &whole[3], 2 * sizeof(saved_batch));
+    assert_int_equal(run_epoch(ctx, l[1], 1, 5, later, 6), 0); /* resumed at the end: done */
+    assert_int_equal(ody_loader_start_epoch(ctx, l[1], 1, 6), ODY_ERR_INTERNAL);
+    assert_int_equal(ody_loader_next(ctx, l[1], &b, &done), ODY_ERR_INTERNAL);
+    for (int p = 0; p < 2; p++) {
+        ody_loader_destroy(ctx, l[p]);
+        ody_sampler_destroy(ctx, s[p]);
+    }
+    /* Destroy with a read still in flight. */
+    assert_int_equal(ody_sampler_create(ctx, &s[0], 37, 8, true, false, 11, 1), ODY_OK);
+    assert_int_equal(ody_loader_create(ctx, &l[0], ds, s[0], true), ODY_OK);
+    assert_int_equal(ody_loader_start_epoch(ctx, l[0], 0, 0), ODY_OK);
+    ody_loader_destroy(ctx, l[0]);
+    ody_sampler_destroy(ctx, s[0]);
+    ody_dataset_destroy(ctx, ds);
+}
+
+/* A data set kind that fails to read one sample, as a broken file would. */
+static ody_status faulty_read(ody_dataset *ds, ody_ctx *ctx, const int64_t *indices, int n,
+                              float *x, int32_t *y)
+{
+    for (int i = 0; i < n; i++) {
+        if (indices[i] == 13)
+            return ody_fail(ctx, ODY_ERR_DATA, "%s: cannot read sample 13", ds->source);
+        x[i] = (float)indices[i];
+        y[i] = 0;
+    }
+    return ODY_OK;
+}
+
+static void faulty_destroy(ody_dataset *ds, ody_ctx *ctx) { free(ds); }
+
+static const ody_dataset_ops faulty_ops = {
+    .kind = "faulty", .read = faulty_read, .destroy = faulty_destroy};
+
+static void test_loader_error_propagates(void **state)
+{
+    fixture *f = *state;
+    ody_ctx *ctx = f->ctx;
+    ody_dataset *ds = calloc(1, sizeof *ds);
+    *ds = (ody_dataset){.ops = &faulty_ops,
+                        .source = "faulty.idx",
+                        .n = 20,
+                        .sample_shape = {1, {1}},
+                        .num_classes = 1};
+    for (int prefetch = 0; prefetch <= 1; prefetch++) {
+        ody_sampler *s = NULL;
+        ody_loader *l = NULL;
+        assert_int_equal(ody_sampler_create(ctx, &s, 20, 4, false, false, 1, 1), ODY_OK);
+        assert_int_equal(ody_loader_create(ctx, &l, ds, s, prefetch), ODY_OK);
+        for (int epoch = 0; epoch < 2; epoch++) {
+            assert_int_equal(ody_loader_start_epoch(ctx, l, epoch, 0), ODY_OK);
+            ody_batch b;
+            bool done;
+            for (int step = 0; step < 3; step++) {
+                assert_int_equal(ody_loader_next(ctx, l, &b, &done), ODY_OK);
+                assert_false(done);
+                assert_true(b.x[0] == (float)(4 * step));
+            }
+            ody_ctx_clear_error(ctx);
+            assert_int_equal(ody_loader_next(ctx, l, &b, &done),
+                             ODY_ERR_DATA); /* step 3 holds 13 */
+            assert_string_equal(ody_ctx_error(ctx), "faulty.idx: cannot read sample 13");
+            assert_int_equal(ody_loader_next(ctx, l, &b, &done), ODY_ERR_DATA); /* still failed */
+        }
+        ody_loader_destroy(ctx, l);
+        ody_sampler_destroy(ctx, s);
+    }
+    ody_sampler *big = NULL;
+    ody_loader *l = NULL;
+    assert_int_equal(ody_sampler_create(ctx, &big, 21, 4, false, false, 1, 1), ODY_OK);
+    assert_int_equal(ody_loader_create(ctx, &l, ds, big, true), ODY_ERR_INTERNAL);
+    assert_null(l);
+    ody_sampler_destroy(ctx, big);
+    ody_dataset_destroy(ctx, ds);
+}
+
+static const struct CMUnitTest group[] = {
+    FIXTURE(test_idx_reads_and_normalises),
+    FIXTURE(test_idx_truncated),
+    FIXTURE(test_idx_bad_magic),
+    FIXTURE(test_idx_bad_dimensions_and_trailing_data),
+    FIXTURE(test_idx_label_out_of_range),
+    FIXTURE(test_idx_count_mismatch_and_missing),
+    FIXTURE(test_read_checks_indices),
+    FIXTURE(test_open_idx_tries_gz),
+    FIXTURE(test_open_errors),
+    FIXTURE(test_fashion_mnist),
+    FIXTURE(test_split),
+    FIXTURE(test_subset),
+    FIXTURE(test_synthetic),
+    FIXTURE(test_open_synthetic),
+    FIXTURE(test_sampler_order),
+    FIXTURE(test_sampler_shares),
+    FIXTURE(test_sampler_drop_last),
+    FIXTURE(test_loader_prefetch_matches_sync),
+    FIXTURE(test_loader_start_epoch_later),
+    FIXTURE(test_loader_error_propagates),
+};
+
+ODY_TEST_MAIN(group)
