@@ -1,0 +1,33 @@
+/*
+ * flatten: (C, H, W) -> (C*H*W). The data is already in that order, so
+ * forward and backward are copies (the model keeps one buffer per layer).
+ */
+#include "nn/nn_internal.h"
+
+#include <string.h>
+
+static void flatten_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
+{
+    memcpy(out, in, (size_t)n * nn_numel(l->in_shape) * sizeof *out);
+}
+
+static void flatten_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
+                             const float *out, const float *dout, float *din)
+{
+    if (din)
+        memcpy(din, dout, (size_t)n * nn_numel(l->in_shape) * sizeof *din);
+}
+
+static const ody_layer_ops flatten_ops = {
+    .kind = "flatten",
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+};
+
+ody_status nn_flatten_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out)
+{
+    ody_status st = nn_layer_new(ctx, sizeof(ody_layer), &flatten_ops, in_shape, out);
+    if (st == ODY_OK)
+        (*out)->out_shape = ody_shape1(ody_shape_numel(&in_shape));
+    return st;
+}

@@ -1,0 +1,84 @@
+/*
+ * maxpool2d: the maximum of each k x k window, per channel. Padding counts
+ * as -infinity (it never wins). The position of each maximum is saved for
+ * backward as an int32 index into its input plane; ties go to the first.
+ *
+ *   in (n, C, H, W) -> out (n, C, OH, OW); saved (n, C, OH, OW) int32
+ */
+#include "nn/nn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+_Static_assert(sizeof(int32_t) == sizeof(float), "argmax indices live in a float buffer");
+
+static size_t maxpool2d_saved_floats(const ody_layer *l, int max_batch)
+{
+    return (size_t)max_batch * nn_numel(l->out_shape);
+}
+
+/* One input plane (H, W) -> one output plane (OH, OW) and its argmax. */
+static void pool_plane(const nn_window *g, const float *in, float *out, int32_t *arg)
+{
+    for (int oy = 0; oy < g->oh; oy++) {
+        int y0 = oy * g->stride - g->pad, y1 = y0 + g->k;
+        y0 = y0 < 0 ? 0 : y0;
+        y1 = y1 > g->h ? g->h : y1;
+        for (int ox = 0; ox < g->ow; ox++) {
+            int x0 = ox * g->stride - g->pad, x1 = x0 + g->k;
+            x0 = x0 < 0 ? 0 : x0;
+            x1 = x1 > g->w ? g->w : x1;
+            float best = -INFINITY;
+            int32_t at = y0 * g->w + x0;
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++)
+                    if (in[y * g->w + x] > best) {
+                        best = in[y * g->w + x];
+                        at = y * g->w + x;
+                    }
+            out[oy * g->ow + ox] = best;
+            arg[oy * g->ow + ox] = at;
+        }
+    }
+}
+
+static void maxpool2d_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
+                              float *out)
+{
+    const nn_window *g = &((nn_pool_layer *)l)->win;
+    size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    int32_t *arg = (int32_t *)l->saved;
+    for (size_t p = 0; p < (size_t)n * g->c; p++)
+        pool_plane(g, in + p * in_plane, out + p * out_plane, arg + p * out_plane);
+}
+
+static void maxpool2d_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
+                               const float *out, const float *dout, float *din)
+{
+    if (!din)
+        return;
+    const nn_window *g = &((nn_pool_layer *)l)->win;
+    size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    const int32_t *arg = (const int32_t *)l->saved;
+    memset(din, 0, (size_t)n * g->c * in_plane * sizeof *din);
+    for (size_t p = 0; p < (size_t)n * g->c; p++) {
+        float *d = din + p * in_plane;
+        const float *dy = dout + p * out_plane;
+        const int32_t *a = arg + p * out_plane;
+        for (size_t i = 0; i < out_plane; i++)
+            d[a[i]] += dy[i];
+    }
+}
+
+static const ody_layer_ops maxpool2d_ops = {
+    .kind = "maxpool2d",
+    .saved_floats = maxpool2d_saved_floats,
+    .forward = maxpool2d_forward,
+    .backward = maxpool2d_backward,
+};
+
+ody_status nn_maxpool2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape,
+                               ody_layer **out)
+{
+    return nn_pool_create(ctx, &maxpool2d_ops, spec, in_shape, out);
+}
