@@ -248,6 +248,14 @@ static int list_length(const yaml_node_t *seq)
     return (int)(seq->data.sequence.items.top - seq->data.sequence.items.start);
 }
 
+/* Item i of a sequence; item_path receives "PATH[i]" for messages. */
+static yaml_node_t *list_item(yaml_document_t *doc, const yaml_node_t *seq, int i,
+                              const char *path, char *item_path, size_t len)
+{
+    snprintf(item_path, len, "%s[%d]", path, i);
+    return yaml_document_get_node(doc, seq->data.sequence.items.start[i]);
+}
+
 /* Read a list of 1..max (or 0..max) integers in range into values[]. */
 static ody_status read_int_list(const ody_cfg_reader *r, yaml_document_t *doc,
                                 const yaml_node_t *node, const char *path, const ody_cfg_row *row,
@@ -260,8 +268,7 @@ static ody_status read_int_list(const ody_cfg_reader *r, yaml_document_t *doc,
         return fail_at(r, node, path, "expected %d to %d values, got %d", min_count, max_count, n);
     for (int i = 0; i < n; i++) {
         char item_path[160];
-        snprintf(item_path, sizeof item_path, "%s[%d]", path, i);
-        yaml_node_t *item = yaml_document_get_node(doc, node->data.sequence.items.start[i]);
+        yaml_node_t *item = list_item(doc, node, i, path, item_path, sizeof item_path);
         ody_status st = read_int(r, item, item_path, &row->range, &values[i]);
         if (st != ODY_OK)
             return st;
@@ -301,24 +308,6 @@ static ody_status apply_list(const ody_cfg_reader *r, yaml_document_t *doc, cons
     return ODY_OK;
 }
 
-/* ------------------------------------------------------------- the document */
-
-static ody_status apply_node(const ody_cfg_reader *r, yaml_document_t *doc, const ody_cfg_row *row,
-                             const yaml_node_t *node, ody_config *cfg)
-{
-    char path[96];
-    snprintf(path, sizeof path, "%s.%s", row->section, row->key);
-    switch (row->type) {
-    case ODY_CFG_INT_LIST:
-    case ODY_CFG_SHAPE:
-        return apply_list(r, doc, row, node, path, cfg);
-    case ODY_CFG_LAYERS:
-        return ody_fail(r->ctx, ODY_ERR_INTERNAL, "%s: layers are not supported yet", path);
-    default:
-        return apply_scalar(r, row, node, path, cfg);
-    }
-}
-
 /*
  * Check that a mapping's keys are names and unique. noun and in make the
  * message: "duplicate key 'epochs' in section 'training' (first at 3:3)".
@@ -343,6 +332,165 @@ static ody_status check_keys(const ody_cfg_reader *r, yaml_document_t *doc,
         }
     }
     return ODY_OK;
+}
+
+/* ------------------------------------------------------------------ layers */
+
+/* The mapping's value for key, or NULL. */
+static yaml_node_t *lookup(yaml_document_t *doc, const yaml_node_t *map, const char *key)
+{
+    const yaml_node_pair_t *end = map->data.mapping.pairs.top;
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < end; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp(text_of(k), key) == 0)
+            return yaml_document_get_node(doc, p->value);
+    }
+    return NULL;
+}
+
+/* "conv2d, maxpool2d, ..." */
+static const char *kind_names(char *out, size_t len)
+{
+    int n = 0;
+    const ody_layer_kind *kinds = ody_layer_kinds(&n);
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n && used < len; i++) {
+        int w = snprintf(out + used, len - used, "%s%s", i ? ", " : "", kinds[i].kind);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    return out;
+}
+
+/* The layer kind a mapping's 'type' names. */
+static ody_status read_kind(const ody_cfg_reader *r, yaml_document_t *doc, const yaml_node_t *map,
+                            const char *path, const ody_layer_kind **kind)
+{
+    char kinds[512];
+    yaml_node_t *type = lookup(doc, map, "type");
+    if (!type)
+        return fail_at(r, map, path, "missing 'type' (one of: %s)",
+                       kind_names(kinds, sizeof kinds));
+    if (type->type != YAML_SCALAR_NODE)
+        return expected(r, type, path, "a layer type");
+    if (!(*kind = ody_layer_kind_find(text_of(type))))
+        return fail_at(r, type, path, "unknown layer type '%s' (one of: %s)", text_of(type),
+                       kind_names(kinds, sizeof kinds));
+    return ODY_OK;
+}
+
+static ody_status unknown_argument(const ody_cfg_reader *r, const yaml_node_t *key,
+                                   const char *path, const ody_layer_kind *kind)
+{
+    const char *names[ODY_LAYER_MAX_ARGS + 2] = {NULL};
+    for (int i = 0; i < kind->nargs; i++)
+        names[i] = kind->args[i].key;
+    names[kind->nargs] = "init";
+    ody_cfg_suggestion s;
+    ody_cfg_suggest_init(&s, text_of(key));
+    for (int i = 0; names[i]; i++)
+        ody_cfg_suggest_offer(&s, NULL, names[i]);
+    char hint[160], list[256];
+    if (s.best[0])
+        return fail_at(r, key, path, "unknown argument '%s' for %s%s", text_of(key), kind->kind,
+                       ody_cfg_suggest_text(&s, hint, sizeof hint));
+    return fail_at(r, key, path, "unknown argument '%s' for %s (it takes: %s)", text_of(key),
+                   kind->kind, ody_cfg_join(names, list, sizeof list));
+}
+
+/* One argument's value: a whole number where the kind says so, in the kind's range. */
+static ody_status read_argument(const ody_cfg_reader *r, const ody_layer_arg *arg,
+                                const yaml_node_t *node, const char *layer_path, double *out)
+{
+    char path[224];
+    snprintf(path, sizeof path, "%s.%s", layer_path, arg->key);
+    ody_cfg_range range = {arg->min, arg->max, false, false};
+    if (!arg->integer)
+        return read_float(r, node, path, &range, out);
+    int64_t v = 0;
+    ody_status st = read_int(r, node, path, &range, &v);
+    *out = (double)v;
+    return st;
+}
+
+/* One entry of model.layers: {type: KIND, ARG: value, ..., init: SCHEME}. */
+static ody_status read_layer(const ody_cfg_reader *r, yaml_document_t *doc, const yaml_node_t *map,
+                             const char *path, ody_layer_spec *spec)
+{
+    const ody_layer_kind *kind = NULL;
+    if (map->type != YAML_MAPPING_NODE)
+        return expected(r, map, path, "a mapping {type: KIND, ...}");
+    ody_status st = check_keys(r, doc, map, path, "argument", "");
+    if (st == ODY_OK)
+        st = read_kind(r, doc, map, path, &kind);
+    if (st == ODY_OK)
+        st = ody_layer_spec_default(r->ctx, kind->kind, spec);
+    unsigned given = 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         st == ODY_OK && p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *key = yaml_document_get_node(doc, p->key);
+        yaml_node_t *value = yaml_document_get_node(doc, p->value);
+        int i = 0;
+        while (i < kind->nargs && strcmp(kind->args[i].key, text_of(key)) != 0)
+            i++;
+        if (i < kind->nargs) {
+            st = read_argument(r, &kind->args[i], value, path, &spec->args[i]);
+            given |= 1u << i;
+        } else if (strcmp(text_of(key), "init") == 0) {
+            int choice = 0;
+            char init_path[224];
+            snprintf(init_path, sizeof init_path, "%s.init", path);
+            st = read_choice(r, value, init_path, ody_cfg_init_names, &choice);
+            spec->init = (ody_init)choice;
+        } else if (strcmp(text_of(key), "type") != 0) {
+            st = unknown_argument(r, key, path, kind);
+        }
+    }
+    for (int i = 0; st == ODY_OK && i < kind->nargs; i++)
+        if (kind->args[i].required && !(given & (1u << i)))
+            st = fail_at(r, map, path, "%s needs '%s' (%s)", kind->kind, kind->args[i].key,
+                         kind->args[i].doc);
+    return st;
+}
+
+static ody_status apply_layers(const ody_cfg_reader *r, yaml_document_t *doc,
+                               const ody_cfg_row *row, const yaml_node_t *node, const char *path,
+                               ody_config *cfg)
+{
+    if (node->type != YAML_SEQUENCE_NODE)
+        return expected(r, node, path, "a list of layers");
+    int n = list_length(node), capacity = (int)(row->size / sizeof(ody_layer_spec));
+    if (n > capacity)
+        return fail_at(r, node, path, "expected at most %d layers, got %d", capacity, n);
+    ody_layer_spec *specs = field(cfg, row);
+    memset(specs, 0, row->size);
+    for (int i = 0; i < n; i++) {
+        char item_path[160];
+        yaml_node_t *item = list_item(doc, node, i, path, item_path, sizeof item_path);
+        ody_status st = read_layer(r, doc, item, item_path, &specs[i]);
+        if (st != ODY_OK)
+            return st;
+    }
+    *(int *)((char *)cfg + row->count_offset) = n;
+    return ODY_OK;
+}
+
+/* ------------------------------------------------------------- the document */
+
+static ody_status apply_node(const ody_cfg_reader *r, yaml_document_t *doc, const ody_cfg_row *row,
+                             const yaml_node_t *node, ody_config *cfg)
+{
+    char path[96];
+    snprintf(path, sizeof path, "%s.%s", row->section, row->key);
+    switch (row->type) {
+    case ODY_CFG_INT_LIST:
+    case ODY_CFG_SHAPE:
+        return apply_list(r, doc, row, node, path, cfg);
+    case ODY_CFG_LAYERS:
+        return apply_layers(r, doc, row, node, path, cfg);
+    default:
+        return apply_scalar(r, row, node, path, cfg);
+    }
 }
 
 static ody_status unknown_key(const ody_cfg_reader *r, const yaml_node_t *at, const char *section,

@@ -18,6 +18,9 @@
     {.section = #sec, .key = #field, .type = (type_), .offset = offsetof(ody_config, sec.field), \
      .size = sizeof(((ody_config *)0)->sec.field), __VA_ARGS__}
 
+/* Where a list row keeps its element count. */
+#define COUNT_AT(sec, field) offsetof(ody_config, sec.field)
+
 /* Ranges: closed [lo, hi], at least lo, or unbounded. */
 #define IN(lo, hi) .range = {(lo), (hi), false, false}
 #define AT_LEAST(lo) .range = {(lo), INFINITY, false, false}
@@ -54,7 +57,7 @@ static const ody_cfg_row schema[] = {
         .doc = "seed of every random stream (init, shuffle, dropout, split, synthetic data)"),
 
     /* model */
-    ROW(model, name, ODY_CFG_STRING, .def = "lenet5",
+    ROW(model, name, ODY_CFG_ENUM, .def = "lenet5", .values_fn = ody_model_names,
         .doc = "model from the registry; sequential builds model.layers"),
     ROW(model, num_classes, ODY_CFG_INT, .def = "10", IN(2, 100000),
         .doc = "number of classes (outputs of the last layer)"),
@@ -68,13 +71,12 @@ static const ody_cfg_row schema[] = {
         .doc = "lenet5: modern (relu, max pooling) or classic (tanh, average pooling)"),
     ROW(model, activation, ODY_CFG_ENUM, .def = "relu", .values = activation_values,
         .doc = "mlp: activation between the layers"),
-    {.section = "model", .key = "hidden_sizes", .type = ODY_CFG_INT_LIST,
-     .offset = offsetof(ody_config, model.hidden_sizes),
-     .size = sizeof(((ody_config *)0)->model.hidden_sizes),
-     .count_offset = offsetof(ody_config, model.n_hidden), .def = "[256, 128]", IN(1, 1e6),
-     .doc = "mlp: widths of the hidden layers (at most 16)"},
+    ROW(model, hidden_sizes, ODY_CFG_INT_LIST, .count_offset = COUNT_AT(model, n_hidden),
+        .def = "[256, 128]", IN(1, 1e6), .doc = "mlp: widths of the hidden layers (at most 16)"),
     ROW(model, init, ODY_CFG_INIT, .def = "auto", .values = ody_cfg_init_names,
         .doc = "initialisation of every parameter; auto: each layer kind's default"),
+    ROW(model, layers, ODY_CFG_LAYERS, .count_offset = COUNT_AT(model, n_layers), .def = "[]",
+        .doc = "sequential: the layers in order, e.g. [{type: linear, out_features: 10}]"),
 
     /* training */
     ROW(training, epochs, ODY_CFG_INT, .def = "10", IN(1, 1e6),
@@ -368,6 +370,41 @@ static const char *allowed_text(const ody_cfg_row *row, char *out, size_t len)
     return out;
 }
 
+/* A table cell from text written elsewhere: '|' would end the cell. */
+static void put_cell(FILE *out, const char *text)
+{
+    for (const char *c = text; *c; c++) {
+        if (*c == '|')
+            fputc('\\', out);
+        fputc(*c, out);
+    }
+}
+
+/* The layer types of model.layers and their arguments, from nn's table. */
+static void write_layer_reference(FILE *out)
+{
+    int n = 0;
+    const ody_layer_kind *kinds = ody_layer_kinds(&n);
+    fprintf(out, "\nLayer types of `model.layers` (each layer also takes `init`, default "
+                 "`auto`):\n\n| type | argument | default | allowed | description |\n"
+                 "| --- | --- | --- | --- | --- |\n");
+    for (int k = 0; k < n; k++) {
+        fprintf(out, "| `%s` | | | | ", kinds[k].kind);
+        put_cell(out, kinds[k].doc);
+        fprintf(out, " |\n");
+        for (int a = 0; a < kinds[k].nargs; a++) {
+            const ody_layer_arg *arg = &kinds[k].args[a];
+            ody_cfg_range range = {arg->min, arg->max, false, false};
+            char def[32], allowed[96];
+            snprintf(def, sizeof def, arg->required ? "required" : "`%.15g`", arg->def);
+            fprintf(out, "| | `%s` | %s | %s%s | ", arg->key, def, arg->integer ? "whole, " : "",
+                    ody_cfg_range_text(&range, allowed, sizeof allowed));
+            put_cell(out, arg->doc);
+            fprintf(out, " |\n");
+        }
+    }
+}
+
 void ody_config_write_reference(FILE *out)
 {
     fprintf(out, "| key | type | default | allowed | description |\n");
@@ -379,4 +416,5 @@ void ody_config_write_reference(FILE *out)
                 ody_cfg_type_name(row->type), row->def, allowed_text(row, allowed, sizeof allowed),
                 row->doc);
     }
+    write_layer_reference(out);
 }

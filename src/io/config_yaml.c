@@ -107,12 +107,43 @@ static void put_int_list(text_buf *t, const int64_t *values, int count)
     put(t, "]");
 }
 
+/*
+ * model.layers as a block list of flow mappings, every argument written:
+ *     - {type: conv2d, out_channels: 6, kernel_size: 5, stride: 1, padding: 2}
+ */
+static void put_layers(text_buf *t, const ody_cfg_row *row, const ody_config *cfg)
+{
+    const ody_layer_spec *specs = (const void *)((const char *)cfg + row->offset);
+    int count = *(const int *)((const char *)cfg + row->count_offset);
+    char num[40];
+    if (count == 0)
+        put(t, " []");
+    for (int i = 0; i < count; i++) {
+        const ody_layer_kind *kind = ody_layer_kind_find(specs[i].kind);
+        put(t, "\n    - {type: ");
+        put_string(t, specs[i].kind);
+        for (int a = 0; kind && a < kind->nargs; a++) {
+            double v = specs[i].args[a];
+            if (kind->args[a].integer)
+                put(t, ", %s: %" PRId64, kind->args[a].key, (int64_t)v);
+            else
+                put(t, ", %s: %s", kind->args[a].key, format_double(v, num, sizeof num));
+        }
+        if (specs[i].init != ODY_INIT_AUTO)
+            put(t, ", init: %s", ody_cfg_init_name(specs[i].init));
+        put(t, "}");
+    }
+}
+
+/* " value" (or a block for model.layers) after "  key:". */
 static void put_value(text_buf *t, const ody_cfg_row *row, const ody_config *cfg)
 {
     const void *p = (const char *)cfg + row->offset;
     char num[40];
     int64_t values[64];
     int count = 0;
+    if (row->type != ODY_CFG_LAYERS)
+        put(t, " ");
     switch (row->type) {
     case ODY_CFG_INT:
         put(t, "%" PRId64, row->size == sizeof(int) ? *(const int *)p : *(const int64_t *)p);
@@ -140,6 +171,7 @@ static void put_value(text_buf *t, const ody_cfg_row *row, const ody_config *cfg
         put_int_list(t, ((const ody_shape *)p)->dims, ((const ody_shape *)p)->ndim);
         break;
     case ODY_CFG_LAYERS:
+        put_layers(t, row, cfg);
         break;
     }
 }
@@ -154,7 +186,7 @@ ody_status ody_config_to_yaml(ody_ctx *ctx, const ody_config *cfg, char **text)
     for (int i = 0; i < nrows; i++) {
         if (i == 0 || strcmp(rows[i].section, rows[i - 1].section) != 0)
             put(&t, "%s%s:\n", i > 0 ? "\n" : "", rows[i].section);
-        put(&t, "  %s: ", rows[i].key);
+        put(&t, "  %s:", rows[i].key);
         put_value(&t, &rows[i], cfg);
         put(&t, "\n");
     }

@@ -10,6 +10,7 @@
 
 #include "io/io_internal.h"
 #include "odyssey/io.h"
+#include "odyssey/nn.h"
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -229,7 +230,8 @@ static void test_experiment_name_from_model_and_file(void **state)
     fixture *fx = *state;
     ody_config c;
     ody_config_defaults(&c);
-    ody_status st = ody_config_parse(fx->ctx, "model: {name: mlp}\n", "a/b/run.v2.yml", 0, NULL, &c);
+    ody_status st = ody_config_parse(fx->ctx, "model: {name: mlp}\n", "a/b/run.v2.yml", 0, NULL,
+                                     &c);
     assert_int_equal(st, ODY_OK);
     assert_string_equal(c.experiment.name, "mlp-run.v2");
     assert_string_equal(c.source, "a/b/run.v2.yml");
@@ -473,6 +475,114 @@ static void test_override_errors(void **state)
                  "x.yaml: data.path: required when data.name is idx");
 }
 
+/* ------------------------------------------------------------------ layers */
+
+static const char *const sequential_yaml =
+    "model:\n"
+    "  name: sequential\n"
+    "  input_shape: [1, 28, 28]\n"
+    "  layers:\n"
+    "    - {type: conv2d, out_channels: 6, kernel_size: 5, padding: 2, init: xavier_uniform}\n"
+    "    - type: relu\n"
+    "    - type: maxpool2d\n"
+    "      kernel_size: 2\n"
+    "    - {type: flatten}\n"
+    "    - {type: dropout, p: 0.25}\n"
+    "    - {type: linear, out_features: 10}\n";
+
+static void test_sequential_layers_parse_and_build(void **state)
+{
+    fixture *fx = *state;
+    ody_config c;
+    parse_ok(fx->ctx, sequential_yaml, 0, NULL, &c);
+    assert_int_equal(c.model.n_layers, 6);
+    const ody_layer_spec *conv = &c.model.layers[0];
+    assert_string_equal(conv->kind, "conv2d");
+    assert_true(conv->args[0] == 6 && conv->args[1] == 5);
+    assert_true(conv->args[2] == 1 && conv->args[3] == 2); /* stride's default, padding */
+    assert_int_equal(conv->init, ODY_INIT_XAVIER_UNIFORM);
+    assert_string_equal(c.model.layers[2].kind, "maxpool2d");
+    assert_true(c.model.layers[2].args[0] == 2);
+    assert_true(c.model.layers[4].args[0] == 0.25);
+    assert_int_equal(c.model.layers[5].init, ODY_INIT_AUTO);
+    /* What the config gives is what nn builds from. */
+    ody_model *model = NULL;
+    assert_int_equal(ody_model_create(fx->ctx, &c.model, &model), ODY_OK);
+    assert_int_equal(model->nlayers, 6);
+    ody_model_destroy(fx->ctx, model);
+}
+
+static void test_layer_errors(void **state)
+{
+    ody_ctx *ctx = ((fixture *)*state)->ctx;
+    const char *head = "model:\n  name: sequential\n  layers:\n";
+    const struct {
+        const char *layer, *message;
+    } cases[] = {
+        {"    - {type: conv, out_channels: 6}\n",
+         "x.yaml:4:14: model.layers[0]: unknown layer type 'conv' (one of: conv2d, maxpool2d, "
+         "avgpool2d, linear, relu, tanh, sigmoid, dropout, flatten)"},
+        {"    - {type: conv2d, out_channels: 6, kernal_size: 5}\n",
+         "x.yaml:4:39: model.layers[0]: unknown argument 'kernal_size' for conv2d "
+         "(did you mean 'kernel_size'?)"},
+        {"    - {type: relu}\n    - {type: conv2d, out_channels: 6, foo: 5}\n",
+         "x.yaml:5:39: model.layers[1]: unknown argument 'foo' for conv2d "
+         "(it takes: out_channels, kernel_size, stride, padding, init)"},
+        {"    - {type: conv2d, out_channels: 6}\n",
+         "x.yaml:4:7: model.layers[0]: conv2d needs 'kernel_size' (side of the square kernel)"},
+        {"    - {type: conv2d, out_channels: 6, kernel_size: 2.5}\n",
+         "x.yaml:4:52: model.layers[0].kernel_size: expected an integer, got '2.5'"},
+        {"    - {type: conv2d, out_channels: 6, kernel_size: 0}\n",
+         "x.yaml:4:52: model.layers[0].kernel_size: 0 is out of range (must be >= 1 and <= 1024)"},
+        {"    - {type: dropout, p: 1}\n",
+         "x.yaml:4:26: model.layers[0].p: 1 is out of range (must be >= 0 and <= 0.999)"},
+        {"    - {out_channels: 6}\n",
+         "x.yaml:4:7: model.layers[0]: missing 'type' (one of: conv2d, maxpool2d, avgpool2d, "
+         "linear, relu, tanh, sigmoid, dropout, flatten)"},
+        {"    - relu\n",
+         "x.yaml:4:7: model.layers[0]: expected a mapping {type: KIND, ...}, got 'relu'"},
+        {"    - {type: relu, init: he}\n",
+         "x.yaml:4:26: model.layers[0].init: 'he' is not one of: auto, zero, kaiming_uniform, "
+         "kaiming_normal, xavier_uniform, xavier_normal, torch_default"},
+        {"    - {type: relu, type: tanh}\n",
+         "x.yaml:4:20: model.layers[0]: duplicate argument 'type' (first at 4:8)"},
+        {"    {type: relu}\n",
+         "x.yaml:4:5: model.layers: expected a list of layers, got a mapping"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", head, cases[i].layer);
+        expect_error(ctx, text, NULL, cases[i].message);
+    }
+    expect_error(ctx, "model:\n  name: sequential\n", NULL,
+                 "x.yaml: model.layers: required when model.name is sequential");
+    expect_error(ctx, "model:\n  layers: [{type: relu}]\n", NULL,
+                 "x.yaml: model.layers: only read when model.name is sequential (it is 'lenet5')");
+    expect_error(ctx, "model:\n  name: resnet\n", NULL,
+                 "x.yaml:2:9: model.name: 'resnet' is not one of: lenet5, mlp, sequential");
+    char many[4096] = "model:\n  name: sequential\n  layers: [";
+    for (int i = 0; i < ODY_MODEL_MAX_LAYERS + 1; i++)
+        strcat(many, i ? ", {type: relu}" : "{type: relu}");
+    strcat(many, "]\n");
+    expect_error(ctx, many, NULL, "x.yaml:3:11: model.layers: expected at most 64 layers, got 65");
+    expect_error(ctx, "model:\n  name: sequential\n",
+                 "model.layers=[{type: linear, out_features: 0}]",
+                 "command line: model.layers=[{type: linear, out_features: 0}]: "
+                 "model.layers[0].out_features: 0 is out of range (must be >= 1 and <= 16777216)");
+}
+
+static void test_layers_override(void **state)
+{
+    fixture *fx = *state;
+    ody_config c;
+    char *args[] = {"model.name=sequential",
+                    "model.layers=[{type: flatten}, {type: linear, out_features: 10}]"};
+    parse_ok(fx->ctx, "", 2, args, &c);
+    assert_int_equal(c.model.n_layers, 2);
+    assert_string_equal(c.model.layers[1].kind, "linear");
+    assert_true(c.model.layers[1].args[0] == 10);
+}
+
 /* --------------------------------------------------------------- round trip */
 
 static void test_defaults_round_trip(void **state)
@@ -511,6 +621,22 @@ static void test_awkward_values_round_trip(void **state)
     assert_true(signbit(c.data.mean));
     round_trip(fx->ctx, &c, &back);
     assert_memory_equal(&c, &back, sizeof c);
+}
+
+static void test_sequential_round_trips(void **state)
+{
+    fixture *fx = *state;
+    ody_config c, back;
+    parse_ok(fx->ctx, sequential_yaml, 0, NULL, &c);
+    round_trip(fx->ctx, &c, &back);
+    assert_memory_equal(&c, &back, sizeof c);
+    char *text = NULL;
+    assert_int_equal(ody_config_to_yaml(fx->ctx, &c, &text), ODY_OK);
+    assert_non_null(strstr(text, "\n  layers:\n    - {type: conv2d, out_channels: 6, "
+                                 "kernel_size: 5, stride: 1, padding: 2, init: xavier_uniform}\n"
+                                 "    - {type: relu}\n"));
+    assert_non_null(strstr(text, "\n    - {type: dropout, p: 0.25}\n"));
+    free(text);
 }
 
 static void test_yaml_has_every_key_in_order(void **state)
@@ -561,6 +687,15 @@ static void test_reference_lists_every_key(void **state)
     }
     assert_non_null(strstr(text, "| `training.batch_size` | int | `64` | >= 1 and <= 10000000 |"));
     assert_non_null(strstr(text, "| sgd |"));
+    assert_non_null(strstr(text, "| lenet5, mlp, sequential |"));
+    int nkinds = 0;
+    const ody_layer_kind *kinds = ody_layer_kinds(&nkinds);
+    for (int k = 0; k < nkinds; k++) {
+        char cell[64];
+        snprintf(cell, sizeof cell, "| `%s` |", kinds[k].kind);
+        assert_non_null(strstr(text, cell));
+    }
+    assert_non_null(strstr(text, "| | `out_channels` | required | whole, >= 1 and <= 1048576 |"));
     free(text);
 }
 
@@ -652,11 +787,15 @@ static const struct CMUnitTest group[] = {
     FX(test_duplicate_keys),
     FX(test_cross_key_checks),
     FX(test_missing_file),
+    FX(test_sequential_layers_parse_and_build),
+    FX(test_layer_errors),
+    FX(test_layers_override),
     FX(test_overrides_apply_in_order),
     FX(test_override_errors),
     FX(test_defaults_round_trip),
     FX(test_baseline_round_trips),
     FX(test_awkward_values_round_trip),
+    FX(test_sequential_round_trips),
     FX(test_yaml_has_every_key_in_order),
     cmocka_unit_test(test_reference_lists_every_key),
     FX(test_find_and_load_experiment),
