@@ -223,8 +223,9 @@ static bool is_regular_file(const char *path)
 ody_status ody_config_find(ody_ctx *ctx, const char *arg, char *path, size_t len)
 {
     const char *dir = config_dir();
+    bool relative = arg[0] != '/';
     char candidate[1024];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (relative ? 3 : 1); i++) {
         int n = i == 0   ? snprintf(candidate, sizeof candidate, "%s", arg)
                 : i == 1 ? snprintf(candidate, sizeof candidate, "%s/%s.yaml", dir, arg)
                          : snprintf(candidate, sizeof candidate, "%s/%s", dir, arg);
@@ -235,6 +236,8 @@ ody_status ody_config_find(ody_ctx *ctx, const char *arg, char *path, size_t len
         memcpy(path, candidate, (size_t)n + 1);
         return ODY_OK;
     }
+    if (!relative)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "no such config file: %s", arg);
     return ody_fail(ctx, ODY_ERR_CONFIG, "no such config file: %s (nor %s/%s.yaml)", arg, dir,
                     arg);
 }
