@@ -48,27 +48,31 @@ static ody_status derive_experiment_name(ody_ctx *ctx, ody_config *cfg, const ch
                         "%s: experiment.name: the derived name '%.40s...' is too long (at most "
                         "%zu characters); set experiment.name",
                         where, name, sizeof e->name - 1);
+    memset(e->name, 0, sizeof e->name);
     memcpy(e->name, name, strlen(name));
     return ODY_OK;
 }
 
-/* An idx data set needs its directory and files: the test files only when validating on them. */
+/*
+ * idx and hdf5 read data.path; idx also needs its file names, the test
+ * files only when validating on them.
+ */
 static ody_status check_data_files(ody_ctx *ctx, const ody_data_options *d, const char *where)
 {
+    bool idx = strcmp(d->name, "idx") == 0, hdf5 = strcmp(d->name, "hdf5") == 0;
+    bool test = strcmp(d->validation, "test") == 0;
     const struct {
         const char *key, *value;
         bool needed;
     } files[] = {
-        {"path", d->path, true},
-        {"train_images", d->train_images, true},
-        {"train_labels", d->train_labels, true},
-        {"test_images", d->test_images, strcmp(d->validation, "test") == 0},
-        {"test_labels", d->test_labels, strcmp(d->validation, "test") == 0},
+        {"path", d->path, idx || hdf5},
+        {"train_images", d->train_images, idx},
+        {"train_labels", d->train_labels, idx},
+        {"test_images", d->test_images, idx && test},
+        {"test_labels", d->test_labels, idx && test},
     };
-    bool idx = strcmp(d->name, "idx") == 0, hdf5 = strcmp(d->name, "hdf5") == 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        bool needed = idx ? files[i].needed : (hdf5 && i == 0);
-        if (needed && !files[i].value[0])
+        if (files[i].needed && !files[i].value[0])
             return ody_fail(ctx, ODY_ERR_CONFIG, "%s: data.%s: required when data.name is %s",
                             where, files[i].key, d->name);
     }

@@ -135,28 +135,20 @@ static bool parse_bool(const char *s, bool *out)
     return false;
 }
 
-static ody_status read_int(const ody_cfg_reader *r, const yaml_node_t *node, const char *path,
-                            const ody_cfg_range *range, int64_t *out)
+/*
+ * A number in range: a whole one into *whole when whole is not NULL, else
+ * any finite one into *real.
+ */
+static ody_status read_number(const ody_cfg_reader *r, const yaml_node_t *node, const char *path,
+                              const ody_cfg_range *range, int64_t *whole, double *real)
 {
+    const char *what = whole ? "an integer" : "a number";
     if (node->type != YAML_SCALAR_NODE)
-        return expected(r, node, path, "an integer");
-    number_result res = parse_int(text_of(node), out);
+        return expected(r, node, path, what);
+    number_result res = whole ? parse_int(text_of(node), whole) : parse_float(text_of(node), real);
     if (res == NUMBER_BAD)
-        return expected(r, node, path, "an integer");
-    if (res == NUMBER_TOO_BIG || !ody_cfg_in_range(range, (double)*out))
-        return out_of_range(r, node, path, range);
-    return ODY_OK;
-}
-
-static ody_status read_float(const ody_cfg_reader *r, const yaml_node_t *node, const char *path,
-                              const ody_cfg_range *range, double *out)
-{
-    if (node->type != YAML_SCALAR_NODE)
-        return expected(r, node, path, "a number");
-    number_result res = parse_float(text_of(node), out);
-    if (res == NUMBER_BAD)
-        return expected(r, node, path, "a number");
-    if (res == NUMBER_TOO_BIG || !ody_cfg_in_range(range, *out))
+        return expected(r, node, path, what);
+    if (res == NUMBER_TOO_BIG || !ody_cfg_in_range(range, whole ? (double)*whole : *real))
         return out_of_range(r, node, path, range);
     return ODY_OK;
 }
@@ -214,11 +206,11 @@ static ody_status apply_scalar(const ody_cfg_reader *r, const ody_cfg_row *row,
     int choice = 0;
     switch (row->type) {
     case ODY_CFG_INT:
-        if ((st = read_int(r, node, path, &row->range, &i)) == ODY_OK)
+        if ((st = read_number(r, node, path, &row->range, &i, NULL)) == ODY_OK)
             store_int(field(cfg, row), row->size, i);
         return st;
     case ODY_CFG_FLOAT:
-        if ((st = read_float(r, node, path, &row->range, &f)) == ODY_OK)
+        if ((st = read_number(r, node, path, &row->range, NULL, &f)) == ODY_OK)
             *(double *)field(cfg, row) = f;
         return st;
     case ODY_CFG_BOOL:
@@ -269,7 +261,7 @@ static ody_status read_int_list(const ody_cfg_reader *r, yaml_document_t *doc,
     for (int i = 0; i < n; i++) {
         char item_path[160];
         yaml_node_t *item = list_item(doc, node, i, path, item_path, sizeof item_path);
-        ody_status st = read_int(r, item, item_path, &row->range, &values[i]);
+        ody_status st = read_number(r, item, item_path, &row->range, &values[i], NULL);
         if (st != ODY_OK)
             return st;
     }
@@ -405,11 +397,10 @@ static ody_status read_argument(const ody_cfg_reader *r, const ody_layer_arg *ar
     char path[224];
     snprintf(path, sizeof path, "%s.%s", layer_path, arg->key);
     ody_cfg_range range = {arg->min, arg->max, false, false};
-    if (!arg->integer)
-        return read_float(r, node, path, &range, out);
-    int64_t v = 0;
-    ody_status st = read_int(r, node, path, &range, &v);
-    *out = (double)v;
+    int64_t whole = 0;
+    ody_status st = read_number(r, node, path, &range, arg->integer ? &whole : NULL, out);
+    if (st == ODY_OK && arg->integer)
+        *out = (double)whole;
     return st;
 }
 
