@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,9 @@ static void put_layers(text_buf *t, const ody_cfg_row *row, const ody_config *cf
         put_string(t, specs[i].kind);
         for (int a = 0; kind && a < kind->nargs; a++) {
             double v = specs[i].args[a];
-            if (kind->args[a].integer)
+            if (!isfinite(v)) /* a required argument never set: null, which parsing rejects */
+                put(t, ", %s: null", kind->args[a].key);
+            else if (kind->args[a].integer)
                 put(t, ", %s: %" PRId64, kind->args[a].key, (int64_t)v);
             else
                 put(t, ", %s: %s", kind->args[a].key, format_double(v, num, sizeof num));
