@@ -42,14 +42,35 @@ static void pool_plane(const nn_window *g, const float *in, float *out, int32_t 
     }
 }
 
+/* The same for 2x2 windows at stride 2 without padding (LeNet's pools), unrolled. */
+static void pool_plane_2x2(const nn_window *g, const float *in, float *out, int32_t *arg)
+{
+    for (int oy = 0; oy < g->oh; oy++) {
+        const float *r0 = in + 2 * oy * g->w, *r1 = r0 + g->w;
+        for (int ox = 0; ox < g->ow; ox++) {
+            int x = 2 * ox, at = 2 * oy * g->w + x;
+            float best = r0[x];
+            if (r0[x + 1] > best)
+                best = r0[x + 1], at = 2 * oy * g->w + x + 1;
+            if (r1[x] > best)
+                best = r1[x], at = (2 * oy + 1) * g->w + x;
+            if (r1[x + 1] > best)
+                best = r1[x + 1], at = (2 * oy + 1) * g->w + x + 1;
+            out[oy * g->ow + ox] = best;
+            arg[oy * g->ow + ox] = at;
+        }
+    }
+}
+
 static void maxpool2d_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
                               float *out)
 {
     const nn_window *g = &((nn_pool_layer *)l)->win;
     size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
     int32_t *arg = (int32_t *)l->saved;
+    bool fast = g->k == 2 && g->stride == 2 && g->pad == 0;
     for (size_t p = 0; p < (size_t)n * g->c; p++)
-        pool_plane(g, in + p * in_plane, out + p * out_plane, arg + p * out_plane);
+        (fast ? pool_plane_2x2 : pool_plane)(g, in + p * in_plane, out + p * out_plane, arg + p * out_plane);
 }
 
 static void maxpool2d_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
