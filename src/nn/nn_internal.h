@@ -9,6 +9,12 @@
 #include "odyssey/nn.h"
 
 /*
+ * Layer kinds may leave ody_layer_ops.scratch_floats and saved_floats NULL
+ * (none needed), and destroy NULL (nothing beyond the struct). A forward
+ * gets info NULL for evaluation (nn_training).
+ */
+
+/*
  * Allocate a layer struct of `bytes` (a kind's own struct, ody_layer first),
  * zeroed, with ops and in_shape set. The size is kept in a hidden header so
  * nn_layer_free can return it to ody_free without knowing the kind.
