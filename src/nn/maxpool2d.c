@@ -18,20 +18,16 @@ static size_t maxpool2d_saved_floats(const ody_layer *l, int max_batch)
 }
 
 /* One input plane (H, W) -> one output plane (OH, OW) and its argmax. */
+/* One input plane (H, W) -> one output plane (OH, OW) and its argmax. */
 static void pool_plane(const nn_window *g, const float *in, float *out, int32_t *arg)
 {
-    for (int oy = 0; oy < g->oh; oy++) {
-        int y0 = oy * g->stride - g->pad, y1 = y0 + g->k;
-        y0 = y0 < 0 ? 0 : y0;
-        y1 = y1 > g->h ? g->h : y1;
+    for (int oy = 0; oy < g->oh; oy++)
         for (int ox = 0; ox < g->ow; ox++) {
-            int x0 = ox * g->stride - g->pad, x1 = x0 + g->k;
-            x0 = x0 < 0 ? 0 : x0;
-            x1 = x1 > g->w ? g->w : x1;
+            nn_rect r = nn_window_at(g, oy, ox);
             float best = -INFINITY;
-            int32_t at = y0 * g->w + x0;
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++)
+            int32_t at = r.y0 * g->w + r.x0;
+            for (int y = r.y0; y < r.y1; y++)
+                for (int x = r.x0; x < r.x1; x++)
                     if (in[y * g->w + x] > best) {
                         best = in[y * g->w + x];
                         at = y * g->w + x;
@@ -39,7 +35,6 @@ static void pool_plane(const nn_window *g, const float *in, float *out, int32_t 
             out[oy * g->ow + ox] = best;
             arg[oy * g->ow + ox] = at;
         }
-    }
 }
 
 /* The same for 2x2 windows at stride 2 without padding (LeNet's pools), unrolled. */
