@@ -302,6 +302,7 @@ static void test_conv2d_gradients(void **state)
 
 static const layer_case pool_cases[] = {
     {{2, 0, 0}, {3, {1, 4, 4}}, 2}, /* no overlap, stride = kernel */
+    {{2, 0, 0}, {3, {2, 5, 7}}, 2}, /* the same on odd sizes: last row and column unused */
     {{3, 2, 1}, {3, {2, 5, 7}}, 2}, /* overlap and padding */
     {{3, 1, 0}, {3, {3, 5, 5}}, 1}, /* overlap */
     {{2, 3, 0}, {3, {1, 7, 6}}, 2}, /* gaps; stride does not divide evenly */
