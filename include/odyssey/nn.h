@@ -128,7 +128,10 @@ typedef struct {
 const ody_layer_kind *ody_layer_kind_find(const char *kind);
 /* All rows; *count receives their number. */
 const ody_layer_kind *ody_layer_kinds(int *count);
-/* A spec for kind with every argument at its default. */
+/*
+ * A spec for kind with every argument at its default; a required argument
+ * is NaN ("not given") until set. Unknown kind: ODY_ERR_CONFIG.
+ */
 ody_status ody_layer_spec_default(ody_ctx *ctx, const char *kind, ody_layer_spec *spec);
 
 /* ---------------------------------------------------------------- losses */
@@ -195,8 +198,8 @@ typedef struct ody_model {
 /*
  * Build a model from the registry (options->name) or, for "sequential",
  * from options->layers. Parameters are allocated (zeroed), not initialised.
- * Errors name the layer and what is wrong (e.g. a kernel larger than its
- * input). Returns ODY_ERR_CONFIG for a bad architecture.
+ * Errors name the layer (counted from 1) and what is wrong (e.g. a kernel
+ * larger than its input). Returns ODY_ERR_CONFIG for a bad architecture.
  */
 ody_status ody_model_create(ody_ctx *ctx, const ody_model_options *options, ody_model **out);
 /* Build a model from explicit layer specs (used by the registry and tests). */
@@ -209,18 +212,27 @@ const char *const *ody_model_names(void);
 
 /* Initialise every parameter from (seed, tensor index): same seed, same weights. */
 void ody_model_init_params(ody_model *model, uint64_t seed);
-/* Allocate activations and scratch for batches of up to max_batch rows. */
+/*
+ * Allocate activations and scratch for batches of up to max_batch rows.
+ * Calling it again with a larger max_batch re-sizes (the old buffers are
+ * released); a smaller one keeps what is there.
+ */
 ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch);
 
 /* Called after layer `layer` finished backward: its gradients are final. */
 typedef void (*ody_grad_ready_fn)(void *user, int layer);
 
-/* Forward x (n, input_shape) -> logits (n, num_classes), owned by the model. */
+/*
+ * Forward x (n, input_shape) -> logits (n, num_classes), owned by the model
+ * and valid until the next forward. info NULL means evaluation. Returns NULL
+ * when n exceeds the prepared max_batch; n = 0 computes nothing.
+ */
 const float *ody_model_forward(ody_model *model, const ody_forward_info *info, int n, const float *x);
 /*
  * Backward from dlogits (n, num_classes) through every layer, last first,
  * accumulating parameter gradients; calls ready(user, i) after layer i
- * (ready may be NULL). The first layer computes no input gradient.
+ * (ready may be NULL), also when n = 0. The first layer computes no input
+ * gradient. Needs the forward of the same batch just before it.
  */
 void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, const float *x,
                         const float *dlogits, ody_grad_ready_fn ready, void *user);

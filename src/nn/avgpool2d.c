@@ -9,48 +9,33 @@
 
 #include <string.h>
 
-/* Clip window [o*stride - pad, + k) of one dimension to [0, size). */
-static void clip(const nn_window *g, int o, int size, int *lo, int *hi)
-{
-    *lo = o * g->stride - g->pad;
-    *hi = *lo + g->k;
-    *lo = *lo < 0 ? 0 : *lo;
-    *hi = *hi > size ? size : *hi;
-}
-
+/* One input plane (H, W) -> one output plane (OH, OW) of window means. */
 static void pool_plane(const nn_window *g, const float *in, float *out)
 {
     float scale = 1.0f / (float)(g->k * g->k);
-    for (int oy = 0; oy < g->oh; oy++) {
-        int y0, y1;
-        clip(g, oy, g->h, &y0, &y1);
+    for (int oy = 0; oy < g->oh; oy++)
         for (int ox = 0; ox < g->ow; ox++) {
-            int x0, x1;
-            clip(g, ox, g->w, &x0, &x1);
+            nn_rect r = nn_window_at(g, oy, ox);
             float sum = 0.0f;
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++)
+            for (int y = r.y0; y < r.y1; y++)
+                for (int x = r.x0; x < r.x1; x++)
                     sum += in[y * g->w + x];
             out[oy * g->ow + ox] = sum * scale;
         }
-    }
 }
 
+/* The adjoint of pool_plane: spread each output gradient over its window. */
 static void unpool_plane(const nn_window *g, const float *dout, float *din)
 {
     float scale = 1.0f / (float)(g->k * g->k);
-    for (int oy = 0; oy < g->oh; oy++) {
-        int y0, y1;
-        clip(g, oy, g->h, &y0, &y1);
+    for (int oy = 0; oy < g->oh; oy++)
         for (int ox = 0; ox < g->ow; ox++) {
-            int x0, x1;
-            clip(g, ox, g->w, &x0, &x1);
+            nn_rect r = nn_window_at(g, oy, ox);
             float d = dout[oy * g->ow + ox] * scale;
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++)
+            for (int y = r.y0; y < r.y1; y++)
+                for (int x = r.x0; x < r.x1; x++)
                     din[y * g->w + x] += d;
         }
-    }
 }
 
 static void avgpool2d_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in,

@@ -7,6 +7,11 @@
  *   W    (OC, C*K*K)       params[0], PyTorch's (OC, C, K, K) flattened
  *   b    (OC)              params[1]
  *   y    (OC, n*OH*OW)  = W col, in scratch; scattered to out (n, OC, OH, OW) + b
+ *
+ * Backward gathers dout into dy (OC, n*OH*OW) and computes the weight
+ * gradient transposed, dW^T (C*K*K, OC) = col dy^T: OpenBLAS runs that
+ * shape (long K, tall M) much faster than dy col^T, and the transpose-add
+ * into dW is only OC*C*K*K floats.
  */
 #include "nn/nn_internal.h"
 
@@ -26,8 +31,8 @@ static size_t conv2d_scratch_floats(const ody_layer *l, int max_batch)
 {
     const conv2d_layer *c = (const conv2d_layer *)l;
     size_t cols = (size_t)max_batch * plane(c);
-    /* y or dy (OC, cols), then dcol (C*K*K, cols) in backward. */
-    return (size_t)c->out_channels * cols + col_rows(c) * cols;
+    /* y or dy (OC, cols); in backward also dW^T (C*K*K, OC) and dcol (C*K*K, cols). */
+    return (size_t)c->out_channels * cols + col_rows(c) * c->out_channels + col_rows(c) * cols;
 }
 
 static size_t conv2d_saved_floats(const ody_layer *l, int max_batch)
@@ -36,30 +41,35 @@ static size_t conv2d_saved_floats(const ody_layer *l, int max_batch)
     return col_rows(c) * (size_t)max_batch * plane(c);
 }
 
-/* One row (c, kh, kw) of col for n samples: zeros where the window is in the padding. */
+/*
+ * One row (c, kh, kw) of col for n samples: zeros where the window is in the
+ * padding. Rows are short (OW floats), so the copies are plain loops rather
+ * than many tiny memcpy/memset calls; a block that touches the padding is
+ * cleared whole first.
+ */
 static void im2col_row(const nn_window *g, int n, int c, int kh, int kw, const float *in, float *row)
 {
     int ylo, yhi, xlo, xhi;
     nn_window_span(g, kh, g->h, g->oh, &ylo, &yhi);
     nn_window_span(g, kw, g->w, g->ow, &xlo, &xhi);
     size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
+    bool padded = ylo > 0 || yhi < g->oh || xlo > 0 || xhi < g->ow;
+    int x0 = kw - g->pad, stride = g->stride; /* input column of output column 0 */
     for (int s = 0; s < n; s++) {
         const float *src = in + ((size_t)s * g->c + c) * in_plane;
         float *dst = row + (size_t)s * out_plane;
-        memset(dst, 0, (size_t)ylo * g->ow * sizeof *dst);
+        if (padded)
+            memset(dst, 0, out_plane * sizeof *dst);
         for (int oy = ylo; oy < yhi; oy++) {
-            const float *srow = src + (size_t)(oy * g->stride + kh - g->pad) * g->w;
+            const float *srow = src + (size_t)(oy * stride + kh - g->pad) * g->w;
             float *d = dst + (size_t)oy * g->ow;
-            int x0 = kw - g->pad; /* input column of output column 0 */
-            memset(d, 0, (size_t)xlo * sizeof *d);
-            if (g->stride == 1)
-                memcpy(d + xlo, srow + xlo + x0, (size_t)(xhi - xlo) * sizeof *d);
+            if (stride == 1) /* the common case, kept apart so that it vectorises */
+                for (int ox = xlo; ox < xhi; ox++)
+                    d[ox] = srow[ox + x0];
             else
                 for (int ox = xlo; ox < xhi; ox++)
-                    d[ox] = srow[ox * g->stride + x0];
-            memset(d + xhi, 0, (size_t)(g->ow - xhi) * sizeof *d);
+                    d[ox] = srow[ox * stride + x0];
         }
-        memset(dst + (size_t)yhi * g->ow, 0, (size_t)(g->oh - yhi) * g->ow * sizeof *dst);
     }
 }
 
@@ -131,11 +141,15 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
     const nn_window *g = &c->win;
     int oc_n = c->out_channels;
     size_t rows = col_rows(c), cols = (size_t)n * plane(c);
-    float *dy = l->scratch, *dcol = l->scratch + (size_t)oc_n * cols;
+    float *dy = l->scratch, *dwt = dy + (size_t)oc_n * cols, *dcol = dwt + rows * oc_n;
     gather_dout(c, n, dout, dy, l->params[1].grad);
-    /* dW (OC, C*K*K) += dy col^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc_n, (int)rows, (int)cols, 1.0f, dy,
-                (int)cols, l->saved, (int)cols, 1.0f, l->params[0].grad, (int)rows);
+    /* dW^T (C*K*K, OC) = col dy^T, then dW (OC, C*K*K) += its transpose */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, oc_n, (int)cols, 1.0f, l->saved,
+                (int)cols, dy, (int)cols, 0.0f, dwt, oc_n);
+    float *dw = l->params[0].grad;
+    for (int oc = 0; oc < oc_n; oc++)
+        for (size_t r = 0; r < rows; r++)
+            dw[(size_t)oc * rows + r] += dwt[r * oc_n + oc];
     if (!din)
         return;
     /* dcol (C*K*K, cols) = W^T dy, then scattered back onto the input positions. */

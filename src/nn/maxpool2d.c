@@ -18,24 +18,39 @@ static size_t maxpool2d_saved_floats(const ody_layer *l, int max_batch)
 }
 
 /* One input plane (H, W) -> one output plane (OH, OW) and its argmax. */
+/* One input plane (H, W) -> one output plane (OH, OW) and its argmax. */
 static void pool_plane(const nn_window *g, const float *in, float *out, int32_t *arg)
 {
-    for (int oy = 0; oy < g->oh; oy++) {
-        int y0 = oy * g->stride - g->pad, y1 = y0 + g->k;
-        y0 = y0 < 0 ? 0 : y0;
-        y1 = y1 > g->h ? g->h : y1;
+    for (int oy = 0; oy < g->oh; oy++)
         for (int ox = 0; ox < g->ow; ox++) {
-            int x0 = ox * g->stride - g->pad, x1 = x0 + g->k;
-            x0 = x0 < 0 ? 0 : x0;
-            x1 = x1 > g->w ? g->w : x1;
+            nn_rect r = nn_window_at(g, oy, ox);
             float best = -INFINITY;
-            int32_t at = y0 * g->w + x0;
-            for (int y = y0; y < y1; y++)
-                for (int x = x0; x < x1; x++)
+            int32_t at = r.y0 * g->w + r.x0;
+            for (int y = r.y0; y < r.y1; y++)
+                for (int x = r.x0; x < r.x1; x++)
                     if (in[y * g->w + x] > best) {
                         best = in[y * g->w + x];
                         at = y * g->w + x;
                     }
+            out[oy * g->ow + ox] = best;
+            arg[oy * g->ow + ox] = at;
+        }
+}
+
+/* The same for 2x2 windows at stride 2 without padding (LeNet's pools), unrolled. */
+static void pool_plane_2x2(const nn_window *g, const float *in, float *out, int32_t *arg)
+{
+    for (int oy = 0; oy < g->oh; oy++) {
+        const float *r0 = in + 2 * oy * g->w, *r1 = r0 + g->w;
+        for (int ox = 0; ox < g->ow; ox++) {
+            int x = 2 * ox, at = 2 * oy * g->w + x;
+            float best = r0[x];
+            if (r0[x + 1] > best)
+                best = r0[x + 1], at = 2 * oy * g->w + x + 1;
+            if (r1[x] > best)
+                best = r1[x], at = (2 * oy + 1) * g->w + x;
+            if (r1[x + 1] > best)
+                best = r1[x + 1], at = (2 * oy + 1) * g->w + x + 1;
             out[oy * g->ow + ox] = best;
             arg[oy * g->ow + ox] = at;
         }
@@ -48,8 +63,9 @@ static void maxpool2d_forward(ody_layer *l, const ody_forward_info *info, int n,
     const nn_window *g = &((nn_pool_layer *)l)->win;
     size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
     int32_t *arg = (int32_t *)l->saved;
+    bool fast = g->k == 2 && g->stride == 2 && g->pad == 0;
     for (size_t p = 0; p < (size_t)n * g->c; p++)
-        pool_plane(g, in + p * in_plane, out + p * out_plane, arg + p * out_plane);
+        (fast ? pool_plane_2x2 : pool_plane)(g, in + p * in_plane, out + p * out_plane, arg + p * out_plane);
 }
 
 static void maxpool2d_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,

@@ -9,6 +9,12 @@
 #include "odyssey/nn.h"
 
 /*
+ * Layer kinds may leave ody_layer_ops.scratch_floats and saved_floats NULL
+ * (none needed), and destroy NULL (nothing beyond the struct). A forward
+ * gets info NULL for evaluation (nn_training).
+ */
+
+/*
  * Allocate a layer struct of `bytes` (a kind's own struct, ody_layer first),
  * zeroed, with ops and in_shape set. The size is kept in a hidden header so
  * nn_layer_free can return it to ody_free without knowing the kind.
@@ -48,6 +54,18 @@ typedef struct {
  */
 ody_status nn_window_make(ody_ctx *ctx, const char *kind, ody_shape in_shape, int k, int stride,
                           int pad, nn_window *win);
+/* The input rectangle [y0, y1) x [x0, x1) of output (oy, ox), clipped to the input. */
+typedef struct {
+    int y0, y1, x0, x1;
+} nn_rect;
+
+static inline nn_rect nn_window_at(const nn_window *win, int oy, int ox)
+{
+    int y0 = oy * win->stride - win->pad, x0 = ox * win->stride - win->pad;
+    int y1 = y0 + win->k, x1 = x0 + win->k;
+    return (nn_rect){y0 < 0 ? 0 : y0, y1 > win->h ? win->h : y1, x0 < 0 ? 0 : x0, x1 > win->w ? win->w : x1};
+}
+
 /*
  * Output positions o in [*lo, *hi) of one dimension whose input position
  * o*stride + koff - pad lies inside [0, in_size).

@@ -1,0 +1,337 @@
+/*
+ * io: the config API. A config is the schema's defaults, then a YAML file,
+ * then command-line overrides in order, then derived defaults
+ * (experiment.name) and the checks that involve more than one key.
+ * ody_config_resolve does that once, on rank 0, and broadcasts the result.
+ */
+#include "io/io_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { MAX_CONFIG_BYTES = 16 << 20 };
+
+void ody_config_defaults(ody_config *cfg)
+{
+    /* The defaults are tested to parse; a broken one would leave its field zero. */
+    ody_ctx scratch;
+    memset(&scratch, 0, sizeof scratch);
+    ody_cfg_reader r = {.ctx = &scratch, .source = "schema default"};
+    int nrows = 0;
+    const ody_cfg_row *rows = ody_cfg_schema(&nrows);
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < nrows; i++)
+        ody_cfg_apply_text(&r, &rows[i], rows[i].def, cfg);
+}
+
+/* ------------------------------------------------- derived values, checks */
+
+/* "<model.name>-<file stem>" for a file, "<model.name>" otherwise. */
+static ody_status derive_experiment_name(ody_ctx *ctx, ody_config *cfg, const char *where)
+{
+    ody_experiment_config *e = &cfg->experiment;
+    if (e->name[0])
+        return ODY_OK;
+    const char *base = strrchr(cfg->source, '/');
+    base = base ? base + 1 : cfg->source;
+    const char *dot = strrchr(base, '.');
+    int stem_len = (int)(dot && dot > base ? (size_t)(dot - base) : strlen(base));
+    char name[sizeof e->name + sizeof cfg->source];
+    if (stem_len > 0)
+        snprintf(name, sizeof name, "%s-%.*s", cfg->model.name, stem_len, base);
+    else
+        snprintf(name, sizeof name, "%s", cfg->model.name);
+    if (strlen(name) >= sizeof e->name)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: experiment.name: the derived name '%.40s...' is too long (at most "
+                        "%zu characters); set experiment.name",
+                        where, name, sizeof e->name - 1);
+    memset(e->name, 0, sizeof e->name);
+    memcpy(e->name, name, strlen(name));
+    return ODY_OK;
+}
+
+/*
+ * idx and hdf5 read data.path; idx also needs its file names, the test
+ * files only when validating on them.
+ */
+static ody_status check_data_files(ody_ctx *ctx, const ody_data_options *d, const char *where)
+{
+    bool idx = strcmp(d->name, "idx") == 0, hdf5 = strcmp(d->name, "hdf5") == 0;
+    bool test = strcmp(d->validation, "test") == 0;
+    const struct {
+        const char *key, *value;
+        bool needed;
+    } files[] = {
+        {"path", d->path, idx || hdf5},
+        {"train_images", d->train_images, idx},
+        {"train_labels", d->train_labels, idx},
+        {"test_images", d->test_images, idx && test},
+        {"test_labels", d->test_labels, idx && test},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (files[i].needed && !files[i].value[0])
+            return ody_fail(ctx, ODY_ERR_CONFIG, "%s: data.%s: required when data.name is %s",
+                            where, files[i].key, d->name);
+    }
+    return ODY_OK;
+}
+
+static ody_status check_model(ody_ctx *ctx, const ody_model_options *m, const char *where)
+{
+    bool sequential = strcmp(m->name, "sequential") == 0;
+    if (sequential && m->n_layers == 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: model.layers: required when model.name is sequential", where);
+    if (!sequential && m->n_layers > 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: model.layers: only read when model.name is sequential (it is '%s')",
+                        where, m->name);
+    return ODY_OK;
+}
+
+/* Checks that involve more than one key, or a derived value. */
+static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *where)
+{
+    const char *name = cfg->experiment.name;
+    if (strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: experiment.name: '%s' is not a directory name (no '/', not . or ..)",
+                        where, name);
+    ody_status st = check_model(ctx, &cfg->model, where);
+    if (st != ODY_OK)
+        return st;
+    if ((st = check_data_files(ctx, &cfg->data, where)) != ODY_OK)
+        return st;
+    if (cfg->data.mean != 0 && cfg->data.std == 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: data.mean: has no effect while data.std is 0 (set data.std > 0 to "
+                        "standardise)",
+                        where);
+    const ody_optimizer_config *o = &cfg->optimizer;
+    if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: optimizer.nesterov: needs momentum > 0 and dampening 0", where);
+    return ODY_OK;
+}
+
+/* --------------------------------------------------------------- parsing */
+
+static ody_status apply_file_text(ody_ctx *ctx, const char *text, const char *where,
+                                  ody_config *cfg)
+{
+    ody_cfg_reader r = {.ctx = ctx, .source = where};
+    yaml_document_t doc;
+    yaml_node_t *root = NULL;
+    ody_status st = ody_cfg_load_document(&r, text, &doc, &root);
+    if (st != ODY_OK)
+        return st;
+    if (root) /* an empty file is all defaults */
+        st = ody_cfg_apply_root(&r, &doc, root, cfg);
+    yaml_document_delete(&doc);
+    return st;
+}
+
+ody_status ody_config_parse(ody_ctx *ctx, const char *text, const char *source, int noverrides,
+                            char *const *overrides, ody_config *cfg)
+{
+    if (!source)
+        source = "";
+    const char *where = source[0] ? source : "<string>";
+    if (strlen(source) >= sizeof cfg->source)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "%.60s...: config path too long", source);
+    memset(cfg->source, 0, sizeof cfg->source);
+    memcpy(cfg->source, source, strlen(source));
+    ody_status st = text ? apply_file_text(ctx, text, where, cfg) : ODY_OK;
+    for (int i = 0; st == ODY_OK && i < noverrides; i++)
+        st = ody_cfg_apply_override(ctx, overrides[i], cfg);
+    if (st == ODY_OK)
+        st = derive_experiment_name(ctx, cfg, where);
+    if (st == ODY_OK)
+        st = check_config(ctx, cfg, where);
+    return st;
+}
+
+/* ----------------------------------------------------------------- files */
+
+/* The whole file as a NUL-terminated string (malloc'd). */
+static ody_status read_text_file(ody_ctx *ctx, const char *path, char **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT
+                   ? ody_fail(ctx, ODY_ERR_CONFIG, "no such config file: %s", path)
+                   : ody_fail(ctx, ODY_ERR_CONFIG, "%s: %s", path, strerror(errno));
+    size_t len = 0, cap = 4096;
+    char *text = malloc(cap);
+    ody_status st = text ? ODY_OK : ody_fail(ctx, ODY_ERR_NOMEM, "out of memory reading %s", path);
+    while (st == ODY_OK) {
+        len += fread(text + len, 1, cap - len - 1, f);
+        if (ferror(f))
+            st = ody_fail(ctx, ODY_ERR_CONFIG, "%s: %s", path, strerror(errno));
+        else if (feof(f))
+            break;
+        else if (cap >= MAX_CONFIG_BYTES)
+            st = ody_fail(ctx, ODY_ERR_CONFIG, "%s: larger than %d MiB; not a config file", path,
+                          MAX_CONFIG_BYTES >> 20);
+        else {
+            char *grown = realloc(text, cap * 2);
+            if (!grown)
+                st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory reading %s", path);
+            else {
+                text = grown;
+                cap *= 2;
+            }
+        }
+    }
+    fclose(f);
+    if (st == ODY_OK) {
+        text[len] = '\0';
+        if (strlen(text) != len)
+            st = ody_fail(ctx, ODY_ERR_CONFIG, "%s: not a text file (NUL byte at offset %zu)",
+                          path, strlen(text));
+    }
+    if (st != ODY_OK)
+        free(text);
+    else
+        *out = text;
+    return st;
+}
+
+ody_status ody_config_load(ody_ctx *ctx, const char *path, int noverrides, char *const *overrides,
+                           ody_config *cfg)
+{
+    char *text = NULL;
+    ody_status st = read_text_file(ctx, path, &text);
+    if (st == ODY_OK)
+        st = ody_config_parse(ctx, text, path, noverrides, overrides, cfg);
+    free(text);
+    return st;
+}
+
+static const char *config_dir(void)
+{
+    const char *dir = getenv("ODY_CONFIG_DIR");
+    return dir && dir[0] ? dir : "configs";
+}
+
+static bool is_regular_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+ody_status ody_config_find(ody_ctx *ctx, const char *arg, char *path, size_t len)
+{
+    const char *dir = config_dir();
+    bool relative = arg[0] != '/';
+    char candidate[1024];
+    for (int i = 0; i < (relative ? 3 : 1); i++) {
+        int n = i == 0   ? snprintf(candidate, sizeof candidate, "%s", arg)
+                : i == 1 ? snprintf(candidate, sizeof candidate, "%s/%s.yaml", dir, arg)
+                         : snprintf(candidate, sizeof candidate, "%s/%s", dir, arg);
+        if (n < 0 || (size_t)n >= sizeof candidate || !is_regular_file(candidate))
+            continue;
+        if ((size_t)n >= len)
+            return ody_fail(ctx, ODY_ERR_CONFIG, "%s: config path too long", candidate);
+        memcpy(path, candidate, (size_t)n + 1);
+        return ODY_OK;
+    }
+    if (!relative)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "no such config file: %s", arg);
+    return ody_fail(ctx, ODY_ERR_CONFIG, "no such config file: %s (nor %s/%s.yaml)", arg, dir,
+                    arg);
+}
+
+ody_status ody_config_load_experiment(ody_ctx *ctx, const char *model, const char *name,
+                                      ody_config *cfg)
+{
+    char path[1024];
+    int n = snprintf(path, sizeof path, "%s/%s/%s.yaml", config_dir(), model, name);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "config path for %s/%s too long", model, name);
+    ody_config_defaults(cfg);
+    return ody_config_load(ctx, path, 0, NULL, cfg);
+}
+
+/* ------------------------------------------------------------- resolving */
+
+static ody_status mpi_check(ody_ctx *ctx, int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS)
+        return ODY_OK;
+    char text[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    MPI_Error_string(rc, text, &n);
+    return ody_fail(ctx, ODY_ERR_MPI, "%s: %s", what, text);
+}
+
+/* Rank 0's part: find, load with overrides, write the result as YAML. */
+static ody_status resolve_on_root(ody_ctx *ctx, const char *arg, int noverrides,
+                                  char *const *overrides, char *path, size_t len, char **text)
+{
+    ody_config cfg;
+    ody_status st = ody_config_find(ctx, arg, path, len);
+    if (st != ODY_OK)
+        return st;
+    ody_config_defaults(&cfg);
+    st = ody_config_load(ctx, path, noverrides, overrides, &cfg);
+    if (st != ODY_OK)
+        return st;
+    return ody_config_to_yaml(ctx, &cfg, text);
+}
+
+/*
+ * Broadcast rank 0's status and then its message (on error) or YAML text
+ * (on success) into *payload (malloc'd on every rank, rank 0 included).
+ * Every rank agrees on the result, out-of-memory on any rank included.
+ */
+static ody_status broadcast_result(ody_ctx *ctx, ody_status root_status, const char *root_payload,
+                                   char *path, size_t path_len, char **payload)
+{
+    const char *what = "broadcasting the config";
+    int header[2] = {(int)root_status, root_payload ? (int)strlen(root_payload) + 1 : 0};
+    ody_status st = mpi_check(ctx, MPI_Bcast(header, 2, MPI_INT, 0, ctx->comm), what);
+    if (st == ODY_OK)
+        st = mpi_check(ctx, MPI_Bcast(path, (int)path_len, MPI_CHAR, 0, ctx->comm), what);
+    if (st != ODY_OK)
+        return st;
+    *payload = malloc((size_t)header[1] + 1);
+    int have = *payload != NULL, all = 0;
+    st = mpi_check(ctx, MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, ctx->comm), what);
+    if (st == ODY_OK && !all)
+        st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory receiving the config");
+    if (st == ODY_OK && ctx->rank == 0)
+        memcpy(*payload, root_payload, (size_t)header[1]);
+    if (st == ODY_OK)
+        st = mpi_check(ctx, MPI_Bcast(*payload, header[1], MPI_CHAR, 0, ctx->comm), what);
+    if (st == ODY_OK && header[0] != ODY_OK)
+        st = ody_fail(ctx, (ody_status)header[0], "%s", *payload);
+    if (st != ODY_OK) {
+        free(*payload);
+        *payload = NULL;
+    }
+    return st;
+}
+
+ody_status ody_config_resolve(ody_ctx *ctx, const char *arg, int noverrides,
+                              char *const *overrides, ody_config *cfg)
+{
+    char path[sizeof cfg->source] = "";
+    char *text = NULL, *payload = NULL;
+    ody_status st = ODY_OK;
+    if (ctx->rank == 0)
+        st = resolve_on_root(ctx, arg, noverrides, overrides, path, sizeof path, &text);
+    const char *root_payload = ctx->rank != 0 ? NULL : st == ODY_OK ? text : ody_ctx_error(ctx);
+    st = broadcast_result(ctx, st, root_payload, path, sizeof path, &payload);
+    free(text);
+    if (st != ODY_OK)
+        return st;
+    ody_config_defaults(cfg);
+    st = ody_config_parse(ctx, payload, path, 0, NULL, cfg);
+    free(payload);
+    return st;
+}

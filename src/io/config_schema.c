@@ -1,0 +1,420 @@
+/*
+ * io: the config schema, one row per key, and the helpers that describe
+ * it: lookup, did-you-mean suggestions, range text, the markdown reference.
+ *
+ * To add a key: add its field to the struct in io.h (or the module header
+ * that owns it) and one row here, in the section's block. Parsing, range
+ * checks, --print-config and the reference follow from the row.
+ */
+#include "io/io_internal.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+/* A row whose key is the name of its field in ody_config's section struct. */
+#define ROW(sec, field, type_, ...)                                                               \
+    {.section = #sec, .key = #field, .type = (type_), .offset = offsetof(ody_config, sec.field), \
+     .size = sizeof(((ody_config *)0)->sec.field), __VA_ARGS__}
+
+/* Where a list row keeps its element count. */
+#define COUNT_AT(sec, field) offsetof(ody_config, sec.field)
+
+/* Ranges: closed [lo, hi], at least lo, or unbounded. */
+#define IN(lo, hi) .range = {(lo), (hi), false, false}
+#define AT_LEAST(lo) .range = {(lo), INFINITY, false, false}
+#define ANY_NUMBER .range = {-INFINITY, INFINITY, false, false}
+
+const char *const ody_cfg_init_names[] = {
+    [ODY_INIT_AUTO] = "auto",
+    [ODY_INIT_ZERO] = "zero",
+    [ODY_INIT_KAIMING_UNIFORM] = "kaiming_uniform",
+    [ODY_INIT_KAIMING_NORMAL] = "kaiming_normal",
+    [ODY_INIT_XAVIER_UNIFORM] = "xavier_uniform",
+    [ODY_INIT_XAVIER_NORMAL] = "xavier_normal",
+    [ODY_INIT_TORCH_DEFAULT] = "torch_default",
+    NULL};
+
+static const char *const dtype_values[] = {"float32", NULL};
+static const char *const variant_values[] = {"modern", "classic", NULL};
+static const char *const activation_values[] = {"relu", "tanh", "sigmoid", NULL};
+static const char *const loss_values[] = {"cross_entropy", "mse", NULL};
+static const char *const optimizer_values[] = {"sgd", NULL};
+static const char *const data_values[] = {"fashion_mnist", "mnist", "idx", "hdf5", "synthetic",
+                                          NULL};
+static const char *const validation_values[] = {"test", "split", "none", NULL};
+static const char *const level_values[] = {"error", "warn", "info", "debug", NULL};
+static const char *const progress_values[] = {"auto", "always", "never", NULL};
+
+static const ody_cfg_row schema[] = {
+    /* experiment */
+    ROW(experiment, name, ODY_CFG_STRING, .def = "\"\"",
+        .doc = "run directory name under output_dir; empty: <model.name>-<config file stem>"),
+    ROW(experiment, output_dir, ODY_CFG_STRING, .def = "checkpoints",
+        .doc = "root of the run directories"),
+    ROW(experiment, seed, ODY_CFG_INT, .def = "42", AT_LEAST(0),
+        .doc = "seed of every random stream (init, shuffle, dropout, split, synthetic data)"),
+
+    /* model */
+    ROW(model, name, ODY_CFG_ENUM, .def = "lenet5", .values_fn = ody_model_names,
+        .doc = "model from the registry; sequential builds model.layers"),
+    ROW(model, num_classes, ODY_CFG_INT, .def = "10", IN(2, 100000),
+        .doc = "number of classes (outputs of the last layer)"),
+    ROW(model, input_shape, ODY_CFG_SHAPE, .def = "[1, 28, 28]", IN(1, 1e6),
+        .doc = "shape of one sample, [C, H, W] (1 to 3 dimensions)"),
+    ROW(model, dropout, ODY_CFG_FLOAT, .def = "0.0", IN(0, 0.99),
+        .doc = "dropout probability before the fully connected layers (0: none)"),
+    {.section = "model", .key = "dtype", .type = ODY_CFG_ENUM, .def = "float32",
+     .values = dtype_values, .doc = "parameter and activation type"},
+    ROW(model, variant, ODY_CFG_ENUM, .def = "modern", .values = variant_values,
+        .doc = "lenet5: modern (relu, max pooling) or classic (tanh, average pooling)"),
+    ROW(model, activation, ODY_CFG_ENUM, .def = "relu", .values = activation_values,
+        .doc = "mlp: activation between the layers"),
+    ROW(model, hidden_sizes, ODY_CFG_INT_LIST, .count_offset = COUNT_AT(model, n_hidden),
+        .def = "[256, 128]", IN(1, 1e6), .doc = "mlp: widths of the hidden layers (at most 16)"),
+    ROW(model, init, ODY_CFG_INIT, .def = "auto", .values = ody_cfg_init_names,
+        .doc = "initialisation of every parameter; auto: each layer kind's default"),
+    ROW(model, layers, ODY_CFG_LAYERS, .count_offset = COUNT_AT(model, n_layers), .def = "[]",
+        .doc = "sequential: the layers in order, e.g. [{type: linear, out_features: 10}]"),
+
+    /* training */
+    ROW(training, epochs, ODY_CFG_INT, .def = "10", IN(1, 1e6),
+        .doc = "passes over the training set"),
+    ROW(training, batch_size, ODY_CFG_INT, .def = "64", IN(1, 1e7),
+        .doc = "global batch, split across the ranks (same experiment at any rank count)"),
+    ROW(training, batch_size_per_rank, ODY_CFG_INT, .def = "0", IN(0, 1e7),
+        .doc = "> 0: global batch = this x ranks, overriding batch_size (weak scaling)"),
+    ROW(training, log_interval, ODY_CFG_INT, .def = "100", AT_LEAST(1),
+        .doc = "optimizer steps between log lines"),
+    ROW(training, validate_interval, ODY_CFG_INT, .def = "1", AT_LEAST(0),
+        .doc = "epochs between validations (0: never)"),
+    ROW(training, save_checkpoints, ODY_CFG_BOOL, .def = "true", .doc = "write checkpoints"),
+    ROW(training, checkpoint_interval, ODY_CFG_INT, .def = "5", AT_LEAST(1),
+        .doc = "epochs between checkpoints"),
+    ROW(training, shuffle, ODY_CFG_BOOL, .def = "true",
+        .doc = "shuffle the training set every epoch (order keyed by seed and epoch)"),
+    ROW(training, drop_last, ODY_CFG_BOOL, .def = "false",
+        .doc = "skip the last, smaller batch of an epoch"),
+    ROW(training, max_steps, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "stop after this many optimizer steps in all (0: no limit)"),
+    ROW(training, val_batch_size, ODY_CFG_INT, .def = "1000", AT_LEAST(1),
+        .doc = "global batch for validation"),
+    ROW(training, loss, ODY_CFG_ENUM, .def = "cross_entropy", .values = loss_values,
+        .doc = "loss function"),
+
+    /* optimizer */
+    ROW(optimizer, name, ODY_CFG_ENUM, .def = "sgd", .values = optimizer_values,
+        .doc = "optimizer"),
+    ROW(optimizer, learning_rate, ODY_CFG_FLOAT, .def = "0.01", .range = {0, 10, true, false},
+        .doc = "step size"),
+    ROW(optimizer, momentum, ODY_CFG_FLOAT, .def = "0.0", .range = {0, 1, false, true},
+        .doc = "sgd momentum (0: plain sgd)"),
+    ROW(optimizer, weight_decay, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
+        .doc = "L2 penalty added to the gradient"),
+    ROW(optimizer, dampening, ODY_CFG_FLOAT, .def = "0.0", .range = {0, 1, false, true},
+        .doc = "sgd: dampening of the momentum update"),
+    ROW(optimizer, nesterov, ODY_CFG_BOOL, .def = "false",
+        .doc = "sgd: Nesterov momentum (needs momentum > 0 and dampening 0)"),
+
+    /* data */
+    ROW(data, name, ODY_CFG_ENUM, .def = "fashion_mnist", .values = data_values,
+        .doc = "data set; idx and hdf5 read data.path, synthetic needs no files"),
+    ROW(data, path, ODY_CFG_STRING, .def = "\"\"",
+        .doc = "directory of IDX files or the HDF5 file (empty: the data set's default)"),
+    ROW(data, train_images, ODY_CFG_STRING, .def = "\"\"",
+        .doc = "idx: training images file in data.path (.gz tried too)"),
+    ROW(data, train_labels, ODY_CFG_STRING, .def = "\"\"", .doc = "idx: training labels file"),
+    ROW(data, test_images, ODY_CFG_STRING, .def = "\"\"", .doc = "idx: test images file"),
+    ROW(data, test_labels, ODY_CFG_STRING, .def = "\"\"", .doc = "idx: test labels file"),
+    ROW(data, scale, ODY_CFG_BOOL, .def = "true", .doc = "scale uint8 pixels to [0, 1]"),
+    ROW(data, mean, ODY_CFG_FLOAT, .def = "0.0", ANY_NUMBER,
+        .doc = "subtracted after scaling when std > 0"),
+    ROW(data, std, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
+        .doc = "divides after subtracting mean (0: no standardisation)"),
+    ROW(data, validation, ODY_CFG_ENUM, .def = "test", .values = validation_values,
+        .doc = "validate on the test set, a split of the training set, or not at all"),
+    ROW(data, val_fraction, ODY_CFG_FLOAT, .def = "0.1", .range = {0, 1, true, true},
+        .doc = "validation: split: fraction of the training set held out"),
+    ROW(data, limit_train, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "use only the first N training samples (0: all)"),
+    ROW(data, limit_val, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "use only the first N validation samples (0: all)"),
+    ROW(data, synthetic_train, ODY_CFG_INT, .def = "60000", AT_LEAST(1),
+        .doc = "synthetic: training samples"),
+    ROW(data, synthetic_val, ODY_CFG_INT, .def = "10000", AT_LEAST(1),
+        .doc = "synthetic: validation samples"),
+    ROW(data, prefetch, ODY_CFG_BOOL, .def = "false",
+        .doc = "read the next batch on a thread while this one computes"),
+
+    /* distributed */
+    ROW(distributed, check_consistency, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "compare parameter fingerprints across ranks every N steps (0: only at start)"),
+    ROW(distributed, blas_threads, ODY_CFG_INT, .def = "0", IN(0, 256),
+        .doc = "OpenBLAS threads per rank (0: cores on the node / ranks on it)"),
+
+    /* logging */
+    ROW(logging, level, ODY_CFG_ENUM, .def = "info", .values = level_values,
+        .doc = "least severe messages shown"),
+    ROW(logging, progress, ODY_CFG_ENUM, .def = "auto", .values = progress_values,
+        .doc = "live progress line: auto (on a terminal), always or never"),
+};
+
+#define SCHEMA_ROWS ((int)(sizeof schema / sizeof schema[0]))
+
+const ody_cfg_row *ody_cfg_schema(int *count)
+{
+    *count = SCHEMA_ROWS;
+    return schema;
+}
+
+const ody_cfg_row *ody_cfg_find(const char *section, const char *key)
+{
+    for (int i = 0; i < SCHEMA_ROWS; i++)
+        if (strcmp(schema[i].section, section) == 0 && strcmp(schema[i].key, key) == 0)
+            return &schema[i];
+    return NULL;
+}
+
+bool ody_cfg_section_exists(const char *section)
+{
+    for (int i = 0; i < SCHEMA_ROWS; i++)
+        if (strcmp(schema[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+const char *const *ody_cfg_values(const ody_cfg_row *row)
+{
+    if (row->values_fn)
+        return row->values_fn();
+    return row->values;
+}
+
+const char *ody_cfg_init_name(ody_init init)
+{
+    int n = (int)(sizeof ody_cfg_init_names / sizeof ody_cfg_init_names[0]) - 1;
+    return ((int)init >= 0 && (int)init < n) ? ody_cfg_init_names[init] : "invalid";
+}
+
+const char *ody_cfg_type_name(ody_cfg_type type)
+{
+    switch (type) {
+    case ODY_CFG_INT: return "int";
+    case ODY_CFG_FLOAT: return "float";
+    case ODY_CFG_BOOL: return "bool";
+    case ODY_CFG_STRING: return "string";
+    case ODY_CFG_ENUM: return "enum";
+    case ODY_CFG_INT_LIST: return "list of int";
+    case ODY_CFG_SHAPE: return "shape";
+    case ODY_CFG_INIT: return "init";
+    case ODY_CFG_LAYERS: return "list of layers";
+    }
+    return "?";
+}
+
+/* ------------------------------------------------------------ did you mean */
+
+/* Optimal-string-alignment distance, case-insensitive; INT_MAX for long words. */
+static int edit_distance(const char *a, const char *b)
+{
+    enum { LONGEST = 63 };
+    size_t n = strlen(a), m = strlen(b);
+    if (n > LONGEST || m > LONGEST)
+        return INT_MAX;
+    int d[LONGEST + 1][LONGEST + 1];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++) {
+        for (size_t j = 1; j <= m; j++) {
+            int ai = tolower((unsigned char)a[i - 1]), bj = tolower((unsigned char)b[j - 1]);
+            int best = d[i - 1][j - 1] + (ai != bj);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == bj && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[n][m];
+}
+
+void ody_cfg_suggest_init(ody_cfg_suggestion *s, const char *word)
+{
+    s->word = word;
+    s->best[0] = '\0';
+    s->distance = INT_MAX;
+}
+
+void ody_cfg_suggest_offer(ody_cfg_suggestion *s, const char *prefix, const char *candidate)
+{
+    /* Close enough to be a typo: a third of the word's letters, at least one. */
+    int limit = (int)strlen(s->word) / 3;
+    if (limit < 1)
+        limit = 1;
+    int d = edit_distance(s->word, candidate);
+    if (d > limit || d >= s->distance)
+        return;
+    s->distance = d;
+    snprintf(s->best, sizeof s->best, "%s%s%s", prefix ? prefix : "", prefix ? "." : "",
+             candidate);
+}
+
+const char *ody_cfg_suggest_text(const ody_cfg_suggestion *s, char *out, size_t len)
+{
+    if (s->distance == INT_MAX)
+        snprintf(out, len, "%s", "");
+    else
+        snprintf(out, len, " (did you mean '%s'?)", s->best);
+    return out;
+}
+
+const char *ody_cfg_suggest_key(const char *section, const char *key, char *out, size_t len)
+{
+    ody_cfg_suggestion here, elsewhere;
+    ody_cfg_suggest_init(&here, key);
+    ody_cfg_suggest_init(&elsewhere, key);
+    for (int i = 0; i < SCHEMA_ROWS; i++) {
+        if (strcmp(schema[i].section, section) == 0)
+            ody_cfg_suggest_offer(&here, NULL, schema[i].key);
+        else
+            ody_cfg_suggest_offer(&elsewhere, schema[i].section, schema[i].key);
+    }
+    /* A key of this section wins ties: it is the likelier slip. */
+    return ody_cfg_suggest_text(elsewhere.distance < here.distance ? &elsewhere : &here, out, len);
+}
+
+const char *ody_cfg_suggest_section(const char *section, char *out, size_t len)
+{
+    ody_cfg_suggestion s;
+    ody_cfg_suggest_init(&s, section);
+    for (int i = 0; i < SCHEMA_ROWS; i++)
+        ody_cfg_suggest_offer(&s, NULL, schema[i].section);
+    /* A key written at the top level ("batch_size: 64") names its section. */
+    for (int i = 0; i < SCHEMA_ROWS; i++)
+        ody_cfg_suggest_offer(&s, schema[i].section, schema[i].key);
+    return ody_cfg_suggest_text(&s, out, len);
+}
+
+/* ------------------------------------------------------- ranges and lists */
+
+bool ody_cfg_in_range(const ody_cfg_range *range, double v)
+{
+    if (!(v >= range->min && v <= range->max)) /* also false for NaN */
+        return false;
+    return !(range->min_open && v == range->min) && !(range->max_open && v == range->max);
+}
+
+const char *ody_cfg_range_text(const ody_cfg_range *range, char *out, size_t len)
+{
+    int n = 0;
+    out[0] = '\0';
+    if (isfinite(range->min))
+        n = snprintf(out, len, "%s %.15g", range->min_open ? ">" : ">=", range->min);
+    if (isfinite(range->max) && n >= 0 && (size_t)n < len)
+        snprintf(out + n, len - (size_t)n, "%s%s %.15g", n > 0 ? " and " : "",
+                 range->max_open ? "<" : "<=", range->max);
+    return out;
+}
+
+const char *ody_cfg_join(const char *const *values, char *out, size_t len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; values && values[i] && n < len; i++) {
+        int w = snprintf(out + n, len - n, "%s%s", i > 0 ? ", " : "", values[i]);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+    return out;
+}
+
+/* -------------------------------------------------------------- reference */
+
+/* The "allowed" cell of a row. */
+static const char *allowed_text(const ody_cfg_row *row, char *out, size_t len)
+{
+    char range[96];
+    ody_cfg_range_text(&row->range, range, sizeof range);
+    switch (row->type) {
+    case ODY_CFG_INT:
+    case ODY_CFG_FLOAT:
+        snprintf(out, len, "%s", range[0] ? range : "any");
+        break;
+    case ODY_CFG_BOOL:
+        snprintf(out, len, "true, false");
+        break;
+    case ODY_CFG_STRING:
+        snprintf(out, len, "at most %zu characters", row->size - 1);
+        break;
+    case ODY_CFG_ENUM:
+    case ODY_CFG_INIT:
+        ody_cfg_join(ody_cfg_values(row), out, len);
+        break;
+    case ODY_CFG_INT_LIST:
+        snprintf(out, len, "0 to %zu values, each %s", row->size / sizeof(int), range);
+        break;
+    case ODY_CFG_SHAPE:
+        snprintf(out, len, "1 to 3 values, each %s", range);
+        break;
+    case ODY_CFG_LAYERS:
+        snprintf(out, len, "list of {type: KIND, ARG: value, init: INIT}; see the layer table");
+        break;
+    }
+    return out;
+}
+
+/* A table cell from text written elsewhere: '|' would end the cell. */
+static void put_cell(FILE *out, const char *text)
+{
+    for (const char *c = text; *c; c++) {
+        if (*c == '|')
+            fputc('\\', out);
+        fputc(*c, out);
+    }
+}
+
+/* The layer types of model.layers and their arguments, from nn's table. */
+static void write_layer_reference(FILE *out)
+{
+    int n = 0;
+    const ody_layer_kind *kinds = ody_layer_kinds(&n);
+    fprintf(out, "\nLayer types of `model.layers` (each layer also takes `init`, default "
+                 "`auto`):\n\n| type | argument | default | allowed | description |\n"
+                 "| --- | --- | --- | --- | --- |\n");
+    for (int k = 0; k < n; k++) {
+        fprintf(out, "| `%s` | | | | ", kinds[k].kind);
+        put_cell(out, kinds[k].doc);
+        fprintf(out, " |\n");
+        for (int a = 0; a < kinds[k].nargs; a++) {
+            const ody_layer_arg *arg = &kinds[k].args[a];
+            ody_cfg_range range = {arg->min, arg->max, false, false};
+            char def[32], allowed[96];
+            snprintf(def, sizeof def, arg->required ? "required" : "`%.15g`", arg->def);
+            fprintf(out, "| | `%s` | %s | %s%s | ", arg->key, def, arg->integer ? "whole, " : "",
+                    ody_cfg_range_text(&range, allowed, sizeof allowed));
+            put_cell(out, arg->doc);
+            fprintf(out, " |\n");
+        }
+    }
+}
+
+void ody_config_write_reference(FILE *out)
+{
+    fprintf(out, "| key | type | default | allowed | description |\n");
+    fprintf(out, "| --- | --- | --- | --- | --- |\n");
+    for (int i = 0; i < SCHEMA_ROWS; i++) {
+        const ody_cfg_row *row = &schema[i];
+        char allowed[512];
+        fprintf(out, "| `%s.%s` | %s | `%s` | %s | %s |\n", row->section, row->key,
+                ody_cfg_type_name(row->type), row->def, allowed_text(row, allowed, sizeof allowed),
+                row->doc);
+    }
+    write_layer_reference(out);
+}
