@@ -121,16 +121,17 @@ static void gather_dout(const conv2d_layer *c, int n, const float *dout, float *
 {
     size_t p = plane(c), cols = (size_t)n * p;
     for (int oc = 0; oc < c->out_channels; oc++) {
-        float sum = 0.0f;
+        double sum = 0.0; /* over n*OH*OW terms: float per plane, double across */
         for (int s = 0; s < n; s++) {
             const float *src = dout + ((size_t)s * c->out_channels + oc) * p;
-            float *dst = dy + (size_t)oc * cols + (size_t)s * p;
+            float *dst = dy + (size_t)oc * cols + (size_t)s * p, plane_sum = 0.0f;
             for (size_t i = 0; i < p; i++) {
                 dst[i] = src[i];
-                sum += src[i];
+                plane_sum += src[i];
             }
+            sum += plane_sum;
         }
-        dbias[oc] += sum;
+        dbias[oc] += (float)sum;
     }
 }
 

@@ -132,6 +132,13 @@ ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody
     if (nspecs < 1 || nspecs > ODY_MODEL_MAX_LAYERS)
         return ody_fail(ctx, ODY_ERR_CONFIG, "a model needs 1 to %d layers, got %d", ODY_MODEL_MAX_LAYERS,
                         nspecs);
+    char buf[64];
+    bool empty = input_shape.ndim < 1 || input_shape.ndim > 3;
+    for (int i = 0; i < input_shape.ndim && !empty; i++)
+        empty = input_shape.dims[i] < 1 || input_shape.dims[i] > (1 << 24);
+    if (empty)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "input shape '%s' is not (C, H, W), (H, W) or (F)",
+                        ody_shape_format(&input_shape, buf, sizeof buf));
     ody_model *m;
     ody_status st = ody_alloc(ctx, sizeof *m, "model", (void **)&m);
     if (st != ODY_OK)

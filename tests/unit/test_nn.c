@@ -711,6 +711,10 @@ static void test_bad_architectures_are_named(void **state)
 
     ody_model_options mlp = {.name = "mlp", .num_classes = 2, .input_shape = {1, {4}}, .activation = "gelu"};
     expect_error(ctx, &mlp, "model.activation 'gelu'");
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "x", s.layers, 1, ody_shape3(1, 0, 4), &m),
+                     ODY_ERR_CONFIG);
+    assert_non_null(strstr(ody_ctx_error(ctx), "input shape '1x0x4'"));
     assert_int_equal(ctx->bytes_allocated, before); /* failures leak nothing */
 }
 
