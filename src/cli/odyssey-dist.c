@@ -36,41 +36,47 @@ typedef struct {
     char **overrides;
 } cli_args;
 
-/* Parse argv. Returns 0 to run, -1 when done (help/version), or an exit code. */
+/* Parse argv: options may stand anywhere; the first other argument is the
+ * config and the rest are overrides. Returns 0 to run, -1 when done
+ * (help, version, reference), or an exit code. */
 static int parse_args(int argc, char **argv, int rank, cli_args *a)
 {
     memset(a, 0, sizeof *a);
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
-        const char *opt = argv[i];
-        if (strcmp(opt, "--help") == 0) {
+    a->overrides = calloc((size_t)argc, sizeof *a->overrides);
+    if (!a->overrides)
+        return 1;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0) {
+            if (!a->config)
+                a->config = arg;
+            else
+                a->overrides[a->noverrides++] = argv[i];
+        } else if (strcmp(arg, "--help") == 0) {
             if (rank == 0)
                 fputs(usage_text, stdout);
             return -1;
-        } else if (strcmp(opt, "--version") == 0) {
+        } else if (strcmp(arg, "--version") == 0) {
             if (rank == 0)
                 printf("odyssey-dist %s\n", ODY_VERSION);
             return -1;
-        } else if (strcmp(opt, "--config-reference") == 0) {
+        } else if (strcmp(arg, "--config-reference") == 0) {
             if (rank == 0)
                 ody_config_write_reference(stdout);
             return -1;
-        } else if (strcmp(opt, "--print-config") == 0) {
+        } else if (strcmp(arg, "--print-config") == 0) {
             a->print_config = true;
         } else {
             if (rank == 0)
-                fprintf(stderr, "odyssey-dist: unknown option '%s' (try --help)\n", opt);
+                fprintf(stderr, "odyssey-dist: unknown option '%s' (try --help)\n", arg);
             return 2;
         }
     }
-    if (i >= argc) {
+    if (!a->config) {
         if (rank == 0)
             fprintf(stderr, "odyssey-dist: missing CONFIG (try --help)\n");
         return 2;
     }
-    a->config = argv[i++];
-    a->overrides = argv + i;
-    a->noverrides = argc - i;
     return 0;
 }
 
@@ -117,6 +123,7 @@ static int run(int argc, char **argv)
     cli_args args;
     int code = parse_args(argc, argv, ctx->rank, &args);
     if (code != 0) {
+        free(args.overrides);
         ody_ctx_destroy(ctx);
         return code < 0 ? 0 : code;
     }
@@ -134,6 +141,7 @@ static int run(int argc, char **argv)
     if (st != ODY_OK && ctx->rank == 0)
         fprintf(stderr, "odyssey-dist: %s: %s\n", ody_status_name(st), ody_ctx_error(ctx));
     free(cfg);
+    free(args.overrides);
     ody_ctx_destroy(ctx);
     return ody_status_exit_code(st);
 }

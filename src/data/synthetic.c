@@ -3,11 +3,13 @@
  *
  * Sample i of (seed, salt) is a pure function of the three: its label is
  * uniform over the classes, its image is the label's prototype plus
- * Gaussian noise. A prototype is uniform in [-1, 1) per element and keyed by
+ * Gaussian noise. A prototype is a coarse random pattern, uniform in [0, 1)
+ * on blocks of 4x4 pixels (16 elements along a flat shape), keyed by
  * (seed, class) alone, so the training and validation sets (same seed,
- * different salts) pose the same task. The noise (stddev 1.5) swamps any
- * single element, so a net has to combine many of them: learnable, but not
- * in one step. Only the prototypes are held, (classes, numel) floats.
+ * different salts) pose the same task. The noise (stddev 0.5) hides the
+ * class in any one pixel; the blocks make it visible to convolutions and
+ * pooling, so a small net learns it within an epoch or two, like a real
+ * image set. Only the prototypes are held, (classes, numel) floats.
  *
  * Counters of the ODY_STREAM_SYNTH stream: sample i uses c0 = salt << 40 | i
  * (the label from c1 = UINT64_MAX, noise element e from c1 = e / 4);
@@ -21,7 +23,8 @@
 #define SYNTH_MAX_SALT ((uint64_t)1 << 23)
 #define SYNTH_MAX_NUMEL ((int64_t)1 << 28)
 #define SYNTH_PROTOTYPE_C0 ((uint64_t)1 << 63)
-#define SYNTH_NOISE 1.5f
+#define SYNTH_NOISE 0.5f
+#define SYNTH_BLOCK 4
 
 typedef struct {
     ody_dataset ds;
@@ -61,6 +64,27 @@ static void synthetic_destroy(ody_dataset *ds, ody_ctx *ctx)
     synthetic_dataset *d = (synthetic_dataset *)ds;
     ody_free(ctx, d->prototypes, d->prototype_bytes);
     ody_free(ctx, d, sizeof *d);
+}
+
+/* Element e of class k's prototype: the uniform value of its block, the
+ * block being (channel, row / 4, column / 4), or e / 16 for a flat shape. */
+static void make_prototype(uint64_t seed, int k, ody_shape shape, float *out)
+{
+    ody_rng_key key = {.seed = seed, .stream = ODY_STREAM_SYNTH};
+    int64_t numel = ody_shape_numel(&shape);
+    int64_t w = shape.ndim >= 2 ? shape.dims[shape.ndim - 1] : numel;
+    int64_t h = shape.ndim >= 2 ? shape.dims[shape.ndim - 2] : 1;
+    for (int64_t e = 0; e < numel; e++) {
+        int64_t col = e % w, row = (e / w) % h, plane = e / (w * h), block;
+        if (shape.ndim >= 2)
+            block = (plane * ((h + SYNTH_BLOCK - 1) / SYNTH_BLOCK) + row / SYNTH_BLOCK) * w +
+                    col / SYNTH_BLOCK;
+        else
+            block = e / (SYNTH_BLOCK * SYNTH_BLOCK);
+        uint32_t r[4];
+        ody_philox(key, SYNTH_PROTOTYPE_C0 | (uint64_t)k, (uint64_t)block, r);
+        out[e] = ody_u32_to_unit(r[0]);
+    }
 }
 
 static const ody_dataset_ops synthetic_ops = {
@@ -108,10 +132,8 @@ ody_status ody_synthetic_open(ody_ctx *ctx, int64_t n, ody_shape shape, int clas
         return st;
     }
     synthetic_dataset *d = (synthetic_dataset *)*out;
-    ody_rng_key key = {.seed = seed, .stream = ODY_STREAM_SYNTH};
     for (int k = 0; k < classes; k++)
-        ody_rng_uniform(key, SYNTH_PROTOTYPE_C0 | (uint64_t)k, numel, -1.0f, 1.0f,
-                        (float *)prototypes + (size_t)k * numel);
+        make_prototype(seed, k, shape, (float *)prototypes + (size_t)k * numel);
     d->seed = seed;
     d->salt = salt;
     d->prototypes = prototypes;

@@ -25,19 +25,20 @@ struct ody_reducer {
 };
 
 /* Group the layers with parameters, last first, into buckets of at least
- * `floats` floats each. Returns the number of buckets written to b (b may
- * be NULL to count). */
+ * `floats` floats each. The buckets tile the whole arena (alignment gaps
+ * included), so together they reduce exactly what one allreduce would.
+ * Returns the number of buckets written to b (b may be NULL to count). */
 static int plan_buckets(const ody_model *m, size_t floats, bucket *b)
 {
     int n = 0;
-    size_t begin = 0, end = 0;
+    size_t begin = 0, end = m->grads.size;
     int lowest = -1;
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const ody_range *r = &m->layer_range[i];
         if (r->end == r->begin)
             continue;
-        if (lowest < 0)
-            end = r->end;
+        if (lowest < 0 && n > 0)
+            end = begin;
         begin = r->begin;
         lowest = i;
         if (end - begin >= floats) {
@@ -49,8 +50,10 @@ static int plan_buckets(const ody_model *m, size_t floats, bucket *b)
     }
     if (lowest >= 0) {
         if (b)
-            b[n] = (bucket){.begin = begin, .end = end, .ready_layer = lowest};
+            b[n] = (bucket){.begin = 0, .end = end, .ready_layer = lowest};
         n++;
+    } else if (n > 0 && b) {
+        b[n - 1].begin = 0;
     }
     return n;
 }

