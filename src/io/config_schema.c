@@ -151,7 +151,7 @@ static const ody_cfg_row schema[] = {
     ROW(distributed, check_consistency, ODY_CFG_INT, .def = "0", AT_LEAST(0),
         .doc = "compare parameter fingerprints across ranks every N steps (0: only at start)"),
     ROW(distributed, blas_threads, ODY_CFG_INT, .def = "0", IN(0, 256),
-        .doc = "OpenBLAS threads per rank (0: cores on the node / ranks on it)"),
+        .doc = "OpenBLAS threads per rank (0: $OPENBLAS_NUM_THREADS, else cores on the node / ranks on it)"),
 
     /* logging */
     ROW(logging, level, ODY_CFG_ENUM, .def = "info", .values = level_values,

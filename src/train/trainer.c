@@ -20,12 +20,20 @@ struct ody_trainer {
     ody_training_loop loop;
 };
 
-/* OpenBLAS threads per rank: the config's, or the node's cores shared out
- * among the ranks on the node (at least one). */
+/* OpenBLAS threads per rank: distributed.blas_threads, else
+ * OPENBLAS_NUM_THREADS from the environment, else the node's cores shared
+ * out among the ranks on the node (at least one). */
 static int blas_threads(const ody_ctx *ctx, const ody_config *cfg)
 {
     if (cfg->distributed.blas_threads > 0)
         return (int)cfg->distributed.blas_threads;
+    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    if (env && *env) {
+        char *end;
+        long n = strtol(env, &end, 10);
+        if (*end == '\0' && n >= 1 && n <= 1024)
+            return (int)n;
+    }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     long per_rank = cores / (ctx->node_size > 0 ? ctx->node_size : 1);
     return per_rank > 1 ? (int)per_rank : 1;
