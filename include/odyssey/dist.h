@@ -38,11 +38,24 @@ ody_status ody_dist_sum_i64(ody_ctx *ctx, int64_t *vals, int n);
 ody_status ody_dist_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n);
 
 /* Loss values are summed as fixed point with this many fraction bits, so
- * metric sums do not depend on how samples are spread over ranks. */
+ * metric sums do not depend on how samples are spread over ranks. A loss
+ * at or beyond ODY_LOSS_MAX is treated like a non-finite one (the run has
+ * diverged); below it, 2^7 samples at the cap or about 10^9 samples at a
+ * loss of 2.3 fit in the int64 sums. */
 #define ODY_LOSS_FRAC_BITS 32
+#define ODY_LOSS_MAX 16777216.0 /* 2^24 */
+static inline bool ody_loss_fixable(double loss) { return loss > -ODY_LOSS_MAX && loss < ODY_LOSS_MAX; }
 static inline int64_t ody_loss_to_fixed(double loss)
 {
     return (int64_t)(loss * 4294967296.0 + (loss >= 0 ? 0.5 : -0.5));
+}
+/* a + b, clamped to the int64 range instead of overflowing. */
+static inline int64_t ody_add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return a > 0 ? INT64_MAX : INT64_MIN;
+    return r;
 }
 static inline double ody_loss_from_fixed(int64_t v) { return (double)v / 4294967296.0; }
 

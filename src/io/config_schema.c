@@ -44,6 +44,7 @@ static const char *const optimizer_values[] = {"sgd", NULL};
 static const char *const data_values[] = {"fashion_mnist", "mnist", "idx", "hdf5", "synthetic",
                                           NULL};
 static const char *const validation_values[] = {"test", "split", "none", NULL};
+static const char *const allreduce_values[] = {"bucketed", "blocking", NULL};
 static const char *const level_values[] = {"error", "warn", "info", "debug", NULL};
 static const char *const progress_values[] = {"auto", "always", "never", NULL};
 
@@ -152,6 +153,10 @@ static const ody_cfg_row schema[] = {
         .doc = "compare parameter fingerprints across ranks every N steps (0: only at start)"),
     ROW(distributed, blas_threads, ODY_CFG_INT, .def = "0", IN(0, 256),
         .doc = "OpenBLAS threads per rank (0: $OPENBLAS_NUM_THREADS, else cores on the node / ranks on it)"),
+    ROW(distributed, allreduce, ODY_CFG_ENUM, .def = "bucketed", .values = allreduce_values,
+        .doc = "gradient reduction: bucketed (overlapped with backward) or blocking (one allreduce after it)"),
+    ROW(distributed, bucket_bytes, ODY_CFG_INT, .def = "65536", IN(1024, 1073741824),
+        .doc = "bucketed: gradient bytes per bucket (whole layers, last layers first)"),
 
     /* logging */
     ROW(logging, level, ODY_CFG_ENUM, .def = "info", .values = level_values,

@@ -27,7 +27,7 @@ static ody_status console_batch_end(void *self, ody_training_loop *loop)
 {
     console_state *c = self;
     const ody_loop_state *s = &loop->state;
-    c->loss_fixed += loop->last_step.loss_fixed;
+    c->loss_fixed = ody_add_sat(c->loss_fixed, loop->last_step.loss_fixed);
     c->correct += loop->last_step.correct;
     c->count += loop->last_step.count;
     if (s->step_in_epoch % loop->cfg->training.log_interval != 0)

@@ -123,15 +123,16 @@ static ody_status op_forward(void *user, const ody_batch *b)
     return ODY_OK;
 }
 
-/* Fixed-point sum of per-sample losses, and whether any was not finite. */
+/* Fixed-point sum of per-sample losses, and whether any was not finite
+ * (or so large that the run has diverged). */
 static void sum_losses(const float *losses, int n, ody_step_result *res)
 {
     for (int i = 0; i < n; i++) {
-        if (!isfinite(losses[i])) {
+        if (!ody_loss_fixable(losses[i])) {
             res->nonfinite = true;
             continue;
         }
-        res->loss_fixed += ody_loss_to_fixed(losses[i]);
+        res->loss_fixed = ody_add_sat(res->loss_fixed, ody_loss_to_fixed(losses[i]));
     }
     res->count += n;
 }
@@ -194,7 +195,7 @@ static ody_status finish_step(ody_training_loop *loop)
         return ody_dist_agree(loop->ctx, loop->local_failed ? loop->ctx->err_status : ODY_OK);
     if (total[ODY_VOTE_NONFINITE] > 0)
         return ody_fail(loop->ctx, ODY_ERR_NUMERIC,
-                        "non-finite loss at epoch %lld step %lld (global step %lld) on %lld "
+                        "non-finite loss (or beyond 2^24) at epoch %lld step %lld (global step %lld) on %lld "
                         "rank(s); lower optimizer.learning_rate or check the data",
                         (long long)loop->state.epoch + 1, (long long)loop->state.step_in_epoch + 1,
                         (long long)loop->state.global_step + 1,

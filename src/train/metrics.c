@@ -32,7 +32,7 @@ void ody_training_metrics_reset_epoch(ody_training_metrics *m, int64_t epoch)
 
 void ody_training_metrics_update_train(ody_training_metrics *m, const ody_step_result *r)
 {
-    m->epoch_loss_fixed += r->loss_fixed;
+    m->epoch_loss_fixed = ody_add_sat(m->epoch_loss_fixed, r->loss_fixed);
     m->epoch_correct += r->correct;
     m->epoch_count += r->count;
     m->current_batch++;

@@ -100,7 +100,11 @@ static ody_status build_optimizer(ody_trainer *t)
         return ody_fail(t->ctx, ODY_ERR_CONFIG, "optimizer.name: unknown optimizer '%s'", oc->name);
     ody_status st = ody_optimizer_create(t->ctx, &p, t->model->params.size, &t->optimizer);
     if (st == ODY_OK)
-        st = ody_reducer_create(t->ctx, t->model, ODY_REDUCE_BUCKETED, 64 * 1024, &t->reducer);
+        st = ody_reducer_create(t->ctx, t->model,
+                                strcmp(t->cfg->distributed.allreduce, "blocking") == 0
+                                    ? ODY_REDUCE_BLOCKING
+                                    : ODY_REDUCE_BUCKETED,
+                                (size_t)t->cfg->distributed.bucket_bytes, &t->reducer);
     return st;
 }
 
