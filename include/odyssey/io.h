@@ -107,6 +107,74 @@ void ody_config_write_reference(FILE *out);
 ody_status ody_config_resolve(ody_ctx *ctx, const char *arg, int noverrides,
                               char *const *overrides, ody_config *cfg);
 
+/* ============================================================ checkpoint */
+
+/*
+ * A checkpoint file (HDF5), written by one rank and read by any. Names are
+ * paths: "model/conv1.weight" is dataset conv1.weight in group /model
+ * (groups are made as needed). Tensors and series are chunked datasets with
+ * Fletcher32 checksums; scalars and strings are attributes of their group
+ * ("state/epoch" is attribute epoch of /state). Metadata is checksummed too
+ * (the file uses the HDF5 1.10 format), so a flipped byte anywhere is found
+ * when the file is read.
+ *
+ * Writing goes to "<path>.tmp.<pid>"; ody_ckpt_commit marks the file
+ * complete, flushes, fsyncs, renames it to path and fsyncs the directory, so
+ * path is either absent or complete, and an older checkpoint is never
+ * touched. Errors are ODY_ERR_CHECKPOINT and name the file and the object.
+ * Nothing here is collective.
+ */
+typedef struct ody_ckpt ody_ckpt;
+
+#define ODY_CKPT_FORMAT "odyssey-dist checkpoint"
+#define ODY_CKPT_FORMAT_VERSION 1
+
+/* Start writing a checkpoint that will become `path`. */
+ody_status ody_ckpt_create(ody_ctx *ctx, const char *path, ody_ckpt **out);
+/* A float32 dataset of the given shape. */
+ody_status ody_ckpt_put_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, const ody_shape *shape,
+                               const float *data);
+/* A float64 dataset of n values (n may be 0). */
+ody_status ody_ckpt_put_series(ody_ctx *ctx, ody_ckpt *ck, const char *name, const double *v,
+                               int64_t n);
+/* Scalar and string attributes. */
+ody_status ody_ckpt_put_i64(ody_ctx *ctx, ody_ckpt *ck, const char *name, int64_t v);
+ody_status ody_ckpt_put_f64(ody_ctx *ctx, ody_ckpt *ck, const char *name, double v);
+ody_status ody_ckpt_put_string(ody_ctx *ctx, ody_ckpt *ck, const char *name, const char *text);
+/*
+ * Finish: write the format attributes and the completion mark, flush,
+ * close, fsync, rename to the final path, fsync the directory. Releases ck
+ * whatever happens; on failure the temporary file is removed and the error
+ * names the path and the system's reason (e.g. "No space left on device").
+ */
+ody_status ody_ckpt_commit(ody_ctx *ctx, ody_ckpt *ck);
+/* Give up writing: close and remove the temporary file; releases ck (NULL is fine). */
+void ody_ckpt_abort(ody_ckpt *ck);
+
+/*
+ * Open a checkpoint for reading and check that it is one: an HDF5 file
+ * with our format attribute, a known format version and the completion
+ * mark. A truncated or corrupt file, or another kind of file, is an error
+ * naming the path and the problem.
+ */
+ody_status ody_ckpt_open(ody_ctx *ctx, const char *path, ody_ckpt **out);
+/* Read every dataset (checksums verified) and attribute; the first bad one is named. */
+ody_status ody_ckpt_verify(ody_ctx *ctx, ody_ckpt *ck);
+/* True when the object (dataset or attribute) exists. */
+bool ody_ckpt_has(ody_ckpt *ck, const char *name);
+/* Read a float32 dataset whose shape must equal *shape (mismatch: both shapes named). */
+ody_status ody_ckpt_get_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, const ody_shape *shape,
+                               float *out);
+/* Read a float64 series: *v is malloc'd (NULL when n = 0), the caller frees it. */
+ody_status ody_ckpt_get_series(ody_ctx *ctx, ody_ckpt *ck, const char *name, double **v,
+                               int64_t *n);
+ody_status ody_ckpt_get_i64(ody_ctx *ctx, ody_ckpt *ck, const char *name, int64_t *v);
+ody_status ody_ckpt_get_f64(ody_ctx *ctx, ody_ckpt *ck, const char *name, double *v);
+/* *text is malloc'd; the caller frees it. */
+ody_status ody_ckpt_get_string(ody_ctx *ctx, ody_ckpt *ck, const char *name, char **text);
+/* Close (NULL is fine). */
+void ody_ckpt_close(ody_ckpt *ck);
+
 /* =========================================================== metrics log */
 
 /* One value of a metrics record. NaN is written as null. */
