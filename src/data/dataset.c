@@ -41,6 +41,21 @@ ody_status ody_data_new(ody_ctx *ctx, size_t size, const ody_dataset_ops *ops, c
     return ODY_OK;
 }
 
+void ody_normalize_table(ody_normalize norm, float table[256])
+{
+    for (int v = 0; v < 256; v++)
+        table[v] = ((float)v * norm.scale - norm.mean) / norm.std;
+}
+
+ody_status ody_normalize_check(ody_ctx *ctx, const char *source, ody_normalize norm)
+{
+    if (norm.std > 0 && norm.scale > 0)
+        return ODY_OK;
+    return ody_fail(ctx, ODY_ERR_CONFIG,
+                    "%s: normalisation needs scale > 0 and std > 0 (got %g, %g)", source,
+                    norm.scale, norm.std);
+}
+
 /* Every read goes through here, so no kind ever reads outside its samples. */
 static ody_status check_indices(const ody_dataset *ds, ody_ctx *ctx, const int64_t *indices, int n)
 {
