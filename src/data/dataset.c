@@ -204,8 +204,14 @@ static ody_status open_synthetic(ody_ctx *ctx, const open_request *req, ody_data
 static ody_status open_hdf5(ody_ctx *ctx, const open_request *req, ody_dataset **train,
                             ody_dataset **test)
 {
-    return ody_fail(ctx, ODY_ERR_CONFIG,
-                    "data.name: hdf5 data sets are not available in this build");
+    const char *path = req->opt->path;
+    if (!*path)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "data.path: required for data.name hdf5 (the HDF5 file)");
+    ody_status st = ody_hdf5_open(ctx, path, "train", req->num_classes, req->norm, train);
+    if (st == ODY_OK && req->want_test)
+        st = ody_hdf5_open(ctx, path, "test", req->num_classes, req->norm, test);
+    return st;
 }
 
 typedef ody_status (*opener)(ody_ctx *ctx, const open_request *req, ody_dataset **train,
