@@ -4,7 +4,8 @@
 # h5ls and h5dump -H; every image and label is compared with the IDX files
 # (h5py, numpy, gzip), for the uint8 and the float32 output; hdf5_memory
 # shows a rank reading it holds the labels and small buffers, not the
-# images; and, where odyssey-dist is built, it trains one epoch from it.
+# images; and, where odyssey-dist is built, one epoch trained from it on 2
+# ranks gives the same metrics as from the IDX files.
 source "$(dirname "$0")/common.sh"
 
 convert="$(dirname "$ODY_PROGRAM")/odyssey-convert"
@@ -115,6 +116,14 @@ if [ -x "$ODY_PROGRAM" ]; then
   note "train one epoch from the HDF5 file (2 ranks)"
   expect_exit 0 train.log 2 lenet5/baseline data.name=hdf5 data.path="$scratch/fm.h5" \
     training.epochs=1 data.limit_train=2000 experiment.output_dir="$scratch/out"
+  note "the same run from the IDX files gives the same numbers"
+  expect_exit 0 train-idx.log 2 lenet5/baseline training.epochs=1 data.limit_train=2000 \
+    experiment.output_dir="$scratch/out-idx"
+  for key in train_loss train_accuracy val_loss val_accuracy; do
+    h5=$(json_last "$scratch/out/lenet5-baseline/metrics.jsonl" "$key")
+    idx=$(json_last "$scratch/out-idx/lenet5-baseline/metrics.jsonl" "$key")
+    [ "$h5" = "$idx" ] || fail "$key: $h5 from HDF5 but $idx from IDX"
+  done
   printf 'not HDF5\n' >text.h5
   expect_exit 3 bad.log 2 lenet5/baseline data.name=hdf5 data.path="$scratch/text.h5" \
     training.epochs=1 experiment.output_dir="$scratch/out-bad"
