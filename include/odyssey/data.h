@@ -94,6 +94,28 @@ ody_status ody_dataset_read(ody_dataset *ds, ody_ctx *ctx, const int64_t *indice
 ody_status ody_idx_open(ody_ctx *ctx, const char *images_path, const char *labels_path,
                         int num_classes, ody_normalize norm, ody_dataset **out);
 /*
+ * The samples of group `group` ("train" or "test") of the HDF5 file at
+ * path, in the layout of src/data/hdf5.c: /GROUP/images (N, C, H, W) or
+ * (N, H, W), uint8 or float32; /GROUP/labels (N), integers in
+ * [0, num_classes); optional root attribute num_classes (must equal
+ * num_classes). uint8 images are normalised with norm; float32 ones with
+ * norm's mean and std only (scale 1). Reads select only the samples asked
+ * for: the data set holds the labels and small read buffers, never the
+ * images, and keeps the file open until it is destroyed. Errors
+ * (ODY_ERR_DATA) name the file and the object. Not collective.
+ */
+ody_status ody_hdf5_open(ody_ctx *ctx, const char *path, const char *group, int num_classes,
+                         ody_normalize norm, ody_dataset **out);
+/*
+ * Debian's HDF5 is not thread-safe: no two threads may be inside it at
+ * once. HDF5 data sets hold this process-wide lock around every HDF5 call
+ * (their reads may run on a loader's prefetch thread); any other code
+ * calling HDF5 while a prefetching loader may be reading (the checkpoint
+ * writer, for one) must hold it too. Not recursive.
+ */
+void ody_hdf5_lock(void);
+void ody_hdf5_unlock(void);
+/*
  * Synthetic classification data: n samples of `shape`, `classes` classes,
  * sample i a pure function of (seed, i): a class-dependent pattern plus
  * noise, learnable. No I/O, no memory per sample.

@@ -30,4 +30,13 @@ ody_status ody_data_new(ody_ctx *ctx, size_t size, const ody_dataset_ops *ops, c
 ody_status ody_subset_split(ody_ctx *ctx, ody_dataset *base, const int64_t *order, int64_t n_first,
                             ody_dataset **first, ody_dataset **second);
 
+/*
+ * The normalised value of every raw byte: table[v] = (v * scale - mean) / std,
+ * the same float expression for every reader of uint8 pixels.
+ */
+void ody_normalize_table(ody_normalize norm, float table[256]);
+
+/* ODY_ERR_CONFIG naming `source` unless scale > 0 and std > 0. */
+ody_status ody_normalize_check(ody_ctx *ctx, const char *source, ody_normalize norm);
+
 #endif /* ODY_DATA_INTERNAL_H */

@@ -41,6 +41,21 @@ ody_status ody_data_new(ody_ctx *ctx, size_t size, const ody_dataset_ops *ops, c
     return ODY_OK;
 }
 
+void ody_normalize_table(ody_normalize norm, float table[256])
+{
+    for (int v = 0; v < 256; v++)
+        table[v] = ((float)v * norm.scale - norm.mean) / norm.std;
+}
+
+ody_status ody_normalize_check(ody_ctx *ctx, const char *source, ody_normalize norm)
+{
+    if (norm.std > 0 && norm.scale > 0)
+        return ODY_OK;
+    return ody_fail(ctx, ODY_ERR_CONFIG,
+                    "%s: normalisation needs scale > 0 and std > 0 (got %g, %g)", source,
+                    norm.scale, norm.std);
+}
+
 /* Every read goes through here, so no kind ever reads outside its samples. */
 static ody_status check_indices(const ody_dataset *ds, ody_ctx *ctx, const int64_t *indices, int n)
 {
@@ -189,8 +204,14 @@ static ody_status open_synthetic(ody_ctx *ctx, const open_request *req, ody_data
 static ody_status open_hdf5(ody_ctx *ctx, const open_request *req, ody_dataset **train,
                             ody_dataset **test)
 {
-    return ody_fail(ctx, ODY_ERR_CONFIG,
-                    "data.name: hdf5 data sets are not available in this build");
+    const char *path = req->opt->path;
+    if (!*path)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "data.path: required for data.name hdf5 (the HDF5 file)");
+    ody_status st = ody_hdf5_open(ctx, path, "train", req->num_classes, req->norm, train);
+    if (st == ODY_OK && req->want_test)
+        st = ody_hdf5_open(ctx, path, "test", req->num_classes, req->norm, test);
+    return st;
 }
 
 typedef ody_status (*opener)(ody_ctx *ctx, const open_request *req, ody_dataset **train,

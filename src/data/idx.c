@@ -239,8 +239,7 @@ static ody_status make_dataset(ody_ctx *ctx, idx_file *images, idx_file *labels,
     d->labels = labels->data;
     d->label_bytes = labels->bytes;
     images->data = labels->data = NULL;
-    for (int v = 0; v < 256; v++)
-        d->table[v] = ((float)v * norm.scale - norm.mean) / norm.std;
+    ody_normalize_table(norm, d->table);
     d->ds.n = images->dims[0];
     d->ds.sample_shape = ody_shape3(1, images->dims[1], images->dims[2]);
     d->ds.num_classes = num_classes;
@@ -253,10 +252,8 @@ ody_status ody_idx_open(ody_ctx *ctx, const char *images_path, const char *label
                         int num_classes, ody_normalize norm, ody_dataset **out)
 {
     *out = NULL;
-    if (!(norm.std > 0) || !(norm.scale > 0))
-        return ody_fail(ctx, ODY_ERR_CONFIG,
-                        "%s: normalisation needs scale > 0 and std > 0 (got %g, %g)", images_path,
-                        norm.scale, norm.std);
+    if (ody_normalize_check(ctx, images_path, norm) != ODY_OK)
+        return ODY_ERR_CONFIG;
     idx_file images = {.path = images_path}, labels = {.path = labels_path};
     ody_status st = load_file(ctx, &images, IDX_IMAGES_MAGIC, "image");
     if (st == ODY_OK)

@@ -1,4 +1,4 @@
-/* Unit tests: data (IDX reader, synthetic, subsets and splits, sampler, loader). */
+/* Unit tests: data (IDX and HDF5 readers, synthetic, subsets and splits, sampler, loader). */
 #include "ody_test.h"
 
 #include <dirent.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hdf5.h>
 #include <zlib.h>
 
 #include "odyssey/data.h"
@@ -46,10 +47,15 @@ static int teardown(void **state)
     if (d)
         closedir(d);
     rmdir(f->dir);
-    /* Every test releases what it opened: nothing from ody_alloc may be left. */
+    /* Every test releases what it opened: nothing from ody_alloc, no HDF5 object. */
     int leaked = f->ctx->bytes_allocated != 0;
     if (leaked)
         print_error("%zu bytes still allocated\n", f->ctx->bytes_allocated);
+    ssize_t h5_open = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+    if (h5_open != 0) {
+        print_error("%zd HDF5 objects still open\n", h5_open);
+        leaked = 1;
+    }
     ody_test_ctx_teardown((void **)&f->ctx);
     free(f);
     return leaked ? -1 : 0;
@@ -377,9 +383,12 @@ static void test_open_errors(void **state)
     assert_error_has(f->ctx, "absent.gz too)");
 
     snprintf(opt.name, sizeof opt.name, "hdf5");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_DATA);
+    snprintf(want, sizeof want, "%s: is a directory, not an HDF5 file", f->dir);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    opt.path[0] = '\0';
     assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_CONFIG);
-    assert_string_equal(ody_ctx_error(f->ctx),
-                        "data.name: hdf5 data sets are not available in this build");
+    assert_error_has(f->ctx, "data.path: required for data.name hdf5");
     snprintf(opt.name, sizeof opt.name, "cifar");
     assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_CONFIG);
     assert_error_has(f->ctx, "data.name: unknown data set 'cifar'");
@@ -799,23 +808,24 @@ static int run_epoch(ody_ctx *ctx, ody_loader *l, int64_t epoch, int64_t first_s
     return count;
 }
 
-static void test_loader_prefetch_matches_sync(void **state)
+/*
+ * Loaders with and without prefetch over ds (37 samples of 1x2x3, as rank
+ * 1 of 3, batch 8) give the same batches, and they are the sampler's
+ * shares read directly. Releases ds.
+ */
+static void check_prefetch_matches_sync(ody_ctx *fake, ody_dataset *ds)
 {
-    fixture *f = *state;
-    ody_ctx fake = as_rank(f->ctx, 1, 3);
-    ody_dataset *ds = NULL;
-    assert_int_equal(ody_synthetic_open(&fake, 37, ody_shape3(1, 2, 3), 4, 2, 0, &ds), ODY_OK);
     ody_sampler *s[2] = {0};
     ody_loader *l[2] = {0};
     static saved_batch got[2][8];
     for (int p = 0; p < 2; p++) {
-        assert_int_equal(ody_sampler_create(&fake, &s[p], 37, 8, true, false, 11, 1), ODY_OK);
-        assert_int_equal(ody_loader_create(&fake, &l[p], ds, s[p], p == 1), ODY_OK);
+        assert_int_equal(ody_sampler_create(fake, &s[p], 37, 8, true, false, 11, 1), ODY_OK);
+        assert_int_equal(ody_loader_create(fake, &l[p], ds, s[p], p == 1), ODY_OK);
     }
     for (int64_t epoch = 0; epoch < 3; epoch++) {
         int count[2];
         for (int p = 0; p < 2; p++)
-            count[p] = run_epoch(&fake, l[p], epoch, 0, got[p], 6);
+            count[p] = run_epoch(fake, l[p], epoch, 0, got[p], 6);
         assert_int_equal(count[0], 5);
         assert_int_equal(count[1], 5);
         assert_memory_equal(got[0], got[1], sizeof got[0]);
@@ -829,17 +839,27 @@ static void test_loader_prefetch_matches_sync(void **state)
                                 (size_t)sh.local_count * sizeof(int64_t));
             float x[16 * 6];
             int32_t y[16];
-            assert_int_equal(ody_dataset_read(ds, &fake, sh.indices, (int)sh.local_count, x, y),
+            assert_int_equal(ody_dataset_read(ds, fake, sh.indices, (int)sh.local_count, x, y),
                              ODY_OK);
             assert_memory_equal(got[1][k].x, x, (size_t)sh.local_count * 6 * sizeof(float));
+            assert_memory_equal(got[1][k].y, y, (size_t)sh.local_count * sizeof(int32_t));
         }
     }
     for (int p = 0; p < 2; p++) {
-        ody_loader_destroy(&fake, l[p]);
-        ody_sampler_destroy(&fake, s[p]);
+        ody_loader_destroy(fake, l[p]);
+        ody_sampler_destroy(fake, s[p]);
     }
-    ody_dataset_destroy(&fake, ds);
-    assert_int_equal(fake.bytes_allocated, 0);
+    ody_dataset_destroy(fake, ds);
+    assert_int_equal(fake->bytes_allocated, 0);
+}
+
+static void test_loader_prefetch_matches_sync(void **state)
+{
+    fixture *f = *state;
+    ody_ctx fake = as_rank(f->ctx, 1, 3);
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_synthetic_open(&fake, 37, ody_shape3(1, 2, 3), 4, 2, 0, &ds), ODY_OK);
+    check_prefetch_matches_sync(&fake, ds);
 }
 
 static void test_loader_start_epoch_later(void **state)
@@ -942,6 +962,436 @@ static void test_loader_error_propagates(void **state)
     ody_dataset_destroy(ctx, ds);
 }
 
+/* --------------------------------------------------------------- HDF5 */
+
+/* What write_h5 puts into one group of a test file. */
+typedef struct {
+    const char *group;  /* "train", "test" */
+    int rank;           /* of images: 4, 3, or a wrong one (2); 0 writes no images */
+    hsize_t n, c, h, w; /* c is 1 unless rank is 4 */
+    hid_t image_type;   /* file type: H5T_STD_U8LE, H5T_IEEE_F32LE or one to refuse */
+    hid_t label_type;   /* file type of the labels; 0 writes no labels */
+    hsize_t labels;     /* how many labels (n unless testing a mismatch) */
+    hsize_t chunk;      /* samples per chunk; 0: contiguous */
+    bool deflate;       /* gzip-compress the chunks of the images */
+    int bad_label;      /* sample whose label is bad_value; -1: none */
+    int bad_value;
+} h5_group;
+
+static float fpixel(int64_t i, int p) { return (float)pixel(i, p) * 0.5f - 3.0f; }
+static int32_t h5_label(int64_t i) { return (int32_t)((i * 7 + 3) % 10); }
+
+static bool is_float_type(hid_t type) { return H5Tget_class(type) == H5T_FLOAT; }
+
+static void write_h5_dataset(hid_t loc, const char *name, hid_t file_type, hid_t mem_type,
+                             int rank, const hsize_t *dims, hsize_t chunk, bool deflate,
+                             const void *data)
+{
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk_dims[4] = {chunk, 0, 0, 0};
+    for (int i = 1; i < rank; i++)
+        chunk_dims[i] = dims[i];
+    if (chunk > 0)
+        assert_true(H5Pset_chunk(dcpl, rank, chunk_dims) >= 0);
+    if (deflate)
+        assert_true(H5Pset_deflate(dcpl, 6) >= 0);
+    hid_t dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(dset >= 0);
+    assert_true(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(dset);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+}
+
+/* /group/images with pixel() (fpixel() when float), the shape g says. */
+static void write_h5_images(hid_t loc, const h5_group *g)
+{
+    hsize_t c = g->rank == 4 ? g->c : 1, numel = c * g->h * g->w, total = g->n * numel;
+    hsize_t dims[4] = {g->n, g->c, g->h, g->w};
+    if (g->rank == 3)
+        dims[1] = g->h, dims[2] = g->w;
+    if (g->rank == 2)
+        dims[1] = g->h * g->w;
+    bool as_float = is_float_type(g->image_type);
+    void *data = malloc(total * (as_float ? sizeof(float) : 1) + 1);
+    for (hsize_t k = 0; k < total; k++) {
+        int64_t i = (int64_t)(k / numel);
+        int p = (int)(k % numel);
+        if (as_float)
+            ((float *)data)[k] = fpixel(i, p);
+        else
+            ((uint8_t *)data)[k] = pixel(i, p);
+    }
+    write_h5_dataset(loc, "images", g->image_type, as_float ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8,
+                     g->rank, dims, g->chunk, g->deflate, data);
+    free(data);
+}
+
+static void write_h5_group(hid_t file, const h5_group *g)
+{
+    hid_t group = H5Gcreate2(file, g->group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(group >= 0);
+    if (g->rank)
+        write_h5_images(group, g);
+    if (g->label_type) {
+        int32_t *labels = malloc(g->labels * sizeof *labels + 1);
+        for (hsize_t i = 0; i < g->labels; i++)
+            labels[i] = (int)i == g->bad_label ? g->bad_value : h5_label((int64_t)i);
+        write_h5_dataset(group, "labels", g->label_type, H5T_NATIVE_INT32, 1, &g->labels, 0,
+                         false, labels);
+        free(labels);
+    }
+    H5Gclose(group);
+}
+
+/* Write the HDF5 file `name` of the fixture with these groups; num_classes < 0: no attribute. */
+static const char *write_h5(const fixture *f, const char *name, const h5_group *groups,
+                            int count, int num_classes, char *path, size_t len)
+{
+    path_in(f, name, path, len);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(file >= 0);
+    for (int i = 0; i < count; i++)
+        write_h5_group(file, &groups[i]);
+    if (num_classes >= 0) {
+        hid_t space = H5Screate(H5S_SCALAR);
+        hid_t attr = H5Acreate2(file, "num_classes", H5T_STD_I32LE, space, H5P_DEFAULT,
+                                H5P_DEFAULT);
+        assert_true(H5Awrite(attr, H5T_NATIVE_INT, &num_classes) >= 0);
+        H5Aclose(attr);
+        H5Sclose(space);
+    }
+    assert_true(H5Fclose(file) >= 0);
+    return path;
+}
+
+/* A well-formed group: n uint8 samples of c x h x w (rank 4) with int64 labels. */
+static h5_group h5_uint8(const char *group, hsize_t n, hsize_t c, hsize_t h, hsize_t w)
+{
+    return (h5_group){.group = group, .rank = 4, .n = n, .c = c, .h = h, .w = w,
+                      .image_type = H5T_STD_U8LE, .label_type = H5T_STD_I64LE, .labels = n,
+                      .bad_label = -1};
+}
+
+/* Read indices[0..n) of ds and compare with what g wrote, normalised with norm. */
+static void check_h5_read(fixture *f, ody_dataset *ds, const h5_group *g, ody_normalize norm,
+                          const int64_t *indices, int n)
+{
+    size_t numel = (size_t)ody_shape_numel(&ds->sample_shape);
+    float *x = malloc((size_t)n * numel * sizeof *x + 1);
+    int32_t *y = malloc((size_t)n * sizeof *y + 1);
+    assert_int_equal(ody_dataset_read(ds, f->ctx, indices, n, x, y), ODY_OK);
+    bool as_float = is_float_type(g->image_type);
+    for (int r = 0; r < n; r++) {
+        assert_int_equal(y[r], h5_label(indices[r]));
+        for (size_t p = 0; p < numel; p++) {
+            float want = as_float ? (fpixel(indices[r], (int)p) - norm.mean) / norm.std
+                                  : ((float)pixel(indices[r], (int)p) * norm.scale - norm.mean) /
+                                        norm.std;
+            if (x[r * numel + p] != want)
+                fail_msg("row %d (sample %lld) element %zu: %g, expected %g", r,
+                         (long long)indices[r], p, x[r * numel + p], want);
+        }
+    }
+    free(x);
+    free(y);
+}
+
+/* n pseudo-random indices below limit, duplicates likely. */
+static void random_indices(int64_t *out, int n, int64_t limit, uint32_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        out[i] = (int64_t)((seed >> 8) % (uint32_t)limit);
+    }
+}
+
+static void test_hdf5_reads_samples(void **state)
+{
+    fixture *f = *state;
+    h5_group groups[2] = {h5_uint8("train", 50, 2, 3, 4), h5_uint8("test", 20, 1, 3, 4)};
+    groups[0].chunk = 7; /* chunks that do not divide N */
+    groups[1].rank = 3;  /* (N, H, W) */
+    groups[1].label_type = H5T_STD_U8LE;
+    char path[512], want[600];
+    write_h5(f, "set.h5", groups, 2, 10, path, sizeof path);
+    const ody_normalize norm = {.scale = 1.0f / 255.0f, .mean = 0.5f, .std = 0.25f};
+    for (int gi = 0; gi < 2; gi++) {
+        ody_dataset *ds = NULL;
+        assert_int_equal(ody_hdf5_open(f->ctx, path, groups[gi].group, 10, norm, &ds), ODY_OK);
+        assert_string_equal(ds->ops->kind, "hdf5");
+        snprintf(want, sizeof want, "%s:/%s/images", path, groups[gi].group);
+        assert_string_equal(ds->source, want);
+        assert_int_equal(ds->n, groups[gi].n);
+        ody_shape shape = ody_shape3(gi == 0 ? 2 : 1, 3, 4);
+        assert_true(ody_shape_equal(&ds->sample_shape, &shape));
+        assert_int_equal(ds->num_classes, 10);
+        assert_true(ds->norm.scale == norm.scale);
+        /* Unsorted, with duplicates and runs; then more than one piece (N rows) at once. */
+        const int64_t few[] = {19, 0, 7, 7, 18, 1, 2, 3, 12, 7, 0, 19};
+        check_h5_read(f, ds, &groups[gi], norm, few, 12);
+        int64_t many[130];
+        random_indices(many, 130, ds->n, 5 + (uint32_t)gi);
+        check_h5_read(f, ds, &groups[gi], norm, many, 130);
+        check_h5_read(f, ds, &groups[gi], norm, many, 0);
+        assert_int_equal(ody_dataset_read(ds, f->ctx, (int64_t[]){ds->n}, 1, NULL, NULL),
+                         ODY_ERR_DATA);
+        assert_error_has(f->ctx, want);
+        ody_dataset_destroy(f->ctx, ds);
+    }
+}
+
+static void test_hdf5_float32(void **state)
+{
+    fixture *f = *state;
+    h5_group groups[2] = {h5_uint8("train", 10, 1, 2, 3), h5_uint8("test", 4, 1, 2, 3)};
+    groups[0].image_type = H5T_IEEE_F32LE;
+    groups[1].image_type = H5T_IEEE_F32BE; /* any byte order */
+    groups[1].chunk = 3;
+    groups[1].deflate = true; /* slow for random batches, but it works */
+    char path[512];
+    write_h5(f, "float.h5", groups, 2, -1, path, sizeof path);
+    const ody_normalize norm = {.scale = 1.0f / 255.0f, .mean = -1.0f, .std = 2.0f};
+    for (int gi = 0; gi < 2; gi++) {
+        ody_dataset *ds = NULL;
+        assert_int_equal(ody_hdf5_open(f->ctx, path, groups[gi].group, 10, norm, &ds), ODY_OK);
+        assert_true(ds->norm.scale == 1.0f); /* float32 images are used as stored */
+        assert_true(ds->norm.mean == norm.mean && ds->norm.std == norm.std);
+        const int64_t rows[] = {3, 1, 3, 0};
+        check_h5_read(f, ds, &groups[gi], ds->norm, rows, 4);
+        ody_dataset_destroy(f->ctx, ds);
+    }
+}
+
+/* ody_hdf5_open of group "train" of the fixture file `name` fails with a message holding text. */
+static void assert_h5_fails(fixture *f, const char *name, int classes, const char *text)
+{
+    char path[512];
+    ody_dataset *ds = NULL;
+    ody_status st = ody_hdf5_open(f->ctx, path_in(f, name, path, sizeof path), "train", classes,
+                                  plain(), &ds);
+    ody_dataset_destroy(f->ctx, ds);
+    if (st != ODY_ERR_DATA)
+        fail_msg("%s: status %d, expected a data error (%s)", name, st, ody_ctx_error(f->ctx));
+    assert_null(ds);
+    assert_error_has(f->ctx, path);
+    assert_error_has(f->ctx, text);
+}
+
+/* Write `name` with the one group g (and no attribute), then expect opening it to fail. */
+static void assert_h5_group_fails(fixture *f, const char *name, h5_group g, const char *text)
+{
+    char path[512];
+    write_h5(f, name, &g, 1, -1, path, sizeof path);
+    assert_h5_fails(f, name, 10, text);
+}
+
+static void test_hdf5_errors(void **state)
+{
+    fixture *f = *state;
+    char p[512];
+    assert_h5_fails(f, "absent.h5", 10, "absent.h5: cannot open: No such file or directory");
+    FILE *fp = fopen(path_in(f, "text.h5", p, sizeof p), "w");
+    fputs("hello, this is not HDF5\n", fp);
+    fclose(fp);
+    assert_h5_fails(f, "text.h5", 10, "text.h5: not an HDF5 file");
+    h5_group g = h5_uint8("test", 5, 1, 3, 4);
+    assert_h5_group_fails(f, "no-train.h5", g, "no-train.h5: no /train (expected /train/images");
+    g = h5_uint8("train", 5, 1, 3, 4);
+    g.rank = 0;
+    assert_h5_group_fails(f, "no-images.h5", g, "no-images.h5: no /train/images");
+    g = h5_uint8("train", 5, 1, 3, 4);
+    g.label_type = 0;
+    assert_h5_group_fails(f, "no-labels.h5", g, "no-labels.h5: no /train/labels");
+    g.label_type = H5T_STD_I32LE;
+    g.rank = 2;
+    assert_h5_group_fails(f, "flat.h5", g,
+                          "flat.h5:/train/images: shape (5, 12) has 2 dimensions; expected "
+                          "(N, C, H, W) or (N, H, W)");
+    g.rank = 4;
+    g.image_type = H5T_STD_I16LE;
+    assert_h5_group_fails(f, "int16.h5", g, "int16.h5:/train/images: elements are int16");
+    g.image_type = H5T_IEEE_F64LE;
+    assert_h5_group_fails(f, "double.h5", g, "elements are float64; expected uint8 or float32");
+    g.image_type = H5T_STD_U8LE;
+    g.label_type = H5T_IEEE_F32LE;
+    assert_h5_group_fails(f, "flabel.h5", g,
+                          "flabel.h5:/train/labels: labels are float32; expected an integer");
+    g.label_type = H5T_STD_I8LE;
+    g.labels = 4;
+    assert_h5_group_fails(f, "count.h5", g, "count.h5:/train/images has 5 samples but");
+    assert_error_has(f->ctx, "count.h5:/train/labels has 4 labels");
+    g.labels = 5;
+    g.bad_label = 3;
+    g.bad_value = 10;
+    assert_h5_group_fails(f, "range.h5", g,
+                          "range.h5:/train/labels: label 10 of sample 3 is out of range: the "
+                          "model has 10 classes (model.num_classes)");
+    g.bad_value = -1;
+    assert_h5_group_fails(f, "negative.h5", g, "label -1 of sample 3 is out of range");
+    g = h5_uint8("train", 0, 1, 3, 4);
+    assert_h5_group_fails(f, "empty.h5", g, "empty.h5:/train/images: shape (0, 1, 3, 4) is empty");
+    g = h5_uint8("train", 5, 1, 3, 4);
+    write_h5(f, "short.h5", &g, 1, -1, p, sizeof p);
+    assert_int_equal(truncate(p, 1000), 0); /* the superblock, but not everything it points to */
+    assert_h5_fails(f, "short.h5", 10, "short.h5: cannot open as HDF5 (HDF5: truncated file");
+    write_h5(f, "classes.h5", &g, 1, 10, p, sizeof p);
+    assert_h5_fails(f, "classes.h5", 12,
+                    "classes.h5: attribute num_classes is 10 but the model has 12 classes");
+}
+
+static ody_data_options h5_options(const char *path, const char *validation)
+{
+    ody_data_options opt = {.name = "hdf5", .scale = true};
+    snprintf(opt.path, sizeof opt.path, "%s", path);
+    snprintf(opt.validation, sizeof opt.validation, "%s", validation);
+    return opt;
+}
+
+static void test_hdf5_data_open(void **state)
+{
+    fixture *f = *state;
+    h5_group groups[2] = {h5_uint8("train", 30, 1, 3, 4), h5_uint8("test", 10, 1, 3, 4)};
+    groups[1].rank = 3;
+    char path[512], want[700];
+    write_h5(f, "both.h5", groups, 2, 10, path, sizeof path);
+    ody_shape shape = ody_shape3(1, 3, 4);
+    ody_data_options opt = h5_options(path, "test");
+    opt.limit_train = 25;
+    ody_dataset *train = NULL, *val = NULL;
+    assert_int_equal(ody_data_open(f->ctx, &opt, 3, shape, 10, &train, &val), ODY_OK);
+    assert_int_equal(train->n, 25);
+    assert_int_equal(val->n, 10);
+    assert_true(train->norm.scale == 1.0f / 255.0f);
+    snprintf(want, sizeof want, "%s:/test/images", path);
+    assert_string_equal(val->source, want);
+    check_h5_read(f, val, &groups[1], val->norm, (int64_t[]){9, 0}, 2);
+    ody_dataset_destroy(f->ctx, train);
+    ody_dataset_destroy(f->ctx, val);
+
+    opt = h5_options(path, "split");
+    opt.val_fraction = 0.2;
+    assert_int_equal(ody_data_open(f->ctx, &opt, 3, ody_shape1(12), 10, &train, &val), ODY_OK);
+    assert_int_equal(train->n, 24);
+    assert_int_equal(val->n, 6);
+    assert_string_equal(val->ops->kind, "subset");
+    ody_dataset_destroy(f->ctx, val);
+    ody_dataset_destroy(f->ctx, train);
+
+    opt = h5_options(path, "none");
+    assert_int_equal(try_data_open(f, &opt, ody_shape3(3, 32, 32), 10), ODY_ERR_DATA);
+    snprintf(want, sizeof want,
+             "%s:/train/images: images are 1x3x4 but the model expects 3x32x32 "
+             "(model.input_shape)",
+             path);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+
+    /* No /test: an error for validation test only, and the training set is released again. */
+    write_h5(f, "train-only.h5", groups, 1, -1, path, sizeof path);
+    opt = h5_options(path, "test");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_ERR_DATA);
+    assert_error_has(f->ctx, "train-only.h5: no /test (expected /test/images and /test/labels; "
+                             "without them use data.validation: split or none)");
+    opt = h5_options(path, "none");
+    assert_int_equal(try_data_open(f, &opt, shape, 10), ODY_OK);
+}
+
+/* What a rank holds for an HDF5 set: labels and a piece's buffers, not the images. */
+static void test_hdf5_holds_no_images(void **state)
+{
+    fixture *f = *state;
+    enum { N = 3000 };
+    h5_group g = h5_uint8("train", N, 1, 28, 28);
+    g.chunk = 64;
+    char path[512];
+    write_h5(f, "mnist-like.h5", &g, 1, -1, path, sizeof path);
+    size_t before = f->ctx->bytes_allocated, image_bytes = (size_t)N * 784;
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_hdf5_open(f->ctx, path, "train", 10, plain(), &ds), ODY_OK);
+    size_t held = f->ctx->bytes_allocated - before;
+    print_message("HDF5 set of %d 28x28 uint8 images (%zu bytes): bytes_held %zu, allocated %zu\n",
+                  N, image_bytes, ds->bytes_held, held);
+    assert_true(held >= ds->bytes_held && held < ds->bytes_held + 4096); /* + the struct */
+    assert_true(ds->bytes_held == N * sizeof(int32_t) + 256 * (784 + 16 + sizeof(int)));
+    assert_true(ds->bytes_held < image_bytes / 10);
+    ody_dataset_destroy(f->ctx, ds);
+}
+
+/* A file of 37 samples of 1x2x3 in train and test (the loader tests' shape). */
+static const char *write_h5_small(fixture *f, char *path, size_t len)
+{
+    h5_group groups[2] = {h5_uint8("train", 37, 1, 2, 3), h5_uint8("test", 37, 1, 2, 3)};
+    groups[0].chunk = 4;
+    return write_h5(f, "small.h5", groups, 2, 10, path, len);
+}
+
+/* A loader over an HDF5 set: the same batches with and without prefetch. */
+static void test_hdf5_loader(void **state)
+{
+    fixture *f = *state;
+    char path[512];
+    write_h5_small(f, path, sizeof path);
+    ody_ctx fake = as_rank(f->ctx, 1, 3);
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_hdf5_open(&fake, path, "train", 10, plain(), &ds), ODY_OK);
+    check_prefetch_matches_sync(&fake, ds);
+}
+
+/* True when the epoch is over; else checks the next batch against a direct read of its ids. */
+static bool epoch_done_or_checked(ody_ctx *ctx, ody_loader *l, ody_dataset *ds)
+{
+    ody_batch b;
+    bool done = false;
+    assert_int_equal(ody_loader_next(ctx, l, &b, &done), ODY_OK);
+    if (done)
+        return true;
+    float x[3 * 6];
+    int32_t y[3];
+    assert_int_equal(ody_dataset_read(ds, ctx, b.ids, b.n, x, y), ODY_OK);
+    assert_memory_equal(b.x, x, (size_t)b.n * 6 * sizeof(float));
+    assert_memory_equal(b.y, y, (size_t)b.n * sizeof(int32_t));
+    return false;
+}
+
+static void test_hdf5_concurrent_loaders(void **state)
+{
+    fixture *f = *state;
+    char path[512];
+    write_h5_small(f, path, sizeof path);
+    ody_data_options opt = h5_options(path, "split");
+    opt.scale = false;
+    opt.val_fraction = 0.5;
+    ody_dataset *sets[4] = {0};
+    assert_int_equal(ody_data_open(f->ctx, &opt, 1, ody_shape3(1, 2, 3), 10, &sets[0], &sets[1]),
+                     ODY_OK);
+    opt = h5_options(path, "test");
+    opt.scale = false;
+    assert_int_equal(ody_data_open(f->ctx, &opt, 1, ody_shape3(1, 2, 3), 10, &sets[2], &sets[3]),
+                     ODY_OK);
+    ody_sampler *s[4] = {0};
+    ody_loader *l[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ody_sampler_create(f->ctx, &s[i], sets[i]->n, 3, true, false, 7, 1),
+                         ODY_OK);
+        assert_int_equal(ody_loader_create(f->ctx, &l[i], sets[i], s[i], true), ODY_OK);
+    }
+    for (int64_t epoch = 0; epoch < 20; epoch++) {
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(ody_loader_start_epoch(f->ctx, l[i], epoch, 0), ODY_OK);
+        bool done[4] = {false, false, false, false};
+        for (int left = 4; left > 0;)
+            for (int i = 0; i < 4; i++)
+                if (!done[i] && (done[i] = epoch_done_or_checked(f->ctx, l[i], sets[i])))
+                    left--;
+    }
+    for (int i = 0; i < 4; i++) {
+        ody_loader_destroy(f->ctx, l[i]);
+        ody_sampler_destroy(f->ctx, s[i]);
+        ody_dataset_destroy(f->ctx, sets[i]);
+    }
+}
+
 static const struct CMUnitTest group[] = {
     FIXTURE(test_idx_reads_and_normalises),
     FIXTURE(test_idx_truncated),
@@ -963,6 +1413,13 @@ static const struct CMUnitTest group[] = {
     FIXTURE(test_loader_prefetch_matches_sync),
     FIXTURE(test_loader_start_epoch_later),
     FIXTURE(test_loader_error_propagates),
+    FIXTURE(test_hdf5_reads_samples),
+    FIXTURE(test_hdf5_float32),
+    FIXTURE(test_hdf5_errors),
+    FIXTURE(test_hdf5_data_open),
+    FIXTURE(test_hdf5_holds_no_images),
+    FIXTURE(test_hdf5_loader),
+    FIXTURE(test_hdf5_concurrent_loaders),
 };
 
 ODY_TEST_MAIN(group)
