@@ -215,6 +215,20 @@ int ody_ckpt_group_open(ody_ckpt *ck, const char *path, bool create, hid_t *out)
     return *out >= 0 ? 1 : -1;
 }
 
+ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out)
+{
+    ody_ckpt *ck = calloc(1, sizeof *ck);
+    if (!ck)
+        return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for a checkpoint", path);
+    ck->file = -1;
+    if (snprintf(ck->path, sizeof ck->path, "%s", path) >= (int)sizeof ck->path) {
+        free(ck);
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT, "checkpoint path too long: %s", path);
+    }
+    *out = ck;
+    return ODY_OK;
+}
+
 void ody_ckpt_discard(ody_ckpt *ck)
 {
     if (!ck)
@@ -349,18 +363,14 @@ static ody_status create_file(ody_ctx *ctx, ody_ckpt *ck)
 ody_status ody_ckpt_create(ody_ctx *ctx, const char *path, ody_ckpt **out)
 {
     *out = NULL;
-    ody_ckpt *ck = calloc(1, sizeof *ck);
-    if (!ck)
-        return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for a checkpoint", path);
-    ck->file = -1;
-    if (snprintf(ck->path, sizeof ck->path, "%s", path) >= (int)sizeof ck->path) {
-        free(ck);
-        return ody_fail(ctx, ODY_ERR_CHECKPOINT, "checkpoint path too long: %s", path);
-    }
+    ody_ckpt *ck = NULL;
+    ody_status st = ody_ckpt_alloc(ctx, path, &ck);
+    if (st != ODY_OK)
+        return st;
     snprintf(ck->tmp, sizeof ck->tmp, "%s.tmp.%ld", path, (long)getpid());
     ck->writing = true;
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
-    ody_status st = create_file(ctx, ck);
+    st = create_file(ctx, ck);
     ody_ckpt_quiet_end(q);
     if (st != ODY_OK) {
         ody_ckpt_discard(ck);

@@ -77,6 +77,8 @@ bool ody_ckpt_parse_name(const char *name, char *group, size_t len, const char *
  */
 int ody_ckpt_group_open(ody_ckpt *ck, const char *path, bool create, hid_t *out);
 
+/* A handle for path, no file open yet (errors: out of memory, path too long). */
+ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out);
 /* Close the file if open, remove the temporary file of a writer, free ck (NULL is fine). */
 void ody_ckpt_discard(ody_ckpt *ck);
 

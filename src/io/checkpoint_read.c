@@ -59,11 +59,17 @@ static const char *dims_text(int rank, const hsize_t *dims, char *buf, size_t le
     return rank ? buf : "scalar";
 }
 
-/* A float dataset's rank and dimensions (at most ODY_MAX_DIMS). */
-static ody_status float_dims(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t dset, int *rank,
-                             hsize_t *dims)
+/*
+ * Open float dataset `name`: *dset, its rank and dimensions (at most
+ * ODY_MAX_DIMS). On failure nothing is left open.
+ */
+static ody_status open_floats(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t *dset, int *rank,
+                              hsize_t *dims)
 {
-    hid_t type = H5Dget_type(dset), space = H5Dget_space(dset);
+    ody_status st = open_member(ctx, ck, name, false, dset);
+    if (st != ODY_OK)
+        return st;
+    hid_t type = H5Dget_type(*dset), space = H5Dget_space(*dset);
     H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
     *rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
     bool fits = *rank >= 0 && *rank <= ODY_MAX_DIMS &&
@@ -71,12 +77,16 @@ static ody_status float_dims(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t
     ody_ckpt_release(type);
     ody_ckpt_release(space);
     if (*rank < 0 || cls == H5T_NO_CLASS)
-        return ody_ckpt_fail_read(ctx, ck, name);
-    if (cls != H5T_FLOAT || !fits)
-        return ody_fail(ctx, ODY_ERR_CHECKPOINT,
-                        "%s: %s is not a float array of at most %d dimensions", ck->path, name,
-                        ODY_MAX_DIMS);
-    return ODY_OK;
+        st = ody_ckpt_fail_read(ctx, ck, name);
+    else if (cls != H5T_FLOAT || !fits)
+        st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                      "%s: %s is not a float array of at most %d dimensions", ck->path, name,
+                      ODY_MAX_DIMS);
+    if (st != ODY_OK) {
+        ody_ckpt_release(*dset);
+        *dset = -1;
+    }
+    return st;
 }
 
 static ody_status read_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t dset,
@@ -93,9 +103,7 @@ static ody_status get_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, const
     hid_t dset = -1;
     hsize_t dims[ODY_MAX_DIMS];
     int rank = 0;
-    ody_status st = open_member(ctx, ck, name, false, &dset);
-    if (st == ODY_OK)
-        st = float_dims(ctx, ck, name, dset, &rank, dims);
+    ody_status st = open_floats(ctx, ck, name, &dset, &rank, dims);
     bool same = st == ODY_OK && rank == shape->ndim;
     for (int i = 0; same && i < rank; i++)
         same = dims[i] == (hsize_t)shape->dims[i];
@@ -116,9 +124,7 @@ static ody_status get_series(ody_ctx *ctx, ody_ckpt *ck, const char *name, doubl
     hid_t dset = -1;
     hsize_t dims[ODY_MAX_DIMS];
     int rank = 0;
-    ody_status st = open_member(ctx, ck, name, false, &dset);
-    if (st == ODY_OK)
-        st = float_dims(ctx, ck, name, dset, &rank, dims);
+    ody_status st = open_floats(ctx, ck, name, &dset, &rank, dims);
     if (st == ODY_OK && rank != 1)
         st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s: %s is not a series (%d dimensions)", ck->path,
                       name, rank);
@@ -476,16 +482,12 @@ static ody_status check_identity(ody_ctx *ctx, ody_ckpt *ck)
 ody_status ody_ckpt_open(ody_ctx *ctx, const char *path, ody_ckpt **out)
 {
     *out = NULL;
-    ody_ckpt *ck = calloc(1, sizeof *ck);
-    if (!ck)
-        return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for a checkpoint", path);
-    ck->file = -1;
-    if (snprintf(ck->path, sizeof ck->path, "%s", path) >= (int)sizeof ck->path) {
-        free(ck);
-        return ody_fail(ctx, ODY_ERR_CHECKPOINT, "checkpoint path too long: %s", path);
-    }
+    ody_ckpt *ck = NULL;
+    ody_status st = ody_ckpt_alloc(ctx, path, &ck);
+    if (st != ODY_OK)
+        return st;
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
-    ody_status st = open_file(ctx, ck);
+    st = open_file(ctx, ck);
     if (st == ODY_OK)
         st = check_identity(ctx, ck);
     ody_ckpt_quiet_end(q);
