@@ -489,8 +489,9 @@ static ody_status finish_file(ody_ctx *ctx, ody_ckpt *ck)
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
     herr_t rc = H5Fflush(ck->file, H5F_SCOPE_GLOBAL);
     if (rc >= 0) {
+        ck->fd = NULL; /* a close that fails has freed the driver: nothing to divert */
         rc = H5Fclose(ck->file);
-        ck->file = -1; /* a failed close is not retried */
+        ck->file = -1; /* nor to close again */
     }
     ody_ckpt_quiet_end(q);
     return rc < 0 ? ody_ckpt_fail_write(ctx, ck, "checkpoint") : ODY_OK;
