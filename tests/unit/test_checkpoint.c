@@ -273,41 +273,25 @@ static void test_tensors_round_trip(void **state)
     H5Fclose(file);
 }
 
-static void test_series_scalars_strings_round_trip(void **state)
+static void test_series_round_trip(void **state)
 {
     fixture *f = *state;
     char path[300];
     path_in(f, "s.h5", path, sizeof path);
-    enum { LONG = 200000 };
+    enum { LONG = 200000 }; /* 1.6 MB: two chunks */
     double loss[5] = {2.3, 1.1, 0.7, 0.5, 0.25}, *many = malloc(LONG * sizeof *many);
     assert_non_null(many);
     for (int i = 0; i < LONG; i++)
         many[i] = i * 0.5;
-    /* 20 KB of text with newlines and UTF-8 */
-    size_t text_len = 0;
-    char *text = malloc(21000);
-    assert_non_null(text);
-    while (text_len < 20000)
-        text_len += (size_t)sprintf(text + text_len, "line %zu: héllo wörld ✓ 日本語\n", text_len);
-
     ody_ckpt *ck = NULL;
     assert_int_equal(ody_ckpt_create(f->ctx, path, &ck), ODY_OK);
     assert_int_equal(ody_ckpt_put_series(f->ctx, ck, "history/loss", loss, 5), ODY_OK);
     assert_int_equal(ody_ckpt_put_series(f->ctx, ck, "history/empty", NULL, 0), ODY_OK);
     assert_int_equal(ody_ckpt_put_series(f->ctx, ck, "history/long", many, LONG), ODY_OK);
-    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/epoch", 3), ODY_OK);
-    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/step", INT64_MIN), ODY_OK);
-    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/epoch", 7), ODY_OK); /* replaces */
-    assert_int_equal(ody_ckpt_put_f64(f->ctx, ck, "state/lr", 0.1), ODY_OK);
-    assert_int_equal(ody_ckpt_put_f64(f->ctx, ck, "state/best", -INFINITY), ODY_OK);
-    assert_int_equal(ody_ckpt_put_string(f->ctx, ck, "config", text), ODY_OK);
-    assert_int_equal(ody_ckpt_put_string(f->ctx, ck, "state/empty", ""), ODY_OK);
     assert_int_equal(ody_ckpt_put_series(f->ctx, ck, "history/loss", loss, 5),
                      ODY_ERR_CHECKPOINT);
     assert_error_has(f->ctx, "history/loss written twice");
-    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state//x", 1), ODY_ERR_CHECKPOINT);
-    assert_error_has(f->ctx, "invalid checkpoint name 'state//x'");
-    assert_int_equal(ody_ckpt_commit(f->ctx, ck), ODY_OK);
+    assert_int_equal(ody_ckpt_commit(f->ctx, ck), ODY_OK); /* a usage error spoils nothing */
 
     assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
     double *got = NULL;
@@ -323,14 +307,61 @@ static void test_series_scalars_strings_round_trip(void **state)
     assert_int_equal(n, LONG);
     assert_memory_equal(got, many, LONG * sizeof *many);
     free(got);
+    assert_true(ody_ckpt_has(ck, "history/empty"));
+    assert_false(ody_ckpt_has(ck, "history/loss/deeper"));
+    assert_int_equal(ody_ckpt_verify(f->ctx, ck), ODY_OK);
+    ody_ckpt_close(ck);
+    free(many);
+}
 
+/* 20 KB of text with newlines and UTF-8; malloc'd. */
+static char *long_text(void)
+{
+    size_t len = 0;
+    char *text = malloc(21000);
+    assert_non_null(text);
+    while (len < 20000)
+        len += (size_t)sprintf(text + len, "line %zu: héllo wörld ✓ 日本語\n", len);
+    return text;
+}
+
+static void put_scalars(fixture *f, ody_ckpt *ck, const char *text)
+{
+    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/epoch", 3), ODY_OK);
+    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/step", INT64_MIN), ODY_OK);
+    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/epoch", 7), ODY_OK); /* replaces */
+    assert_int_equal(ody_ckpt_put_f64(f->ctx, ck, "state/lr", 0.1), ODY_OK);
+    assert_int_equal(ody_ckpt_put_f64(f->ctx, ck, "state/best", -INFINITY), ODY_OK);
+    assert_int_equal(ody_ckpt_put_string(f->ctx, ck, "config", text), ODY_OK);
+    assert_int_equal(ody_ckpt_put_string(f->ctx, ck, "state/empty", ""), ODY_OK);
+    for (int i = 0; i < 20; i++) { /* more than 8 attributes: HDF5's dense storage */
+        char name[32];
+        snprintf(name, sizeof name, "many/value%02d", i);
+        assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, name, i * 1000), ODY_OK);
+    }
+    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state//x", 1), ODY_ERR_CHECKPOINT);
+    assert_error_has(f->ctx, "invalid checkpoint name 'state//x'");
+}
+
+static void test_scalars_and_strings_round_trip(void **state)
+{
+    fixture *f = *state;
+    char path[300], *text = long_text(), *s = NULL;
+    path_in(f, "a.h5", path, sizeof path);
+    ody_ckpt *ck = NULL;
+    assert_int_equal(ody_ckpt_create(f->ctx, path, &ck), ODY_OK);
+    put_scalars(f, ck, text);
+    assert_int_equal(ody_ckpt_commit(f->ctx, ck), ODY_OK);
+
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
     int64_t i64 = 0;
     double f64 = 0;
-    char *s = NULL;
     assert_int_equal(ody_ckpt_get_i64(f->ctx, ck, "state/epoch", &i64), ODY_OK);
     assert_int_equal(i64, 7);
     assert_int_equal(ody_ckpt_get_i64(f->ctx, ck, "state/step", &i64), ODY_OK);
     assert_true(i64 == INT64_MIN);
+    assert_int_equal(ody_ckpt_get_i64(f->ctx, ck, "many/value19", &i64), ODY_OK);
+    assert_int_equal(i64, 19000);
     assert_int_equal(ody_ckpt_get_f64(f->ctx, ck, "state/lr", &f64), ODY_OK);
     assert_true(f64 == 0.1);
     assert_int_equal(ody_ckpt_get_f64(f->ctx, ck, "state/best", &f64), ODY_OK);
@@ -341,18 +372,14 @@ static void test_series_scalars_strings_round_trip(void **state)
     assert_int_equal(ody_ckpt_get_string(f->ctx, ck, "state/empty", &s), ODY_OK);
     assert_string_equal(s, "");
     free(s);
-
-    assert_true(ody_ckpt_has(ck, "history/empty"));
     assert_true(ody_ckpt_has(ck, "state/epoch"));
     assert_true(ody_ckpt_has(ck, "config"));
     assert_false(ody_ckpt_has(ck, "state/missing"));
     assert_false(ody_ckpt_has(ck, "nowhere/epoch"));
-    assert_false(ody_ckpt_has(ck, "history/loss/deeper"));
     assert_false(ody_ckpt_has(ck, ""));
     assert_int_equal(ody_ckpt_verify(f->ctx, ck), ODY_OK);
     ody_ckpt_close(ck);
     free(text);
-    free(many);
 }
 
 static void test_read_errors_name_the_object(void **state)
@@ -823,7 +850,8 @@ static void test_h5py_reads_it(void **state)
 
 static const struct CMUnitTest group[] = {
     FIXTURE(test_tensors_round_trip),
-    FIXTURE(test_series_scalars_strings_round_trip),
+    FIXTURE(test_series_round_trip),
+    FIXTURE(test_scalars_and_strings_round_trip),
     FIXTURE(test_read_errors_name_the_object),
     FIXTURE(test_format_attributes),
     FIXTURE(test_commit_is_atomic),
