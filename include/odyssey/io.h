@@ -116,7 +116,9 @@ ody_status ody_config_resolve(ody_ctx *ctx, const char *arg, int noverrides,
  * Fletcher32 checksums; scalars and strings are attributes of their group
  * ("state/epoch" is attribute epoch of /state). Metadata is checksummed too
  * (the file uses the HDF5 1.10 format), so a flipped byte anywhere is found
- * when the file is read.
+ * when the file is read, except inside the text of a string: strings are
+ * variable-length UTF-8 (h5py reads them as str), kept in HDF5's global
+ * heap, which has no checksum.
  *
  * Writing goes to "<path>.tmp.<pid>"; ody_ckpt_commit marks the file
  * complete, flushes, fsyncs, renames it to path and fsyncs the directory, so
@@ -142,10 +144,12 @@ ody_status ody_ckpt_put_i64(ody_ctx *ctx, ody_ckpt *ck, const char *name, int64_
 ody_status ody_ckpt_put_f64(ody_ctx *ctx, ody_ckpt *ck, const char *name, double v);
 ody_status ody_ckpt_put_string(ody_ctx *ctx, ody_ckpt *ck, const char *name, const char *text);
 /*
- * Finish: write the format attributes and the completion mark, flush,
- * close, fsync, rename to the final path, fsync the directory. Releases ck
- * whatever happens; on failure the temporary file is removed and the error
- * names the path and the system's reason (e.g. "No space left on device").
+ * Finish: write the remaining format attributes (format and format_version
+ * are written by create) and the completion mark, flush, close, fsync,
+ * rename to the final path, fsync the directory. Refuses after a failed
+ * put. Releases ck whatever happens; on failure the temporary file is
+ * removed and the error names the path and the system's reason (e.g. "No
+ * space left on device").
  */
 ody_status ody_ckpt_commit(ody_ctx *ctx, ody_ckpt *ck);
 /* Give up writing: close and remove the temporary file; releases ck (NULL is fine). */

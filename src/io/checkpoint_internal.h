@@ -1,0 +1,85 @@
+/*
+ * Checkpoint internals shared by checkpoint.c (writing) and
+ * checkpoint_read.c (opening, reading, verifying) only. Public API:
+ * odyssey/io.h; the on-disk layout is described in checkpoint.c.
+ *
+ * Every public checkpoint call runs between ody_ckpt_quiet_begin and
+ * ody_ckpt_quiet_end: HDF5 prints nothing, and the first HDF5 call that
+ * fails in between leaves what its error stack said in ck->err, from which
+ * ody_ckpt_fail_read/_write make one line naming the file and the object.
+ */
+#ifndef ODY_CHECKPOINT_INTERNAL_H
+#define ODY_CHECKPOINT_INTERNAL_H
+
+#include <hdf5.h>
+
+#include "odyssey/io.h"
+
+#define ODY_CKPT_PATH_MAX 1024
+
+/* What HDF5's error stack said about the first failed call. */
+typedef struct {
+    bool set;        /* a call failed since quiet_begin */
+    int sys_errno;   /* errno the file driver reported, 0 if none */
+    bool checksum;   /* a checksum did not match */
+    bool truncated;  /* the file is shorter than its superblock says */
+    bool unfinished; /* the superblock says a writer still has the file open */
+    char inner[160]; /* the innermost message */
+} ody_ckpt_h5_error;
+
+struct ody_ckpt {
+    hid_t file;                        /* -1 once closed */
+    bool writing;                      /* made by ody_ckpt_create, not yet renamed */
+    bool failed;                       /* a write failed: commit refuses */
+    int *fd;                           /* writing: the sec2 driver's file descriptor */
+    bool diverted;                     /* writes go to a copy in memory (see checkpoint.c) */
+    ody_ckpt_h5_error err;             /* see ody_ckpt_quiet_begin */
+    char path[ODY_CKPT_PATH_MAX];      /* the checkpoint's (final) path */
+    char tmp[ODY_CKPT_PATH_MAX + 32];  /* writing: "<path>.tmp.<pid>" */
+};
+
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} ody_ckpt_quiet;
+
+/*
+ * Switch HDF5's error printing off and clear ck->err, which then records
+ * the first failure (ck may be NULL: nothing is recorded); a failed write
+ * makes the checkpoint uncommittable. quiet_end restores the handler that
+ * was there. Pairs nest.
+ */
+ody_ckpt_quiet ody_ckpt_quiet_begin(ody_ckpt *ck);
+void ody_ckpt_quiet_end(ody_ckpt_quiet q);
+
+/* Close a property list, dataspace, datatype, group, dataset or attribute (< 0: nothing). */
+void ody_ckpt_release(hid_t id);
+
+/* "PATH: NAME: REASON" for a failed read (REASON from ck->err). */
+ody_status ody_ckpt_fail_read(ody_ctx *ctx, const ody_ckpt *ck, const char *name);
+/* "PATH: cannot write NAME: REASON"; the checkpoint can no longer be committed. */
+ody_status ody_ckpt_fail_write(ody_ctx *ctx, ody_ckpt *ck, const char *name);
+/* "PATH: invalid checkpoint name 'NAME'". */
+ody_status ody_ckpt_fail_name(ody_ctx *ctx, const ody_ckpt *ck, const char *name);
+/* The reason ck->err gives, as ody_ckpt_fail_read words it. */
+const char *ody_ckpt_read_reason(const ody_ckpt *ck, char *buf, size_t len);
+
+/*
+ * Split "a/b/leaf" into the group "/a/b" ("/" for "leaf") and the leaf, a
+ * pointer into name. False for an invalid name: empty, or with an empty
+ * or "." component.
+ */
+bool ody_ckpt_parse_name(const char *name, char *group, size_t len, const char **leaf);
+/*
+ * Open group `path` ("/" or "/a/b"), making missing groups when create.
+ * Returns 1 with *out set, 0 when a group is missing (and not create), -1
+ * when HDF5 failed.
+ */
+int ody_ckpt_group_open(ody_ckpt *ck, const char *path, bool create, hid_t *out);
+
+/* A handle for path, no file open yet (errors: out of memory, path too long). */
+ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out);
+/* Close the file if open, remove the temporary file of a writer, free ck (NULL is fine). */
+void ody_ckpt_discard(ody_ckpt *ck);
+
+#endif /* ODY_CHECKPOINT_INTERNAL_H */
