@@ -59,6 +59,7 @@ typedef struct {
     char test_labels[128];
     bool scale;             /* uint8 pixels scaled to [0, 1] */
     double mean, std;       /* applied after scaling when std > 0 */
+    bool standardize;       /* std == 0: standardise fashion_mnist and mnist with their known statistics */
     char validation[8];     /* test | split | none */
     double val_fraction;    /* for validation: split */
     int64_t limit_train;    /* use only the first N training samples (0 = all) */

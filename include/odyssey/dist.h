@@ -67,7 +67,7 @@ static inline double ody_loss_from_fixed(int64_t v) { return (double)v / 4294967
  * after the loss and before backward so it overlaps backward. Every rank
  * must start it at the same point relative to the gradient buckets.
  */
-enum { ODY_VOTE_FAILED = 0, ODY_VOTE_NONFINITE, ODY_VOTE_STOP, ODY_VOTE_COUNT };
+enum { ODY_VOTE_FAILED = 0, ODY_VOTE_NONFINITE, ODY_VOTE_STOP, ODY_VOTE_CHECKPOINT, ODY_VOTE_COUNT };
 
 typedef struct {
     int64_t local[ODY_VOTE_COUNT];

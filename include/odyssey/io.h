@@ -51,6 +51,16 @@ typedef struct {
 } ody_distributed_config;
 
 typedef struct {
+    int64_t every_steps;         /* also save every N optimizer steps (0 = off) */
+    int64_t every_seconds;       /* also save every T seconds of training (0 = off) */
+    int64_t keep_last;           /* keep the newest K periodic checkpoints (0 = all) */
+    char monitor[24];            /* metric that picks best.h5: val_accuracy | val_loss | train_loss | train_accuracy */
+    char mode[8];                /* auto | max | min (auto: max for accuracies, min for losses) */
+    bool save_best;              /* keep best.h5 for the monitored metric */
+    bool save_last;              /* save when training ends */
+} ody_checkpoint_config;
+
+typedef struct {
     char level[8];               /* error | warn | info | debug */
     char progress[8];            /* auto | always | never: the live line on a terminal */
 } ody_logging_config;
@@ -63,6 +73,7 @@ typedef struct {
     ody_optimizer_config optimizer;
     ody_data_options data;
     ody_distributed_config distributed;
+    ody_checkpoint_config checkpoint;
     ody_logging_config logging;
 } ody_config;
 
@@ -197,6 +208,8 @@ typedef struct ody_metrics_log ody_metrics_log;
 ody_status ody_metrics_log_open(ody_ctx *ctx, const char *dir, bool append, ody_metrics_log **out);
 /* Write one record as one JSON object on one line, flushed. */
 ody_status ody_metrics_log_write(ody_ctx *ctx, ody_metrics_log *log, const ody_metric *m, int n);
+/* Keep only the first `records` lines of the log (after a resume). */
+ody_status ody_metrics_log_truncate(ody_ctx *ctx, ody_metrics_log *log, int64_t records);
 /* Close (NULL is fine). */
 void ody_metrics_log_close(ody_metrics_log *log);
 

@@ -131,9 +131,19 @@ typedef struct {
     ody_status (*on_batch_end)(void *self, ody_training_loop *loop);
     ody_status (*on_validation_end)(void *self, ody_training_loop *loop);
     ody_status (*on_checkpoint_saved)(void *self, ody_training_loop *loop, const char *path);
+    /*
+     * State that must survive a resume, as up to ODY_CALLBACK_STATE_MAX
+     * doubles (stored in the checkpoint under callbacks/<name>): save_state
+     * writes them and returns how many; load_state gets them back on every
+     * rank. Both may be NULL for a stateless callback.
+     */
+    int (*save_state)(void *self, const ody_training_loop *loop, double *v);
+    void (*load_state)(void *self, ody_training_loop *loop, const double *v, int n);
     /* Release self (called when the loop is destroyed; may be NULL). */
     void (*destroy)(void *self);
 } ody_callback_ops;
+
+#define ODY_CALLBACK_STATE_MAX 16
 
 #define ODY_MAX_CALLBACKS 16
 
@@ -158,8 +168,10 @@ typedef struct {
     ody_phase_times times;  /* this rank's phase seconds in this epoch */
     ody_phase_times times_mean, times_max; /* reduced at the epoch end */
     bool validated;         /* validation ran at the end of this epoch */
+    bool finishing;         /* this epoch is the run's last (epochs, max_steps or a stop) */
     bool stop;              /* a callback asked to stop after this epoch */
     bool stop_signal;       /* some rank got SIGTERM/SIGUSR1: stop at this step */
+    bool checkpoint_due;    /* rank 0 asked for a timed checkpoint at this step */
 } ody_loop_state;
 
 struct ody_training_loop {
@@ -185,6 +197,7 @@ struct ody_training_loop {
     bool last_micro;        /* this micro-batch ends the optimizer step */
     bool local_failed;      /* this rank failed before its backward */
     ody_vote vote;
+    bool want_checkpoint;   /* rank 0: ask the next vote for a timed checkpoint */
     const float *logits;
     ody_forward_info fwd;
     int ncallbacks;
@@ -245,8 +258,24 @@ typedef struct ody_trainer ody_trainer;
  * data, model (initialised and broadcast from rank 0), optimizer, reducer,
  * loop and the built-in callbacks. Collective; errors are agreed so every
  * rank returns the same status and message.
+ *
+ * resume: NULL for a fresh run (an earlier run's checkpoints in the run
+ * directory are moved aside to "<run dir>.N", never deleted); "auto" to
+ * continue from the newest valid checkpoint of the run directory (corrupt
+ * ones are reported and skipped; none at all is a fresh start); or the path
+ * of a checkpoint. A checkpoint whose model, optimizer, global batch or
+ * training set does not match the config is refused (ODY_ERR_CHECKPOINT).
  */
-ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, ody_trainer **out);
+ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, const char *resume,
+                              ody_trainer **out);
+/*
+ * Load the parameters of the checkpoint at path into the model of cfg and
+ * evaluate them on cfg's validation set (data.validation: test, the test
+ * set): every rank its share, metrics exact. Touches no run directory.
+ * Collective. Prints nothing.
+ */
+ody_status ody_evaluate_checkpoint(ody_ctx *ctx, const ody_config *cfg, const char *path,
+                                   double *loss, double *accuracy, int64_t *samples);
 /* Train to the end. Collective. */
 ody_status ody_trainer_run(ody_trainer *t);
 /* The loop inside (for tests and callbacks). */

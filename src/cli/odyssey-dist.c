@@ -21,6 +21,9 @@ static const char usage_text[] =
     "Overrides after it set any key of the config (see README.md).\n"
     "\n"
     "options:\n"
+    "  --resume auto|PATH   continue from the newest valid checkpoint of the run, or from PATH\n"
+    "  --eval PATH          evaluate a checkpoint on the test set and print its metrics\n"
+    "                       (CONFIG is optional then: the checkpoint's own config is used)\n"
     "  --print-config       print the resolved config as YAML and exit\n"
     "  --config-reference   print every config key as a markdown table and exit\n"
     "  --help               this text\n"
@@ -31,6 +34,8 @@ static const char usage_text[] =
 
 typedef struct {
     bool print_config;
+    const char *resume;
+    const char *eval;
     const char *config;
     int noverrides;
     char **overrides;
@@ -66,13 +71,28 @@ static int parse_args(int argc, char **argv, int rank, cli_args *a)
             return -1;
         } else if (strcmp(arg, "--print-config") == 0) {
             a->print_config = true;
+        } else if (strcmp(arg, "--resume") == 0 || strcmp(arg, "--eval") == 0) {
+            if (i + 1 >= argc) {
+                if (rank == 0)
+                    fprintf(stderr, "odyssey-dist: %s needs a value (try --help)\n", arg);
+                return 2;
+            }
+            *(arg[2] == 'r' ? &a->resume : &a->eval) = argv[++i];
         } else {
             if (rank == 0)
                 fprintf(stderr, "odyssey-dist: unknown option '%s' (try --help)\n", arg);
             return 2;
         }
     }
-    if (!a->config) {
+    const char *conflict = a->eval && a->resume ? "--eval and --resume"
+                           : a->eval && a->print_config ? "--eval and --print-config"
+                                                        : NULL;
+    if (conflict) {
+        if (rank == 0)
+            fprintf(stderr, "odyssey-dist: %s do not go together\n", conflict);
+        return 2;
+    }
+    if (!a->config && !a->eval) {
         if (rank == 0)
             fprintf(stderr, "odyssey-dist: missing CONFIG (try --help)\n");
         return 2;
@@ -103,13 +123,56 @@ static ody_log_level level_from_name(const char *name)
     return ODY_LOG_INFO;
 }
 
-static ody_status train(ody_ctx *ctx, const ody_config *cfg)
+static ody_status train(ody_ctx *ctx, const ody_config *cfg, const char *resume)
 {
     ody_trainer *trainer = NULL;
-    ody_status st = ody_trainer_create(ctx, cfg, &trainer);
+    ody_status st = ody_trainer_create(ctx, cfg, resume, &trainer);
     if (st == ODY_OK)
         st = ody_trainer_run(trainer);
     ody_trainer_destroy(trainer);
+    if (st == ODY_STOPPED)
+        ody_fail(ctx, st, "stopped by a signal; continue with --resume auto");
+    return st;
+}
+
+/* The config stored in a checkpoint, with the command line's overrides:
+ * rank 0 reads it, every rank parses the same text. Collective. */
+static ody_status config_from_checkpoint(ody_ctx *ctx, const cli_args *a, ody_config *cfg)
+{
+    char *text = NULL;
+    ody_status st = ODY_OK;
+    if (ctx->rank == 0) {
+        ody_ckpt *ck = NULL;
+        st = ody_ckpt_open(ctx, a->eval, &ck);
+        if (st == ODY_OK)
+            st = ody_ckpt_get_string(ctx, ck, "config", &text);
+        ody_ckpt_close(ck);
+    }
+    st = ody_dist_agree(ctx, st);
+    long len = text ? (long)strlen(text) + 1 : 0;
+    if (st == ODY_OK)
+        MPI_Bcast(&len, 1, MPI_LONG, 0, ctx->comm);
+    if (st == ODY_OK && ctx->rank != 0 && !(text = malloc((size_t)len)))
+        st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the config");
+    st = ody_dist_agree(ctx, st);
+    if (st == ODY_OK) {
+        MPI_Bcast(text, (int)len, MPI_CHAR, 0, ctx->comm);
+        ody_config_defaults(cfg);
+        st = ody_config_parse(ctx, text, a->eval, a->noverrides, a->overrides, cfg);
+    }
+    free(text);
+    return st;
+}
+
+static ody_status evaluate(ody_ctx *ctx, const ody_config *cfg, const char *path)
+{
+    double loss = 0, accuracy = 0;
+    int64_t samples = 0;
+    ody_status st = ody_evaluate_checkpoint(ctx, cfg, path, &loss, &accuracy, &samples);
+    if (st == ODY_OK && ctx->rank == 0)
+        printf("eval %s: loss %.6f accuracy %.4f (%.2f%%) on %lld samples of %s (%s)\n", path,
+               loss, accuracy, 100.0 * accuracy, (long long)samples, cfg->data.name,
+               cfg->data.validation);
     return st;
 }
 
@@ -130,13 +193,18 @@ static int run(int argc, char **argv)
     ody_config *cfg = calloc(1, sizeof *cfg);
     ody_status st = cfg ? ODY_OK : ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the config");
     st = ody_dist_agree(ctx, st);
-    if (st == ODY_OK)
+    if (st == ODY_OK && args.config)
         st = ody_config_resolve(ctx, args.config, args.noverrides, args.overrides, cfg);
+    else if (st == ODY_OK)
+        st = config_from_checkpoint(ctx, &args, cfg);
     if (st == ODY_OK) {
         ctx->log_level = level_from_name(cfg->logging.level);
-        st = args.print_config ? print_config(ctx, cfg) : ody_stop_signals_install(ctx);
-        if (st == ODY_OK && !args.print_config)
-            st = train(ctx, cfg);
+        if (args.print_config)
+            st = print_config(ctx, cfg);
+        else if (args.eval)
+            st = evaluate(ctx, cfg, args.eval);
+        else if ((st = ody_stop_signals_install(ctx)) == ODY_OK)
+            st = train(ctx, cfg, args.resume);
     }
     if (st != ODY_OK && ctx->rank == 0)
         fprintf(stderr, "odyssey-dist: %s: %s\n", ody_status_name(st), ody_ctx_error(ctx));

@@ -310,13 +310,29 @@ static ody_status check_model(ody_ctx *ctx, ody_shape shape, int num_classes)
     return ODY_OK;
 }
 
+/* Pixel mean and standard deviation of the training sets we know by name
+ * (after scaling to [0, 1]), used by data.standardize. */
+static const struct {
+    const char *name;
+    float mean, std;
+} known_stats[] = {
+    {"fashion_mnist", 0.2860f, 0.3530f},
+    {"mnist", 0.1307f, 0.3081f},
+};
+
 static ody_normalize normalization(const ody_data_options *opt)
 {
     ody_normalize norm = {.scale = opt->scale ? 1.0f / 255.0f : 1.0f, .mean = 0.0f, .std = 1.0f};
     if (opt->std > 0) {
         norm.mean = (float)opt->mean;
         norm.std = (float)opt->std;
+        return norm;
     }
+    for (size_t i = 0; opt->standardize && opt->scale && i < sizeof known_stats / sizeof *known_stats; i++)
+        if (strcmp(opt->name, known_stats[i].name) == 0) {
+            norm.mean = known_stats[i].mean;
+            norm.std = known_stats[i].std;
+        }
     return norm;
 }
 

@@ -59,9 +59,24 @@
  * safe singleton, so the lock that serialises calls into it has to be
  * process-wide too.
  */
-static pthread_mutex_t hdf5_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t hdf5_mutex;
+static pthread_once_t hdf5_mutex_once = PTHREAD_ONCE_INIT;
 
-void ody_hdf5_lock(void) { pthread_mutex_lock(&hdf5_mutex); }
+/* Recursive: a holder (the checkpoint writer) may call helpers that lock too. */
+static void hdf5_mutex_init(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&hdf5_mutex, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
+
+void ody_hdf5_lock(void)
+{
+    pthread_once(&hdf5_mutex_once, hdf5_mutex_init);
+    pthread_mutex_lock(&hdf5_mutex);
+}
 
 void ody_hdf5_unlock(void) { pthread_mutex_unlock(&hdf5_mutex); }
 

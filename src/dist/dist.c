@@ -35,8 +35,11 @@ ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
     if (st != ODY_OK)
         return st;
     report.msg[sizeof report.msg - 1] = '\0';
-    if (ctx->size > 1)
-        return ody_fail(ctx, (ody_status)report.status, "rank %d: %s", first, report.msg);
+    /* A message agreed on before (an inner agreement) already names its rank. */
+    char named[32];
+    snprintf(named, sizeof named, "rank %d: ", first);
+    if (ctx->size > 1 && strncmp(report.msg, named, strlen(named)) != 0)
+        return ody_fail(ctx, (ody_status)report.status, "%s%s", named, report.msg);
     return ody_fail(ctx, (ody_status)report.status, "%s", report.msg);
 }
 

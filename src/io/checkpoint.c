@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE /* memfd_create */
 #include "io/checkpoint_internal.h"
+#include "odyssey/data.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -110,8 +111,13 @@ static herr_t record_error(hid_t stack, void *data)
     return 0;
 }
 
+/* Every HDF5 call of this layer happens between quiet_begin and quiet_end,
+ * which also hold the process-wide HDF5 lock: the library is not built
+ * thread-safe, and a loader's prefetch thread may be reading an HDF5 data
+ * set while rank 0 writes a checkpoint. */
 ody_ckpt_quiet ody_ckpt_quiet_begin(ody_ckpt *ck)
 {
+    ody_hdf5_lock();
     ody_ckpt_quiet q = {NULL, NULL};
     H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
     if (ck)
@@ -120,7 +126,11 @@ ody_ckpt_quiet ody_ckpt_quiet_begin(ody_ckpt *ck)
     return q;
 }
 
-void ody_ckpt_quiet_end(ody_ckpt_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
+void ody_ckpt_quiet_end(ody_ckpt_quiet q)
+{
+    H5Eset_auto2(H5E_DEFAULT, q.func, q.data);
+    ody_hdf5_unlock();
+}
 
 void ody_ckpt_release(hid_t id)
 {

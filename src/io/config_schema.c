@@ -45,6 +45,9 @@ static const char *const data_values[] = {"fashion_mnist", "mnist", "idx", "hdf5
                                           NULL};
 static const char *const validation_values[] = {"test", "split", "none", NULL};
 static const char *const allreduce_values[] = {"bucketed", "blocking", NULL};
+static const char *const monitor_values[] = {"val_accuracy", "val_loss", "train_accuracy",
+                                            "train_loss", NULL};
+static const char *const mode_values[] = {"auto", "max", "min", NULL};
 static const char *const level_values[] = {"error", "warn", "info", "debug", NULL};
 static const char *const progress_values[] = {"auto", "always", "never", NULL};
 
@@ -74,8 +77,9 @@ static const ody_cfg_row schema[] = {
         .doc = "mlp: activation between the layers"),
     ROW(model, hidden_sizes, ODY_CFG_INT_LIST, .count_offset = COUNT_AT(model, n_hidden),
         .def = "[256, 128]", IN(1, 1e6), .doc = "mlp: widths of the hidden layers (at most 16)"),
-    ROW(model, init, ODY_CFG_INIT, .def = "auto", .values = ody_cfg_init_names,
-        .doc = "initialisation of every parameter; auto: each layer kind's default"),
+    ROW(model, init, ODY_CFG_INIT, .def = "torch_default", .values = ody_cfg_init_names,
+        .doc = "initialisation of every parameter: torch_default is PyTorch's (weights and "
+               "biases U(+-1/sqrt(fan_in))); auto: Kaiming before ReLU, Xavier otherwise"),
     ROW(model, layers, ODY_CFG_LAYERS, .count_offset = COUNT_AT(model, n_layers), .def = "[]",
         .doc = "sequential: the layers in order, e.g. [{type: linear, out_features: 10}]"),
 
@@ -129,10 +133,13 @@ static const ody_cfg_row schema[] = {
     ROW(data, test_images, ODY_CFG_STRING, .def = "\"\"", .doc = "idx: test images file"),
     ROW(data, test_labels, ODY_CFG_STRING, .def = "\"\"", .doc = "idx: test labels file"),
     ROW(data, scale, ODY_CFG_BOOL, .def = "true", .doc = "scale uint8 pixels to [0, 1]"),
+    ROW(data, standardize, ODY_CFG_BOOL, .def = "true",
+        .doc = "with std 0: standardise fashion_mnist (mean 0.2860, std 0.3530) and mnist "
+               "(0.1307, 0.3081) with their training-set statistics"),
     ROW(data, mean, ODY_CFG_FLOAT, .def = "0.0", ANY_NUMBER,
         .doc = "subtracted after scaling when std > 0"),
     ROW(data, std, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
-        .doc = "divides after subtracting mean (0: no standardisation)"),
+        .doc = "divides after subtracting mean (0: no explicit standardisation)"),
     ROW(data, validation, ODY_CFG_ENUM, .def = "test", .values = validation_values,
         .doc = "validate on the test set, a split of the training set, or not at all"),
     ROW(data, val_fraction, ODY_CFG_FLOAT, .def = "0.1", .range = {0, 1, true, true},
@@ -157,6 +164,22 @@ static const ody_cfg_row schema[] = {
         .doc = "gradient reduction: bucketed (overlapped with backward) or blocking (one allreduce after it)"),
     ROW(distributed, bucket_bytes, ODY_CFG_INT, .def = "65536", IN(1024, 1073741824),
         .doc = "bucketed: gradient bytes per bucket (whole layers, last layers first)"),
+
+    /* checkpoint */
+    ROW(checkpoint, every_steps, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "also save every N optimizer steps (0: off)"),
+    ROW(checkpoint, every_seconds, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "also save every T seconds of training, as rank 0's clock says (0: off)"),
+    ROW(checkpoint, keep_last, ODY_CFG_INT, .def = "3", AT_LEAST(0),
+        .doc = "keep the newest K periodic checkpoints, delete older ones (0: keep all)"),
+    ROW(checkpoint, monitor, ODY_CFG_ENUM, .def = "val_accuracy", .values = monitor_values,
+        .doc = "metric that decides best.h5"),
+    ROW(checkpoint, mode, ODY_CFG_ENUM, .def = "auto", .values = mode_values,
+        .doc = "best is the max or min of the monitor (auto: max for accuracies, min for losses)"),
+    ROW(checkpoint, save_best, ODY_CFG_BOOL, .def = "true",
+        .doc = "keep best.h5, the checkpoint with the best monitored value"),
+    ROW(checkpoint, save_last, ODY_CFG_BOOL, .def = "true",
+        .doc = "save a checkpoint when training ends"),
 
     /* logging */
     ROW(logging, level, ODY_CFG_ENUM, .def = "info", .values = level_values,

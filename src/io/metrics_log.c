@@ -51,6 +51,26 @@ ody_status ody_metrics_log_write(ody_ctx *ctx, ody_metrics_log *log, const ody_m
     return ODY_OK;
 }
 
+ody_status ody_metrics_log_truncate(ody_ctx *ctx, ody_metrics_log *log, int64_t records)
+{
+    FILE *in = fopen(log->path, "r");
+    if (!in)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot read: %s", log->path, strerror(errno));
+    long keep = 0;
+    int64_t lines = 0;
+    int c;
+    while (lines < records && (c = fgetc(in)) != EOF) {
+        keep++;
+        lines += (c == '\n');
+    }
+    fclose(in);
+    fflush(log->jsonl);
+    if (truncate(log->path, keep) != 0)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot truncate: %s", log->path, strerror(errno));
+    fseek(log->jsonl, 0, SEEK_END);
+    return ODY_OK;
+}
+
 void ody_metrics_log_close(ody_metrics_log *log)
 {
     if (!log)

@@ -142,6 +142,23 @@ static ody_status metrics_epoch_end(void *self, ody_training_loop *loop)
     return ody_metrics_log_write(ms->ctx, ms->log, rec, n);
 }
 
+/* The log has one record per finished epoch: the count is checkpointed, and
+ * a resumed run cuts the file back to it (a run that died after its last
+ * checkpoint may have logged epochs that will now be trained again). */
+static int metrics_save_state(void *self, const ody_training_loop *loop, double *v)
+{
+    (void)self;
+    v[0] = (double)loop->metrics.history_len;
+    return 1;
+}
+
+static void metrics_load_state(void *self, ody_training_loop *loop, const double *v, int n)
+{
+    metrics_state *ms = self;
+    if (ms->log && n >= 1)
+        ody_metrics_log_truncate(loop->ctx, ms->log, (int64_t)v[0]);
+}
+
 static void metrics_destroy(void *self)
 {
     metrics_state *ms = self;
@@ -152,10 +169,12 @@ static void metrics_destroy(void *self)
 static const ody_callback_ops metrics_ops = {
     .name = "metrics_log",
     .on_epoch_end = metrics_epoch_end,
+    .save_state = metrics_save_state,
+    .load_state = metrics_load_state,
     .destroy = metrics_destroy,
 };
 
-ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run_dir)
+ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run_dir, bool append)
 {
     metrics_state *ms = calloc(1, sizeof *ms);
     if (!ms)
@@ -163,7 +182,7 @@ ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run
     ms->ctx = loop->ctx;
     ody_status st = ODY_OK;
     if (loop->ctx->rank == 0)
-        st = ody_metrics_log_open(loop->ctx, run_dir, false, &ms->log);
+        st = ody_metrics_log_open(loop->ctx, run_dir, append, &ms->log);
     if (st == ODY_OK)
         st = ody_training_loop_add_callback(loop, &metrics_ops, ms);
     if (st != ODY_OK)

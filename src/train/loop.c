@@ -36,7 +36,6 @@ ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset)
         ody_status st = fn(cb->self, loop);
         if (st != ODY_OK && first == ODY_OK) {
             first = st;
-            ody_error_prefix(loop->ctx, "callback %s", cb->ops->name);
             memcpy(msg, loop->ctx->err, sizeof msg);
         }
     }
@@ -46,6 +45,20 @@ ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset)
 }
 
 #define FIRE(loop, hook) ody_loop_fire((loop), offsetof(ody_callback_ops, hook))
+
+ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *path)
+{
+    ody_status first = ODY_OK;
+    for (int i = 0; i < loop->ncallbacks; i++) {
+        const ody_callback *cb = &loop->callbacks[i];
+        if (!cb->ops->on_checkpoint_saved)
+            continue;
+        ody_status st = cb->ops->on_checkpoint_saved(cb->self, loop, path);
+        if (st != ODY_OK && first == ODY_OK)
+            first = st;
+    }
+    return ody_dist_agree(loop->ctx, first);
+}
 
 /* -------------------------------------------------------------- init */
 
@@ -163,6 +176,7 @@ static ody_status start_vote(ody_training_loop *loop, const ody_step_result *res
     loop->vote.local[ODY_VOTE_FAILED] = loop->local_failed;
     loop->vote.local[ODY_VOTE_NONFINITE] = res->nonfinite;
     loop->vote.local[ODY_VOTE_STOP] = ody_loop_stop_requested(loop);
+    loop->vote.local[ODY_VOTE_CHECKPOINT] = loop->want_checkpoint;
     return ody_vote_start(loop->ctx, &loop->vote);
 }
 
@@ -202,6 +216,8 @@ static ody_status finish_step(ody_training_loop *loop)
                         (long long)total[ODY_VOTE_NONFINITE]);
     if (total[ODY_VOTE_STOP] > 0)
         loop->state.stop_signal = true;
+    loop->state.checkpoint_due = total[ODY_VOTE_CHECKPOINT] > 0;
+    loop->want_checkpoint = false;
     return ODY_OK;
 }
 
@@ -298,7 +314,10 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
     s->epoch_samples = 0;
     s->epoch_start_time = ody_now();
     s->steps_per_epoch = ody_sampler_steps(loop->sampler);
-    ody_training_metrics_reset_epoch(&loop->metrics, s->epoch);
+    /* A resumed epoch keeps the sums restored from its checkpoint. */
+    if (s->step_in_epoch == 0)
+        ody_training_metrics_reset_epoch(&loop->metrics, s->epoch);
+    loop->metrics.current_epoch = s->epoch;
     ody_sampler_set_epoch(loop->sampler, s->epoch);
     ody_status st = ody_loader_start_epoch(loop->ctx, loop->loader, s->epoch, s->step_in_epoch);
     if (st == ODY_OK)
@@ -356,10 +375,14 @@ ody_status ody_training_loop_run(ody_training_loop *loop)
         st = ody_training_loop_run_epoch(loop);
         if (st != ODY_OK)
             break;
+        /* A stop signal: the checkpoint is written (ModelCheckpoint, at the
+         * step's end); leave at once, the scheduler's grace time is short. */
+        if (s->stop_signal)
+            return ODY_STOPPED;
         bool complete = s->step_in_epoch >= s->steps_per_epoch;
-        bool finishing = s->epoch + 1 == epochs || max_steps_reached(loop) || s->stop_signal;
+        s->finishing = s->epoch + 1 == epochs || max_steps_reached(loop);
         st = reduce_epoch(loop);
-        s->validated = st == ODY_OK && validate_now(loop, finishing);
+        s->validated = st == ODY_OK && validate_now(loop, s->finishing);
         if (s->validated) {
             double vloss, vacc;
             st = ody_training_loop_validate(loop, &vloss, &vacc);
@@ -382,7 +405,7 @@ ody_status ody_training_loop_run(ody_training_loop *loop)
             s->epoch++;
             s->step_in_epoch = 0;
         }
-        if (finishing || s->stop)
+        if (s->finishing || s->stop)
             break;
     }
     if (st != ODY_OK)

@@ -17,9 +17,28 @@ static inline bool ody_loop_stop_requested(const ody_training_loop *loop)
     return ody_stop_signals_received() > 0;
 }
 
-/* Built-in callbacks: the console log (interval and epoch lines) and the
- * metrics log (metrics.jsonl in the run directory, written by rank 0). */
+/* Call on_checkpoint_saved of every callback. */
+ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *path);
+
+/* Built-in callbacks: the console log (interval and epoch lines), the
+ * metrics log (metrics.jsonl in the run directory, written by rank 0) and
+ * ModelCheckpoint (when and where checkpoints are saved). */
 ody_status ody_callback_console_add(ody_training_loop *loop);
-ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run_dir);
+ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run_dir, bool append);
+ody_status ody_callback_model_checkpoint_add(ody_training_loop *loop, const char *run_dir);
+
+/* Checkpoints of the training state (checkpoint.c). Save and load are
+ * collective: rank 0 writes or reads, every rank agrees, load broadcasts.
+ * epoch_done: the epoch's end-of-epoch work is done, so the saved position
+ * is the start of the next epoch when this one is complete. */
+ody_status ody_train_checkpoint_save(ody_training_loop *loop, const char *path, bool epoch_done);
+ody_status ody_train_checkpoint_load(ody_training_loop *loop, const char *path);
+/* Only the model's parameters (for --eval). Collective. */
+ody_status ody_train_load_params(ody_training_loop *loop, const char *path);
+/* Resume from `what` ("auto": the newest valid checkpoint of run_dir). */
+ody_status ody_train_resume(ody_training_loop *loop, const char *run_dir, const char *what);
+/* Checkpoint file names in run_dir, newest first; free with ody_train_free_names. */
+int ody_train_list_checkpoints(const char *run_dir, char ***names);
+void ody_train_free_names(char **names, int n);
 
 #endif /* ODY_TRAIN_INTERNAL_H */

@@ -1,6 +1,8 @@
 /* train: the trainer wires a resolved config into data, model, optimizer,
  * reducer, loop and callbacks. */
 #include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,8 +41,50 @@ static int blas_threads(const ody_ctx *ctx, const ody_config *cfg)
     return per_rank > 1 ? (int)per_rank : 1;
 }
 
+/* A fresh run never overwrites an earlier one: a run directory that holds
+ * checkpoints is renamed to "<dir>.N" (the first free N) first. */
+static ody_status move_earlier_run(ody_trainer *t)
+{
+    char **names = NULL;
+    int n = ody_train_list_checkpoints(t->run_dir, &names);
+    ody_train_free_names(names, n);
+    if (n == 0)
+        return ODY_OK;
+    char aside[1100];
+    for (int i = 1; i < 10000; i++) {
+        snprintf(aside, sizeof aside, "%s.%d", t->run_dir, i);
+        if (access(aside, F_OK) != 0)
+            break;
+    }
+    if (rename(t->run_dir, aside) != 0)
+        return ody_fail(t->ctx, ODY_ERR_IO, "cannot move the earlier run %s aside to %s: %s",
+                        t->run_dir, aside, strerror(errno));
+    ody_log(t->ctx, ODY_LOG_WARN,
+            "%s held an earlier run's checkpoints: moved it to %s (use --resume auto to continue "
+            "a run)",
+            t->run_dir, aside);
+    return ODY_OK;
+}
+
+/* Temporary files of writers that died (killed mid-checkpoint) are removed. */
+static void remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[2048];
+    while ((e = readdir(d)) != NULL) {
+        if (strstr(e->d_name, ".h5.tmp.") || strstr(e->d_name, ".yaml.tmp.")) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
 /* Rank 0 makes the run directory and writes the resolved config there. */
-static ody_status make_run_dir(ody_trainer *t)
+static ody_status make_run_dir(ody_trainer *t, bool fresh)
 {
     ody_ctx *ctx = t->ctx;
     const ody_config *cfg = t->cfg;
@@ -51,7 +95,11 @@ static ody_status make_run_dir(ody_trainer *t)
                         cfg->experiment.output_dir, cfg->experiment.name);
     if (ctx->rank != 0)
         return ODY_OK;
-    ody_status st = ody_mkdirs(ctx, t->run_dir);
+    ody_status st = fresh ? move_earlier_run(t) : ODY_OK;
+    if (st == ODY_OK)
+        st = ody_mkdirs(ctx, t->run_dir);
+    if (st == ODY_OK)
+        remove_stale_temporaries(t->run_dir);
     char *yaml = NULL;
     if (st == ODY_OK)
         st = ody_config_to_yaml(ctx, cfg, &yaml);
@@ -154,11 +202,17 @@ static ody_status build_loop(ody_trainer *t)
     int64_t rows = ody_sampler_max_local(t->sampler);
     if (t->val_sampler && ody_sampler_max_local(t->val_sampler) > rows)
         rows = ody_sampler_max_local(t->val_sampler);
-    st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+    return ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+}
+
+static ody_status add_callbacks(ody_trainer *t, bool append)
+{
+    ody_training_loop *loop = &t->loop;
+    ody_status st = ody_callback_console_add(loop);
     if (st == ODY_OK)
-        st = ody_callback_console_add(loop);
+        st = ody_callback_metrics_log_add(loop, t->run_dir, append);
     if (st == ODY_OK)
-        st = ody_callback_metrics_log_add(loop, t->run_dir);
+        st = ody_callback_model_checkpoint_add(loop, t->run_dir);
     return st;
 }
 
@@ -178,7 +232,10 @@ static void log_start(const ody_trainer *t)
             t->run_dir);
 }
 
-ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, ody_trainer **out)
+typedef enum { BUILD_FRESH, BUILD_RESUME, BUILD_EVAL } build_mode;
+
+/* Everything but the callbacks, in order; every phase ends agreed. */
+static ody_status build(ody_ctx *ctx, const ody_config *cfg, build_mode mode, ody_trainer **out)
 {
     *out = NULL;
     ody_trainer *t = calloc(1, sizeof *t);
@@ -187,7 +244,9 @@ ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, ody_trainer *
     t->ctx = ctx;
     t->cfg = cfg;
     openblas_set_num_threads(blas_threads(ctx, cfg));
-    ody_status st = ody_dist_agree(ctx, make_run_dir(t));
+    ody_status st = ODY_OK;
+    if (mode != BUILD_EVAL)
+        st = ody_dist_agree(ctx, make_run_dir(t, mode == BUILD_FRESH));
     if (st == ODY_OK)
         st = ody_dist_agree(ctx, open_data(t));
     if (st == ODY_OK)
@@ -202,9 +261,47 @@ ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, ody_trainer *
         ody_trainer_destroy(t);
         return st;
     }
-    log_start(t);
     *out = t;
     return ODY_OK;
+}
+
+ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, const char *resume,
+                              ody_trainer **out)
+{
+    ody_trainer *t = NULL;
+    ody_status st = build(ctx, cfg, resume ? BUILD_RESUME : BUILD_FRESH, &t);
+    if (st != ODY_OK)
+        return st;
+    st = ody_dist_agree(ctx, add_callbacks(t, resume != NULL));
+    if (st == ODY_OK) {
+        log_start(t);
+        if (resume)
+            st = ody_train_resume(&t->loop, t->run_dir, resume);
+    }
+    if (st != ODY_OK) {
+        ody_trainer_destroy(t);
+        return st;
+    }
+    *out = t;
+    return ODY_OK;
+}
+
+ody_status ody_evaluate_checkpoint(ody_ctx *ctx, const ody_config *cfg, const char *path,
+                                   double *loss, double *accuracy, int64_t *samples)
+{
+    ody_trainer *t = NULL;
+    ody_status st = build(ctx, cfg, BUILD_EVAL, &t);
+    if (st == ODY_OK && !t->val_set)
+        st = ody_dist_agree(ctx, ody_fail(ctx, ODY_ERR_CONFIG,
+                                          "--eval needs a validation set (data.validation is none)"));
+    if (st == ODY_OK)
+        st = ody_train_load_params(&t->loop, path);
+    if (st == ODY_OK)
+        st = ody_training_loop_validate(&t->loop, loss, accuracy);
+    if (st == ODY_OK)
+        *samples = t->val_set->n;
+    ody_trainer_destroy(t);
+    return st;
 }
 
 ody_status ody_trainer_run(ody_trainer *t) { return ody_training_loop_run(&t->loop); }

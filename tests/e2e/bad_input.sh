@@ -55,5 +55,5 @@ one_error_line trunc.log 'trunc/train-images-idx3-ubyte.*truncated'
 
 note "non-finite loss is a numeric failure (exit 5)"
 expect_exit 5 nan.log 2 good.yaml data.name=synthetic data.synthetic_train=2048 \
-  optimizer.learning_rate=10 training.epochs=3 experiment.output_dir="$scratch/out"
+  optimizer.learning_rate=10 model.init=kaiming_uniform training.epochs=3 experiment.output_dir="$scratch/out"
 one_error_line nan.log 'non-finite loss'

@@ -45,5 +45,41 @@ expect_in() {
 
 # json_last FILE KEY: the KEY of the last line of a JSONL file.
 json_last() {
-  python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"
+  /usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"
+}
+
+# rank_pids PATTERN: pids of the program's rank processes (not mpirun) whose
+# command line contains PATTERN.
+rank_pids() {
+  local pid
+  for pid in $(pgrep -f -- "$1" || true); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(basename "$ODY_PROGRAM" | cut -c1-15)" ] && echo "$pid"
+  done
+  return 0
+}
+
+# wait_for FILE PATTERN SECONDS: wait until FILE has a line matching PATTERN.
+wait_for() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  cat "$1" >&2 || true
+  fail "no '$2' in $1 after $3 s"
+}
+
+# params_close A.h5 B.h5 [TOL]: every model/* dataset agrees to TOL relative
+# (max |a - b| / max |a| over all parameters; default 1e-5).
+params_close() {
+  /usr/bin/python3 - "$1" "$2" "${3:-1e-5}" <<'PY'
+import sys, h5py, numpy as np
+a, b, tol = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r"), float(sys.argv[3])
+names = sorted(a["model"].keys())
+assert names == sorted(b["model"].keys()), "different parameter names"
+diff = max(float(np.max(np.abs(a["model"][n][()] - b["model"][n][()]))) for n in names)
+scale = max(float(np.max(np.abs(a["model"][n][()]))) for n in names)
+print(f"max |diff| / max |param| = {diff / scale:.3g} over {len(names)} tensors")
+sys.exit(0 if diff / scale <= tol else 1)
+PY
 }

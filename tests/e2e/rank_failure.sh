@@ -21,5 +21,5 @@ cat fail.log
 expect_in fail.log "odyssey-dist: data error: rank 3: data/train-images-idx3-ubyte(.gz)?: "
 echo "all ranks exited in $elapsed s"
 (( $(echo "$elapsed < 10" | bc) )) || fail "took $elapsed s (limit 10 s)"
-pgrep -f "$ODY_PROGRAM" >/dev/null && fail "processes left behind"
+[ -z "$(rank_pids "$scratch")" ] || fail "processes left behind"
 exit 0

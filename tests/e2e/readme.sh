@@ -6,7 +6,7 @@ source "$(dirname "$0")/common.sh"
 readme="$ODY_SOURCE_DIR/README.md"
 if [ "${ODY_UPDATE_README:-}" = 1 ]; then
   ody 0 --config-reference >ref.md
-  python3 - "$readme" ref.md <<'PY'
+  /usr/bin/python3 - "$readme" ref.md <<'PY'
 import sys
 readme, ref = sys.argv[1], open(sys.argv[2]).read()
 s = open(readme).read()

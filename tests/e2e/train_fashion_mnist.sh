@@ -14,7 +14,7 @@ expect_in train.log 'best val_accuracy'
 run="$scratch/out/lenet5-baseline"
 [ -f "$run/config.yaml" ] || fail "no config.yaml in $run"
 [ "$(wc -l <"$run/metrics.jsonl")" = 2 ] || fail "metrics.jsonl should have one line per epoch"
-python3 - "$run/metrics.jsonl" <<'PY'
+/usr/bin/python3 - "$run/metrics.jsonl" <<'PY'
 import json, sys
 keys = ["epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
         "samples_per_sec", "world_size", "time_data", "time_forward", "time_backward",

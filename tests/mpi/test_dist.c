@@ -121,8 +121,8 @@ static const char *equivalence_yaml =
     "model: {name: lenet5, num_classes: 10, input_shape: [1, 28, 28]}\n"
     "training: {epochs: 1, batch_size: 48, log_interval: 1000, save_checkpoints: false,\n"
     "           val_batch_size: 100}\n"
-    "optimizer: {name: sgd, learning_rate: 0.02, momentum: 0.9, weight_decay: 0.0001}\n"
-    "data: {name: synthetic, synthetic_train: 1000, synthetic_val: 300}\n"
+    "optimizer: {name: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0001}\n"
+    "data: {name: synthetic, synthetic_train: 2000, synthetic_val: 300}\n"
     "logging: {level: warn}\n";
 
 typedef struct {
@@ -150,7 +150,7 @@ static void train_on(ody_ctx *world_ctx, int ranks, const char *outdir, run_resu
     assert_int_equal(ody_config_parse(ctx, equivalence_yaml, "equivalence", 1, overrides, cfg),
                      ODY_OK);
     ody_trainer *t = NULL;
-    ody_status st = ody_trainer_create(ctx, cfg, &t);
+    ody_status st = ody_trainer_create(ctx, cfg, NULL, &t);
     if (st != ODY_OK)
         fail_msg("%s", ody_ctx_error(ctx));
     st = ody_trainer_run(t);

@@ -186,7 +186,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.model.n_hidden, 2);
     assert_int_equal(c.model.hidden_sizes[0], 256);
     assert_int_equal(c.model.hidden_sizes[1], 128);
-    assert_int_equal(c.model.init, ODY_INIT_AUTO);
+    assert_int_equal(c.model.init, ODY_INIT_TORCH_DEFAULT);
     assert_string_equal(c.model.variant, "modern");
     assert_int_equal(c.model.n_layers, 0);
     assert_int_equal(c.training.batch_size, 64);
@@ -196,7 +196,7 @@ static void test_defaults(void **state)
     assert_true(c.optimizer.learning_rate == 0.01);
     assert_string_equal(c.data.name, "fashion_mnist");
     assert_string_equal(c.data.validation, "test");
-    assert_true(c.data.val_fraction == 0.1 && c.data.scale);
+    assert_true(c.data.val_fraction == 0.1 && c.data.scale && c.data.standardize);
     assert_int_equal(c.data.synthetic_train, 60000);
     assert_string_equal(c.logging.level, "info");
     assert_string_equal(c.logging.progress, "auto");

@@ -1,0 +1,604 @@
+/*
+ * train: the training state in a checkpoint, and back.
+ *
+ * Rank 0 writes (parameters and optimizer state are identical on every
+ * rank) and rank 0 reads and checks; what it read is broadcast, so a run
+ * resumes on any number of ranks. The position is kept in global samples:
+ * the epoch's order depends only on (seed, epoch), so step k of an epoch
+ * is the same samples at any rank count. Layout: README.md, "Checkpoints".
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "train/train_internal.h"
+
+/* Everything but the big buffers, as rank 0 reads it, broadcast as bytes. */
+typedef struct {
+    int64_t epoch, step_in_epoch, global_step, samples_seen;
+    int64_t global_batch, world_size, train_samples;
+    int64_t epoch_loss_fixed, epoch_correct, epoch_count;
+    int64_t optimizer_steps;
+    double lr;
+    double best_val_loss, best_val_accuracy;
+    int64_t best_epoch;
+    int64_t history_len;
+    int ncb[ODY_MAX_CALLBACKS];
+    double cb[ODY_MAX_CALLBACKS][ODY_CALLBACK_STATE_MAX];
+} resume_header;
+
+/* The metric history as series, in this order. */
+static const char *const history_names[] = {"epoch", "train_loss", "train_accuracy", "val_loss",
+                                            "val_accuracy", "lr", "samples_per_sec"};
+#define NHIST ((int)(sizeof history_names / sizeof *history_names))
+
+static double *history_field(ody_epoch_record *r, int f)
+{
+    double *fields[NHIST] = {NULL, &r->train_loss, &r->train_accuracy, &r->val_loss,
+                             &r->val_accuracy, &r->lr, &r->samples_per_sec};
+    return fields[f];
+}
+
+/* ---------------------------------------------------------------- save */
+
+/* The model's layers as "conv2d 6x28x28; relu 6x28x28; ...": two models
+ * with equal parameter shapes but other layers (tanh for relu) differ. */
+static void describe_model(const ody_model *m, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < m->nlayers && used < len; i++) {
+        char shape[64];
+        ody_shape_format(&m->layers[i]->out_shape, shape, sizeof shape);
+        used += (size_t)snprintf(out + used, len - used, "%s%s %s", i ? "; " : "",
+                                 m->layers[i]->ops->kind, shape);
+    }
+}
+
+/* The first layer where two descriptions differ, for the error message. */
+static void first_difference(const char *a, const char *b, char *out, size_t len)
+{
+    int layer = 1;
+    while (*a && *a == *b) {
+        layer += (*a == ';');
+        a++;
+        b++;
+    }
+    while (layer > 1 && a[-1] != ' ' && a[-1] != ';')
+        a--, b--;
+    snprintf(out, len, "layer %d: the checkpoint has '%.*s', the config '%.*s'", layer,
+             (int)strcspn(a, ";"), a, (int)strcspn(b, ";"), b);
+}
+
+static ody_status put_buffers(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop *loop)
+{
+    const ody_model *m = loop->model;
+    const ody_optimizer *opt = loop->optimizer;
+    char name[160];
+    char arch[4096];
+    describe_model(m, arch, sizeof arch);
+    ody_status st = ody_ckpt_put_string(ctx, ck, "model/name", loop->cfg->model.name);
+    if (st == ODY_OK)
+        st = ody_ckpt_put_string(ctx, ck, "model/architecture", arch);
+    if (st == ODY_OK)
+        st = ody_ckpt_put_i64(ctx, ck, "model/parameters", (int64_t)m->nparams);
+    for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
+        snprintf(name, sizeof name, "model/%s", m->tensors[t]->name);
+        st = ody_ckpt_put_tensor(ctx, ck, name, &m->tensors[t]->shape, m->tensors[t]->value);
+    }
+    if (st == ODY_OK)
+        st = ody_ckpt_put_string(ctx, ck, "optimizer/name", loop->cfg->optimizer.name);
+    if (st == ODY_OK)
+        st = ody_ckpt_put_i64(ctx, ck, "optimizer/steps", opt->steps);
+    for (int s = 0; st == ODY_OK && s < opt->nstate; s++)
+        for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
+            const ody_param *p = m->tensors[t];
+            snprintf(name, sizeof name, "optimizer/%s/%s", opt->state_names[s], p->name);
+            st = ody_ckpt_put_tensor(ctx, ck, name, &p->shape, opt->state[s].data + p->offset);
+        }
+    return st;
+}
+
+/* Position to resume from: after a finished epoch, the start of the next.
+ * sums: the epoch's train sums over all ranks (loss, correct, count). */
+static void resume_position(const ody_training_loop *loop, bool epoch_done, const int64_t sums[3],
+                            resume_header *h)
+{
+    const ody_loop_state *s = &loop->state;
+    h->epoch = s->epoch;
+    h->step_in_epoch = s->step_in_epoch;
+    h->epoch_loss_fixed = sums[0];
+    h->epoch_correct = sums[1];
+    h->epoch_count = sums[2];
+    if (epoch_done && s->step_in_epoch >= s->steps_per_epoch) {
+        h->epoch++;
+        h->step_in_epoch = 0;
+        h->epoch_loss_fixed = h->epoch_correct = h->epoch_count = 0;
+    }
+}
+
+static ody_status put_state(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop *loop,
+                            bool epoch_done, const int64_t sums[3])
+{
+    resume_header h = {0};
+    resume_position(loop, epoch_done, sums, &h);
+    const ody_loop_state *s = &loop->state;
+    const struct {
+        const char *name;
+        int64_t v;
+    } ints[] = {
+        {"state/epoch", h.epoch},
+        {"state/step_in_epoch", h.step_in_epoch},
+        {"state/sample_cursor", h.step_in_epoch * loop->global_batch},
+        {"state/global_step", s->global_step},
+        {"state/samples_seen", s->samples_seen},
+        {"state/global_batch", loop->global_batch},
+        {"state/world_size", loop->ctx->size},
+        {"state/train_samples", loop->sampler->n},
+        {"state/epoch_loss_fixed", h.epoch_loss_fixed},
+        {"state/epoch_correct", h.epoch_correct},
+        {"state/epoch_count", h.epoch_count},
+        {"rng/seed", loop->cfg->experiment.seed},
+        {"rng/shuffle_counter", h.epoch},
+        {"rng/dropout_counter", s->global_step},
+        {"metrics/best_epoch", loop->metrics.best_epoch},
+    };
+    ody_status st = ODY_OK;
+    for (size_t i = 0; st == ODY_OK && i < sizeof ints / sizeof *ints; i++)
+        st = ody_ckpt_put_i64(ctx, ck, ints[i].name, ints[i].v);
+    if (st == ODY_OK)
+        st = ody_ckpt_put_f64(ctx, ck, "state/lr", s->lr);
+    if (st == ODY_OK)
+        st = ody_ckpt_put_f64(ctx, ck, "metrics/best_val_loss", loop->metrics.best_val_loss);
+    if (st == ODY_OK)
+        st = ody_ckpt_put_f64(ctx, ck, "metrics/best_val_accuracy", loop->metrics.best_val_accuracy);
+    return st;
+}
+
+static ody_status put_history(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop *loop)
+{
+    const ody_training_metrics *m = &loop->metrics;
+    int64_t n = m->history_len;
+    double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    if (!v)
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the metric history");
+    ody_status st = ODY_OK;
+    for (int f = 0; st == ODY_OK && f < NHIST; f++) {
+        for (int64_t i = 0; i < n; i++) {
+            ody_epoch_record *r = &m->history[i];
+            v[i] = f == 0 ? (double)r->epoch : *history_field(r, f);
+        }
+        char name[64];
+        snprintf(name, sizeof name, "metrics/%s", history_names[f]);
+        st = ody_ckpt_put_series(ctx, ck, name, v, n);
+    }
+    free(v);
+    return st;
+}
+
+static ody_status put_callbacks(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop *loop)
+{
+    ody_status st = ODY_OK;
+    for (int i = 0; st == ODY_OK && i < loop->ncallbacks; i++) {
+        const ody_callback *cb = &loop->callbacks[i];
+        if (!cb->ops->save_state)
+            continue;
+        double v[ODY_CALLBACK_STATE_MAX];
+        int n = cb->ops->save_state(cb->self, loop, v);
+        char name[96];
+        snprintf(name, sizeof name, "callbacks/%s", cb->ops->name);
+        st = ody_ckpt_put_series(ctx, ck, name, v, n);
+    }
+    return st;
+}
+
+static ody_status write_checkpoint(ody_training_loop *loop, const char *path, bool epoch_done,
+                                   const int64_t sums[3])
+{
+    ody_ctx *ctx = loop->ctx;
+    ody_ckpt *ck = NULL;
+    char *yaml = NULL;
+    ody_status st = ody_ckpt_create(ctx, path, &ck);
+    if (st == ODY_OK)
+        st = ody_config_to_yaml(ctx, loop->cfg, &yaml);
+    if (st == ODY_OK)
+        st = ody_ckpt_put_string(ctx, ck, "config", yaml);
+    free(yaml);
+    if (st == ODY_OK)
+        st = put_buffers(ctx, ck, loop);
+    if (st == ODY_OK)
+        st = put_state(ctx, ck, loop, epoch_done, sums);
+    if (st == ODY_OK)
+        st = put_history(ctx, ck, loop);
+    if (st == ODY_OK)
+        st = put_callbacks(ctx, ck, loop);
+    if (st != ODY_OK) {
+        ody_ckpt_abort(ck);
+        return st;
+    }
+    return ody_ckpt_commit(ctx, ck);
+}
+
+ody_status ody_train_checkpoint_save(ody_training_loop *loop, const char *path, bool epoch_done)
+{
+    double t0 = ody_now();
+    /* The epoch's train sums are each rank's own: the checkpoint keeps their total. */
+    const ody_training_metrics *m = &loop->metrics;
+    int64_t sums[3] = {m->epoch_loss_fixed, m->epoch_correct, m->epoch_count};
+    ody_status st = ody_dist_sum_i64(loop->ctx, sums, 3);
+    if (st == ODY_OK && loop->ctx->rank == 0)
+        st = write_checkpoint(loop, path, epoch_done, sums);
+    st = ody_dist_agree(loop->ctx, st);
+    loop->state.times.seconds[ODY_PHASE_CHECKPOINT] += ody_now() - t0;
+    return st;
+}
+
+/* ---------------------------------------------------------------- load */
+
+static ody_status get_buffers(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loop)
+{
+    ody_model *m = loop->model;
+    ody_optimizer *opt = loop->optimizer;
+    char name[160], *text = NULL;
+    int64_t count = 0;
+    ody_status st = ody_ckpt_get_string(ctx, ck, "model/name", &text);
+    if (st == ODY_OK && strcmp(text, loop->cfg->model.name) != 0)
+        st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                      "model does not match: the checkpoint holds a %s, the config builds a %s",
+                      text, loop->cfg->model.name);
+    free(text);
+    text = NULL;
+    char arch[4096], diff[512];
+    describe_model(m, arch, sizeof arch);
+    if (st == ODY_OK)
+        st = ody_ckpt_get_string(ctx, ck, "model/architecture", &text);
+    if (st == ODY_OK && strcmp(text, arch) != 0) {
+        first_difference(text, arch, diff, sizeof diff);
+        st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "model does not match the config: %s", diff);
+    }
+    free(text);
+    text = NULL;
+    if (st == ODY_OK)
+        st = ody_ckpt_get_i64(ctx, ck, "model/parameters", &count);
+    if (st == ODY_OK && count != (int64_t)m->nparams)
+        st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                      "model does not match: the checkpoint has %lld parameters, the config's %s "
+                      "has %zu",
+                      (long long)count, m->name, m->nparams);
+    for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
+        snprintf(name, sizeof name, "model/%s", m->tensors[t]->name);
+        st = ody_ckpt_get_tensor(ctx, ck, name, &m->tensors[t]->shape, m->tensors[t]->value);
+    }
+    if (st == ODY_OK)
+        st = ody_ckpt_get_string(ctx, ck, "optimizer/name", &text);
+    if (st == ODY_OK && strcmp(text, loop->cfg->optimizer.name) != 0)
+        st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                      "optimizer does not match: the checkpoint was trained with %s, the config "
+                      "asks for %s",
+                      text, loop->cfg->optimizer.name);
+    free(text);
+    for (int s = 0; st == ODY_OK && s < opt->nstate; s++)
+        for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
+            const ody_param *p = m->tensors[t];
+            snprintf(name, sizeof name, "optimizer/%s/%s", opt->state_names[s], p->name);
+            st = ody_ckpt_get_tensor(ctx, ck, name, &p->shape, opt->state[s].data + p->offset);
+        }
+    return st;
+}
+
+static ody_status get_header(ody_ctx *ctx, ody_ckpt *ck, resume_header *h)
+{
+    const struct {
+        const char *name;
+        int64_t *v;
+    } ints[] = {
+        {"state/epoch", &h->epoch},
+        {"state/step_in_epoch", &h->step_in_epoch},
+        {"state/global_step", &h->global_step},
+        {"state/samples_seen", &h->samples_seen},
+        {"state/global_batch", &h->global_batch},
+        {"state/world_size", &h->world_size},
+        {"state/train_samples", &h->train_samples},
+        {"state/epoch_loss_fixed", &h->epoch_loss_fixed},
+        {"state/epoch_correct", &h->epoch_correct},
+        {"state/epoch_count", &h->epoch_count},
+        {"optimizer/steps", &h->optimizer_steps},
+        {"metrics/best_epoch", &h->best_epoch},
+    };
+    ody_status st = ODY_OK;
+    for (size_t i = 0; st == ODY_OK && i < sizeof ints / sizeof *ints; i++)
+        st = ody_ckpt_get_i64(ctx, ck, ints[i].name, ints[i].v);
+    if (st == ODY_OK)
+        st = ody_ckpt_get_f64(ctx, ck, "state/lr", &h->lr);
+    if (st == ODY_OK)
+        st = ody_ckpt_get_f64(ctx, ck, "metrics/best_val_loss", &h->best_val_loss);
+    if (st == ODY_OK)
+        st = ody_ckpt_get_f64(ctx, ck, "metrics/best_val_accuracy", &h->best_val_accuracy);
+    return st;
+}
+
+/* The checkpoint must continue this config's experiment. */
+static ody_status check_compatible(ody_training_loop *loop, const resume_header *h)
+{
+    ody_ctx *ctx = loop->ctx;
+    if (h->global_batch != loop->global_batch)
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                        "global batch does not match: the checkpoint was written with %lld "
+                        "(on %lld ranks), this run has %lld; resume with training.batch_size=%lld",
+                        (long long)h->global_batch, (long long)h->world_size,
+                        (long long)loop->global_batch, (long long)h->global_batch);
+    if (h->train_samples != loop->sampler->n)
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                        "training set does not match: the checkpoint saw %lld samples, this run has %lld",
+                        (long long)h->train_samples, (long long)loop->sampler->n);
+    if (h->step_in_epoch > ody_sampler_steps(loop->sampler))
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT, "position step %lld is past the end of the epoch",
+                        (long long)h->step_in_epoch);
+    return ODY_OK;
+}
+
+/* Rank 0 reads history and callback state into the header and the loop. */
+static ody_status get_history(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loop,
+                              resume_header *h)
+{
+    ody_training_metrics *m = &loop->metrics;
+    ody_status st = ODY_OK;
+    for (int f = 0; st == ODY_OK && f < NHIST; f++) {
+        double *v = NULL;
+        int64_t n = 0;
+        char name[64];
+        snprintf(name, sizeof name, "metrics/%s", history_names[f]);
+        st = ody_ckpt_get_series(ctx, ck, name, &v, &n);
+        if (st == ODY_OK && f == 0) {
+            m->history_len = 0;
+            for (int64_t i = 0; i < n && st == ODY_OK; i++)
+                if (!ody_training_metrics_push_epoch(m, 0, 0))
+                    st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the metric history");
+            h->history_len = n;
+        } else if (st == ODY_OK && n != h->history_len) {
+            st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s has %lld values, metrics/epoch has %lld",
+                          name, (long long)n, (long long)h->history_len);
+        }
+        for (int64_t i = 0; st == ODY_OK && i < n; i++) {
+            if (f == 0)
+                m->history[i].epoch = (int64_t)v[i];
+            else
+                *history_field(&m->history[i], f) = v[i];
+        }
+        free(v);
+    }
+    for (int i = 0; st == ODY_OK && i < loop->ncallbacks; i++) {
+        const ody_callback *cb = &loop->callbacks[i];
+        char name[96];
+        snprintf(name, sizeof name, "callbacks/%s", cb->ops->name);
+        if (!cb->ops->load_state || !ody_ckpt_has(ck, name))
+            continue;
+        double *v = NULL;
+        int64_t n = 0;
+        st = ody_ckpt_get_series(ctx, ck, name, &v, &n);
+        if (st == ODY_OK && n > ODY_CALLBACK_STATE_MAX)
+            st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s holds %lld values (at most %d)", name,
+                          (long long)n, ODY_CALLBACK_STATE_MAX);
+        if (st == ODY_OK) {
+            h->ncb[i] = (int)n;
+            memcpy(h->cb[i], v, (size_t)n * sizeof *v);
+        }
+        free(v);
+    }
+    return st;
+}
+
+/* Rank 0: open, verify, check and read `path` into the loop and h. */
+static ody_status read_checkpoint(ody_training_loop *loop, const char *path, resume_header *h)
+{
+    ody_ctx *ctx = loop->ctx;
+    ody_ckpt *ck = NULL;
+    ody_status st = ody_ckpt_open(ctx, path, &ck);
+    if (st == ODY_OK)
+        st = ody_ckpt_verify(ctx, ck);
+    if (st == ODY_OK)
+        st = get_header(ctx, ck, h);
+    if (st == ODY_OK)
+        st = check_compatible(loop, h);
+    if (st == ODY_OK)
+        st = get_buffers(ctx, ck, loop);
+    if (st == ODY_OK)
+        st = get_history(ctx, ck, loop, h);
+    ody_ckpt_close(ck);
+    if (st != ODY_OK && strstr(ctx->err, path) == NULL)
+        ody_error_prefix(ctx, "%s", path);
+    return st;
+}
+
+/* Send what rank 0 read to every rank. */
+static ody_status broadcast_state(ody_training_loop *loop, resume_header *h)
+{
+    ody_ctx *ctx = loop->ctx;
+    MPI_Bcast(h, (int)sizeof *h, MPI_BYTE, 0, ctx->comm);
+    ody_status st = ody_dist_bcast_floats(ctx, loop->model->params.data, loop->model->params.size);
+    for (int s = 0; st == ODY_OK && s < loop->optimizer->nstate; s++)
+        st = ody_dist_bcast_floats(ctx, loop->optimizer->state[s].data, loop->optimizer->n);
+    ody_training_metrics *m = &loop->metrics;
+    if (ctx->rank != 0) {
+        m->history_len = 0;
+        for (int64_t i = 0; st == ODY_OK && i < h->history_len; i++)
+            if (!ody_training_metrics_push_epoch(m, 0, 0))
+                st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the metric history");
+    }
+    st = ody_dist_agree(ctx, st);
+    if (st == ODY_OK && h->history_len > 0)
+        MPI_Bcast(m->history, (int)(h->history_len * (int64_t)sizeof *m->history), MPI_BYTE, 0,
+                  ctx->comm);
+    return st;
+}
+
+/* Every rank takes the header into its loop. */
+static void apply_header(ody_training_loop *loop, const resume_header *h)
+{
+    ody_loop_state *s = &loop->state;
+    s->epoch = h->epoch;
+    s->step_in_epoch = h->step_in_epoch;
+    s->global_step = h->global_step;
+    s->samples_seen = h->samples_seen;
+    s->lr = h->lr;
+    loop->optimizer->steps = h->optimizer_steps;
+    /* The epoch's sums so far go to rank 0 alone: the epoch's end adds up
+     * every rank's sums, and the others start this part of the epoch at 0. */
+    ody_training_metrics *m = &loop->metrics;
+    bool root = loop->ctx->rank == 0;
+    m->epoch_loss_fixed = root ? h->epoch_loss_fixed : 0;
+    m->epoch_correct = root ? h->epoch_correct : 0;
+    m->epoch_count = root ? h->epoch_count : 0;
+    m->best_val_loss = h->best_val_loss;
+    m->best_val_accuracy = h->best_val_accuracy;
+    m->best_epoch = h->best_epoch;
+    for (int i = 0; i < loop->ncallbacks; i++)
+        if (h->ncb[i] > 0 && loop->callbacks[i].ops->load_state)
+            loop->callbacks[i].ops->load_state(loop->callbacks[i].self, loop, h->cb[i], h->ncb[i]);
+}
+
+ody_status ody_train_checkpoint_load(ody_training_loop *loop, const char *path)
+{
+    resume_header h = {0};
+    ody_status st = ODY_OK;
+    if (loop->ctx->rank == 0)
+        st = read_checkpoint(loop, path, &h);
+    st = ody_dist_agree(loop->ctx, st);
+    if (st == ODY_OK)
+        st = broadcast_state(loop, &h);
+    if (st != ODY_OK)
+        return st;
+    apply_header(loop, &h);
+    ody_log(loop->ctx, ODY_LOG_INFO,
+            "resumed from %s: epoch %lld, step %lld of the epoch (global step %lld, %lld samples "
+            "seen); written on %lld rank(s), continuing on %d",
+            path, (long long)h.epoch + 1, (long long)h.step_in_epoch, (long long)h.global_step,
+            (long long)h.samples_seen, (long long)h.world_size, loop->ctx->size);
+    return ody_dist_check_consistent(loop->ctx, loop->model->params.data,
+                                     loop->model->params.size, "after resuming");
+}
+
+/* Rank 0 reads only the model's parameters; every rank gets them. */
+ody_status ody_train_load_params(ody_training_loop *loop, const char *path)
+{
+    ody_ctx *ctx = loop->ctx;
+    ody_model *m = loop->model;
+    ody_status st = ODY_OK;
+    if (ctx->rank == 0) {
+        ody_ckpt *ck = NULL;
+        st = ody_ckpt_open(ctx, path, &ck);
+        char name[160];
+        for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
+            snprintf(name, sizeof name, "model/%s", m->tensors[t]->name);
+            st = ody_ckpt_get_tensor(ctx, ck, name, &m->tensors[t]->shape, m->tensors[t]->value);
+        }
+        ody_ckpt_close(ck);
+    }
+    st = ody_dist_agree(ctx, st);
+    if (st == ODY_OK)
+        st = ody_dist_bcast_floats(ctx, m->params.data, m->params.size);
+    return st;
+}
+
+/* --------------------------------------------------- finding a checkpoint */
+
+static int compare_desc(const void *a, const void *b)
+{
+    return -strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names of the run's checkpoints, newest first (names sort by epoch and step). */
+int ody_train_list_checkpoints(const char *run_dir, char ***names)
+{
+    *names = NULL;
+    DIR *d = opendir(run_dir);
+    if (!d)
+        return 0;
+    int n = 0, cap = 0;
+    char **list = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 8 || strcmp(e->d_name + len - 3, ".h5") != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **grown = realloc(list, (size_t)cap * sizeof *list);
+            if (!grown)
+                break;
+            list = grown;
+        }
+        if ((list[n] = strdup(e->d_name)) != NULL)
+            n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(list, (size_t)n, sizeof *list, compare_desc);
+    *names = list;
+    return n;
+}
+
+void ody_train_free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Rank 0: the newest checkpoint of run_dir that opens and verifies, into
+ * path ("" when the directory holds none). Corrupt ones are reported and
+ * skipped; if every one is corrupt, that is an error. */
+static ody_status pick_newest_valid(ody_ctx *ctx, const char *run_dir, char *path, size_t len)
+{
+    char **names = NULL;
+    int n = ody_train_list_checkpoints(run_dir, &names);
+    path[0] = '\0';
+    ody_status st = ODY_OK;
+    char first_error[ODY_ERRMSG_MAX] = "";
+    for (int i = 0; i < n; i++) {
+        char candidate[2048];
+        snprintf(candidate, sizeof candidate, "%s/%s", run_dir, names[i]);
+        ody_ckpt *ck = NULL;
+        st = ody_ckpt_open(ctx, candidate, &ck);
+        if (st == ODY_OK)
+            st = ody_ckpt_verify(ctx, ck);
+        ody_ckpt_close(ck);
+        if (st == ODY_OK) {
+            snprintf(path, len, "%s", candidate);
+            break;
+        }
+        ody_log(ctx, ODY_LOG_WARN, "skipping checkpoint %s: %s", candidate, ody_ctx_error(ctx));
+        if (!first_error[0])
+            snprintf(first_error, sizeof first_error, "%s", ody_ctx_error(ctx));
+    }
+    if (n > 0 && !path[0])
+        st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "no valid checkpoint in %s (%d tried; newest: %s)",
+                      run_dir, n, first_error);
+    ody_train_free_names(names, n);
+    return st;
+}
+
+ody_status ody_train_resume(ody_training_loop *loop, const char *run_dir, const char *what)
+{
+    ody_ctx *ctx = loop->ctx;
+    char path[2048] = "";
+    ody_status st = ODY_OK;
+    if (strcmp(what, "auto") != 0)
+        snprintf(path, sizeof path, "%s", what);
+    else if (ctx->rank == 0)
+        st = pick_newest_valid(ctx, run_dir, path, sizeof path);
+    st = ody_dist_agree(ctx, st);
+    if (st != ODY_OK)
+        return st;
+    MPI_Bcast(path, (int)sizeof path, MPI_CHAR, 0, ctx->comm);
+    if (!path[0]) {
+        ody_log(ctx, ODY_LOG_INFO, "--resume auto: no checkpoint in %s yet, starting fresh",
+                run_dir);
+        return ODY_OK;
+    }
+    return ody_train_checkpoint_load(loop, path);
+}
