@@ -105,6 +105,109 @@ void ody_optimizer_destroy(ody_ctx *ctx, ody_optimizer *opt);
  */
 void ody_optimizer_step(ody_optimizer *opt, float *params, const float *grads, double lr);
 
+/* ================================================= learning-rate schedules */
+
+typedef enum {
+    ODY_SCHED_NONE = 0,    /* constant: base_lr */
+    ODY_SCHED_STEP,        /* base_lr * gamma^floor(epoch / step_size)                  (StepLR) */
+    ODY_SCHED_MULTISTEP,   /* base_lr * gamma^(milestones <= epoch)                 (MultiStepLR) */
+    ODY_SCHED_EXPONENTIAL, /* base_lr * gamma^epoch                              (ExponentialLR) */
+    ODY_SCHED_COSINE,      /* eta_min + (base_lr - eta_min) * (1 + cos(pi*epoch/t_max)) / 2
+                              (CosineAnnealingLR; past t_max it rises again, as PyTorch's does) */
+    ODY_SCHED_PLATEAU,     /* reduce on plateau of a metric fed at epoch ends (ReduceLROnPlateau) */
+    ODY_SCHED_KIND_COUNT
+} ody_schedule_kind;
+
+#define ODY_SCHEDULE_MAX_MILESTONES 16
+#define ODY_SCHEDULE_STATE_MAX 16
+
+typedef struct {
+    ody_schedule_kind kind;
+    int64_t step_size;         /* step: epochs between decays (>= 1) */
+    double gamma;              /* step, multistep, exponential: decay factor (> 0) */
+    int nmilestones;           /* multistep: epochs at which lr decays, increasing, >= 1 */
+    int64_t milestones[ODY_SCHEDULE_MAX_MILESTONES];
+    int64_t t_max;             /* cosine: epochs of the half period (0: the run's epochs) */
+    double eta_min;            /* cosine: the lowest lr */
+    int64_t warmup_steps;      /* any kind: linear warmup over this many optimizer steps (0: none) */
+    double warmup_start_factor; /* warmup starts at this fraction of the scheduled lr, in (0, 1] */
+    bool maximize;             /* plateau: the metric should grow (accuracy), not shrink (loss) */
+    double factor;             /* plateau: lr *= factor on a plateau, in (0, 1) */
+    int64_t patience;          /* plateau: epochs without improvement tolerated */
+    double threshold;          /* plateau: relative improvement that counts (>= 0) */
+    int64_t cooldown;          /* plateau: epochs after a reduction during which nothing counts */
+    double min_lr;             /* plateau: the lr never drops below this */
+} ody_schedule_params;
+
+/*
+ * A schedule: the lr of every optimizer step. Epoch-based kinds change at
+ * epoch boundaries, as a per-epoch scheduler.step() does in PyTorch; the
+ * warmup, when on, multiplies the scheduled lr by
+ *   f(s) = warmup_start_factor + (1 - warmup_start_factor) * min(s, warmup_steps) / warmup_steps
+ * for optimizer step s (0-based), as LinearLR(start_factor, 1, warmup_steps)
+ * stepped once per optimizer step and chained with the epoch schedule.
+ * Plateau holds its current lr and counters (the only state); every other
+ * kind is a pure function of (params, step, epoch).
+ */
+typedef struct {
+    ody_schedule_params p;
+    double base_lr;
+    int64_t epochs;       /* of the run: cosine's t_max when p.t_max is 0 */
+    /* plateau state, as ReduceLROnPlateau's */
+    double plateau_lr;    /* current lr, before warmup */
+    double best;          /* best metric so far (+inf for min, -inf for max at the start) */
+    int64_t bad_epochs;   /* epochs since the best, cooldown excluded */
+    int64_t cooldown_left;
+    int64_t epochs_ended; /* ody_schedule_epoch_end calls */
+} ody_schedule;
+
+/* Schedule kind from its config name (none, step, multistep, exponential, cosine, plateau). */
+bool ody_schedule_kind_from_name(const char *name, ody_schedule_kind *kind);
+/* The config names of the kinds, indexed by kind, NULL-terminated; static. */
+const char *const *ody_schedule_names(void);
+/*
+ * Defaults: kind none, step_size 30, gamma 0.1, no milestones, t_max 0,
+ * eta_min 0, no warmup (start factor 0.1), minimize, factor 0.1,
+ * patience 10, threshold 1e-4, cooldown 0, min_lr 0.
+ */
+void ody_schedule_params_default(ody_schedule_params *p);
+
+/*
+ * Set up *s for a run of `epochs` epochs at learning rate base_lr. Checks
+ * the parameters: an error (ODY_ERR_CONFIG, naming the parameter) leaves
+ * *s unusable.
+ */
+ody_status ody_schedule_init(ody_ctx *ctx, ody_schedule *s, const ody_schedule_params *p,
+                             double base_lr, int64_t epochs);
+/*
+ * The lr for optimizer step global_step (0-based, counted over the whole
+ * run) taken in epoch `epoch` (0-based). Pure for all kinds but plateau,
+ * whose lr is the one its last epoch_end left.
+ */
+double ody_schedule_lr(const ody_schedule *s, int64_t global_step, int64_t epoch);
+/*
+ * Plateau: feed the monitored metric at the end of an epoch (lr changes
+ * take effect from the next step). As ReduceLROnPlateau.step(metric):
+ * better means metric < best*(1 - threshold) (minimize) or
+ * metric > best*(1 + threshold) (maximize); a better metric resets the bad
+ * epochs, another adds one; during cooldown bad epochs stay 0; when bad
+ * epochs exceed patience, lr = max(lr*factor, min_lr) (unchanged when that
+ * moves it by less than 1e-8), cooldown starts and bad epochs reset. A NaN
+ * metric is never better. Other kinds ignore the call.
+ */
+void ody_schedule_epoch_end(ody_schedule *s, double metric);
+/*
+ * Checkpoint state: writes at most ODY_SCHEDULE_STATE_MAX doubles to v and
+ * returns how many (the kind, then plateau's lr, best, counters).
+ */
+int ody_schedule_save(const ody_schedule *s, double *v);
+/*
+ * Restore what ody_schedule_save wrote (n values) into a schedule set up
+ * with ody_schedule_init. Returns false, leaving *s unchanged, when n is
+ * too small or the saved kind is not s's kind.
+ */
+bool ody_schedule_load(ody_schedule *s, const double *v, int n);
+
 /* ============================================================== gradients */
 
 /* Global L2 norm of g[0..n), accumulated in double (same result on every machine). */

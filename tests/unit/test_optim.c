@@ -417,6 +417,299 @@ static void test_restored_state_continues_the_run(void **state)
     }
 }
 
+/* ----------------------------------------------------------- schedules */
+
+static ody_schedule make_schedule(ody_ctx *ctx, const ody_schedule_params *p, double lr,
+                                  int64_t epochs)
+{
+    ody_schedule s;
+    ody_status st = ody_schedule_init(ctx, &s, p, lr, epochs);
+    if (st != ODY_OK)
+        fail_msg("ody_schedule_init: %s", ody_ctx_error(ctx));
+    return s;
+}
+
+static ody_schedule_params sched_of(ody_schedule_kind kind)
+{
+    ody_schedule_params p;
+    ody_schedule_params_default(&p);
+    p.kind = kind;
+    return p;
+}
+
+/* The lr of each epoch (step = epoch, no warmup) against want[0..n). */
+static void expect_epoch_lrs(const ody_schedule *s, const double *want, int n, const char *what)
+{
+    for (int e = 0; e < n; e++) {
+        double got = ody_schedule_lr(s, e, e);
+        if (!(fabs(got - want[e]) <= 1e-12 * want[e]))
+            fail_msg("%s: epoch %d: lr %.17g, want %.17g", what, e, got, want[e]);
+    }
+}
+
+static void test_schedule_names_and_defaults(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"none", "step", "multistep", "exponential", "cosine",
+                                        "plateau"};
+    for (int k = 0; k < (int)COUNT(names); k++) {
+        ody_schedule_kind kind;
+        assert_true(ody_schedule_kind_from_name(names[k], &kind));
+        assert_int_equal(kind, k);
+        assert_string_equal(ody_schedule_names()[k], names[k]);
+    }
+    assert_null(ody_schedule_names()[COUNT(names)]);
+    ody_schedule_kind kind;
+    assert_false(ody_schedule_kind_from_name("linear", &kind));
+    ody_schedule_params p;
+    ody_schedule_params_default(&p);
+    assert_int_equal(p.kind, ODY_SCHED_NONE);
+    assert_int_equal(p.step_size, 30);
+    assert_true(p.gamma == 0.1 && p.factor == 0.1 && p.threshold == 1e-4);
+    assert_int_equal(p.patience, 10);
+}
+
+/*
+ * The lr PyTorch 1.13 used in each epoch with SGD(lr=0.1) and
+ * scheduler.step() after every epoch:
+ *   StepLR(o, 3, 0.5); MultiStepLR(o, [2, 5], 0.1); ExponentialLR(o, 0.9);
+ *   CosineAnnealingLR(o, 10, 0.001)
+ */
+static const double torch_step[] = {0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025};
+static const double torch_multistep[] = {0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001};
+static const double torch_exponential[] = {0.1, 0.09, 0.081, 0.0729, 0.06561};
+static const double torch_cosine[] = {
+    0.1, 0.09757729755661011, 0.0905463412215599, 0.07959536998847742, 0.0657963412215599,
+    0.0505, 0.03520365877844011, 0.02140463001152259, 0.010453658778440109,
+    0.0034227024433899004, 0.001, 0.0034227024433899004, 0.01045365877844014,
+    0.02140463001152267, 0.035203658778440255, 0.05050000000000022};
+
+static void test_epoch_schedules_match_pytorch(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_schedule_params p = sched_of(ODY_SCHED_STEP);
+    p.step_size = 3;
+    p.gamma = 0.5;
+    ody_schedule s = make_schedule(ctx, &p, 0.1, 20);
+    expect_epoch_lrs(&s, torch_step, COUNT(torch_step), "step");
+    p = sched_of(ODY_SCHED_MULTISTEP);
+    p.nmilestones = 2;
+    p.milestones[0] = 2;
+    p.milestones[1] = 5;
+    s = make_schedule(ctx, &p, 0.1, 20);
+    expect_epoch_lrs(&s, torch_multistep, COUNT(torch_multistep), "multistep");
+    p = sched_of(ODY_SCHED_EXPONENTIAL);
+    p.gamma = 0.9;
+    s = make_schedule(ctx, &p, 0.1, 20);
+    expect_epoch_lrs(&s, torch_exponential, COUNT(torch_exponential), "exponential");
+    p = sched_of(ODY_SCHED_COSINE);
+    p.t_max = 10;
+    p.eta_min = 0.001;
+    s = make_schedule(ctx, &p, 0.1, 20);
+    expect_epoch_lrs(&s, torch_cosine, COUNT(torch_cosine), "cosine");
+}
+
+static void test_epoch_schedule_formulas(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_schedule_params p = sched_of(ODY_SCHED_NONE);
+    ody_schedule s = make_schedule(ctx, &p, 0.3, 5);
+    assert_true(ody_schedule_lr(&s, 0, 0) == 0.3 && ody_schedule_lr(&s, 999, 4) == 0.3);
+    /* The lr changes at epoch boundaries only: the step within the epoch does not matter. */
+    p = sched_of(ODY_SCHED_STEP);
+    p.step_size = 2;
+    s = make_schedule(ctx, &p, 1.0, 10);
+    assert_true(ody_schedule_lr(&s, 10, 1) == 1.0);
+    assert_true(fabs(ody_schedule_lr(&s, 11, 2) - 0.1) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 50, 5) - 0.01) < 1e-15);
+    /* Multistep: gamma^(milestones <= epoch). */
+    p = sched_of(ODY_SCHED_MULTISTEP);
+    p.gamma = 0.5;
+    p.nmilestones = 3;
+    p.milestones[0] = 1;
+    p.milestones[1] = 4;
+    p.milestones[2] = 6;
+    s = make_schedule(ctx, &p, 0.8, 10);
+    const double want[] = {0.8, 0.4, 0.4, 0.4, 0.2, 0.2, 0.1, 0.1, 0.1};
+    expect_epoch_lrs(&s, want, COUNT(want), "multistep");
+    /* Cosine with t_max 0 anneals over the run's epochs: eta_min at epoch == epochs. */
+    p = sched_of(ODY_SCHED_COSINE);
+    p.eta_min = 0.01;
+    s = make_schedule(ctx, &p, 0.1, 4);
+    assert_true(fabs(ody_schedule_lr(&s, 0, 2) - 0.055) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 0, 1) - (0.01 + 0.09 * (1 + cos(PI / 4)) / 2)) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 0, 4) - 0.01) < 1e-15);
+}
+
+/* PyTorch 1.13: LinearLR(o, start_factor=0.25, total_iters=4) stepped every step, lr 0.1. */
+static const double torch_linear[] = {0.025, 0.04375, 0.0625, 0.08125, 0.1, 0.1};
+
+static void test_warmup_combines_with_schedules(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_schedule_params p = sched_of(ODY_SCHED_NONE);
+    p.warmup_steps = 4;
+    p.warmup_start_factor = 0.25;
+    ody_schedule s = make_schedule(ctx, &p, 0.1, 3);
+    for (int step = 0; step < (int)COUNT(torch_linear); step++)
+        assert_true(fabs(ody_schedule_lr(&s, step, 0) - torch_linear[step]) < 1e-15);
+    /* With cosine (t_max 10, eta_min 0): factor(step) x cosine(epoch), 3 steps per epoch. */
+    p.kind = ODY_SCHED_COSINE;
+    p.t_max = 10;
+    p.warmup_steps = 5;
+    p.warmup_start_factor = 0.5;
+    s = make_schedule(ctx, &p, 1.0, 10);
+    double cos1 = (1 + cos(PI / 10)) / 2;
+    assert_true(ody_schedule_lr(&s, 0, 0) == 0.5);
+    assert_true(fabs(ody_schedule_lr(&s, 2, 0) - 0.7) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 3, 1) - 0.8 * cos1) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 4, 1) - 0.9 * cos1) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 5, 1) - cos1) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 100, 1) - cos1) < 1e-15);
+    /* With step (step_size 1, gamma 0.5): a warmup longer than an epoch spans the decay. */
+    p = sched_of(ODY_SCHED_STEP);
+    p.step_size = 1;
+    p.gamma = 0.5;
+    p.warmup_steps = 10;
+    p.warmup_start_factor = 0.1;
+    s = make_schedule(ctx, &p, 0.2, 10);
+    assert_true(fabs(ody_schedule_lr(&s, 0, 0) - 0.02) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 4, 0) - 0.2 * 0.46) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 6, 1) - 0.1 * 0.64) < 1e-15);
+    assert_true(fabs(ody_schedule_lr(&s, 12, 2) - 0.05) < 1e-15);
+}
+
+/*
+ * PyTorch 1.13: ReduceLROnPlateau(o, 'min', factor=0.5, patience=2,
+ * threshold=0.01, cooldown=1, min_lr=0.02), lr 0.1, step(metric) after
+ * every epoch: the lr of each epoch.
+ */
+static const double plateau_metrics[] = {1.0, 0.9, 0.9, 0.9, 0.9, 0.95, 0.8, 0.8, 0.8, 0.8,
+                                         0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8};
+static const double torch_plateau[] = {0.1,   0.1,   0.1,   0.1,   0.1,   0.05, 0.05,
+                                       0.05,  0.05,  0.05,  0.025, 0.025, 0.025, 0.025,
+                                       0.02,  0.02,  0.02,  0.02,  0.02,  0.02};
+
+static ody_schedule_params plateau_params(void)
+{
+    ody_schedule_params p = sched_of(ODY_SCHED_PLATEAU);
+    p.factor = 0.5;
+    p.patience = 2;
+    p.threshold = 0.01;
+    p.cooldown = 1;
+    p.min_lr = 0.02;
+    return p;
+}
+
+static void test_plateau_matches_pytorch(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_schedule_params p = plateau_params();
+    ody_schedule s = make_schedule(ctx, &p, 0.1, 100);
+    for (int e = 0; e < (int)COUNT(plateau_metrics); e++) {
+        double lr = ody_schedule_lr(&s, e * 7, e);
+        if (!(fabs(lr - torch_plateau[e]) < 1e-15))
+            fail_msg("epoch %d: lr %.17g, torch %.17g", e, lr, torch_plateau[e]);
+        ody_schedule_epoch_end(&s, plateau_metrics[e]);
+    }
+}
+
+static void test_plateau_threshold_and_mode_max(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_schedule_params p = sched_of(ODY_SCHED_PLATEAU);
+    p.patience = 0;
+    p.threshold = 0.1;
+    p.factor = 0.5;
+    p.maximize = true;
+    ody_schedule s = make_schedule(ctx, &p, 1.0, 100);
+    ody_schedule_epoch_end(&s, 0.5);  /* best 0.5 */
+    assert_true(ody_schedule_lr(&s, 0, 1) == 1.0);
+    ody_schedule_epoch_end(&s, 0.56); /* 0.56 > 0.55: better */
+    assert_true(ody_schedule_lr(&s, 0, 2) == 1.0);
+    ody_schedule_epoch_end(&s, 0.6);  /* 0.6 < 0.616: not better enough, patience 0 */
+    assert_true(ody_schedule_lr(&s, 0, 3) == 0.5);
+    assert_true(s.best == 0.56);
+    ody_schedule_epoch_end(&s, 0.1);  /* worse again, no cooldown */
+    assert_true(ody_schedule_lr(&s, 0, 4) == 0.25);
+    ody_schedule_epoch_end(&s, NAN);  /* never better */
+    assert_true(ody_schedule_lr(&s, 0, 5) == 0.125);
+    /* Minimize: lower is better; the floor is min_lr; warmup still multiplies in. */
+    p.maximize = false;
+    p.min_lr = 0.3;
+    p.warmup_steps = 2;
+    s = make_schedule(ctx, &p, 1.0, 100);
+    ody_schedule_epoch_end(&s, 2.0);
+    ody_schedule_epoch_end(&s, 1.9); /* 1.9 > 1.8: not better */
+    ody_schedule_epoch_end(&s, 1.9);
+    assert_true(s.plateau_lr == 0.3);
+    assert_true(fabs(ody_schedule_lr(&s, 1, 2) - 0.3 * 0.55) < 1e-15);
+    ody_schedule_epoch_end(&s, 5.0);
+    assert_true(s.plateau_lr == 0.3);
+    /* Other kinds ignore metrics. */
+    p = sched_of(ODY_SCHED_EXPONENTIAL);
+    s = make_schedule(ctx, &p, 1.0, 10);
+    ody_schedule_epoch_end(&s, 1.0);
+    assert_true(ody_schedule_lr(&s, 0, 0) == 1.0 && s.epochs_ended == 0);
+}
+
+static void test_schedule_save_load_mid_run(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_schedule_params p = plateau_params();
+    ody_schedule a = make_schedule(ctx, &p, 0.1, 100);
+    for (int e = 0; e < 9; e++) /* mid-run: one reduction done, two bad epochs counted */
+        ody_schedule_epoch_end(&a, plateau_metrics[e]);
+    double v[ODY_SCHEDULE_STATE_MAX];
+    int n = ody_schedule_save(&a, v);
+    assert_true(n > 0 && n <= ODY_SCHEDULE_STATE_MAX);
+    ody_schedule b = make_schedule(ctx, &p, 0.1, 100);
+    assert_false(ody_schedule_load(&b, v, n - 1));
+    assert_true(ody_schedule_load(&b, v, n));
+    for (int e = 9; e < (int)COUNT(plateau_metrics); e++) {
+        assert_true(ody_schedule_lr(&a, e, e) == ody_schedule_lr(&b, e, e));
+        assert_true(ody_schedule_lr(&b, e, e) == torch_plateau[e]);
+        ody_schedule_epoch_end(&a, plateau_metrics[e]);
+        ody_schedule_epoch_end(&b, plateau_metrics[e]);
+    }
+    /* The state of one kind does not load into another. */
+    ody_schedule_params q = sched_of(ODY_SCHED_COSINE);
+    ody_schedule c = make_schedule(ctx, &q, 0.1, 10);
+    assert_false(ody_schedule_load(&c, v, n));
+    /* Stateless kinds save and load too (the kind only matters). */
+    n = ody_schedule_save(&c, v);
+    assert_true(ody_schedule_load(&c, v, n));
+    v[3] = -1; /* a corrupt counter */
+    assert_false(ody_schedule_load(&c, v, n));
+}
+
+static void test_schedule_init_rejects_bad_params(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_schedule s;
+    ody_schedule_params p = sched_of(ODY_SCHED_STEP);
+    p.step_size = 0;
+    assert_int_equal(ody_schedule_init(ctx, &s, &p, 0.1, 10), ODY_ERR_CONFIG);
+    assert_non_null(strstr(ody_ctx_error(ctx), "step_size"));
+    p = sched_of(ODY_SCHED_MULTISTEP);
+    assert_int_equal(ody_schedule_init(ctx, &s, &p, 0.1, 10), ODY_ERR_CONFIG);
+    p.nmilestones = 2;
+    p.milestones[0] = 5;
+    p.milestones[1] = 5;
+    assert_int_equal(ody_schedule_init(ctx, &s, &p, 0.1, 10), ODY_ERR_CONFIG);
+    assert_non_null(strstr(ody_ctx_error(ctx), "increasing"));
+    p = sched_of(ODY_SCHED_PLATEAU);
+    p.factor = 1.0;
+    assert_int_equal(ody_schedule_init(ctx, &s, &p, 0.1, 10), ODY_ERR_CONFIG);
+    p = sched_of(ODY_SCHED_NONE);
+    p.warmup_steps = 3;
+    p.warmup_start_factor = 0;
+    assert_int_equal(ody_schedule_init(ctx, &s, &p, 0.1, 10), ODY_ERR_CONFIG);
+    p = sched_of(ODY_SCHED_COSINE);
+    assert_int_equal(ody_schedule_init(ctx, &s, &p, 0.1, 0), ODY_ERR_CONFIG);
+    assert_int_equal(ody_schedule_init(ctx, &s, &p, 0.0, 5), ODY_ERR_CONFIG);
+}
+
 /* ------------------------------------------------------------ clipping */
 
 static void test_clip_grad_norm(void **state)
@@ -471,6 +764,14 @@ static const struct CMUnitTest group[] = {
     CTX(test_long_buffers_match_reference),
     CTX(test_optimizers_match_pytorch),
     CTX(test_restored_state_continues_the_run),
+    cmocka_unit_test(test_schedule_names_and_defaults),
+    CTX(test_epoch_schedules_match_pytorch),
+    CTX(test_epoch_schedule_formulas),
+    CTX(test_warmup_combines_with_schedules),
+    CTX(test_plateau_matches_pytorch),
+    CTX(test_plateau_threshold_and_mode_max),
+    CTX(test_schedule_save_load_mid_run),
+    CTX(test_schedule_init_rejects_bad_params),
     cmocka_unit_test(test_clip_grad_norm),
     cmocka_unit_test(test_clip_grad_value_and_finite),
 };
