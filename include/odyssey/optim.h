@@ -224,4 +224,47 @@ double ody_clip_grad_norm(float *g, size_t n, double max_norm);
 /* As torch.nn.utils.clip_grad_value_: g[i] clamped to [-clip, clip]; NaN stays NaN. */
 void ody_clip_grad_value(float *g, size_t n, double clip);
 
+/* ========================================================== loss scaling */
+
+/*
+ * Dynamic loss scaling for fp16 gradients, as torch.cuda.amp.GradScaler:
+ * the loss is multiplied by `scale` before backward and the gradients by
+ * 1/scale after. A step whose gradients hold inf or NaN is skipped and the
+ * scale multiplied by backoff_factor; after growth_interval clean steps in
+ * a row the scale is multiplied by growth_factor (when the result is
+ * finite). init_scale 0 disables scaling: scale stays 1, no growth,
+ * non-finite steps are still reported as skipped.
+ */
+typedef struct {
+    double scale;
+    double growth_factor;    /* 2 */
+    double backoff_factor;   /* 0.5 */
+    int64_t growth_interval; /* 2000 */
+    bool enabled;
+    int64_t clean_steps;     /* clean steps since the last growth or skip */
+    int64_t skipped_steps;   /* in all */
+    int64_t growth_events;   /* in all */
+} ody_loss_scaler;
+
+#define ODY_LOSS_SCALER_STATE 4
+
+/* Scaler at init_scale (> 0; 0 disables) with PyTorch's defaults (2, 0.5, 2000). */
+void ody_loss_scaler_init(ody_loss_scaler *s, double init_scale);
+/*
+ * Multiply g[0..n) by 1/scale (in float, as GradScaler.unscale_ does).
+ * Returns true when every result is finite. Disabled: only the check.
+ */
+bool ody_loss_scaler_unscale(const ody_loss_scaler *s, float *g, size_t n);
+/*
+ * After the gradients of a step are known: returns whether the optimizer
+ * step should be applied (false when found_nonfinite: skipped, scale
+ * backed off), and grows the scale after growth_interval clean steps.
+ * Call once per optimizer step, on every rank with the same flag.
+ */
+bool ody_loss_scaler_update(ody_loss_scaler *s, bool found_nonfinite);
+/* Checkpoint state: writes ODY_LOSS_SCALER_STATE doubles (scale, clean, skipped, growths). */
+int ody_loss_scaler_save(const ody_loss_scaler *s, double *v);
+/* Restore it; false (s unchanged) when n is too small or the scale is not finite and > 0. */
+bool ody_loss_scaler_load(ody_loss_scaler *s, const double *v, int n);
+
 #endif /* ODYSSEY_OPTIM_H */

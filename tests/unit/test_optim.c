@@ -750,6 +750,70 @@ static void test_clip_grad_value_and_finite(void **state)
     assert_true(big[0] == 0.5f && big[1] == -0.5f);
 }
 
+/* -------------------------------------------------------- loss scaling */
+
+static void test_loss_scaler_skips_and_grows(void **state)
+{
+    (void)state;
+    ody_loss_scaler s;
+    ody_loss_scaler_init(&s, 65536);
+    assert_true(s.enabled && s.scale == 65536 && s.growth_interval == 2000);
+    assert_false(ody_loss_scaler_update(&s, true)); /* skip, back off */
+    assert_true(s.scale == 32768);
+    assert_int_equal(s.skipped_steps, 1);
+    for (int i = 0; i < 1999; i++)
+        assert_true(ody_loss_scaler_update(&s, false));
+    assert_true(s.scale == 32768 && s.growth_events == 0);
+    assert_false(ody_loss_scaler_update(&s, true)); /* the clean run starts over */
+    assert_true(s.scale == 16384);
+    for (int i = 0; i < 2000; i++)
+        assert_true(ody_loss_scaler_update(&s, false));
+    assert_true(s.scale == 32768);
+    assert_int_equal(s.growth_events, 1);
+    assert_int_equal(s.skipped_steps, 2);
+    assert_int_equal(s.clean_steps, 0);
+}
+
+static void test_loss_scaler_unscale_and_save_load(void **state)
+{
+    (void)state;
+    ody_loss_scaler s;
+    ody_loss_scaler_init(&s, 1024);
+    float g[3] = {1024.0f, -512.0f, 3.0f};
+    assert_true(ody_loss_scaler_unscale(&s, g, 3));
+    assert_true(g[0] == 1.0f && g[1] == -0.5f && g[2] == 3.0f / 1024.0f);
+    float bad[2] = {1.0f, INFINITY};
+    assert_false(ody_loss_scaler_unscale(&s, bad, 2));
+    for (int i = 0; i < 7; i++)
+        ody_loss_scaler_update(&s, i == 3);
+    double v[ODY_LOSS_SCALER_STATE];
+    assert_int_equal(ody_loss_scaler_save(&s, v), ODY_LOSS_SCALER_STATE);
+    ody_loss_scaler t;
+    ody_loss_scaler_init(&t, 1024);
+    assert_false(ody_loss_scaler_load(&t, v, ODY_LOSS_SCALER_STATE - 1));
+    assert_true(ody_loss_scaler_load(&t, v, ODY_LOSS_SCALER_STATE));
+    assert_memory_equal(&s, &t, sizeof s);
+    v[0] = 0;
+    assert_false(ody_loss_scaler_load(&t, v, ODY_LOSS_SCALER_STATE));
+}
+
+static void test_loss_scaler_disabled(void **state)
+{
+    (void)state;
+    ody_loss_scaler s;
+    ody_loss_scaler_init(&s, 0);
+    assert_false(s.enabled);
+    assert_true(s.scale == 1.0);
+    float g[2] = {2.0f, 3.0f};
+    assert_true(ody_loss_scaler_unscale(&s, g, 2));
+    assert_true(g[0] == 2.0f && g[1] == 3.0f);
+    assert_false(ody_loss_scaler_update(&s, true));
+    assert_int_equal(s.skipped_steps, 1);
+    for (int i = 0; i < 2000; i++)
+        assert_true(ody_loss_scaler_update(&s, false));
+    assert_true(s.scale == 1.0 && s.growth_events == 0);
+}
+
 /* A test that gets an ody_ctx as its state. */
 #define CTX(t) cmocka_unit_test_setup_teardown(t, ody_test_ctx_setup, ody_test_ctx_teardown)
 
@@ -774,6 +838,9 @@ static const struct CMUnitTest group[] = {
     CTX(test_schedule_init_rejects_bad_params),
     cmocka_unit_test(test_clip_grad_norm),
     cmocka_unit_test(test_clip_grad_value_and_finite),
+    cmocka_unit_test(test_loss_scaler_skips_and_grows),
+    cmocka_unit_test(test_loss_scaler_unscale_and_save_load),
+    cmocka_unit_test(test_loss_scaler_disabled),
 };
 
 ODY_TEST_MAIN(group)
