@@ -129,7 +129,7 @@ typedef struct {
     int64_t milestones[ODY_SCHEDULE_MAX_MILESTONES];
     int64_t t_max;             /* cosine: epochs of the half period (0: the run's epochs) */
     double eta_min;            /* cosine: the lowest lr */
-    int64_t warmup_steps;      /* any kind: linear warmup over this many optimizer steps (0: none) */
+    int64_t warmup_steps;      /* any kind: linear warmup over this many optimizer steps (0: off) */
     double warmup_start_factor; /* warmup starts at this fraction of the scheduled lr, in (0, 1] */
     bool maximize;             /* plateau: the metric should grow (accuracy), not shrink (loss) */
     double factor;             /* plateau: lr *= factor on a plateau, in (0, 1) */

@@ -72,8 +72,9 @@ static ody_status check_params(ody_ctx *ctx, const ody_schedule_params *p, doubl
     if ((int)p->kind < 0 || p->kind >= ODY_SCHED_KIND_COUNT)
         return ody_fail(ctx, ODY_ERR_CONFIG, "schedule: unknown kind %d", (int)p->kind);
     if (!(base_lr > 0.0) || !isfinite(base_lr) || epochs < 1)
-        return ody_fail(ctx, ODY_ERR_CONFIG, "schedule: needs lr > 0 and epochs >= 1 (got %g, %lld)",
-                        base_lr, (long long)epochs);
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "schedule: needs lr > 0 and epochs >= 1 (got %g, %lld)", base_lr,
+                        (long long)epochs);
     if (p->warmup_steps < 0 || (p->warmup_steps > 0 && !(p->warmup_start_factor > 0.0 &&
                                                           p->warmup_start_factor <= 1.0)))
         return ody_fail(ctx, ODY_ERR_CONFIG,

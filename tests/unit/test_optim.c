@@ -184,8 +184,8 @@ typedef struct {
 static void test_state_buffers_and_names(void **state)
 {
     ody_ctx *ctx = *state;
-    ody_optimizer_params sgd = params_of(ODY_OPT_SGD), sgd_m = sgd, rms_all = params_of(ODY_OPT_RMSPROP),
-                         rms_c = rms_all;
+    ody_optimizer_params sgd = params_of(ODY_OPT_SGD), sgd_m = sgd;
+    ody_optimizer_params rms_all = params_of(ODY_OPT_RMSPROP), rms_c = rms_all;
     sgd_m.momentum = 0.9;
     rms_all.momentum = 0.5;
     rms_all.centered = true;
