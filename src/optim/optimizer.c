@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "optim/optim_internal.h"
+
 static const char *const kind_names[] = {
     [ODY_OPT_SGD] = "sgd",
     [ODY_OPT_ADAM] = "adam",
@@ -24,13 +26,10 @@ const char *const *ody_optimizer_names(void) { return kind_names; }
 
 bool ody_optimizer_kind_from_name(const char *name, ody_optimizer_kind *kind)
 {
-    for (int k = 0; k < ODY_OPT_KIND_COUNT; k++) {
-        if (strcmp(name, kind_names[k]) == 0) {
-            *kind = (ody_optimizer_kind)k;
-            return true;
-        }
-    }
-    return false;
+    int k = ody_optim_name_index(kind_names, name);
+    if (k >= 0)
+        *kind = (ody_optimizer_kind)k;
+    return k >= 0;
 }
 
 void ody_optimizer_params_default(ody_optimizer_params *p, ody_optimizer_kind kind)

@@ -7,7 +7,6 @@
 #include "odyssey/optim.h"
 
 #include <math.h>
-#include <string.h>
 
 #include "optim/optim_internal.h"
 
@@ -33,13 +32,10 @@ const char *const *ody_schedule_names(void) { return kind_names; }
 
 bool ody_schedule_kind_from_name(const char *name, ody_schedule_kind *kind)
 {
-    for (int k = 0; k < ODY_SCHED_KIND_COUNT; k++) {
-        if (strcmp(name, kind_names[k]) == 0) {
-            *kind = (ody_schedule_kind)k;
-            return true;
-        }
-    }
-    return false;
+    int k = ody_optim_name_index(kind_names, name);
+    if (k >= 0)
+        *kind = (ody_schedule_kind)k;
+    return k >= 0;
 }
 
 void ody_schedule_params_default(ody_schedule_params *p)
@@ -209,11 +205,6 @@ int ody_schedule_save(const ody_schedule *s, double *v)
     v[SAVED_COOLDOWN] = (double)s->cooldown_left;
     v[SAVED_ENDED] = (double)s->epochs_ended;
     return SAVED_COUNT;
-}
-
-bool ody_optim_is_count(double v)
-{
-    return v >= 0.0 && v < 9007199254740992.0 && v == floor(v);
 }
 
 bool ody_schedule_load(ody_schedule *s, const double *v, int n)
