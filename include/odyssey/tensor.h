@@ -69,8 +69,8 @@ size_t ody_arena_take(ody_arena *arena, size_t n);
  * round to nearest, ties to even; inf stays inf and NaN becomes a quiet
  * NaN of the same sign; the target's subnormals are produced. fp16
  * overflows to inf from 65520 up (its largest finite value is 65504);
- * bf16 has float's range and overflows only at the very top
- * (|x| >= 3.4011e38). Conversions to float are exact (NaN payloads kept).
+ * bf16 has float's range and overflows only at its very top (from
+ * 3.3962e38, halfway past its largest finite value 3.3895e38). Conversions to float are exact (NaN payloads kept).
  * The arrays must not overlap; the loops are branch-free and vectorisable,
  * and no conversion depends on the flush-to-zero settings of the
  * floating-point environment.

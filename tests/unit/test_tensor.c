@@ -54,19 +54,28 @@ static uint16_t to_bf16(float x)
     return h;
 }
 
+enum { PATTERNS = 65536 };
+
+/* Every 16-bit pattern (h[i] = i), widened to f, and f narrowed back to back. */
+static void convert_every_pattern(void (*widen)(const uint16_t *, float *, size_t),
+                                  void (*narrow)(const float *, uint16_t *, size_t), uint16_t *h,
+                                  float *f, uint16_t *back)
+{
+    for (int i = 0; i < PATTERNS; i++)
+        h[i] = (uint16_t)i;
+    widen(h, f, PATTERNS);
+    narrow(f, back, PATTERNS);
+}
+
 /* ---------------------------------------------------------------- fp16 */
 
 static void test_f16_to_f32_is_exact_everywhere(void **state)
 {
     (void)state;
-    enum { N = 65536 };
-    static uint16_t h[N], back[N];
-    static float f[N];
-    for (int i = 0; i < N; i++)
-        h[i] = (uint16_t)i;
-    ody_f16_to_f32(h, f, N);
-    ody_f32_to_f16(f, back, N);
-    for (int i = 0; i < N; i++) {
+    static uint16_t h[PATTERNS], back[PATTERNS];
+    static float f[PATTERNS];
+    convert_every_pattern(ody_f16_to_f32, ody_f32_to_f16, h, f, back);
+    for (int i = 0; i < PATTERNS; i++) {
         double want = f16_value(h[i]);
         if (isnan(want)) {
             assert_true(isnan(f[i]) && !signbit(f[i]) == !(i >> 15));
@@ -141,14 +150,10 @@ static void test_f16_special_values_match_pytorch(void **state)
 static void test_bf16_round_trip_and_rounding(void **state)
 {
     (void)state;
-    enum { N = 65536 };
-    static uint16_t h[N], back[N];
-    static float f[N];
-    for (int i = 0; i < N; i++)
-        h[i] = (uint16_t)i;
-    ody_bf16_to_f32(h, f, N);
-    ody_f32_to_bf16(f, back, N);
-    for (int i = 0; i < N; i++) {
+    static uint16_t h[PATTERNS], back[PATTERNS];
+    static float f[PATTERNS];
+    convert_every_pattern(ody_bf16_to_f32, ody_f32_to_bf16, h, f, back);
+    for (int i = 0; i < PATTERNS; i++) {
         assert_int_equal(bits_of(f[i]), (uint32_t)i << 16);
         bool nan = (i & 0x7f80) == 0x7f80 && (i & 0x7f) != 0;
         assert_int_equal(back[i], nan ? (i | 0x40) : i);
@@ -192,36 +197,43 @@ static void test_half_sums_round_once(void **state)
     assert_int_equal(d[3], 0x0000);
 }
 
+typedef struct {
+    void (*widen)(const uint16_t *, float *, size_t);
+    void (*narrow)(const float *, uint16_t *, size_t);
+    void (*sum)(const uint16_t *, uint16_t *, size_t);
+} half_type;
+
+/* t->sum over x and y (converted to the type) is each float sum rounded once. */
+static void expect_sum_rounds_float_sum(const half_type *t, const float *x, const float *y)
+{
+    enum { N = 1037 }; /* a ragged length past the vector widths */
+    static uint16_t hx[N], hy[N], want[N];
+    static float fx[N], fy[N];
+    t->narrow(x, hx, N);
+    t->narrow(y, hy, N);
+    t->widen(hx, fx, N);
+    t->widen(hy, fy, N);
+    for (int i = 0; i < N; i++)
+        fx[i] += fy[i];
+    t->narrow(fx, want, N);
+    t->sum(hx, hy, N);
+    assert_memory_equal(hy, want, sizeof want);
+    t->sum(hx, hy, 0); /* n = 0 touches nothing */
+    assert_memory_equal(hy, want, sizeof want);
+}
+
 static void test_half_sums_match_float_sums(void **state)
 {
     (void)state;
-    /* A ragged length past the vector widths: every element is the rounded float sum. */
-    enum { N = 1037 };
-    static float x[N], y[N], fx[N], fy[N];
-    static uint16_t hx[N], hy[N], want[N];
-    for (int i = 0; i < N; i++) {
+    static float x[1037], y[1037];
+    for (int i = 0; i < 1037; i++) {
         x[i] = (float)sin(i * 0.37) * (float)(1 << (i % 20)) * 1e-3f;
         y[i] = (float)cos(i * 0.11) * (float)(1 << (i % 13)) * 1e-2f;
     }
-    ody_f32_to_f16(x, hx, N);
-    ody_f32_to_f16(y, hy, N);
-    ody_f16_to_f32(hx, fx, N);
-    ody_f16_to_f32(hy, fy, N);
-    for (int i = 0; i < N; i++)
-        want[i] = to_f16(fx[i] + fy[i]);
-    ody_f16_sum(hx, hy, N);
-    assert_memory_equal(hy, want, sizeof want);
-
-    ody_f32_to_bf16(x, hx, N);
-    ody_f32_to_bf16(y, hy, N);
-    ody_bf16_to_f32(hx, fx, N);
-    ody_bf16_to_f32(hy, fy, N);
-    for (int i = 0; i < N; i++)
-        want[i] = to_bf16(fx[i] + fy[i]);
-    ody_bf16_sum(hx, hy, N);
-    assert_memory_equal(hy, want, sizeof want);
-    ody_f16_sum(hx, hy, 0); /* n = 0 touches nothing */
-    assert_memory_equal(hy, want, sizeof want);
+    const half_type f16 = {ody_f16_to_f32, ody_f32_to_f16, ody_f16_sum};
+    const half_type bf16 = {ody_bf16_to_f32, ody_f32_to_bf16, ody_bf16_sum};
+    expect_sum_rounds_float_sum(&f16, x, y);
+    expect_sum_rounds_float_sum(&bf16, x, y);
 }
 
 static const struct CMUnitTest group[] = {
