@@ -32,16 +32,48 @@ typedef struct {
     int64_t max_steps;           /* stop after this many optimizer steps in all (0 = no limit) */
     int64_t val_batch_size;      /* global batch for validation */
     char loss[16];               /* cross_entropy | mse */
+    bool use_scheduler;          /* schedule the lr by scheduler_type and the scheduler section */
+    char scheduler_type[16];     /* none | step | multistep | exponential | cosine | plateau */
+    double gradient_clip_norm;   /* clip the global gradient norm to this (0 = off) */
+    double gradient_clip_value;  /* clamp every gradient to [-v, v] (0 = off) */
+    bool use_mixed_precision;    /* gradients in precision_dtype for communication */
+    char precision_dtype[8];     /* bf16 | fp16 */
+    double loss_scale;           /* fp16: initial dynamic loss scale (0 = no scaling) */
+    int64_t accumulation_steps;  /* micro-batches per optimizer step */
+    char on_nonfinite[8];        /* stop | skip: a step with a non-finite loss or gradient */
 } ody_training_config;
 
 typedef struct {
-    char name[16];               /* sgd */
+    char name[16];               /* sgd | adam | adamw | rmsprop */
     double learning_rate;
-    double momentum;
+    double momentum;             /* sgd, rmsprop */
     double weight_decay;
-    double dampening;
-    bool nesterov;
+    double dampening;            /* sgd */
+    bool nesterov;               /* sgd */
+    double beta1, beta2;         /* adam, adamw */
+    double eps;                  /* adam, adamw, rmsprop */
+    double alpha;                /* rmsprop */
+    bool centered;               /* rmsprop */
 } ody_optimizer_config;
+
+/* The schedule's parameters (ody_schedule_params); the kind is training.scheduler_type. */
+typedef struct {
+    int64_t step_size;           /* step: epochs between decays */
+    double gamma;                /* step, multistep, exponential */
+    int milestones[ODY_CONFIG_MAX_MILESTONES]; /* multistep: epochs, increasing */
+    int n_milestones;
+    int64_t t_max;               /* cosine: epochs (0 = training.epochs) */
+    double eta_min;              /* cosine */
+    int64_t warmup_steps;        /* linear warmup over this many optimizer steps (0 = none) */
+    double warmup_start_factor;
+    char plateau_mode[8];        /* auto | min | max (auto: max for accuracies) */
+    double factor;               /* plateau */
+    int64_t patience;
+    double threshold;
+    int64_t cooldown;
+    double min_lr;
+    char monitor[16];            /* val_loss | val_accuracy | train_loss | train_accuracy */
+} ody_scheduler_config;
 
 typedef struct {
     int64_t check_consistency;   /* compare parameter fingerprints every N steps (0 = only at start) */
@@ -71,6 +103,7 @@ typedef struct {
     ody_model_options model;
     ody_training_config training;
     ody_optimizer_config optimizer;
+    ody_scheduler_config scheduler;
     ody_data_options data;
     ody_distributed_config distributed;
     ody_checkpoint_config checkpoint;

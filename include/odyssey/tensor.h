@@ -1,5 +1,6 @@
 /*
- * tensor: shapes, float buffers, and views into flat arenas.
+ * tensor: shapes, float buffers, views into flat arenas, and conversions
+ * between float and the half-precision types (bf16, fp16).
  *
  * Activations are float32 NCHW. A tensor is a view: it never owns memory.
  * Parameters, gradients and each optimizer state are one flat buffer each
@@ -59,5 +60,32 @@ ody_status ody_arena_create(ody_ctx *ctx, ody_arena *arena, size_t capacity, con
 void ody_arena_destroy(ody_ctx *ctx, ody_arena *arena);
 /* Reserve n floats at the end; returns the offset, or SIZE_MAX when full. */
 size_t ody_arena_take(ody_arena *arena, size_t n);
+
+/* ------------------------------------------------ half-precision floats */
+
+/*
+ * bfloat16 and IEEE fp16 values are held as uint16_t bit patterns, for
+ * gradient communication in reduced precision. Conversions from float
+ * round to nearest, ties to even; inf stays inf and NaN becomes a quiet
+ * NaN of the same sign; the target's subnormals are produced. fp16
+ * overflows to inf from 65520 up (its largest finite value is 65504);
+ * bf16 has float's range and overflows only at its very top (from
+ * 3.3962e38, halfway past its largest finite value 3.3895e38). Conversions to float are exact (NaN payloads kept).
+ * The arrays must not overlap; the loops are branch-free and vectorisable,
+ * and no conversion depends on the flush-to-zero settings of the
+ * floating-point environment.
+ */
+void ody_f32_to_bf16(const float *in, uint16_t *out, size_t n);
+void ody_bf16_to_f32(const uint16_t *in, float *out, size_t n);
+void ody_f32_to_f16(const float *in, uint16_t *out, size_t n);
+void ody_f16_to_f32(const uint16_t *in, float *out, size_t n);
+/*
+ * inout[i] = in[i] + inout[i], added in float and rounded once to the
+ * half type: the body of an MPI_SUM user op over bf16 / fp16 buffers (in
+ * and inout may not overlap). The sum is correctly rounded (float holds
+ * more than twice the bits of either type).
+ */
+void ody_bf16_sum(const uint16_t *in, uint16_t *inout, size_t n);
+void ody_f16_sum(const uint16_t *in, uint16_t *inout, size_t n);
 
 #endif /* ODYSSEY_TENSOR_H */

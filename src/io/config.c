@@ -92,6 +92,58 @@ static ody_status check_model(ody_ctx *ctx, const ody_model_options *m, const ch
     return ODY_OK;
 }
 
+/* A scheduler key set while nothing is scheduled would silently do nothing. */
+static ody_status check_scheduler_used(ody_ctx *ctx, const ody_config *cfg, const char *where)
+{
+    const ody_training_config *t = &cfg->training;
+    const ody_scheduler_config *s = &cfg->scheduler;
+    bool typed = strcmp(t->scheduler_type, "none") != 0;
+    if (!t->use_scheduler && typed)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: training.scheduler_type: has no effect while training.use_scheduler "
+                        "is false",
+                        where);
+    if (!t->use_scheduler && s->warmup_steps > 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: scheduler.warmup_steps: has no effect while training.use_scheduler "
+                        "is false",
+                        where);
+    if (t->use_scheduler && !typed && s->warmup_steps == 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: training.use_scheduler: needs training.scheduler_type (or "
+                        "scheduler.warmup_steps > 0 for a warmup alone)",
+                        where);
+    return ODY_OK;
+}
+
+/* Milestones of multistep, the metric plateau watches. */
+static ody_status check_scheduler(ody_ctx *ctx, const ody_config *cfg, const char *where)
+{
+    ody_status st = check_scheduler_used(ctx, cfg, where);
+    if (st != ODY_OK)
+        return st;
+    const ody_training_config *t = &cfg->training;
+    const ody_scheduler_config *s = &cfg->scheduler;
+    for (int i = 1; i < s->n_milestones; i++)
+        if (s->milestones[i] <= s->milestones[i - 1])
+            return ody_fail(ctx, ODY_ERR_CONFIG,
+                            "%s: scheduler.milestones: must be increasing (%d after %d)", where,
+                            s->milestones[i], s->milestones[i - 1]);
+    if (t->use_scheduler && strcmp(t->scheduler_type, "multistep") == 0 && s->n_milestones == 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: scheduler.milestones: required when training.scheduler_type is "
+                        "multistep",
+                        where);
+    bool validated = strcmp(cfg->data.validation, "none") != 0 && t->validate_interval > 0;
+    if (t->use_scheduler && strcmp(t->scheduler_type, "plateau") == 0 &&
+        strncmp(s->monitor, "val_", 4) == 0 && !validated)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: scheduler.monitor: %s needs validation (data.validation is %s, "
+                        "training.validate_interval is %lld)",
+                        where, s->monitor, cfg->data.validation, (long long)t->validate_interval);
+    return ODY_OK;
+}
+
 /* Checks that involve more than one key, or a derived value. */
 static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *where)
 {
@@ -114,7 +166,12 @@ static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *
     if (o->nesterov && (o->momentum <= 0 || o->dampening != 0))
         return ody_fail(ctx, ODY_ERR_CONFIG,
                         "%s: optimizer.nesterov: needs momentum > 0 and dampening 0", where);
-    return ODY_OK;
+    if (cfg->training.gradient_clip_norm > 0 && cfg->training.gradient_clip_value > 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: training.gradient_clip_value: set at most one of gradient_clip_norm "
+                        "and gradient_clip_value",
+                        where);
+    return check_scheduler(ctx, cfg, where);
 }
 
 /* --------------------------------------------------------------- parsing */

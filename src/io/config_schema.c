@@ -7,6 +7,7 @@
  * checks, --print-config and the reference follow from the row.
  */
 #include "io/io_internal.h"
+#include "odyssey/optim.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -25,6 +26,11 @@
 #define IN(lo, hi) .range = {(lo), (hi), false, false}
 #define AT_LEAST(lo) .range = {(lo), INFINITY, false, false}
 #define ANY_NUMBER .range = {-INFINITY, INFINITY, false, false}
+#define POSITIVE .range = {0, INFINITY, true, false}
+#define FRACTION_BELOW_1 .range = {0, 1, false, true}
+
+_Static_assert(ODY_CONFIG_MAX_MILESTONES <= ODY_SCHEDULE_MAX_MILESTONES,
+               "scheduler.milestones must fit ody_schedule_params");
 
 const char *const ody_cfg_init_names[] = {
     [ODY_INIT_AUTO] = "auto",
@@ -40,7 +46,11 @@ static const char *const dtype_values[] = {"float32", NULL};
 static const char *const variant_values[] = {"modern", "classic", NULL};
 static const char *const activation_values[] = {"relu", "tanh", "sigmoid", NULL};
 static const char *const loss_values[] = {"cross_entropy", "mse", NULL};
-static const char *const optimizer_values[] = {"sgd", NULL};
+static const char *const precision_values[] = {"bf16", "fp16", NULL};
+static const char *const nonfinite_values[] = {"stop", "skip", NULL};
+static const char *const plateau_mode_values[] = {"auto", "min", "max", NULL};
+static const char *const monitor_values[] = {"val_loss", "val_accuracy", "train_loss",
+                                             "train_accuracy", NULL};
 static const char *const data_values[] = {"fashion_mnist", "mnist", "idx", "hdf5", "synthetic",
                                           NULL};
 static const char *const validation_values[] = {"test", "split", "none", NULL};
@@ -107,20 +117,85 @@ static const ody_cfg_row schema[] = {
         .doc = "global batch for validation"),
     ROW(training, loss, ODY_CFG_ENUM, .def = "cross_entropy", .values = loss_values,
         .doc = "loss function"),
+    ROW(training, use_scheduler, ODY_CFG_BOOL, .def = "false",
+        .doc = "schedule the learning rate: training.scheduler_type and the scheduler section"),
+    ROW(training, scheduler_type, ODY_CFG_ENUM, .def = "none", .values_fn = ody_schedule_names,
+        .doc = "use_scheduler: the schedule; none: constant (with scheduler.warmup_steps, the "
+               "warmup alone)"),
+    ROW(training, gradient_clip_norm, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
+        .doc = "scale the gradient so that its global L2 norm is at most this (0: off)"),
+    ROW(training, gradient_clip_value, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
+        .doc = "clamp every gradient to [-value, value] before the step (0: off)"),
+    ROW(training, use_mixed_precision, ODY_CFG_BOOL, .def = "false",
+        .doc = "reduce gradients across ranks in precision_dtype; parameters and optimizer stay "
+               "float32"),
+    ROW(training, precision_dtype, ODY_CFG_ENUM, .def = "bf16", .values = precision_values,
+        .doc = "use_mixed_precision: bf16 (float's range, no loss scaling) or fp16 (dynamic loss "
+               "scaling)"),
+    ROW(training, loss_scale, ODY_CFG_FLOAT, .def = "65536.0", AT_LEAST(0),
+        .doc = "fp16: initial loss scale; halved on a non-finite (skipped) step, doubled after "
+               "2000 clean ones (0: no scaling)"),
+    ROW(training, accumulation_steps, ODY_CFG_INT, .def = "1", IN(1, 1e6),
+        .doc = "micro-batches of batch_size per optimizer step (gradients averaged over all "
+               "their samples)"),
+    ROW(training, on_nonfinite, ODY_CFG_ENUM, .def = "stop", .values = nonfinite_values,
+        .doc = "a step with a non-finite loss or gradient: stop (exit 5) or skip it (no update)"),
 
     /* optimizer */
-    ROW(optimizer, name, ODY_CFG_ENUM, .def = "sgd", .values = optimizer_values,
-        .doc = "optimizer"),
+    ROW(optimizer, name, ODY_CFG_ENUM, .def = "sgd", .values_fn = ody_optimizer_names,
+        .doc = "optimizer, with PyTorch's update rules"),
     ROW(optimizer, learning_rate, ODY_CFG_FLOAT, .def = "0.01", .range = {0, 10, true, false},
         .doc = "step size"),
     ROW(optimizer, momentum, ODY_CFG_FLOAT, .def = "0.0", .range = {0, 1, false, true},
-        .doc = "sgd momentum (0: plain sgd)"),
+        .doc = "sgd, rmsprop: momentum (0: none)"),
     ROW(optimizer, weight_decay, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
-        .doc = "L2 penalty added to the gradient"),
+        .doc = "L2 penalty added to the gradient; adamw: decoupled, p *= 1 - lr x weight_decay"),
     ROW(optimizer, dampening, ODY_CFG_FLOAT, .def = "0.0", .range = {0, 1, false, true},
         .doc = "sgd: dampening of the momentum update"),
     ROW(optimizer, nesterov, ODY_CFG_BOOL, .def = "false",
         .doc = "sgd: Nesterov momentum (needs momentum > 0 and dampening 0)"),
+    ROW(optimizer, beta1, ODY_CFG_FLOAT, .def = "0.9", FRACTION_BELOW_1,
+        .doc = "adam, adamw: decay of the gradient average"),
+    ROW(optimizer, beta2, ODY_CFG_FLOAT, .def = "0.999", FRACTION_BELOW_1,
+        .doc = "adam, adamw: decay of the squared-gradient average"),
+    ROW(optimizer, eps, ODY_CFG_FLOAT, .def = "1e-8", POSITIVE,
+        .doc = "adam, adamw, rmsprop: added to the denominator"),
+    ROW(optimizer, alpha, ODY_CFG_FLOAT, .def = "0.99", FRACTION_BELOW_1,
+        .doc = "rmsprop: decay of the squared-gradient average"),
+    ROW(optimizer, centered, ODY_CFG_BOOL, .def = "false",
+        .doc = "rmsprop: divide by the gradient's estimated variance, not its second moment"),
+
+    /* scheduler: read when training.use_scheduler is true */
+    ROW(scheduler, step_size, ODY_CFG_INT, .def = "30", IN(1, 1e6),
+        .doc = "step: lr x gamma after every step_size epochs"),
+    ROW(scheduler, gamma, ODY_CFG_FLOAT, .def = "0.1", .range = {0, 1, true, false},
+        .doc = "step, multistep: decay factor; exponential: lr x gamma every epoch"),
+    ROW(scheduler, milestones, ODY_CFG_INT_LIST, .count_offset = COUNT_AT(scheduler, n_milestones),
+        .def = "[]", IN(1, 1e6),
+        .doc = "multistep: lr x gamma after each of these many epochs (increasing)"),
+    ROW(scheduler, t_max, ODY_CFG_INT, .def = "0", IN(0, 1e6),
+        .doc = "cosine: epochs from lr down to eta_min (0: training.epochs); past it lr rises "
+               "again"),
+    ROW(scheduler, eta_min, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
+        .doc = "cosine: the lowest lr"),
+    ROW(scheduler, warmup_steps, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "any schedule: raise lr linearly over this many optimizer steps (0: no warmup)"),
+    ROW(scheduler, warmup_start_factor, ODY_CFG_FLOAT, .def = "0.1", .range = {0, 1, true, false},
+        .doc = "warmup: the first step's lr as a fraction of the scheduled lr"),
+    ROW(scheduler, plateau_mode, ODY_CFG_ENUM, .def = "auto", .values = plateau_mode_values,
+        .doc = "plateau: min (a loss) or max (an accuracy) is better; auto: from monitor"),
+    ROW(scheduler, factor, ODY_CFG_FLOAT, .def = "0.1", .range = {0, 1, true, true},
+        .doc = "plateau: lr x factor on a plateau"),
+    ROW(scheduler, patience, ODY_CFG_INT, .def = "10", AT_LEAST(0),
+        .doc = "plateau: epochs without improvement tolerated; the next one reduces lr"),
+    ROW(scheduler, threshold, ODY_CFG_FLOAT, .def = "1e-4", AT_LEAST(0),
+        .doc = "plateau: relative change that counts as an improvement"),
+    ROW(scheduler, cooldown, ODY_CFG_INT, .def = "0", AT_LEAST(0),
+        .doc = "plateau: epochs after a reduction before bad epochs count again"),
+    ROW(scheduler, min_lr, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
+        .doc = "plateau: lr is never reduced below this"),
+    ROW(scheduler, monitor, ODY_CFG_ENUM, .def = "val_loss", .values = monitor_values,
+        .doc = "plateau: the metric watched, at every epoch end where it is known"),
 
     /* data */
     ROW(data, name, ODY_CFG_ENUM, .def = "fashion_mnist", .values = data_values,

@@ -277,6 +277,51 @@ static void test_scalar_forms(void **state)
     assert_int_equal(c.model.init, ODY_INIT_KAIMING_NORMAL);
 }
 
+static void test_optimizer_scheduler_and_training_keys(void **state)
+{
+    fixture *fx = *state;
+    ody_config c;
+    parse_ok(fx->ctx,
+             "optimizer:\n  name: adamw\n  beta1: 0.8\n  beta2: 0.99\n  eps: 1e-6\n"
+             "  weight_decay: 0.01\n"
+             "scheduler:\n  milestones: [5, 8]\n  gamma: 0.5\n  warmup_steps: 100\n"
+             "  warmup_start_factor: 0.25\n"
+             "training:\n  use_scheduler: true\n  scheduler_type: multistep\n"
+             "  gradient_clip_norm: 1.0\n  use_mixed_precision: true\n  precision_dtype: fp16\n"
+             "  loss_scale: 1024\n  accumulation_steps: 4\n  on_nonfinite: skip\n",
+             0, NULL, &c);
+    assert_string_equal(c.optimizer.name, "adamw");
+    assert_true(c.optimizer.beta1 == 0.8 && c.optimizer.beta2 == 0.99 && c.optimizer.eps == 1e-6);
+    assert_true(c.optimizer.alpha == 0.99 && !c.optimizer.centered);
+    assert_int_equal(c.scheduler.n_milestones, 2);
+    assert_int_equal(c.scheduler.milestones[1], 8);
+    assert_true(c.scheduler.gamma == 0.5 && c.scheduler.warmup_start_factor == 0.25);
+    assert_int_equal(c.scheduler.warmup_steps, 100);
+    assert_int_equal(c.scheduler.patience, 10);
+    assert_string_equal(c.scheduler.monitor, "val_loss");
+    assert_true(c.training.use_scheduler && c.training.use_mixed_precision);
+    assert_string_equal(c.training.scheduler_type, "multistep");
+    assert_string_equal(c.training.precision_dtype, "fp16");
+    assert_true(c.training.gradient_clip_norm == 1.0 && c.training.gradient_clip_value == 0.0);
+    assert_true(c.training.loss_scale == 1024.0);
+    assert_int_equal(c.training.accumulation_steps, 4);
+    assert_string_equal(c.training.on_nonfinite, "skip");
+    ody_config back;
+    round_trip(fx->ctx, &c, &back);
+    assert_memory_equal(&c, &back, sizeof c);
+    /* Defaults: nothing scheduled, no clipping, float32 gradients, stop on non-finite. */
+    parse_ok(fx->ctx, "", 0, NULL, &c);
+    assert_false(c.training.use_scheduler || c.training.use_mixed_precision);
+    assert_string_equal(c.training.scheduler_type, "none");
+    assert_string_equal(c.training.precision_dtype, "bf16");
+    assert_true(c.training.loss_scale == 65536.0);
+    assert_int_equal(c.training.accumulation_steps, 1);
+    assert_string_equal(c.training.on_nonfinite, "stop");
+    /* A warmup alone is a schedule. */
+    parse_ok(fx->ctx, "training: {use_scheduler: true}\nscheduler: {warmup_steps: 10}\n", 0, NULL,
+             &c);
+}
+
 /* ------------------------------------------------------------------ errors */
 
 static void test_unknown_keys_and_sections(void **state)
@@ -362,7 +407,10 @@ static void test_out_of_range_and_choices(void **state)
         {"model:\n  hidden_sizes: [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]\n", NULL,
          "x.yaml:2:17: model.hidden_sizes: expected 0 to 16 values, got 17"},
         {"optimizer:\n  name: sgdd\n", NULL,
-         "x.yaml:2:9: optimizer.name: 'sgdd' is not one of: sgd"},
+         "x.yaml:2:9: optimizer.name: 'sgdd' is not one of: sgd, adam, adamw, rmsprop"},
+        {"training:\n  scheduler_type: linear\n", NULL,
+         "x.yaml:2:19: training.scheduler_type: 'linear' is not one of: none, step, multistep, "
+         "exponential, cosine, plateau"},
         {"model:\n  activation: gelu\n", NULL,
          "x.yaml:2:15: model.activation: 'gelu' is not one of: relu, tanh, sigmoid"},
         {"model:\n  dtype: float16\n", NULL,
@@ -421,6 +469,24 @@ static void test_cross_key_checks(void **state)
          "x.yaml: optimizer.nesterov: needs momentum > 0 and dampening 0"},
         {"experiment:\n  name: a/b\n", NULL,
          "x.yaml: experiment.name: 'a/b' is not a directory name (no '/', not . or ..)"},
+        {"training:\n  scheduler_type: cosine\n", NULL,
+         "x.yaml: training.scheduler_type: has no effect while training.use_scheduler is false"},
+        {"scheduler:\n  warmup_steps: 5\n", NULL,
+         "x.yaml: scheduler.warmup_steps: has no effect while training.use_scheduler is false"},
+        {"training:\n  use_scheduler: true\n", NULL,
+         "x.yaml: training.use_scheduler: needs training.scheduler_type (or "
+         "scheduler.warmup_steps > 0 for a warmup alone)"},
+        {"training:\n  use_scheduler: true\n  scheduler_type: multistep\n", NULL,
+         "x.yaml: scheduler.milestones: required when training.scheduler_type is multistep"},
+        {"scheduler:\n  milestones: [3, 3]\n", NULL,
+         "x.yaml: scheduler.milestones: must be increasing (3 after 3)"},
+        {"training: {use_scheduler: true, scheduler_type: plateau}\ndata: {validation: none}\n",
+         NULL,
+         "x.yaml: scheduler.monitor: val_loss needs validation (data.validation is none, "
+         "training.validate_interval is 1)"},
+        {"training: {gradient_clip_norm: 1, gradient_clip_value: 0.5}\n", NULL,
+         "x.yaml: training.gradient_clip_value: set at most one of gradient_clip_norm and "
+         "gradient_clip_value"},
         /* An override can break a check that involves more than one key. */
         {"training:\n  epochs: 2\n", "data.name=idx",
          "x.yaml: data.path: required when data.name is idx"},
@@ -714,7 +780,7 @@ static void test_reference_lists_every_key(void **state)
             fail_msg("reference lacks %s", cell);
     }
     assert_non_null(strstr(text, "| `training.batch_size` | int | `64` | >= 1 and <= 10000000 |"));
-    assert_non_null(strstr(text, "| sgd |"));
+    assert_non_null(strstr(text, "| sgd, adam, adamw, rmsprop |"));
     assert_non_null(strstr(text, "| lenet5, mlp, sequential |"));
     int nkinds = 0;
     const ody_layer_kind *kinds = ody_layer_kinds(&nkinds);
@@ -808,6 +874,7 @@ static const struct CMUnitTest group[] = {
     FX(test_empty_file_is_all_defaults),
     FX(test_experiment_name_from_model_and_file),
     FX(test_scalar_forms),
+    FX(test_optimizer_scheduler_and_training_keys),
     FX(test_unknown_keys_and_sections),
     FX(test_wrong_types),
     FX(test_out_of_range_and_choices),

@@ -1,0 +1,12 @@
+/* optim internals shared by the files of src/optim only. Public API: odyssey/optim.h. */
+#ifndef ODY_OPTIM_INTERNAL_H
+#define ODY_OPTIM_INTERNAL_H
+
+#include <stdbool.h>
+
+/* The index of name in a NULL-terminated table of config names, or -1. */
+int ody_optim_name_index(const char *const *names, const char *name);
+/* A counter read back from a checkpoint's doubles: a whole number in [0, 2^53). */
+bool ody_optim_is_count(double v);
+
+#endif /* ODY_OPTIM_INTERNAL_H */
