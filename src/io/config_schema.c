@@ -55,8 +55,6 @@ static const char *const data_values[] = {"fashion_mnist", "mnist", "idx", "hdf5
                                           NULL};
 static const char *const validation_values[] = {"test", "split", "none", NULL};
 static const char *const allreduce_values[] = {"bucketed", "blocking", NULL};
-static const char *const monitor_values[] = {"val_accuracy", "val_loss", "train_accuracy",
-                                            "train_loss", NULL};
 static const char *const mode_values[] = {"auto", "max", "min", NULL};
 static const char *const level_values[] = {"error", "warn", "info", "debug", NULL};
 static const char *const progress_values[] = {"auto", "always", "never", NULL};
