@@ -59,6 +59,7 @@ typedef struct ody_ctx {
     int node_rank, node_size;
     ody_log_level log_level;
     FILE *log_stream;       /* where ody_log writes (stderr by default) */
+    bool line_active;       /* a live progress line is on log_stream: clear it first */
     ody_status err_status;
     char err[ODY_ERRMSG_MAX];
     size_t bytes_allocated; /* live bytes from ody_alloc */

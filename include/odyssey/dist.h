@@ -90,6 +90,10 @@ typedef enum {
 
 typedef struct ody_reducer ody_reducer;
 
+/* The type gradients travel in: float32, or bfloat16/float16 (half the
+ * bytes; summed in float at each hop, rounded once per hop). */
+typedef enum { ODY_WIRE_F32 = 0, ODY_WIRE_BF16, ODY_WIRE_F16 } ody_wire_type;
+
 /*
  * A reducer for the model's gradient arena. Buckets are whole layers taken
  * from the last layer backwards until a bucket holds at least bucket_bytes,
@@ -97,7 +101,7 @@ typedef struct ody_reducer ody_reducer;
  * as backward has passed its first layer.
  */
 ody_status ody_reducer_create(ody_ctx *ctx, ody_model *model, ody_reduce_mode mode,
-                              size_t bucket_bytes, ody_reducer **out);
+                              size_t bucket_bytes, ody_wire_type wire, ody_reducer **out);
 void ody_reducer_destroy(ody_ctx *ctx, ody_reducer *r);
 /* Buckets in use (1 in blocking mode). */
 int ody_reducer_buckets(const ody_reducer *r);

@@ -93,8 +93,19 @@ typedef struct {
 } ody_checkpoint_config;
 
 typedef struct {
+    bool enabled;                /* stop when the monitor stops improving */
+    char monitor[24];            /* val_loss | val_accuracy | train_loss | train_accuracy */
+    char mode[8];                /* auto | min | max (auto: max for accuracies) */
+    int64_t patience;            /* epochs without improvement before stopping */
+    double min_delta;            /* smallest change that counts as an improvement */
+} ody_early_stopping_config;
+
+typedef struct {
     char level[8];               /* error | warn | info | debug */
     char progress[8];            /* auto | always | never: the live line on a terminal */
+    bool csv;                    /* metrics.csv beside metrics.jsonl */
+    bool plot;                   /* metrics.png (gnuplot) at the end of training */
+    bool trace;                  /* <run dir>/trace/rank-N.json, Chrome trace of the phases */
 } ody_logging_config;
 
 typedef struct {
@@ -107,6 +118,7 @@ typedef struct {
     ody_data_options data;
     ody_distributed_config distributed;
     ody_checkpoint_config checkpoint;
+    ody_early_stopping_config early_stopping;
     ody_logging_config logging;
 } ody_config;
 
@@ -229,7 +241,8 @@ void ody_ckpt_close(ody_ckpt *ck);
 typedef struct {
     const char *key;
     double value;
-    bool integer; /* print as an integer */
+    bool integer;  /* print as an integer */
+    bool optional; /* left out of the JSON line (an empty CSV cell) when NaN */
 } ody_metric;
 
 typedef struct ody_metrics_log ody_metrics_log;
@@ -245,6 +258,57 @@ ody_status ody_metrics_log_write(ody_ctx *ctx, ody_metrics_log *log, const ody_m
 ody_status ody_metrics_log_truncate(ody_ctx *ctx, ody_metrics_log *log, int64_t records);
 /* Close (NULL is fine). */
 void ody_metrics_log_close(ody_metrics_log *log);
+
+/* Also write <dir>/metrics.csv beside the JSONL: the first record's keys
+ * are the columns. Call before the first write. */
+ody_status ody_metrics_log_enable_csv(ody_ctx *ctx, ody_metrics_log *log, bool append);
+/*
+ * Plot <dir>/metrics.csv as <dir>/metrics.png with gnuplot: loss and
+ * accuracy (train and validation) against the epoch, labelled axes. A
+ * missing gnuplot is ODY_ERR_IO with a message saying so.
+ */
+ody_status ody_metrics_plot(ody_ctx *ctx, const char *dir);
+
+/* ============================================================== progress */
+
+/*
+ * The live status line on a terminal: redrawn in place (carriage return)
+ * at most every 0.2 s. Inactive when out is not a terminal (batch jobs log
+ * plain lines instead) or when disabled. While a line is shown, ody_log
+ * clears it before printing, so log lines never interleave with it.
+ */
+typedef struct {
+    ody_ctx *ctx;
+    FILE *out;
+    bool active;
+    double last_draw;
+} ody_progress;
+
+/* mode: "auto" (on when out is a terminal), "always" or "never". */
+void ody_progress_init(ody_progress *p, ody_ctx *ctx, FILE *out, const char *mode);
+/* Redraw the line with printf-style text (skipped when drawn < 0.2 s ago, unless force). */
+void ody_progress_draw(ody_progress *p, bool force, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Remove the line (before other output, and at the end). */
+void ody_progress_clear(ody_progress *p);
+
+/* ================================================================= trace */
+
+/*
+ * A Chrome trace (Trace Event Format, JSON array) of one rank's phases,
+ * viewable in Perfetto or chrome://tracing. Events are buffered (no I/O
+ * in a step unless the buffer fills) and written by ody_trace_flush.
+ */
+typedef struct ody_trace ody_trace;
+
+/* Open path for rank `pid`; times are seconds since t0 (ody_now() clock). */
+ody_status ody_trace_open(ody_ctx *ctx, const char *path, int pid, double t0, ody_trace **out);
+/* Record a complete event [start, start + dur) (seconds on the ody_now() clock). */
+void ody_trace_event(ody_trace *t, const char *name, double start, double dur);
+/* Write the buffered events. */
+ody_status ody_trace_flush(ody_ctx *ctx, ody_trace *t);
+/* Flush, end the JSON array, close (NULL is fine). */
+void ody_trace_close(ody_ctx *ctx, ody_trace *t);
 
 /* Create a directory and its parents (mkdir -p). Errors name the path. */
 ody_status ody_mkdirs(ody_ctx *ctx, const char *path);

@@ -171,6 +171,11 @@ typedef struct {
     bool finishing;         /* this epoch is the run's last (epochs, max_steps or a stop) */
     bool stop;              /* a callback asked to stop after this epoch */
     bool stop_signal;       /* some rank got SIGTERM/SIGUSR1: stop at this step */
+    double grad_norm;       /* global L2 norm of the last step's gradient, before clipping */
+    double grad_norm_sum;   /* this epoch's norms, summed (for the mean) */
+    int64_t epoch_updates;  /* optimizer steps applied in this epoch */
+    int64_t epoch_skipped;  /* optimizer steps skipped in this epoch (non-finite) */
+    int64_t skipped_steps;  /* optimizer steps skipped in all */
     bool checkpoint_due;    /* rank 0 asked for a timed checkpoint at this step */
 } ody_loop_state;
 
@@ -185,6 +190,9 @@ struct ody_training_loop {
     ody_loader *loader, *val_loader;
     ody_loss_kind loss_kind;
     int64_t global_batch;   /* samples per micro-step across ranks */
+    int64_t accumulation;   /* micro-steps per optimizer step */
+    ody_schedule schedule;  /* the lr of every optimizer step (kind none: constant) */
+    ody_loss_scaler scaler; /* fp16 gradients: dynamic loss scaling (else disabled) */
     ody_training_metrics metrics;
     ody_loss_tracker tracker;
     ody_loop_state state;
@@ -202,6 +210,7 @@ struct ody_training_loop {
     ody_forward_info fwd;
     int ncallbacks;
     ody_callback callbacks[ODY_MAX_CALLBACKS];
+    ody_trace *trace;       /* phase events of this rank (logging.trace), or NULL */
 };
 
 /*

@@ -122,7 +122,8 @@ static const char *level_tag(ody_log_level lvl)
     }
 }
 
-static void vlog(const ody_ctx *ctx, ody_log_level lvl, bool with_rank, const char *fmt, va_list ap)
+static void vlog(const ody_ctx *ctx, ody_log_level lvl, bool with_rank, const char *fmt,
+                 va_list ap)
 {
     if (lvl > ctx->log_level)
         return;
@@ -132,8 +133,9 @@ static void vlog(const ody_ctx *ctx, ody_log_level lvl, bool with_rank, const ch
         n = snprintf(line, sizeof line, "rank %d: ", ctx->rank);
     n += snprintf(line + n, sizeof line - (size_t)n, "%s", level_tag(lvl));
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    /* One write per line, so lines from several ranks do not interleave. */
-    fprintf(ctx->log_stream, "%s\n", line);
+    /* One write per line, so lines from several ranks do not interleave; a
+     * live progress line is cleared first (carriage return, erase line). */
+    fprintf(ctx->log_stream, "%s%s\n", ctx->line_active ? "\r\033[K" : "", line);
     fflush(ctx->log_stream);
 }
 

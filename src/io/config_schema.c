@@ -254,11 +254,29 @@ static const ody_cfg_row schema[] = {
     ROW(checkpoint, save_last, ODY_CFG_BOOL, .def = "true",
         .doc = "save a checkpoint when training ends"),
 
+    /* early_stopping */
+    ROW(early_stopping, enabled, ODY_CFG_BOOL, .def = "false",
+        .doc = "stop training when the monitored metric stops improving"),
+    ROW(early_stopping, monitor, ODY_CFG_ENUM, .def = "val_loss", .values = monitor_values,
+        .doc = "metric watched at every epoch's end"),
+    ROW(early_stopping, mode, ODY_CFG_ENUM, .def = "auto", .values = mode_values,
+        .doc = "improvement is up (max) or down (min); auto: max for accuracies"),
+    ROW(early_stopping, patience, ODY_CFG_INT, .def = "5", AT_LEAST(1),
+        .doc = "epochs without improvement before stopping"),
+    ROW(early_stopping, min_delta, ODY_CFG_FLOAT, .def = "0.0", AT_LEAST(0),
+        .doc = "a change smaller than this is no improvement"),
+
     /* logging */
     ROW(logging, level, ODY_CFG_ENUM, .def = "info", .values = level_values,
         .doc = "least severe messages shown"),
     ROW(logging, progress, ODY_CFG_ENUM, .def = "auto", .values = progress_values,
         .doc = "live progress line: auto (on a terminal), always or never"),
+    ROW(logging, csv, ODY_CFG_BOOL, .def = "true",
+        .doc = "write metrics.csv beside metrics.jsonl"),
+    ROW(logging, plot, ODY_CFG_BOOL, .def = "true",
+        .doc = "plot loss and accuracy per epoch to metrics.png (gnuplot) when training ends"),
+    ROW(logging, trace, ODY_CFG_BOOL, .def = "false",
+        .doc = "write a Chrome trace of every rank's phases to <run dir>/trace/rank-N.json"),
 };
 
 #define SCHEMA_ROWS ((int)(sizeof schema / sizeof schema[0]))

@@ -9,9 +9,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define CSV_MAX_COLUMNS 64
+
 struct ody_metrics_log {
     FILE *jsonl;
     char path[1024];
+    FILE *csv;                            /* NULL unless enabled */
+    char csv_path[1024];
+    bool csv_has_header;
+    int ncolumns;
+    char columns[CSV_MAX_COLUMNS][32];    /* the first record's keys */
 };
 
 ody_status ody_metrics_log_open(ody_ctx *ctx, const char *dir, bool append, ody_metrics_log **out)
@@ -32,42 +39,162 @@ ody_status ody_metrics_log_open(ody_ctx *ctx, const char *dir, bool append, ody_
     return ODY_OK;
 }
 
+static void print_value(FILE *f, const ody_metric *m, const char *missing)
+{
+    if (!isfinite(m->value))
+        fputs(missing, f);
+    else if (m->integer)
+        fprintf(f, "%lld", (long long)m->value);
+    else
+        fprintf(f, "%.9g", m->value);
+}
+
+ody_status ody_metrics_log_enable_csv(ody_ctx *ctx, ody_metrics_log *log, bool append)
+{
+    snprintf(log->csv_path, sizeof log->csv_path, "%.1000s.csv", log->path);
+    /* metrics.jsonl.csv -> metrics.csv */
+    char *dot = strstr(log->csv_path, ".jsonl.csv");
+    if (dot)
+        memmove(dot, ".csv", 5);
+    log->csv = fopen(log->csv_path, append ? "a+" : "w");
+    if (!log->csv)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot open for writing: %s", log->csv_path,
+                        strerror(errno));
+    /* A resumed run keeps the header and columns the file starts with. */
+    char header[4096];
+    rewind(log->csv);
+    if (append && fgets(header, sizeof header, log->csv)) {
+        log->csv_has_header = true;
+        for (char *tok = strtok(header, ",\n"); tok && log->ncolumns < CSV_MAX_COLUMNS;
+             tok = strtok(NULL, ",\n"))
+            snprintf(log->columns[log->ncolumns++], sizeof log->columns[0], "%s", tok);
+    }
+    fseek(log->csv, 0, SEEK_END);
+    return ODY_OK;
+}
+
+/* One CSV row: the columns of the header, by key; a missing key is an empty cell. */
+static void write_csv(ody_metrics_log *log, const ody_metric *m, int n)
+{
+    FILE *f = log->csv;
+    if (!log->csv_has_header) {
+        for (int i = 0; i < n && log->ncolumns < CSV_MAX_COLUMNS; i++)
+            snprintf(log->columns[log->ncolumns++], sizeof log->columns[0], "%s", m[i].key);
+        for (int c = 0; c < log->ncolumns; c++)
+            fprintf(f, "%s%s", c ? "," : "", log->columns[c]);
+        fputc('\n', f);
+        log->csv_has_header = true;
+    }
+    for (int c = 0; c < log->ncolumns; c++) {
+        if (c)
+            fputc(',', f);
+        for (int i = 0; i < n; i++)
+            if (strcmp(m[i].key, log->columns[c]) == 0)
+                print_value(f, &m[i], "");
+    }
+    fputc('\n', f);
+}
+
 ody_status ody_metrics_log_write(ody_ctx *ctx, ody_metrics_log *log, const ody_metric *m, int n)
 {
     FILE *f = log->jsonl;
     fputc('{', f);
+    bool first = true;
     for (int i = 0; i < n; i++) {
-        fprintf(f, "%s\"%s\": ", i ? ", " : "", m[i].key);
-        if (!isfinite(m[i].value))
-            fputs("null", f);
-        else if (m[i].integer)
-            fprintf(f, "%lld", (long long)m[i].value);
-        else
-            fprintf(f, "%.9g", m[i].value);
+        if (m[i].optional && !isfinite(m[i].value))
+            continue;
+        fprintf(f, "%s\"%s\": ", first ? "" : ", ", m[i].key);
+        print_value(f, &m[i], "null");
+        first = false;
     }
     fputs("}\n", f);
     if (fflush(f) != 0 || ferror(f))
         return ody_fail(ctx, ODY_ERR_IO, "%s: write failed: %s", log->path, strerror(errno));
+    if (log->csv) {
+        write_csv(log, m, n);
+        if (fflush(log->csv) != 0 || ferror(log->csv))
+            return ody_fail(ctx, ODY_ERR_IO, "%s: write failed: %s", log->csv_path,
+                            strerror(errno));
+    }
+    return ODY_OK;
+}
+
+/* Keep the first `lines` lines of path. */
+static ody_status keep_lines(ody_ctx *ctx, const char *path, int64_t lines)
+{
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    long keep = 0;
+    int64_t seen = 0;
+    int c;
+    while (seen < lines && (c = fgetc(in)) != EOF) {
+        keep++;
+        seen += (c == '\n');
+    }
+    fclose(in);
+    if (truncate(path, keep) != 0)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot truncate: %s", path, strerror(errno));
     return ODY_OK;
 }
 
 ody_status ody_metrics_log_truncate(ody_ctx *ctx, ody_metrics_log *log, int64_t records)
 {
-    FILE *in = fopen(log->path, "r");
-    if (!in)
-        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot read: %s", log->path, strerror(errno));
-    long keep = 0;
-    int64_t lines = 0;
-    int c;
-    while (lines < records && (c = fgetc(in)) != EOF) {
-        keep++;
-        lines += (c == '\n');
-    }
-    fclose(in);
     fflush(log->jsonl);
-    if (truncate(log->path, keep) != 0)
-        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot truncate: %s", log->path, strerror(errno));
+    ody_status st = keep_lines(ctx, log->path, records);
     fseek(log->jsonl, 0, SEEK_END);
+    if (st == ODY_OK && log->csv) {
+        fflush(log->csv);
+        st = keep_lines(ctx, log->csv_path, records + (log->csv_has_header ? 1 : 0));
+        fseek(log->csv, 0, SEEK_END);
+    }
+    return st;
+}
+
+ody_status ody_metrics_plot(ody_ctx *ctx, const char *dir)
+{
+    char csv[1100], png[1100];
+    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
+    snprintf(png, sizeof png, "%s/metrics.png", dir);
+    if (access(csv, R_OK) != 0)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: no metrics to plot", csv);
+    /* Whole epochs on the x axis, at most about 10 ticks. */
+    FILE *in = fopen(csv, "r");
+    long rows = 0;
+    for (int c; in && (c = fgetc(in)) != EOF;)
+        rows += (c == '\n');
+    if (in)
+        fclose(in);
+    long tick = rows > 11 ? (rows - 1 + 9) / 10 : 1;
+    FILE *gp = popen("gnuplot 2>&1", "w");
+    if (!gp)
+        return ody_fail(ctx, ODY_ERR_IO, "cannot run gnuplot: %s", strerror(errno));
+    /* Columns by name; empty cells (epochs without validation) are gaps. */
+    fprintf(gp,
+            "set terminal pngcairo size 1200,480 font ',11'\n"
+            "set output '%s'\n"
+            "set datafile separator ','\n"
+            "set datafile columnheaders\n"
+            "set grid\n"
+            "set key top right\n"
+            "set xlabel 'epoch'\n"
+            "set xtics %ld\n"
+            "set multiplot layout 1,2 title 'odyssey-dist: %s'\n"
+            "set ylabel 'loss (mean per sample)'\n"
+            "plot '%s' using 'epoch':'train_loss' with linespoints title 'train', \\\n"
+            "     '' using 'epoch':'val_loss' with linespoints title 'validation'\n"
+            "set ylabel 'accuracy (%%)'\n"
+            "set key bottom right\n"
+            "plot '%s' using 'epoch':(100*column('train_accuracy')) with linespoints title 'train', \\\n"
+            "     '' using 'epoch':(100*column('val_accuracy')) with linespoints title 'validation'\n"
+            "unset multiplot\n",
+            png, tick, dir, csv, csv);
+    int rc = pclose(gp);
+    if (rc != 0)
+        return ody_fail(ctx, ODY_ERR_IO,
+                        "gnuplot failed (exit %d) plotting %s: is gnuplot installed "
+                        "(apt-get install gnuplot-nox)?",
+                        rc, csv);
     return ODY_OK;
 }
 
@@ -75,6 +202,8 @@ void ody_metrics_log_close(ody_metrics_log *log)
 {
     if (!log)
         return;
+    if (log->csv)
+        fclose(log->csv);
     fclose(log->jsonl);
     free(log);
 }

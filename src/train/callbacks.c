@@ -1,4 +1,5 @@
-/* train: built-in callbacks: the console log and the metrics log. */
+/* train: built-in callbacks: the console (live line or log lines) and the
+ * metrics log (metrics.jsonl, metrics.csv, metrics.png). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,30 +9,55 @@
 /* ------------------------------------------------------------- console */
 
 typedef struct {
-    int64_t loss_fixed, correct, count; /* since the last interval line */
-    double since;                       /* time of the last interval line */
+    ody_progress progress;    /* the live line, when rank 0 has a terminal */
+    bool live;                /* the same on every rank: rank 0 decided */
+    int64_t loss_fixed, correct, count; /* since the last log line */
+    double since;             /* time of the last log line */
 } console_state;
 
 static ody_status console_epoch_begin(void *self, ody_training_loop *loop)
 {
     console_state *c = self;
-    memset(c, 0, sizeof *c);
+    c->loss_fixed = c->correct = c->count = 0;
     c->since = ody_now();
     (void)loop;
     return ODY_OK;
 }
 
-/* Every log_interval steps: reduce the interval's sums (a collective every
- * rank reaches at the same step) and print one line on rank 0. */
-static ody_status console_batch_end(void *self, ody_training_loop *loop)
+/* "1m05s" or "12s". */
+static void format_duration(double seconds, char *out, size_t len)
 {
-    console_state *c = self;
+    long s = seconds > 0 && seconds < 1e8 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(out, len, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else if (s >= 60)
+        snprintf(out, len, "%ldm%02lds", s / 60, s % 60);
+    else
+        snprintf(out, len, "%lds", s);
+}
+
+/* The live line: rank 0's own view, no communication. */
+static void draw_live(console_state *c, ody_training_loop *loop)
+{
     const ody_loop_state *s = &loop->state;
-    c->loss_fixed = ody_add_sat(c->loss_fixed, loop->last_step.loss_fixed);
-    c->correct += loop->last_step.correct;
-    c->count += loop->last_step.count;
-    if (s->step_in_epoch % loop->cfg->training.log_interval != 0)
-        return ODY_OK;
+    int64_t done = ody_loop_update_in_epoch(loop), per_epoch = ody_loop_updates_per_epoch(loop);
+    double elapsed = ody_now() - s->epoch_start_time;
+    double rate = elapsed > 0 ? (double)s->epoch_samples / elapsed : 0;
+    int64_t left = (per_epoch - done) + per_epoch * (loop->cfg->training.epochs - s->epoch - 1);
+    char eta[32];
+    format_duration(done > 0 ? elapsed / (double)done * (double)left : 0, eta, sizeof eta);
+    ody_progress_draw(&c->progress, done == per_epoch,
+                      "epoch %lld/%lld step %lld/%lld | loss %.4f | %.0f img/s | lr %.3g | ETA %s",
+                      (long long)s->epoch + 1, (long long)loop->cfg->training.epochs,
+                      (long long)done, (long long)per_epoch,
+                      ody_loss_tracker_recent_average(&loop->tracker), rate, s->lr, eta);
+}
+
+/* Every log_interval optimizer steps: reduce the interval's sums (a
+ * collective every rank reaches at the same step) and log one line. */
+static ody_status log_interval(console_state *c, ody_training_loop *loop)
+{
+    const ody_loop_state *s = &loop->state;
     int64_t v[3] = {c->loss_fixed, c->correct, c->count};
     ody_status st = ody_dist_sum_i64(loop->ctx, v, 3);
     if (st != ODY_OK)
@@ -42,7 +68,8 @@ static ody_status console_batch_end(void *self, ody_training_loop *loop)
         ody_log(loop->ctx, ODY_LOG_INFO,
                 "epoch %lld/%lld step %lld/%lld loss %.4f acc %.2f%% lr %.4g %.0f img/s",
                 (long long)s->epoch + 1, (long long)loop->cfg->training.epochs,
-                (long long)s->step_in_epoch, (long long)s->steps_per_epoch,
+                (long long)ody_loop_update_in_epoch(loop),
+                (long long)ody_loop_updates_per_epoch(loop),
                 ody_loss_from_fixed(v[0]) / (double)v[2], 100.0 * (double)v[1] / (double)v[2],
                 s->lr, rate);
     c->loss_fixed = c->correct = c->count = 0;
@@ -50,21 +77,40 @@ static ody_status console_batch_end(void *self, ody_training_loop *loop)
     return ODY_OK;
 }
 
+static ody_status console_batch_end(void *self, ody_training_loop *loop)
+{
+    console_state *c = self;
+    if (c->live) {
+        if (loop->ctx->rank == 0)
+            draw_live(c, loop);
+        return ODY_OK;
+    }
+    c->loss_fixed = ody_add_sat(c->loss_fixed, loop->last_step.loss_fixed);
+    c->correct += loop->last_step.correct;
+    c->count += loop->last_step.count;
+    if (loop->state.global_step % loop->cfg->training.log_interval != 0)
+        return ODY_OK;
+    return log_interval(c, loop);
+}
+
 static ody_status console_epoch_end(void *self, ody_training_loop *loop)
 {
-    (void)self;
+    console_state *c = self;
     const ody_loop_state *s = &loop->state;
     const ody_training_metrics *m = &loop->metrics;
     const double *t = s->times_mean.seconds;
-    char val[96] = "";
+    char val[96] = "", skipped[48] = "";
     if (s->validated)
         snprintf(val, sizeof val, " val_loss %.4f val_acc %.2f%%", m->val_loss,
                  100.0 * m->val_accuracy);
+    if (s->epoch_skipped > 0)
+        snprintf(skipped, sizeof skipped, " skipped %lld step(s),", (long long)s->epoch_skipped);
+    ody_progress_clear(&c->progress);
     ody_log(loop->ctx, ODY_LOG_INFO,
-            "epoch %lld/%lld done: train_loss %.4f train_acc %.2f%%%s | %.0f img/s, %.1f s "
+            "epoch %lld/%lld done: train_loss %.4f train_acc %.2f%%%s |%s %.0f img/s, %.1f s "
             "(data %.2f fwd %.2f bwd %.2f comm %.2f opt %.2f s, mean of %d ranks)",
             (long long)s->epoch + 1, (long long)loop->cfg->training.epochs, m->train_loss,
-            100.0 * m->train_accuracy, val,
+            100.0 * m->train_accuracy, val, skipped,
             s->epoch_train_seconds > 0 ? s->epoch_samples / s->epoch_train_seconds : 0.0,
             s->epoch_train_seconds, t[ODY_PHASE_DATA], t[ODY_PHASE_FORWARD],
             t[ODY_PHASE_BACKWARD], t[ODY_PHASE_COMM_WAIT], t[ODY_PHASE_OPTIMIZER],
@@ -74,10 +120,18 @@ static ody_status console_epoch_end(void *self, ody_training_loop *loop)
 
 static ody_status console_train_end(void *self, ody_training_loop *loop)
 {
-    (void)self;
+    console_state *c = self;
+    ody_progress_clear(&c->progress);
     if (loop->ctx->rank == 0 && loop->ctx->log_level >= ODY_LOG_INFO)
         ody_training_metrics_print_summary(&loop->metrics, loop->ctx->log_stream);
     return ODY_OK;
+}
+
+static void console_destroy(void *self)
+{
+    console_state *c = self;
+    ody_progress_clear(&c->progress);
+    free(c);
 }
 
 static const ody_callback_ops console_ops = {
@@ -86,14 +140,20 @@ static const ody_callback_ops console_ops = {
     .on_batch_end = console_batch_end,
     .on_epoch_end = console_epoch_end,
     .on_train_end = console_train_end,
-    .destroy = free,
+    .destroy = console_destroy,
 };
 
+/* Collective: rank 0 decides between the live line and log lines. */
 ody_status ody_callback_console_add(ody_training_loop *loop)
 {
     console_state *c = calloc(1, sizeof *c);
     if (!c)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the console log");
+    ody_progress_init(&c->progress, loop->ctx, loop->ctx->log_stream,
+                      loop->cfg->logging.progress);
+    int live = loop->ctx->rank == 0 && c->progress.active;
+    MPI_Bcast(&live, 1, MPI_INT, 0, loop->ctx->comm);
+    c->live = live;
     ody_status st = ody_training_loop_add_callback(loop, &console_ops, c);
     if (st != ODY_OK)
         free(c);
@@ -104,10 +164,11 @@ ody_status ody_callback_console_add(ody_training_loop *loop)
 
 typedef struct {
     ody_ctx *ctx;
+    char run_dir[1024];
     ody_metrics_log *log; /* rank 0 only */
 } metrics_state;
 
-/* One record per epoch with the contract's keys (DESIGN.md). */
+/* One record per epoch with the contract's keys (DESIGN.md) and more. */
 static ody_status metrics_epoch_end(void *self, ody_training_loop *loop)
 {
     metrics_state *ms = self;
@@ -115,31 +176,52 @@ static ody_status metrics_epoch_end(void *self, ody_training_loop *loop)
         return ODY_OK;
     const ody_loop_state *s = &loop->state;
     const ody_training_metrics *m = &loop->metrics;
-    ody_metric rec[32];
+    double val_loss = s->validated ? m->val_loss : NAN, val_acc = s->validated ? m->val_accuracy : NAN;
+    ody_metric rec[40];
     int n = 0;
-    rec[n++] = (ody_metric){"epoch", (double)s->epoch + 1, true};
-    rec[n++] = (ody_metric){"step", (double)s->global_step, true};
-    rec[n++] = (ody_metric){"train_loss", m->train_loss, false};
-    rec[n++] = (ody_metric){"train_accuracy", m->train_accuracy, false};
-    if (s->validated) {
-        rec[n++] = (ody_metric){"val_loss", m->val_loss, false};
-        rec[n++] = (ody_metric){"val_accuracy", m->val_accuracy, false};
-    }
-    rec[n++] = (ody_metric){"lr", s->lr, false};
+    rec[n++] = (ody_metric){"epoch", (double)s->epoch + 1, true, false};
+    rec[n++] = (ody_metric){"step", (double)s->global_step, true, false};
+    rec[n++] = (ody_metric){"train_loss", m->train_loss, false, false};
+    rec[n++] = (ody_metric){"train_accuracy", m->train_accuracy, false, false};
+    rec[n++] = (ody_metric){"val_loss", val_loss, false, true};
+    rec[n++] = (ody_metric){"val_accuracy", val_acc, false, true};
+    rec[n++] = (ody_metric){"lr", s->lr, false, false};
     rec[n++] = (ody_metric){"samples_per_sec",
                             s->epoch_train_seconds > 0 ? s->epoch_samples / s->epoch_train_seconds
                                                        : 0.0,
-                            false};
-    rec[n++] = (ody_metric){"world_size", (double)loop->ctx->size, true};
-    rec[n++] = (ody_metric){"epoch_seconds", s->epoch_train_seconds, false};
+                            false, false};
+    rec[n++] = (ody_metric){"world_size", (double)loop->ctx->size, true, false};
+    rec[n++] = (ody_metric){"epoch_seconds", s->epoch_train_seconds, false, false};
+    rec[n++] = (ody_metric){"grad_norm",
+                            s->epoch_updates ? s->grad_norm_sum / (double)s->epoch_updates : NAN,
+                            false, true};
+    rec[n++] = (ody_metric){"skipped_steps", (double)s->epoch_skipped, true, false};
+    rec[n++] = (ody_metric){"loss_scale", loop->scaler.enabled ? loop->scaler.scale : NAN, false,
+                            true};
     static const char *max_keys[ODY_PHASE_COUNT] = {
         "time_data_max", "time_forward_max", "time_backward_max",
         "time_comm_wait_max", "time_optimizer_max", "time_checkpoint_max"};
     for (int p = 0; p < ODY_PHASE_COUNT; p++) {
-        rec[n++] = (ody_metric){ody_phase_key((ody_phase)p), s->times_mean.seconds[p], false};
-        rec[n++] = (ody_metric){max_keys[p], s->times_max.seconds[p], false};
+        rec[n++] = (ody_metric){ody_phase_key((ody_phase)p), s->times_mean.seconds[p], false, false};
+        rec[n++] = (ody_metric){max_keys[p], s->times_max.seconds[p], false, false};
     }
+    rec[n++] = (ody_metric){"comm_bytes", (double)ody_reducer_bytes_sent(loop->reducer), true,
+                            false};
     return ody_metrics_log_write(ms->ctx, ms->log, rec, n);
+}
+
+/* The plot is a convenience: failing to draw it is a warning, not an error. */
+static ody_status metrics_train_end(void *self, ody_training_loop *loop)
+{
+    metrics_state *ms = self;
+    if (!ms->log || !loop->cfg->logging.plot || !loop->cfg->logging.csv)
+        return ODY_OK;
+    ody_status st = ody_metrics_plot(ms->ctx, ms->run_dir);
+    if (st == ODY_OK)
+        ody_log(ms->ctx, ODY_LOG_INFO, "plot of loss and accuracy: %s/metrics.png", ms->run_dir);
+    else
+        ody_log(ms->ctx, ODY_LOG_WARN, "no plot: %s", ody_ctx_error(ms->ctx));
+    return ODY_OK;
 }
 
 /* The log has one record per finished epoch: the count is checkpointed, and
@@ -169,6 +251,7 @@ static void metrics_destroy(void *self)
 static const ody_callback_ops metrics_ops = {
     .name = "metrics_log",
     .on_epoch_end = metrics_epoch_end,
+    .on_train_end = metrics_train_end,
     .save_state = metrics_save_state,
     .load_state = metrics_load_state,
     .destroy = metrics_destroy,
@@ -180,9 +263,12 @@ ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run
     if (!ms)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the metrics log");
     ms->ctx = loop->ctx;
+    snprintf(ms->run_dir, sizeof ms->run_dir, "%s", run_dir);
     ody_status st = ODY_OK;
     if (loop->ctx->rank == 0)
         st = ody_metrics_log_open(loop->ctx, run_dir, append, &ms->log);
+    if (st == ODY_OK && ms->log && loop->cfg->logging.csv)
+        st = ody_metrics_log_enable_csv(loop->ctx, ms->log, append);
     if (st == ODY_OK)
         st = ody_training_loop_add_callback(loop, &metrics_ops, ms);
     if (st != ODY_OK)

@@ -27,6 +27,10 @@ typedef struct {
     double best_val_loss, best_val_accuracy;
     int64_t best_epoch;
     int64_t history_len;
+    int64_t skipped_steps;
+    int nschedule, nscaler;
+    double schedule[ODY_SCHEDULE_STATE_MAX];
+    double scaler[ODY_LOSS_SCALER_STATE];
     int ncb[ODY_MAX_CALLBACKS];
     double cb[ODY_MAX_CALLBACKS][ODY_CALLBACK_STATE_MAX];
 } resume_header;
@@ -151,7 +155,14 @@ static ody_status put_state(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop 
     for (size_t i = 0; st == ODY_OK && i < sizeof ints / sizeof *ints; i++)
         st = ody_ckpt_put_i64(ctx, ck, ints[i].name, ints[i].v);
     if (st == ODY_OK)
+        st = ody_ckpt_put_i64(ctx, ck, "state/skipped_steps", s->skipped_steps);
+    if (st == ODY_OK)
         st = ody_ckpt_put_f64(ctx, ck, "state/lr", s->lr);
+    double v[ODY_SCHEDULE_STATE_MAX];
+    if (st == ODY_OK)
+        st = ody_ckpt_put_series(ctx, ck, "scheduler/state", v, ody_schedule_save(&loop->schedule, v));
+    if (st == ODY_OK)
+        st = ody_ckpt_put_series(ctx, ck, "scaler/state", v, ody_loss_scaler_save(&loop->scaler, v));
     if (st == ODY_OK)
         st = ody_ckpt_put_f64(ctx, ck, "metrics/best_val_loss", loop->metrics.best_val_loss);
     if (st == ODY_OK)
@@ -233,7 +244,7 @@ ody_status ody_train_checkpoint_save(ody_training_loop *loop, const char *path, 
     if (st == ODY_OK && loop->ctx->rank == 0)
         st = write_checkpoint(loop, path, epoch_done, sums);
     st = ody_dist_agree(loop->ctx, st);
-    loop->state.times.seconds[ODY_PHASE_CHECKPOINT] += ody_now() - t0;
+    ody_loop_phase(loop, ODY_PHASE_CHECKPOINT, t0);
     return st;
 }
 
@@ -290,6 +301,23 @@ static ody_status get_buffers(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loo
     return st;
 }
 
+/* A series of at most max values into v; *n gets its length. */
+static ody_status get_small_series(ody_ctx *ctx, ody_ckpt *ck, const char *name, double *v,
+                                   int max, int *n)
+{
+    double *all = NULL;
+    int64_t len = 0;
+    ody_status st = ody_ckpt_get_series(ctx, ck, name, &all, &len);
+    if (st == ODY_OK && len > max)
+        st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s holds %lld values (at most %d)", name,
+                      (long long)len, max);
+    if (st == ODY_OK && len > 0)
+        memcpy(v, all, (size_t)len * sizeof *v);
+    *n = (int)len;
+    free(all);
+    return st;
+}
+
 static ody_status get_header(ody_ctx *ctx, ody_ckpt *ck, resume_header *h)
 {
     const struct {
@@ -308,12 +336,19 @@ static ody_status get_header(ody_ctx *ctx, ody_ckpt *ck, resume_header *h)
         {"state/epoch_count", &h->epoch_count},
         {"optimizer/steps", &h->optimizer_steps},
         {"metrics/best_epoch", &h->best_epoch},
+        {"state/skipped_steps", &h->skipped_steps},
     };
     ody_status st = ODY_OK;
     for (size_t i = 0; st == ODY_OK && i < sizeof ints / sizeof *ints; i++)
         st = ody_ckpt_get_i64(ctx, ck, ints[i].name, ints[i].v);
     if (st == ODY_OK)
         st = ody_ckpt_get_f64(ctx, ck, "state/lr", &h->lr);
+    if (st == ODY_OK)
+        st = get_small_series(ctx, ck, "scheduler/state", h->schedule, ODY_SCHEDULE_STATE_MAX,
+                              &h->nschedule);
+    if (st == ODY_OK)
+        st = get_small_series(ctx, ck, "scaler/state", h->scaler, ODY_LOSS_SCALER_STATE,
+                              &h->nscaler);
     if (st == ODY_OK)
         st = ody_ckpt_get_f64(ctx, ck, "metrics/best_val_loss", &h->best_val_loss);
     if (st == ODY_OK)
@@ -377,17 +412,7 @@ static ody_status get_history(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loo
         snprintf(name, sizeof name, "callbacks/%s", cb->ops->name);
         if (!cb->ops->load_state || !ody_ckpt_has(ck, name))
             continue;
-        double *v = NULL;
-        int64_t n = 0;
-        st = ody_ckpt_get_series(ctx, ck, name, &v, &n);
-        if (st == ODY_OK && n > ODY_CALLBACK_STATE_MAX)
-            st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s holds %lld values (at most %d)", name,
-                          (long long)n, ODY_CALLBACK_STATE_MAX);
-        if (st == ODY_OK) {
-            h->ncb[i] = (int)n;
-            memcpy(h->cb[i], v, (size_t)n * sizeof *v);
-        }
-        free(v);
+        st = get_small_series(ctx, ck, name, h->cb[i], ODY_CALLBACK_STATE_MAX, &h->ncb[i]);
     }
     return st;
 }
@@ -445,7 +470,10 @@ static void apply_header(ody_training_loop *loop, const resume_header *h)
     s->global_step = h->global_step;
     s->samples_seen = h->samples_seen;
     s->lr = h->lr;
+    s->skipped_steps = h->skipped_steps;
     loop->optimizer->steps = h->optimizer_steps;
+    ody_schedule_load(&loop->schedule, h->schedule, h->nschedule);
+    ody_loss_scaler_load(&loop->scaler, h->scaler, h->nscaler);
     /* The epoch's sums so far go to rank 0 alone: the epoch's end adds up
      * every rank's sums, and the others start this part of the epoch at 0. */
     ody_training_metrics *m = &loop->metrics;

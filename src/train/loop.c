@@ -100,6 +100,8 @@ ody_status ody_loop_prepare_buffers(ody_training_loop *loop, size_t max_rows)
 
 void ody_training_loop_free(ody_training_loop *loop)
 {
+    ody_trace_close(loop->ctx, loop->trace);
+    loop->trace = NULL;
     for (int i = loop->ncallbacks - 1; i >= 0; i--)
         if (loop->callbacks[i].ops->destroy)
             loop->callbacks[i].ops->destroy(loop->callbacks[i].self);
@@ -112,6 +114,22 @@ void ody_training_loop_free(ody_training_loop *loop)
     loop->losses = loop->dlogits = NULL;
     ody_loss_tracker_free(&loop->tracker);
     ody_training_metrics_free(&loop->metrics);
+}
+
+/* The value of a metric this epoch by its config name (NaN when not
+ * measured: a val_ metric without validation). */
+double ody_loop_metric(const ody_training_loop *loop, const char *name)
+{
+    const ody_training_metrics *m = &loop->metrics;
+    if (strncmp(name, "val_", 4) == 0 && !loop->state.validated)
+        return NAN;
+    if (strcmp(name, "val_accuracy") == 0)
+        return m->val_accuracy;
+    if (strcmp(name, "val_loss") == 0)
+        return m->val_loss;
+    if (strcmp(name, "train_accuracy") == 0)
+        return m->train_accuracy;
+    return m->train_loss;
 }
 
 /* ----------------------------------------------------- the step parts */
@@ -132,7 +150,7 @@ static ody_status op_forward(void *user, const ody_batch *b)
                                    .step = (uint64_t)loop->state.global_step,
                                    .sample_ids = b->ids};
     loop->logits = b->n > 0 ? ody_model_forward(loop->model, &loop->fwd, b->n, b->x) : NULL;
-    loop->state.times.seconds[ODY_PHASE_FORWARD] += ody_now() - t0;
+    ody_loop_phase(loop, ODY_PHASE_FORWARD, t0);
     return ODY_OK;
 }
 
@@ -160,11 +178,12 @@ static ody_status op_loss(void *user, const ody_batch *b, ody_step_result *res)
                          &res->correct);
         sum_losses(loop->losses, b->n, res);
         /* Mean over the global batch: every rank scales by the same count,
-         * so the summed gradients are the mean whatever the split. */
+         * so the summed gradients are the mean whatever the split (times
+         * the loss scale when fp16 gradients need one). */
         ody_loss_backward(loop->loss_kind, b->n, classes, loop->logits, b->y,
-                          1.0f / (float)loop->group_count, loop->dlogits);
+                          (float)(loop->scaler.scale / (double)loop->group_count), loop->dlogits);
     }
-    loop->state.times.seconds[ODY_PHASE_FORWARD] += ody_now() - t0;
+    ody_loop_phase(loop, ODY_PHASE_FORWARD, t0);
     return ODY_OK;
 }
 
@@ -190,16 +209,18 @@ static ody_status op_backward(void *user, const ody_batch *b)
     if (st == ODY_OK && b->n > 0)
         ody_model_backward(loop->model, &loop->fwd, b->n, b->x, loop->dlogits,
                            loop->last_micro ? ody_reducer_layer_ready : NULL, loop->reducer);
-    loop->state.times.seconds[ODY_PHASE_BACKWARD] += ody_now() - t0;
+    ody_loop_phase(loop, ODY_PHASE_BACKWARD, t0);
     return st;
 }
 
-/* Wait for the gradients and the vote, then act on the vote. */
+/* Wait for the gradients and the vote, then act on the vote: a failure
+ * anywhere ends the step on every rank with that rank's message. */
 static ody_status finish_step(ody_training_loop *loop)
 {
-    double *wait = &loop->state.times.seconds[ODY_PHASE_COMM_WAIT];
-    ody_status st = ody_reducer_finish(loop->reducer, wait);
-    ody_status vst = ody_vote_finish(loop->ctx, &loop->vote, wait);
+    double t0 = ody_now(), waited = 0;
+    ody_status st = ody_reducer_finish(loop->reducer, &waited);
+    ody_status vst = ody_vote_finish(loop->ctx, &loop->vote, &waited);
+    ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
     if (st == ODY_OK)
         st = vst;
     if (st != ODY_OK)
@@ -207,18 +228,61 @@ static ody_status finish_step(ody_training_loop *loop)
     const int64_t *total = loop->vote.total;
     if (total[ODY_VOTE_FAILED] > 0)
         return ody_dist_agree(loop->ctx, loop->local_failed ? loop->ctx->err_status : ODY_OK);
-    if (total[ODY_VOTE_NONFINITE] > 0)
-        return ody_fail(loop->ctx, ODY_ERR_NUMERIC,
-                        "non-finite loss (or beyond 2^24) at epoch %lld step %lld (global step %lld) on %lld "
-                        "rank(s); lower optimizer.learning_rate or check the data",
-                        (long long)loop->state.epoch + 1, (long long)loop->state.step_in_epoch + 1,
-                        (long long)loop->state.global_step + 1,
-                        (long long)total[ODY_VOTE_NONFINITE]);
     if (total[ODY_VOTE_STOP] > 0)
         loop->state.stop_signal = true;
     loop->state.checkpoint_due = total[ODY_VOTE_CHECKPOINT] > 0;
     loop->want_checkpoint = false;
     return ODY_OK;
+}
+
+/* Whether this step's update goes ahead. A non-finite loss (on any rank,
+ * from the vote) or gradient (the reduced buffer is the same on every rank,
+ * so every rank decides alike) skips it, or stops the run when
+ * training.on_nonfinite is stop. With fp16 loss scaling, non-finite
+ * gradients only skip the step and back the scale off, as GradScaler does. */
+static ody_status decide_update(ody_training_loop *loop, bool *apply)
+{
+    ody_model *m = loop->model;
+    ody_loop_state *s = &loop->state;
+    int64_t bad_loss = loop->vote.total[ODY_VOTE_NONFINITE];
+    bool finite_grads = ody_loss_scaler_unscale(&loop->scaler, m->grads.data, m->grads.size);
+    *apply = bad_loss == 0 && finite_grads;
+    if (loop->scaler.enabled && bad_loss == 0) {
+        *apply = ody_loss_scaler_update(&loop->scaler, !finite_grads);
+    } else if (!*apply && strcmp(loop->cfg->training.on_nonfinite, "stop") == 0) {
+        return ody_fail(loop->ctx, ODY_ERR_NUMERIC,
+                        "non-finite %s at epoch %lld step %lld (global step %lld)%s; lower "
+                        "optimizer.learning_rate, check the data, or set "
+                        "training.on_nonfinite=skip",
+                        bad_loss ? "loss (or one beyond 2^24)" : "gradient",
+                        (long long)s->epoch + 1, (long long)s->step_in_epoch + 1,
+                        (long long)s->global_step + 1, bad_loss ? " on some rank" : "");
+    }
+    if (!*apply) {
+        s->epoch_skipped++;
+        s->skipped_steps++;
+        ody_log(loop->ctx, ODY_LOG_DEBUG, "step %lld skipped: non-finite %s",
+                (long long)s->global_step + 1, bad_loss ? "loss" : "gradient");
+    }
+    return ODY_OK;
+}
+
+/* Clip (after the reduction, so every rank clips alike), schedule, update. */
+static void update(ody_training_loop *loop)
+{
+    ody_model *m = loop->model;
+    ody_loop_state *s = &loop->state;
+    const ody_training_config *tc = &loop->cfg->training;
+    if (tc->gradient_clip_norm > 0)
+        s->grad_norm = ody_clip_grad_norm(m->grads.data, m->grads.size, tc->gradient_clip_norm);
+    else
+        s->grad_norm = ody_grad_norm(m->grads.data, m->grads.size);
+    if (tc->gradient_clip_value > 0)
+        ody_clip_grad_value(m->grads.data, m->grads.size, tc->gradient_clip_value);
+    s->grad_norm_sum += s->grad_norm;
+    s->epoch_updates++;
+    s->lr = ody_schedule_lr(&loop->schedule, s->global_step, s->epoch);
+    ody_optimizer_step(loop->optimizer, m->params.data, m->grads.data, s->lr);
 }
 
 static ody_status op_optimizer_step(void *user)
@@ -228,13 +292,18 @@ static ody_status op_optimizer_step(void *user)
     if (st != ODY_OK)
         return st;
     double t0 = ody_now();
-    ody_model *m = loop->model;
-    ody_optimizer_step(loop->optimizer, m->params.data, m->grads.data, loop->state.lr);
+    bool apply = false;
+    st = decide_update(loop, &apply);
+    if (st != ODY_OK)
+        return st;
+    if (apply)
+        update(loop);
     loop->state.global_step++;
-    loop->state.times.seconds[ODY_PHASE_OPTIMIZER] += ody_now() - t0;
+    ody_loop_phase(loop, ODY_PHASE_OPTIMIZER, t0);
     int64_t every = loop->cfg->distributed.check_consistency;
     if (every > 0 && loop->state.global_step % every == 0) {
         char when[64];
+        ody_model *m = loop->model;
         snprintf(when, sizeof when, "after step %lld", (long long)loop->state.global_step);
         return ody_dist_check_consistent(loop->ctx, m->params.data, m->params.size, when);
     }
@@ -272,30 +341,40 @@ static int64_t step_count(const ody_training_loop *loop, int64_t step)
     return left < loop->global_batch ? left : loop->global_batch;
 }
 
-static ody_status train_one_step(ody_training_loop *loop)
+/* One optimizer step: training.accumulation_steps micro-batches (fewer at
+ * the end of an epoch), gradients accumulated, one reduction at the last. */
+static ody_status train_one_update(ody_training_loop *loop)
 {
     ody_loop_state *s = &loop->state;
-    ody_batch batch;
-    bool done = false;
-    double t0 = ody_now();
-    ody_status st = ody_loader_next(loop->ctx, loop->loader, &batch, &done);
-    s->times.seconds[ODY_PHASE_DATA] += ody_now() - t0;
-    if (st != ODY_OK)
-        return fail_step(loop, st);
-    if (done)
-        return ody_fail(loop->ctx, ODY_ERR_INTERNAL, "loader ended the epoch early at step %lld",
-                        (long long)s->step_in_epoch);
-    loop->group_count = step_count(loop, s->step_in_epoch);
-    loop->last_micro = true;
+    int64_t micro = loop->accumulation;
+    if (micro > s->steps_per_epoch - s->step_in_epoch)
+        micro = s->steps_per_epoch - s->step_in_epoch;
+    loop->group_count = 0;
+    for (int64_t m = 0; m < micro; m++)
+        loop->group_count += step_count(loop, s->step_in_epoch + m);
     memset(&loop->last_step, 0, sizeof loop->last_step);
-    st = ody_training_step(&default_ops, loop, &batch, true, true, &loop->last_step);
-    if (st != ODY_OK)
-        return st;
+    for (int64_t m = 0; m < micro; m++) {
+        ody_batch batch;
+        bool done = false;
+        double t0 = ody_now();
+        ody_status st = ody_loader_next(loop->ctx, loop->loader, &batch, &done);
+        ody_loop_phase(loop, ODY_PHASE_DATA, t0);
+        if (st == ODY_OK && done)
+            st = ody_fail(loop->ctx, ODY_ERR_INTERNAL, "loader ended the epoch early at step %lld",
+                          (long long)(s->step_in_epoch + m));
+        if (st != ODY_OK)
+            return fail_step(loop, st);
+        loop->last_micro = m == micro - 1;
+        st = ody_training_step(&default_ops, loop, &batch, m == 0, loop->last_micro,
+                               &loop->last_step);
+        if (st != ODY_OK)
+            return st;
+    }
     ody_training_metrics_update_train(&loop->metrics, &loop->last_step);
     if (loop->last_step.count > 0)
         ody_loss_tracker_add(&loop->tracker, ody_loss_from_fixed(loop->last_step.loss_fixed) /
                                                  (double)loop->last_step.count);
-    s->step_in_epoch++;
+    s->step_in_epoch += micro;
     s->samples_seen += loop->group_count;
     s->epoch_samples += loop->group_count;
     return ODY_OK;
@@ -312,6 +391,8 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
     ody_loop_state *s = &loop->state;
     memset(&s->times, 0, sizeof s->times);
     s->epoch_samples = 0;
+    s->grad_norm_sum = 0;
+    s->epoch_updates = s->epoch_skipped = 0;
     s->epoch_start_time = ody_now();
     s->steps_per_epoch = ody_sampler_steps(loop->sampler);
     /* A resumed epoch keeps the sums restored from its checkpoint. */
@@ -334,7 +415,7 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
             st = fail_step(loop, deferred);
             break;
         }
-        st = train_one_step(loop);
+        st = train_one_update(loop);
         if (st == ODY_OK)
             deferred = FIRE(loop, on_batch_end);
     }
@@ -393,6 +474,7 @@ ody_status ody_training_loop_run(ody_training_loop *loop)
         }
         if (st != ODY_OK)
             break;
+        ody_schedule_epoch_end(&loop->schedule, ody_loop_metric(loop, loop->cfg->scheduler.monitor));
         double sps = s->epoch_train_seconds > 0 ? s->epoch_samples / s->epoch_train_seconds : 0;
         if (!ody_training_metrics_push_epoch(&loop->metrics, s->lr, sps))
             st = ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the metric history");

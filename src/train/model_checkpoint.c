@@ -159,22 +159,6 @@ static ody_status mc_batch_end(void *self, ody_training_loop *loop)
     return ODY_OK;
 }
 
-/* The monitored value of this epoch (NaN when not measured). */
-static double monitored(const model_checkpoint *mc, const ody_training_loop *loop)
-{
-    const ody_training_metrics *m = &loop->metrics;
-    const char *name = mc->cfg->checkpoint.monitor;
-    if (strncmp(name, "val_", 4) == 0 && !loop->state.validated)
-        return NAN;
-    if (strcmp(name, "val_accuracy") == 0)
-        return m->val_accuracy;
-    if (strcmp(name, "val_loss") == 0)
-        return m->val_loss;
-    if (strcmp(name, "train_accuracy") == 0)
-        return m->train_accuracy;
-    return m->train_loss;
-}
-
 static ody_status mc_epoch_end(void *self, ody_training_loop *loop)
 {
     model_checkpoint *mc = self;
@@ -185,9 +169,9 @@ static ody_status mc_epoch_end(void *self, ody_training_loop *loop)
     int64_t interval = mc->cfg->training.checkpoint_interval;
     if ((s->epoch + 1) % interval == 0)
         st = save(mc, loop, true, "checkpoint_interval");
-    if (st == ODY_OK && s->finishing && mc->cfg->checkpoint.save_last)
+    if (st == ODY_OK && (s->finishing || s->stop) && mc->cfg->checkpoint.save_last)
         st = save(mc, loop, true, "end of training");
-    double v = monitored(mc, loop);
+    double v = ody_loop_metric(loop, mc->cfg->checkpoint.monitor);
     bool better = !isnan(v) && (isnan(mc->best) || (mc->maximize ? v > mc->best : v < mc->best));
     if (st != ODY_OK || !better || !mc->cfg->checkpoint.save_best)
         return st;

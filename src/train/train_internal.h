@@ -17,6 +17,28 @@ static inline bool ody_loop_stop_requested(const ody_training_loop *loop)
     return ody_stop_signals_received() > 0;
 }
 
+/* A metric of this epoch by its config name (val_loss, val_accuracy,
+ * train_loss, train_accuracy); NaN when a val_ metric was not measured. */
+double ody_loop_metric(const ody_training_loop *loop, const char *name);
+/* Optimizer steps in an epoch, and done so far in this one. */
+static inline int64_t ody_loop_updates_per_epoch(const ody_training_loop *loop)
+{
+    return (loop->state.steps_per_epoch + loop->accumulation - 1) / loop->accumulation;
+}
+static inline int64_t ody_loop_update_in_epoch(const ody_training_loop *loop)
+{
+    return (loop->state.step_in_epoch + loop->accumulation - 1) / loop->accumulation;
+}
+
+/* Add the seconds since t0 to a phase of this step (and to the trace). */
+static inline void ody_loop_phase(ody_training_loop *loop, ody_phase phase, double t0)
+{
+    double now = ody_now();
+    loop->state.times.seconds[phase] += now - t0;
+    if (loop->trace)
+        ody_trace_event(loop->trace, ody_phase_key(phase) + 5 /* past "time_" */, t0, now - t0);
+}
+
 /* Call on_checkpoint_saved of every callback. */
 ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *path);
 
@@ -26,6 +48,11 @@ ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *p
 ody_status ody_callback_console_add(ody_training_loop *loop);
 ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run_dir, bool append);
 ody_status ody_callback_model_checkpoint_add(ody_training_loop *loop, const char *run_dir);
+/* EarlyStopping (early_stopping section), the learning-rate monitor (logs
+ * every change of the lr) and the trace writer (logging.trace). */
+ody_status ody_callback_early_stopping_add(ody_training_loop *loop);
+ody_status ody_callback_lr_monitor_add(ody_training_loop *loop);
+ody_status ody_callback_trace_add(ody_training_loop *loop, const char *run_dir);
 
 /* Checkpoints of the training state (checkpoint.c). Save and load are
  * collective: rank 0 writes or reads, every rank agrees, load broadcasts.

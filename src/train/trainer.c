@@ -137,23 +137,72 @@ static ody_status build_model(ody_trainer *t)
     return st;
 }
 
+static ody_wire_type wire_type(const ody_config *cfg)
+{
+    if (!cfg->training.use_mixed_precision)
+        return ODY_WIRE_F32;
+    return strcmp(cfg->training.precision_dtype, "fp16") == 0 ? ODY_WIRE_F16 : ODY_WIRE_BF16;
+}
+
 static ody_status build_optimizer(ody_trainer *t)
 {
     const ody_optimizer_config *oc = &t->cfg->optimizer;
-    ody_optimizer_params p = {.momentum = oc->momentum,
-                              .dampening = oc->dampening,
-                              .weight_decay = oc->weight_decay,
-                              .nesterov = oc->nesterov};
-    if (!ody_optimizer_kind_from_name(oc->name, &p.kind))
+    ody_optimizer_params p;
+    ody_optimizer_kind kind;
+    if (!ody_optimizer_kind_from_name(oc->name, &kind))
         return ody_fail(t->ctx, ODY_ERR_CONFIG, "optimizer.name: unknown optimizer '%s'", oc->name);
+    ody_optimizer_params_default(&p, kind);
+    p.momentum = oc->momentum;
+    p.dampening = oc->dampening;
+    p.weight_decay = oc->weight_decay;
+    p.nesterov = oc->nesterov;
+    p.beta1 = oc->beta1;
+    p.beta2 = oc->beta2;
+    p.eps = oc->eps;
+    p.alpha = oc->alpha;
+    p.centered = oc->centered;
     ody_status st = ody_optimizer_create(t->ctx, &p, t->model->params.size, &t->optimizer);
     if (st == ODY_OK)
         st = ody_reducer_create(t->ctx, t->model,
                                 strcmp(t->cfg->distributed.allreduce, "blocking") == 0
                                     ? ODY_REDUCE_BLOCKING
                                     : ODY_REDUCE_BUCKETED,
-                                (size_t)t->cfg->distributed.bucket_bytes, &t->reducer);
+                                (size_t)t->cfg->distributed.bucket_bytes, wire_type(t->cfg),
+                                &t->reducer);
     return st;
+}
+
+/* The lr schedule: training.use_scheduler picks training.scheduler_type
+ * with the scheduler section's parameters; otherwise a constant lr. */
+static ody_status build_schedule(ody_trainer *t)
+{
+    const ody_config *cfg = t->cfg;
+    const ody_scheduler_config *sc = &cfg->scheduler;
+    ody_schedule_params p;
+    ody_schedule_params_default(&p);
+    if (cfg->training.use_scheduler) {
+        if (!ody_schedule_kind_from_name(cfg->training.scheduler_type, &p.kind))
+            return ody_fail(t->ctx, ODY_ERR_CONFIG, "training.scheduler_type: unknown '%s'",
+                            cfg->training.scheduler_type);
+        p.step_size = sc->step_size;
+        p.gamma = sc->gamma;
+        p.nmilestones = sc->n_milestones;
+        for (int i = 0; i < sc->n_milestones; i++)
+            p.milestones[i] = sc->milestones[i];
+        p.t_max = sc->t_max;
+        p.eta_min = sc->eta_min;
+        p.warmup_steps = sc->warmup_steps;
+        p.warmup_start_factor = sc->warmup_start_factor;
+        p.maximize = strcmp(sc->plateau_mode, "max") == 0 ||
+                     (strcmp(sc->plateau_mode, "auto") == 0 && strstr(sc->monitor, "accuracy"));
+        p.factor = sc->factor;
+        p.patience = sc->patience;
+        p.threshold = sc->threshold;
+        p.cooldown = sc->cooldown;
+        p.min_lr = sc->min_lr;
+    }
+    return ody_schedule_init(t->ctx, &t->loop.schedule, &p, cfg->optimizer.learning_rate,
+                             cfg->training.epochs);
 }
 
 static int64_t global_batch(const ody_ctx *ctx, const ody_config *cfg)
@@ -198,7 +247,13 @@ static ody_status build_loop(ody_trainer *t)
     loop->global_batch = t->sampler->batch;
     loop->loss_kind = strcmp(t->cfg->training.loss, "mse") == 0 ? ODY_LOSS_MSE
                                                                  : ODY_LOSS_CROSS_ENTROPY;
-    loop->state.lr = t->cfg->optimizer.learning_rate;
+    loop->accumulation = t->cfg->training.accumulation_steps;
+    bool fp16 = wire_type(t->cfg) == ODY_WIRE_F16;
+    ody_loss_scaler_init(&loop->scaler, fp16 ? t->cfg->training.loss_scale : 0.0);
+    st = build_schedule(t);
+    if (st != ODY_OK)
+        return st;
+    loop->state.lr = ody_schedule_lr(&loop->schedule, 0, 0);
     int64_t rows = ody_sampler_max_local(t->sampler);
     if (t->val_sampler && ody_sampler_max_local(t->val_sampler) > rows)
         rows = ody_sampler_max_local(t->val_sampler);
@@ -208,11 +263,19 @@ static ody_status build_loop(ody_trainer *t)
 static ody_status add_callbacks(ody_trainer *t, bool append)
 {
     ody_training_loop *loop = &t->loop;
+    /* Order matters at an epoch's end: EarlyStopping decides before
+     * ModelCheckpoint saves, so the last epoch is saved. */
     ody_status st = ody_callback_console_add(loop);
     if (st == ODY_OK)
         st = ody_callback_metrics_log_add(loop, t->run_dir, append);
     if (st == ODY_OK)
+        st = ody_callback_early_stopping_add(loop);
+    if (st == ODY_OK)
+        st = ody_callback_lr_monitor_add(loop);
+    if (st == ODY_OK)
         st = ody_callback_model_checkpoint_add(loop, t->run_dir);
+    if (st == ODY_OK)
+        st = ody_callback_trace_add(loop, t->run_dir);
     return st;
 }
 

@@ -79,8 +79,8 @@ static void test_bucketed_reduce_equals_blocking(void **state)
     ody_model *m = NULL;
     assert_int_equal(ody_model_create(ctx, &opt, &m), ODY_OK);
     ody_reducer *bucketed = NULL, *blocking = NULL;
-    assert_int_equal(ody_reducer_create(ctx, m, ODY_REDUCE_BUCKETED, 16 * 1024, &bucketed), ODY_OK);
-    assert_int_equal(ody_reducer_create(ctx, m, ODY_REDUCE_BLOCKING, 0, &blocking), ODY_OK);
+    assert_int_equal(ody_reducer_create(ctx, m, ODY_REDUCE_BUCKETED, 16 * 1024, ODY_WIRE_F32, &bucketed), ODY_OK);
+    assert_int_equal(ody_reducer_create(ctx, m, ODY_REDUCE_BLOCKING, 0, ODY_WIRE_F32, &blocking), ODY_OK);
     assert_true(ody_reducer_buckets(bucketed) >= 3);
     assert_int_equal(ody_reducer_buckets(blocking), 1);
 
@@ -123,7 +123,7 @@ static const char *equivalence_yaml =
     "           val_batch_size: 100}\n"
     "optimizer: {name: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0001}\n"
     "data: {name: synthetic, synthetic_train: 2000, synthetic_val: 300}\n"
-    "logging: {level: warn}\n";
+    "logging: {level: warn, csv: false, plot: false}\n";
 
 typedef struct {
     float *params;
@@ -131,8 +131,9 @@ typedef struct {
     double val_accuracy, val_loss, train_loss;
 } run_result;
 
-/* Train the equivalence config on the first `ranks` ranks of the world. */
-static void train_on(ody_ctx *world_ctx, int ranks, const char *outdir, run_result *out)
+/* Train `yaml` on the first `ranks` ranks of the world. */
+static void train_yaml_on(ody_ctx *world_ctx, int ranks, const char *yaml, const char *outdir,
+                          run_result *out)
 {
     MPI_Comm comm;
     int color = world_ctx->rank < ranks ? 0 : MPI_UNDEFINED;
@@ -147,8 +148,7 @@ static void train_on(ody_ctx *world_ctx, int ranks, const char *outdir, run_resu
     char dir[256];
     snprintf(dir, sizeof dir, "experiment.output_dir=%s", outdir);
     char *overrides[] = {dir};
-    assert_int_equal(ody_config_parse(ctx, equivalence_yaml, "equivalence", 1, overrides, cfg),
-                     ODY_OK);
+    assert_int_equal(ody_config_parse(ctx, yaml, "equivalence", 1, overrides, cfg), ODY_OK);
     ody_trainer *t = NULL;
     ody_status st = ody_trainer_create(ctx, cfg, NULL, &t);
     if (st != ODY_OK)
@@ -167,6 +167,11 @@ static void train_on(ody_ctx *world_ctx, int ranks, const char *outdir, run_resu
     free(cfg);
     ody_ctx_destroy(ctx);
     MPI_Comm_free(&comm);
+}
+
+static void train_on(ody_ctx *world_ctx, int ranks, const char *outdir, run_result *out)
+{
+    train_yaml_on(world_ctx, ranks, equivalence_yaml, outdir, out);
 }
 
 /* max |a - b| / max |a| over the buffers. */
@@ -208,7 +213,82 @@ static void test_training_equivalent_on_1_2_4_ranks(void **state)
         free(r[i].params);
 }
 
+/* bf16 and fp16 on the wire: half the bytes, sums within half precision. */
+static void test_half_precision_reduce(void **state)
+{
+    ody_ctx *ctx = world(state);
+    ody_model_options opt = {.name = "lenet5", .num_classes = 10,
+                             .input_shape = {3, {1, 28, 28}}};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create(ctx, &opt, &m), ODY_OK);
+    size_t n = m->grads.size;
+    float *expect = malloc(n * sizeof *expect);
+    for (size_t i = 0; i < n; i++)
+        expect[i] = (float)(ctx->size * ((i % 97) * 0.25) + ctx->size * (ctx->size - 1) / 2.0);
+    const ody_wire_type wires[2] = {ODY_WIRE_BF16, ODY_WIRE_F16};
+    const double tolerance[2] = {1.0 / 64, 1.0 / 512}; /* relative, a few roundings */
+    for (int w = 0; w < 2; w++) {
+        ody_reducer *r = NULL;
+        assert_int_equal(ody_reducer_create(ctx, m, ODY_REDUCE_BUCKETED, 16 * 1024, wires[w], &r),
+                         ODY_OK);
+        fill_grads(m, ctx->rank);
+        for (int l = m->nlayers - 1; l >= 0; l--)
+            ody_reducer_layer_ready(r, l);
+        double wait = 0;
+        assert_int_equal(ody_reducer_finish(r, &wait), ODY_OK);
+        for (size_t i = 0; i < n; i++)
+            assert_true(fabs(m->grads.data[i] - expect[i]) <= tolerance[w] * fabs(expect[i]) + 1e-6);
+        assert_int_equal(ody_reducer_bytes_sent(r), n * sizeof(uint16_t));
+        ody_reducer_destroy(ctx, r);
+    }
+    free(expect);
+    ody_model_destroy(ctx, m);
+}
+
+/* 4 micro-batches of 16, accumulated, make the same step as one batch of
+ * 64: same samples, one allreduce, the mean over all 64 (dropout on, so
+ * its keys must match too). */
+static void test_accumulation_equals_large_batch(void **state)
+{
+    ody_ctx *ctx = world(state);
+    char outdir[] = "/tmp/ody-accum-XXXXXX";
+    if (ctx->rank == 0)
+        assert_non_null(mkdtemp(outdir));
+    MPI_Bcast(outdir, sizeof outdir, MPI_CHAR, 0, ctx->comm);
+    const char *common =
+        "model: {name: lenet5, dropout: 0.2}\n"
+        "optimizer: {name: sgd, learning_rate: 0.05, momentum: 0.9, weight_decay: 0.0001}\n"
+        "data: {name: synthetic, synthetic_train: 3200, synthetic_val: 300}\n"
+        "logging: {level: warn, csv: false, plot: false}\n";
+    char big[1024], accumulated[1024];
+    snprintf(big, sizeof big, "%straining: {epochs: 1, batch_size: 64, save_checkpoints: false}\n",
+             common);
+    snprintf(accumulated, sizeof accumulated,
+             "%straining: {epochs: 1, batch_size: 16, accumulation_steps: 4, "
+             "save_checkpoints: false}\n",
+             common);
+    run_result a = {0}, b = {0};
+    train_yaml_on(ctx, ctx->size, big, outdir, &a);
+    train_yaml_on(ctx, ctx->size, accumulated, outdir, &b);
+    double rel = relative_diff(&a, &b);
+    if (ctx->rank == 0)
+        print_message("1 x 64 vs 4 x 16 accumulated: params rel diff %.3g, val_acc %.4f vs %.4f\n",
+                      rel, a.val_accuracy, b.val_accuracy);
+    assert_true(rel < 1e-5);
+    assert_true(fabs(a.val_accuracy - b.val_accuracy) <= 0.002);
+    assert_true(a.val_accuracy > 0.3);
+    free(a.params);
+    free(b.params);
+    if (ctx->rank == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", outdir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 static const struct CMUnitTest group[] = {
+    cmocka_unit_test_setup_teardown(test_accumulation_equals_large_batch, ody_test_ctx_setup, ody_test_ctx_teardown),
+    cmocka_unit_test_setup_teardown(test_half_precision_reduce, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_agree_names_first_failing_rank, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_vote_sums_flags, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_fingerprint_mismatch_is_reported, ody_test_ctx_setup, ody_test_ctx_teardown),
