@@ -122,4 +122,34 @@ ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds);
 /* Bytes this rank has handed to allreduce since creation. */
 uint64_t ody_reducer_bytes_sent(const ody_reducer *r);
 
+/* ------------------------------------------------------- exact reduction */
+
+/*
+ * Deterministic mode's gradient sum: each chunk's gradient is added as
+ * int64 fixed point (a power-of-two scale per tensor), and the sum over
+ * chunks and ranks is exact, so it has the same bits for any number of
+ * ranks and any order. Precision and scale choice: src/dist/exact.c.
+ */
+typedef struct ody_exact ody_exact;
+
+ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, ody_exact **out);
+void ody_exact_destroy(ody_ctx *ctx, ody_exact *e);
+/* Start a step of `chunks` chunks over all ranks: zero the accumulator. */
+void ody_exact_begin(ody_exact *e, int64_t chunks);
+/* Add one chunk's gradients (the model's gradient arena layout). */
+void ody_exact_add(ody_exact *e, const float *grads);
+/*
+ * Collective. Agree on the maxima (and whether any value overflowed the
+ * scale or was not finite), then sum the accumulators over all ranks and
+ * write the float result into grads. *redo: the step outgrew its scale;
+ * the scale is now this step's own: run the step's chunks again.
+ * *nonfinite: some chunk had inf or NaN; grads are untouched.
+ */
+ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfinite,
+                            double *wait_seconds);
+/* The per-tensor scales, for checkpoints (ody_exact_tensors values). */
+int ody_exact_tensors(const ody_exact *e);
+void ody_exact_save(const ody_exact *e, double *v);
+void ody_exact_load(ody_exact *e, const double *v, int n);
+
 #endif /* ODYSSEY_DIST_H */

@@ -78,6 +78,8 @@ typedef struct {
 typedef struct {
     int64_t check_consistency;   /* compare parameter fingerprints every N steps (0 = only at start) */
     int64_t blas_threads;        /* OpenBLAS threads per rank (0 = cores on the node / ranks on it) */
+    bool deterministic;          /* bitwise-identical results at any rank count */
+    int64_t chunk_size;          /* deterministic: samples per chunk of the global batch */
     char allreduce[16];          /* bucketed | blocking */
     int64_t bucket_bytes;        /* gradient bucket size for the bucketed allreduce */
 } ody_distributed_config;

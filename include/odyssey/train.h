@@ -206,6 +206,16 @@ struct ody_training_loop {
     bool local_failed;      /* this rank failed before its backward */
     ody_vote vote;
     bool want_checkpoint;   /* rank 0: ask the next vote for a timed checkpoint */
+    /* deterministic mode (distributed.deterministic) */
+    ody_exact *exact;       /* exact gradient sums, or NULL in the default mode */
+    int64_t chunk;          /* samples per chunk (0 in the default mode) */
+    bool grads_nonfinite;   /* the exact sum found inf or NaN in some chunk */
+    float *step_x;          /* (accumulation x max local rows, sample) the step's batches */
+    int32_t *step_y;
+    int64_t *step_ids;
+    size_t step_capacity;   /* rows step_x holds */
+    int step_rows[64];      /* rows of each micro-batch in step_x */
+    int step_micro;         /* micro-batches held */
     const float *logits;
     ody_forward_info fwd;
     int ncallbacks;

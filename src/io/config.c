@@ -171,6 +171,11 @@ static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *
                         "%s: training.gradient_clip_value: set at most one of gradient_clip_norm "
                         "and gradient_clip_value",
                         where);
+    if (cfg->distributed.deterministic && cfg->training.use_mixed_precision)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: distributed.deterministic: gradients are summed exactly in integers; "
+                        "it does not combine with training.use_mixed_precision",
+                        where);
     return check_scheduler(ctx, cfg, where);
 }
 

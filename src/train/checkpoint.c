@@ -28,7 +28,8 @@ typedef struct {
     int64_t best_epoch;
     int64_t history_len;
     int64_t skipped_steps;
-    int nschedule, nscaler;
+    int nschedule, nscaler, nscales;
+    double scales[ODY_MODEL_MAX_LAYERS * ODY_LAYER_MAX_PARAMS];
     double schedule[ODY_SCHEDULE_STATE_MAX];
     double scaler[ODY_LOSS_SCALER_STATE];
     int ncb[ODY_MAX_CALLBACKS];
@@ -125,6 +126,20 @@ static void resume_position(const ody_training_loop *loop, bool epoch_done, cons
     }
 }
 
+/* Deterministic mode's fixed-point scales: a resumed run continues with the
+ * same ones, so its sums round exactly as the uninterrupted run's. */
+static ody_status put_exact_scales(ody_ctx *ctx, ody_ckpt *ck, const ody_exact *e)
+{
+    int n = ody_exact_tensors(e);
+    double *v = malloc((size_t)n * sizeof *v);
+    if (!v)
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the fixed-point scales");
+    ody_exact_save(e, v);
+    ody_status st = ody_ckpt_put_series(ctx, ck, "deterministic/scales", v, n);
+    free(v);
+    return st;
+}
+
 static ody_status put_state(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop *loop,
                             bool epoch_done, const int64_t sums[3])
 {
@@ -163,6 +178,8 @@ static ody_status put_state(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop 
         st = ody_ckpt_put_series(ctx, ck, "scheduler/state", v, ody_schedule_save(&loop->schedule, v));
     if (st == ODY_OK)
         st = ody_ckpt_put_series(ctx, ck, "scaler/state", v, ody_loss_scaler_save(&loop->scaler, v));
+    if (st == ODY_OK && loop->exact)
+        st = put_exact_scales(ctx, ck, loop->exact);
     if (st == ODY_OK)
         st = ody_ckpt_put_f64(ctx, ck, "metrics/best_val_loss", loop->metrics.best_val_loss);
     if (st == ODY_OK)
@@ -349,6 +366,9 @@ static ody_status get_header(ody_ctx *ctx, ody_ckpt *ck, resume_header *h)
     if (st == ODY_OK)
         st = get_small_series(ctx, ck, "scaler/state", h->scaler, ODY_LOSS_SCALER_STATE,
                               &h->nscaler);
+    if (st == ODY_OK && ody_ckpt_has(ck, "deterministic/scales"))
+        st = get_small_series(ctx, ck, "deterministic/scales", h->scales,
+                              (int)(sizeof h->scales / sizeof *h->scales), &h->nscales);
     if (st == ODY_OK)
         st = ody_ckpt_get_f64(ctx, ck, "metrics/best_val_loss", &h->best_val_loss);
     if (st == ODY_OK)
@@ -474,6 +494,8 @@ static void apply_header(ody_training_loop *loop, const resume_header *h)
     loop->optimizer->steps = h->optimizer_steps;
     ody_schedule_load(&loop->schedule, h->schedule, h->nschedule);
     ody_loss_scaler_load(&loop->scaler, h->scaler, h->nscaler);
+    if (loop->exact && h->nscales > 0)
+        ody_exact_load(loop->exact, h->scales, h->nscales);
     /* The epoch's sums so far go to rank 0 alone: the epoch's end adds up
      * every rank's sums, and the others start this part of the epoch at 0. */
     ody_training_metrics *m = &loop->metrics;

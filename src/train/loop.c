@@ -102,6 +102,8 @@ void ody_training_loop_free(ody_training_loop *loop)
 {
     ody_trace_close(loop->ctx, loop->trace);
     loop->trace = NULL;
+    if (loop->exact)
+        ody_loop_disable_exact(loop);
     for (int i = loop->ncallbacks - 1; i >= 0; i--)
         if (loop->callbacks[i].ops->destroy)
             loop->callbacks[i].ops->destroy(loop->callbacks[i].self);
@@ -189,7 +191,7 @@ static ody_status op_loss(void *user, const ody_batch *b, ody_step_result *res)
 
 /* The vote goes out before the last backward of the step, on every rank at
  * the same point, so that it overlaps the backward pass. */
-static ody_status start_vote(ody_training_loop *loop, const ody_step_result *res)
+ody_status ody_loop_start_vote(ody_training_loop *loop, const ody_step_result *res)
 {
     memset(loop->vote.local, 0, sizeof loop->vote.local);
     loop->vote.local[ODY_VOTE_FAILED] = loop->local_failed;
@@ -204,7 +206,7 @@ static ody_status op_backward(void *user, const ody_batch *b)
     ody_training_loop *loop = user;
     ody_status st = ODY_OK;
     if (loop->last_micro)
-        st = start_vote(loop, &loop->last_step);
+        st = ody_loop_start_vote(loop, &loop->last_step);
     double t0 = ody_now();
     if (st == ODY_OK && b->n > 0)
         ody_model_backward(loop->model, &loop->fwd, b->n, b->x, loop->dlogits,
@@ -213,12 +215,11 @@ static ody_status op_backward(void *user, const ody_batch *b)
     return st;
 }
 
-/* Wait for the gradients and the vote, then act on the vote: a failure
- * anywhere ends the step on every rank with that rank's message. */
-static ody_status finish_step(ody_training_loop *loop)
+/* Wait for the vote and act on it: a failure anywhere ends the step on
+ * every rank with that rank's message. */
+ody_status ody_loop_finish_vote(ody_training_loop *loop, ody_status st)
 {
     double t0 = ody_now(), waited = 0;
-    ody_status st = ody_reducer_finish(loop->reducer, &waited);
     ody_status vst = ody_vote_finish(loop->ctx, &loop->vote, &waited);
     ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
     if (st == ODY_OK)
@@ -235,6 +236,15 @@ static ody_status finish_step(ody_training_loop *loop)
     return ODY_OK;
 }
 
+/* Wait for the gradient buckets, then for the vote. */
+static ody_status finish_step(ody_training_loop *loop)
+{
+    double t0 = ody_now(), waited = 0;
+    ody_status st = ody_reducer_finish(loop->reducer, &waited);
+    ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
+    return ody_loop_finish_vote(loop, st);
+}
+
 /* Whether this step's update goes ahead. A non-finite loss (on any rank,
  * from the vote) or gradient (the reduced buffer is the same on every rank,
  * so every rank decides alike) skips it, or stops the run when
@@ -245,7 +255,8 @@ static ody_status decide_update(ody_training_loop *loop, bool *apply)
     ody_model *m = loop->model;
     ody_loop_state *s = &loop->state;
     int64_t bad_loss = loop->vote.total[ODY_VOTE_NONFINITE];
-    bool finite_grads = ody_loss_scaler_unscale(&loop->scaler, m->grads.data, m->grads.size);
+    bool finite_grads = !loop->grads_nonfinite &&
+                        ody_loss_scaler_unscale(&loop->scaler, m->grads.data, m->grads.size);
     *apply = bad_loss == 0 && finite_grads;
     if (loop->scaler.enabled && bad_loss == 0) {
         *apply = ody_loss_scaler_update(&loop->scaler, !finite_grads);
@@ -285,15 +296,12 @@ static void update(ody_training_loop *loop)
     ody_optimizer_step(loop->optimizer, m->params.data, m->grads.data, s->lr);
 }
 
-static ody_status op_optimizer_step(void *user)
+/* After the reduction: skip or update, count the step, check consistency. */
+ody_status ody_loop_apply_step(ody_training_loop *loop)
 {
-    ody_training_loop *loop = user;
-    ody_status st = finish_step(loop);
-    if (st != ODY_OK)
-        return st;
     double t0 = ody_now();
     bool apply = false;
-    st = decide_update(loop, &apply);
+    ody_status st = decide_update(loop, &apply);
     if (st != ODY_OK)
         return st;
     if (apply)
@@ -310,7 +318,14 @@ static ody_status op_optimizer_step(void *user)
     return ODY_OK;
 }
 
-static const ody_step_ops default_ops = {
+static ody_status op_optimizer_step(void *user)
+{
+    ody_training_loop *loop = user;
+    ody_status st = finish_step(loop);
+    return st == ODY_OK ? ody_loop_apply_step(loop) : st;
+}
+
+const ody_step_ops ody_loop_step_ops = {
     .zero_grad = op_zero_grad,
     .forward = op_forward,
     .loss = op_loss,
@@ -321,21 +336,21 @@ static const ody_step_ops default_ops = {
 /* A rank whose batch could not be read still takes part in the step's
  * collectives (vote, then every gradient bucket), so that every rank
  * learns of the failure at the same point and none hangs. */
-static ody_status fail_step(ody_training_loop *loop, ody_status local)
+ody_status ody_loop_fail_step(ody_training_loop *loop, ody_status local)
 {
     loop->local_failed = true;
     loop->ctx->err_status = local;
     ody_step_result none = {0};
-    ody_status st = start_vote(loop, &none);
+    ody_status st = ody_loop_start_vote(loop, &none);
     if (st == ODY_OK)
-        st = finish_step(loop);
+        st = loop->exact ? ody_loop_finish_vote(loop, ody_loop_exact_reduce(loop, false)) : finish_step(loop);
     loop->local_failed = false;
     return st == ODY_OK ? local : st;
 }
 
 /* ------------------------------------------------------------- epochs */
 
-static int64_t step_count(const ody_training_loop *loop, int64_t step)
+int64_t ody_loop_step_count(const ody_training_loop *loop, int64_t step)
 {
     int64_t left = loop->sampler->n - step * loop->global_batch;
     return left < loop->global_batch ? left : loop->global_batch;
@@ -345,13 +360,15 @@ static int64_t step_count(const ody_training_loop *loop, int64_t step)
  * the end of an epoch), gradients accumulated, one reduction at the last. */
 static ody_status train_one_update(ody_training_loop *loop)
 {
+    if (loop->exact)
+        return ody_loop_train_update_exact(loop);
     ody_loop_state *s = &loop->state;
     int64_t micro = loop->accumulation;
     if (micro > s->steps_per_epoch - s->step_in_epoch)
         micro = s->steps_per_epoch - s->step_in_epoch;
     loop->group_count = 0;
     for (int64_t m = 0; m < micro; m++)
-        loop->group_count += step_count(loop, s->step_in_epoch + m);
+        loop->group_count += ody_loop_step_count(loop, s->step_in_epoch + m);
     memset(&loop->last_step, 0, sizeof loop->last_step);
     for (int64_t m = 0; m < micro; m++) {
         ody_batch batch;
@@ -363,9 +380,9 @@ static ody_status train_one_update(ody_training_loop *loop)
             st = ody_fail(loop->ctx, ODY_ERR_INTERNAL, "loader ended the epoch early at step %lld",
                           (long long)(s->step_in_epoch + m));
         if (st != ODY_OK)
-            return fail_step(loop, st);
+            return ody_loop_fail_step(loop, st);
         loop->last_micro = m == micro - 1;
-        st = ody_training_step(&default_ops, loop, &batch, m == 0, loop->last_micro,
+        st = ody_training_step(&ody_loop_step_ops, loop, &batch, m == 0, loop->last_micro,
                                &loop->last_step);
         if (st != ODY_OK)
             return st;
@@ -412,7 +429,7 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
         if (deferred == ODY_OK)
             deferred = FIRE(loop, on_batch_begin);
         if (deferred != ODY_OK) {
-            st = fail_step(loop, deferred);
+            st = ody_loop_fail_step(loop, deferred);
             break;
         }
         st = train_one_update(loop);
@@ -514,7 +531,7 @@ ody_status ody_training_loop_validate(ody_training_loop *loop, double *loss, dou
         if (b.n == 0)
             continue;
         info.sample_ids = b.ids;
-        const float *logits = ody_model_forward(loop->model, &info, b.n, b.x);
+        const float *logits = ody_loop_forward_chunked(loop, &info, b.n, b.x);
         ody_loss_forward(loop->loss_kind, b.n, classes, logits, b.y, loop->losses, &sums.correct);
         sum_losses(loop->losses, b.n, &sums);
     }

@@ -39,6 +39,33 @@ static inline void ody_loop_phase(ody_training_loop *loop, ody_phase phase, doub
         ody_trace_event(loop->trace, ody_phase_key(phase) + 5 /* past "time_" */, t0, now - t0);
 }
 
+/* The parts of a step that loop.c and deterministic.c share. */
+extern const ody_step_ops ody_loop_step_ops;
+int64_t ody_loop_step_count(const ody_training_loop *loop, int64_t step);
+ody_status ody_loop_start_vote(ody_training_loop *loop, const ody_step_result *res);
+/* Wait for the vote, act on it (failure, stop, timed checkpoint); st is the
+ * status of the reduction before it. */
+ody_status ody_loop_finish_vote(ody_training_loop *loop, ody_status st);
+/* After the reduction: skip or apply the update, count the step. */
+ody_status ody_loop_apply_step(ody_training_loop *loop);
+/* A rank that failed before its backward still takes part in the step's
+ * collectives; returns the agreed failure. */
+ody_status ody_loop_fail_step(ody_training_loop *loop, ody_status local);
+
+/* Deterministic mode (deterministic.c): one optimizer step chunk by chunk
+ * with exact sums; and the exact reduction alone (compute: this rank's
+ * chunks are (re)computed on a redo; false on a rank that failed). */
+ody_status ody_loop_train_update_exact(ody_training_loop *loop);
+/* Turn deterministic mode on: chunks of `chunk` samples, step buffers for
+ * accumulation x train_rows rows. Freed by ody_training_loop_free. */
+ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t train_rows);
+void ody_loop_disable_exact(ody_training_loop *loop);
+ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute);
+/* Forward the rows [0, n) of a batch chunk by chunk in deterministic mode
+ * (whole batch otherwise); returns the logits of all n rows. */
+const float *ody_loop_forward_chunked(ody_training_loop *loop, const ody_forward_info *info,
+                                      int n, const float *x);
+
 /* Call on_checkpoint_saved of every callback. */
 ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *path);
 

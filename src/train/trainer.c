@@ -27,6 +27,8 @@ struct ody_trainer {
  * out among the ranks on the node (at least one). */
 static int blas_threads(const ody_ctx *ctx, const ody_config *cfg)
 {
+    if (cfg->distributed.deterministic)
+        return 1; /* one thread: the same computation order whatever the machine */
     if (cfg->distributed.blas_threads > 0)
         return (int)cfg->distributed.blas_threads;
     const char *env = getenv("OPENBLAS_NUM_THREADS");
@@ -217,13 +219,14 @@ static ody_status build_loaders(ody_trainer *t)
     ody_ctx *ctx = t->ctx;
     const ody_config *cfg = t->cfg;
     uint64_t seed = (uint64_t)cfg->experiment.seed;
+    int chunk = cfg->distributed.deterministic ? (int)cfg->distributed.chunk_size : 1;
     ody_status st = ody_sampler_create(ctx, &t->sampler, t->train_set->n, global_batch(ctx, cfg),
-                                       cfg->training.shuffle, cfg->training.drop_last, seed, 1);
+                                       cfg->training.shuffle, cfg->training.drop_last, seed, chunk);
     if (st == ODY_OK)
         st = ody_loader_create(ctx, &t->loader, t->train_set, t->sampler, cfg->data.prefetch);
     if (st == ODY_OK && t->val_set)
         st = ody_sampler_create(ctx, &t->val_sampler, t->val_set->n, cfg->training.val_batch_size,
-                                false, false, seed, 1);
+                                false, false, seed, chunk);
     if (st == ODY_OK && t->val_set)
         st = ody_loader_create(ctx, &t->val_loader, t->val_set, t->val_sampler, cfg->data.prefetch);
     return st;
@@ -257,7 +260,11 @@ static ody_status build_loop(ody_trainer *t)
     int64_t rows = ody_sampler_max_local(t->sampler);
     if (t->val_sampler && ody_sampler_max_local(t->val_sampler) > rows)
         rows = ody_sampler_max_local(t->val_sampler);
-    return ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+    st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+    if (st == ODY_OK && t->cfg->distributed.deterministic)
+        st = ody_loop_enable_exact(loop, (int64_t)t->cfg->distributed.chunk_size,
+                                   (size_t)ody_sampler_max_local(t->sampler));
+    return st;
 }
 
 static ody_status add_callbacks(ody_trainer *t, bool append)

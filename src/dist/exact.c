@@ -1,0 +1,193 @@
+/*
+ * dist: exact, order-free gradient sums for deterministic mode.
+ *
+ * Every chunk's float gradient is added into an int64 accumulator as fixed
+ * point: element e of tensor t becomes round(g * 2^s[t]), rounding to
+ * nearest-even, exactly (via a double and the 2^52 + 2^51 bit trick, valid
+ * while |g * 2^s| < 2^51). Integer addition is associative, so the sum
+ * over chunks and ranks (MPI_SUM on int64) has the same bits whatever the
+ * order and the number of ranks.
+ *
+ * The scale s[t] is a power of two chosen so that the largest chunk value
+ * times the number of chunks in a step stays below 2^51: from the global
+ * per-tensor maxima of the previous step (an MPI_MAX allreduce each step)
+ * with 2^4 of headroom. A step whose values outgrow it is reported as an
+ * overflow and redone by the caller with the scale taken from that step's
+ * own maxima, which then fits. Precision: at least 51 - 4 - log2(chunks)
+ * bits relative to the tensor's largest value (44 bits with 8 chunks),
+ * against float's 24; values below that are rounded to the quantum.
+ */
+#include "odyssey/dist.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXACT_BITS 51      /* |value| < 2^51: the conversion trick's range */
+#define EXACT_HEADROOM 4   /* growth tolerated from one step to the next: 2^4 */
+#define EXACT_FIRST_SCALE 40 /* before any maximum is known (values up to ~2^7 fit) */
+
+struct ody_exact {
+    ody_ctx *ctx;
+    const ody_model *model;
+    size_t n;             /* floats of the gradient arena */
+    int64_t *acc;         /* (n) this rank's fixed-point sum of its chunks */
+    int ntensors;
+    int *scale;           /* (ntensors) exponent s of each tensor */
+    float *local_max;     /* (ntensors + 2): max |g| per tensor, then overflow, non-finite */
+    float *global_max;
+    int64_t chunks;       /* chunks in the step (all ranks), for the bound */
+};
+
+ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, ody_exact **out)
+{
+    *out = NULL;
+    ody_exact *e = calloc(1, sizeof *e);
+    if (!e)
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
+    e->ctx = ctx;
+    e->model = model;
+    e->n = model->grads.size;
+    e->ntensors = model->ntensors;
+    void *acc = NULL;
+    ody_status st = ody_alloc(ctx, e->n * sizeof(int64_t), "fixed-point gradients", &acc);
+    e->acc = acc;
+    e->scale = calloc((size_t)e->ntensors + 1, sizeof *e->scale);
+    e->local_max = calloc((size_t)e->ntensors + 2, sizeof *e->local_max);
+    e->global_max = calloc((size_t)e->ntensors + 2, sizeof *e->global_max);
+    if (st == ODY_OK && (!e->scale || !e->local_max || !e->global_max))
+        st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
+    if (st != ODY_OK) {
+        ody_exact_destroy(ctx, e);
+        return st;
+    }
+    for (int t = 0; t < e->ntensors; t++)
+        e->scale[t] = EXACT_FIRST_SCALE;
+    *out = e;
+    return ODY_OK;
+}
+
+void ody_exact_destroy(ody_ctx *ctx, ody_exact *e)
+{
+    if (!e)
+        return;
+    ody_free(ctx, e->acc, e->n * sizeof(int64_t));
+    free(e->scale);
+    free(e->local_max);
+    free(e->global_max);
+    free(e);
+}
+
+void ody_exact_begin(ody_exact *e, int64_t chunks)
+{
+    memset(e->acc, 0, e->n * sizeof *e->acc);
+    memset(e->local_max, 0, ((size_t)e->ntensors + 2) * sizeof *e->local_max);
+    e->chunks = chunks > 0 ? chunks : 1;
+}
+
+/* round(x) for |x| < 2^51, exactly, branch-free (vectorisable): adding
+ * 1.5 * 2^52 leaves the integer in the low mantissa bits. */
+static inline int64_t round_exact(double x)
+{
+    const double magic = 6755399441055744.0; /* 2^52 + 2^51 */
+    double y = x + magic;
+    int64_t bits;
+    memcpy(&bits, &y, sizeof bits);
+    return bits - 0x4338000000000000LL;
+}
+
+/* Add one tensor's chunk gradient; returns its max |g| (NaN if not finite). */
+static float add_tensor(int64_t *restrict acc, const float *restrict g, size_t n, int s)
+{
+    const double scale = ldexp(1.0, s);
+    float max = 0.0f, check = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float a = fabsf(g[i]);
+        max = a > max ? a : max;
+        check += g[i] * 0.0f; /* NaN iff some g is inf or NaN */
+    }
+    if (check != 0.0f)
+        return NAN;
+    for (size_t i = 0; i < n; i++)
+        acc[i] += round_exact((double)g[i] * scale);
+    return max;
+}
+
+void ody_exact_add(ody_exact *e, const float *grads)
+{
+    const double limit = ldexp(1.0, EXACT_BITS) / (double)e->chunks;
+    for (int t = 0; t < e->ntensors; t++) {
+        const ody_param *p = e->model->tensors[t];
+        size_t n = (size_t)ody_shape_numel(&p->shape);
+        float max = add_tensor(e->acc + p->offset, grads + p->offset, n, e->scale[t]);
+        if (isnan(max)) {
+            e->local_max[e->ntensors + 1] = 1.0f;
+            continue;
+        }
+        if ((double)max * ldexp(1.0, e->scale[t]) >= limit)
+            e->local_max[e->ntensors] = 1.0f;
+        if (max > e->local_max[t])
+            e->local_max[t] = max;
+    }
+}
+
+/* The exponent that puts chunks * 2^headroom * max below 2^51. */
+static int scale_for(float max, int64_t chunks)
+{
+    if (!(max > 0.0f))
+        return EXACT_FIRST_SCALE;
+    int exp_max = 0;
+    frexp((double)max * (double)chunks, &exp_max); /* max * chunks < 2^exp_max */
+    return EXACT_BITS - EXACT_HEADROOM - exp_max;
+}
+
+ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfinite,
+                            double *wait_seconds)
+{
+    double t0 = ody_now();
+    int n = e->ntensors + 2;
+    if (MPI_Allreduce(e->local_max, e->global_max, n, MPI_FLOAT, MPI_MAX, e->ctx->comm) !=
+        MPI_SUCCESS)
+        return ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: maxima allreduce failed");
+    *nonfinite = e->global_max[e->ntensors + 1] != 0.0f;
+    *redo = !*nonfinite && e->global_max[e->ntensors] != 0.0f;
+    ody_status st = ODY_OK;
+    if (!*redo && !*nonfinite &&
+        MPI_Allreduce(MPI_IN_PLACE, e->acc, (int)e->n, MPI_INT64_T, MPI_SUM, e->ctx->comm) !=
+            MPI_SUCCESS)
+        st = ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: gradient allreduce failed");
+    *wait_seconds += ody_now() - t0;
+    if (st != ODY_OK || *nonfinite)
+        return st;
+    for (int t = 0; t < e->ntensors; t++) {
+        const ody_param *p = e->model->tensors[t];
+        if (!*redo) {
+            /* Back to float with the scale this step used: exact to double,
+             * one rounding to float. */
+            const double unscale = ldexp(1.0, -e->scale[t]);
+            const int64_t *acc = e->acc + p->offset;
+            float *g = grads + p->offset;
+            size_t count = (size_t)ody_shape_numel(&p->shape);
+            for (size_t i = 0; i < count; i++)
+                g[i] = (float)((double)acc[i] * unscale);
+        }
+        /* The next step's scale (or this one's again, when redone). */
+        if (e->global_max[t] > 0.0f)
+            e->scale[t] = scale_for(e->global_max[t], e->chunks);
+    }
+    return ODY_OK;
+}
+
+int ody_exact_tensors(const ody_exact *e) { return e->ntensors; }
+
+void ody_exact_save(const ody_exact *e, double *v)
+{
+    for (int t = 0; t < e->ntensors; t++)
+        v[t] = e->scale[t];
+}
+
+void ody_exact_load(ody_exact *e, const double *v, int n)
+{
+    for (int t = 0; t < e->ntensors && t < n; t++)
+        e->scale[t] = (int)v[t];
+}

@@ -1,0 +1,210 @@
+/*
+ * train: deterministic mode (distributed.deterministic).
+ *
+ * The same config gives bitwise the same parameters on any number of
+ * ranks and across stops and resumes:
+ * - every step's global batch is cut into chunks of distributed.chunk_size
+ *   samples at fixed global positions; ranks take whole chunks (the
+ *   sampler's chunked shares) and run forward and backward one chunk at a
+ *   time, so each chunk's computation has the same shapes and inputs, hence
+ *   the same bits, at any rank count (one BLAS thread per rank);
+ * - chunk gradients are summed exactly in int64 fixed point (dist's
+ *   ody_exact), over chunks and over ranks, whatever the order;
+ * - the loss is summed in fixed point and counts are integers, so metrics,
+ *   and every decision taken from them, agree too;
+ * - randomness (order, dropout) is keyed by seed, epoch, step and sample.
+ * The batches of a step are kept (step_x) so that a step whose values
+ * outgrow the fixed-point scale can be redone with a wider one.
+ */
+#include <string.h>
+
+#include "train/train_internal.h"
+
+/* Chunks in the current optimizer step, over all ranks. */
+static int64_t step_chunks(const ody_training_loop *loop)
+{
+    const ody_loop_state *s = &loop->state;
+    int64_t chunks = 0;
+    for (int64_t m = 0; m < loop->accumulation && s->step_in_epoch + m < s->steps_per_epoch; m++)
+        chunks += (ody_loop_step_count(loop, s->step_in_epoch + m) + loop->chunk - 1) / loop->chunk;
+    return chunks;
+}
+
+/* Every local chunk of the held batches: forward, loss, backward, exact add. */
+static ody_status run_chunks(ody_training_loop *loop)
+{
+    const ody_model *m = loop->model;
+    size_t numel = (size_t)ody_shape_numel(&m->input_shape);
+    memset(&loop->last_step, 0, sizeof loop->last_step);
+    loop->last_micro = false; /* no vote or buckets from op_backward: they come after */
+    int row = 0;
+    ody_status st = ODY_OK;
+    for (int mb = 0; mb < loop->step_micro && st == ODY_OK; mb++) {
+        int end = row + loop->step_rows[mb];
+        for (; row < end && st == ODY_OK; row += (int)loop->chunk) {
+            int n = end - row < loop->chunk ? end - row : (int)loop->chunk;
+            ody_batch chunk = {.n = n, .x = loop->step_x + (size_t)row * numel,
+                               .y = loop->step_y + row, .ids = loop->step_ids + row};
+            st = ody_training_step(&ody_loop_step_ops, loop, &chunk, true, false, &loop->last_step);
+            if (st == ODY_OK)
+                ody_exact_add(loop->exact, m->grads.data);
+        }
+    }
+    return st;
+}
+
+ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
+{
+    int64_t chunks = step_chunks(loop);
+    ody_status st = ODY_OK;
+    for (int round = 0; st == ODY_OK; round++) {
+        if (round > 0) {
+            ody_exact_begin(loop->exact, chunks);
+            if (compute)
+                st = run_chunks(loop);
+        } else if (!compute) {
+            ody_exact_begin(loop->exact, chunks);
+        }
+        if (st != ODY_OK)
+            break;
+        bool redo = false, nonfinite = false;
+        double t0 = ody_now(), waited = 0;
+        st = ody_exact_finish(loop->exact, loop->model->grads.data, &redo, &nonfinite, &waited);
+        ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
+        loop->grads_nonfinite = nonfinite;
+        if (!redo)
+            break;
+        ody_log(loop->ctx, ODY_LOG_DEBUG, "step %lld redone with a wider fixed-point scale",
+                (long long)loop->state.global_step + 1);
+    }
+    return st;
+}
+
+/* Read the step's micro-batches into step_x (kept for a redo). */
+static ody_status read_step(ody_training_loop *loop, int64_t micro)
+{
+    ody_loop_state *s = &loop->state;
+    size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+    int row = 0;
+    loop->step_micro = 0;
+    for (int64_t m = 0; m < micro; m++) {
+        ody_batch b;
+        bool done = false;
+        double t0 = ody_now();
+        ody_status st = ody_loader_next(loop->ctx, loop->loader, &b, &done);
+        if (st == ODY_OK && done)
+            st = ody_fail(loop->ctx, ODY_ERR_INTERNAL, "loader ended the epoch early at step %lld",
+                          (long long)(s->step_in_epoch + m));
+        if (st != ODY_OK)
+            return st;
+        memcpy(loop->step_x + (size_t)row * numel, b.x, (size_t)b.n * numel * sizeof(float));
+        memcpy(loop->step_y + row, b.y, (size_t)b.n * sizeof *b.y);
+        memcpy(loop->step_ids + row, b.ids, (size_t)b.n * sizeof *b.ids);
+        loop->step_rows[loop->step_micro++] = b.n;
+        row += b.n;
+        ody_loop_phase(loop, ODY_PHASE_DATA, t0);
+    }
+    return ODY_OK;
+}
+
+ody_status ody_loop_train_update_exact(ody_training_loop *loop)
+{
+    ody_loop_state *s = &loop->state;
+    int64_t micro = loop->accumulation;
+    if (micro > s->steps_per_epoch - s->step_in_epoch)
+        micro = s->steps_per_epoch - s->step_in_epoch;
+    loop->group_count = 0;
+    for (int64_t m = 0; m < micro; m++)
+        loop->group_count += ody_loop_step_count(loop, s->step_in_epoch + m);
+    ody_status st = read_step(loop, micro);
+    if (st != ODY_OK)
+        return ody_loop_fail_step(loop, st);
+    ody_exact_begin(loop->exact, step_chunks(loop));
+    st = run_chunks(loop);
+    if (st != ODY_OK)
+        return st;
+    st = ody_loop_start_vote(loop, &loop->last_step);
+    if (st == ODY_OK)
+        st = ody_loop_exact_reduce(loop, true);
+    st = ody_loop_finish_vote(loop, st);
+    if (st == ODY_OK)
+        st = ody_loop_apply_step(loop);
+    if (st != ODY_OK)
+        return st;
+    ody_training_metrics_update_train(&loop->metrics, &loop->last_step);
+    if (loop->last_step.count > 0)
+        ody_loss_tracker_add(&loop->tracker, ody_loss_from_fixed(loop->last_step.loss_fixed) /
+                                                 (double)loop->last_step.count);
+    s->step_in_epoch += micro;
+    s->samples_seen += loop->group_count;
+    s->epoch_samples += loop->group_count;
+    return ODY_OK;
+}
+
+const float *ody_loop_forward_chunked(ody_training_loop *loop, const ody_forward_info *info,
+                                      int n, const float *x)
+{
+    ody_model *m = loop->model;
+    if (!loop->exact || n <= loop->chunk)
+        return ody_model_forward(m, info, n, x);
+    /* Chunk by chunk, the logits gathered in dlogits (free during validation). */
+    size_t numel = (size_t)ody_shape_numel(&m->input_shape);
+    size_t classes = (size_t)m->num_classes;
+    for (int row = 0; row < n; row += (int)loop->chunk) {
+        int rows = n - row < loop->chunk ? n - row : (int)loop->chunk;
+        ody_forward_info sub = *info;
+        if (info->sample_ids)
+            sub.sample_ids = info->sample_ids + row;
+        const float *logits = ody_model_forward(m, &sub, rows, x + (size_t)row * numel);
+        memcpy(loop->dlogits + (size_t)row * classes, logits, (size_t)rows * classes * sizeof(float));
+    }
+    return loop->dlogits;
+}
+
+/* step_x and friends hold the whole optimizer step: accumulation x rows. */
+static size_t step_capacity(const ody_training_loop *loop, size_t train_rows)
+{
+    return (size_t)loop->accumulation * train_rows;
+}
+
+ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t train_rows)
+{
+    ody_ctx *ctx = loop->ctx;
+    if (loop->accumulation > (int64_t)(sizeof loop->step_rows / sizeof *loop->step_rows))
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "training.accumulation_steps: at most %zu in deterministic mode",
+                        sizeof loop->step_rows / sizeof *loop->step_rows);
+    loop->chunk = chunk;
+    loop->step_capacity = step_capacity(loop, train_rows);
+    size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+    void *x = NULL, *y = NULL, *ids = NULL;
+    ody_status st = ody_exact_create(ctx, loop->model, &loop->exact);
+    if (st == ODY_OK)
+        st = ody_alloc(ctx, rows * numel * sizeof(float), "deterministic step batches", &x);
+    if (st == ODY_OK)
+        st = ody_alloc(ctx, rows * sizeof(int32_t), "deterministic step labels", &y);
+    if (st == ODY_OK)
+        st = ody_alloc(ctx, rows * sizeof(int64_t), "deterministic step ids", &ids);
+    loop->step_x = x;
+    loop->step_y = y;
+    loop->step_ids = ids;
+    if (st != ODY_OK)
+        ody_loop_disable_exact(loop);
+    return st;
+}
+
+void ody_loop_disable_exact(ody_training_loop *loop)
+{
+    ody_ctx *ctx = loop->ctx;
+    size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+    ody_exact_destroy(ctx, loop->exact);
+    ody_free(ctx, loop->step_x, rows * numel * sizeof(float));
+    ody_free(ctx, loop->step_y, rows * sizeof(int32_t));
+    ody_free(ctx, loop->step_ids, rows * sizeof(int64_t));
+    loop->exact = NULL;
+    loop->step_x = NULL;
+    loop->step_y = NULL;
+    loop->step_ids = NULL;
+    loop->step_capacity = 0;
+    loop->chunk = 0;
+}
