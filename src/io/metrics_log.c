@@ -166,7 +166,8 @@ ody_status ody_metrics_plot(ody_ctx *ctx, const char *dir)
     if (in)
         fclose(in);
     long tick = rows > 11 ? (rows - 1 + 9) / 10 : 1;
-    FILE *gp = popen("gnuplot 2>&1", "w");
+    /* gnuplot's chatter stays out of the run's log; its exit status counts. */
+    FILE *gp = popen("gnuplot 2>/dev/null", "w");
     if (!gp)
         return ody_fail(ctx, ODY_ERR_IO, "cannot run gnuplot: %s", strerror(errno));
     /* Columns by name; empty cells (epochs without validation) are gaps. */
@@ -179,6 +180,7 @@ ody_status ody_metrics_plot(ody_ctx *ctx, const char *dir)
             "set key top right\n"
             "set xlabel 'epoch'\n"
             "set xtics %ld\n"
+            "%s"
             "set multiplot layout 1,2 title 'odyssey-dist: %s'\n"
             "set ylabel 'loss (mean per sample)'\n"
             "plot '%s' using 'epoch':'train_loss' with linespoints title 'train', \\\n"
@@ -188,7 +190,7 @@ ody_status ody_metrics_plot(ody_ctx *ctx, const char *dir)
             "plot '%s' using 'epoch':(100*column('train_accuracy')) with linespoints title 'train', \\\n"
             "     '' using 'epoch':(100*column('val_accuracy')) with linespoints title 'validation'\n"
             "unset multiplot\n",
-            png, tick, dir, csv, csv);
+            png, tick, rows <= 2 ? "set xrange [0.5:1.5]\n" : "", dir, csv, csv);
     int rc = pclose(gp);
     if (rc != 0)
         return ody_fail(ctx, ODY_ERR_IO,

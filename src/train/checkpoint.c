@@ -621,7 +621,7 @@ static ody_status pick_newest_valid(ody_ctx *ctx, const char *run_dir, char *pat
             snprintf(path, len, "%s", candidate);
             break;
         }
-        ody_log(ctx, ODY_LOG_WARN, "skipping checkpoint %s: %s", candidate, ody_ctx_error(ctx));
+        ody_log(ctx, ODY_LOG_WARN, "skipping checkpoint %s", ody_ctx_error(ctx));
         if (!first_error[0])
             snprintf(first_error, sizeof first_error, "%s", ody_ctx_error(ctx));
     }
