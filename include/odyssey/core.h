@@ -88,6 +88,9 @@ const char *ody_ctx_error(const ody_ctx *ctx);
 /* Forget the last error. */
 void ody_ctx_clear_error(ody_ctx *ctx);
 
+/* ODY_OK for MPI_SUCCESS; otherwise records ODY_ERR_MPI "WHAT failed: MPI's text". */
+ody_status ody_mpi_check(ody_ctx *ctx, int rc, const char *what);
+
 /* Log a line on rank 0 only (ody_log) or on every rank with a "rank N:" prefix. */
 void ody_log(const ody_ctx *ctx, ody_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -107,6 +107,16 @@ void ody_error_prefix(ody_ctx *ctx, const char *fmt, ...)
 
 const char *ody_ctx_error(const ody_ctx *ctx) { return ctx->err; }
 
+ody_status ody_mpi_check(ody_ctx *ctx, int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS)
+        return ODY_OK;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return ody_fail(ctx, ODY_ERR_MPI, "%s failed: %s", what, msg);
+}
+
 void ody_ctx_clear_error(ody_ctx *ctx)
 {
     ctx->err[0] = '\0';

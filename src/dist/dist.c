@@ -3,21 +3,11 @@
 
 #include <string.h>
 
-static ody_status mpi_check(ody_ctx *ctx, int rc, const char *what)
-{
-    if (rc == MPI_SUCCESS)
-        return ODY_OK;
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    return ody_fail(ctx, ODY_ERR_MPI, "%s failed: %s", what, msg);
-}
-
 ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
 {
     int mine = (local == ODY_OK) ? ctx->size : ctx->rank;
     int first = ctx->size;
-    ody_status st = mpi_check(ctx, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, ctx->comm),
+    ody_status st = ody_mpi_check(ctx, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, ctx->comm),
                               "agreement allreduce");
     if (st != ODY_OK || first == ctx->size)
         return st;
@@ -30,7 +20,7 @@ ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
         report.status = (int)local;
         snprintf(report.msg, sizeof report.msg, "%s", ctx->err);
     }
-    st = mpi_check(ctx, MPI_Bcast(&report, (int)sizeof report, MPI_BYTE, first, ctx->comm),
+    st = ody_mpi_check(ctx, MPI_Bcast(&report, (int)sizeof report, MPI_BYTE, first, ctx->comm),
                    "agreement broadcast");
     if (st != ODY_OK)
         return st;
@@ -49,7 +39,7 @@ ody_status ody_dist_bcast_floats(ody_ctx *ctx, float *buf, size_t n)
     const size_t piece = (size_t)1 << 30;
     for (size_t off = 0; off < n; off += piece) {
         int count = (int)((n - off < piece) ? n - off : piece);
-        ody_status st = mpi_check(ctx, MPI_Bcast(buf + off, count, MPI_FLOAT, 0, ctx->comm),
+        ody_status st = ody_mpi_check(ctx, MPI_Bcast(buf + off, count, MPI_FLOAT, 0, ctx->comm),
                                   "parameter broadcast");
         if (st != ODY_OK)
             return st;
@@ -61,13 +51,13 @@ ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, c
 {
     unsigned long long mine = ody_hash64(buf, n * sizeof *buf, 0);
     unsigned long long root = mine;
-    ody_status st = mpi_check(ctx, MPI_Bcast(&root, 1, MPI_UNSIGNED_LONG_LONG, 0, ctx->comm),
+    ody_status st = ody_mpi_check(ctx, MPI_Bcast(&root, 1, MPI_UNSIGNED_LONG_LONG, 0, ctx->comm),
                               "fingerprint broadcast");
     if (st != ODY_OK)
         return st;
     int differs = (mine != root) ? ctx->rank : ctx->size;
     int first = ctx->size;
-    st = mpi_check(ctx, MPI_Allreduce(&differs, &first, 1, MPI_INT, MPI_MIN, ctx->comm),
+    st = ody_mpi_check(ctx, MPI_Allreduce(&differs, &first, 1, MPI_INT, MPI_MIN, ctx->comm),
                    "fingerprint allreduce");
     if (st != ODY_OK)
         return st;
@@ -80,26 +70,26 @@ ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, c
 
 ody_status ody_dist_sum_i64(ody_ctx *ctx, int64_t *vals, int n)
 {
-    return mpi_check(ctx, MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_INT64_T, MPI_SUM, ctx->comm),
+    return ody_mpi_check(ctx, MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_INT64_T, MPI_SUM, ctx->comm),
                      "metric allreduce");
 }
 
 ody_status ody_dist_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n)
 {
-    ody_status st = mpi_check(ctx, MPI_Allreduce(vals, mean, n, MPI_DOUBLE, MPI_SUM, ctx->comm),
+    ody_status st = ody_mpi_check(ctx, MPI_Allreduce(vals, mean, n, MPI_DOUBLE, MPI_SUM, ctx->comm),
                               "timing allreduce");
     if (st != ODY_OK)
         return st;
     for (int i = 0; i < n; i++)
         mean[i] /= ctx->size;
-    return mpi_check(ctx, MPI_Allreduce(vals, max, n, MPI_DOUBLE, MPI_MAX, ctx->comm),
+    return ody_mpi_check(ctx, MPI_Allreduce(vals, max, n, MPI_DOUBLE, MPI_MAX, ctx->comm),
                      "timing allreduce");
 }
 
 ody_status ody_vote_start(ody_ctx *ctx, ody_vote *vote)
 {
     vote->started = true;
-    return mpi_check(ctx, MPI_Iallreduce(vote->local, vote->total, ODY_VOTE_COUNT, MPI_INT64_T,
+    return ody_mpi_check(ctx, MPI_Iallreduce(vote->local, vote->total, ODY_VOTE_COUNT, MPI_INT64_T,
                                          MPI_SUM, ctx->comm, &vote->req),
                      "step vote");
 }
@@ -109,7 +99,7 @@ ody_status ody_vote_finish(ody_ctx *ctx, ody_vote *vote, double *wait_seconds)
     if (!vote->started)
         return ody_fail(ctx, ODY_ERR_INTERNAL, "step vote finished before it started");
     double t0 = ody_now();
-    ody_status st = mpi_check(ctx, MPI_Wait(&vote->req, MPI_STATUS_IGNORE), "step vote");
+    ody_status st = ody_mpi_check(ctx, MPI_Wait(&vote->req, MPI_STATUS_IGNORE), "step vote");
     *wait_seconds += ody_now() - t0;
     vote->started = false;
     return st;

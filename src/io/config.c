@@ -321,16 +321,6 @@ ody_status ody_config_load_experiment(ody_ctx *ctx, const char *model, const cha
 
 /* ------------------------------------------------------------- resolving */
 
-static ody_status mpi_check(ody_ctx *ctx, int rc, const char *what)
-{
-    if (rc == MPI_SUCCESS)
-        return ODY_OK;
-    char text[MPI_MAX_ERROR_STRING];
-    int n = 0;
-    MPI_Error_string(rc, text, &n);
-    return ody_fail(ctx, ODY_ERR_MPI, "%s: %s", what, text);
-}
-
 /* Rank 0's part: find, load with overrides, write the result as YAML. */
 static ody_status resolve_on_root(ody_ctx *ctx, const char *arg, int noverrides,
                                   char *const *overrides, char *path, size_t len, char **text)
@@ -356,20 +346,20 @@ static ody_status broadcast_result(ody_ctx *ctx, ody_status root_status, const c
 {
     const char *what = "broadcasting the config";
     int header[2] = {(int)root_status, root_payload ? (int)strlen(root_payload) + 1 : 0};
-    ody_status st = mpi_check(ctx, MPI_Bcast(header, 2, MPI_INT, 0, ctx->comm), what);
+    ody_status st = ody_mpi_check(ctx, MPI_Bcast(header, 2, MPI_INT, 0, ctx->comm), what);
     if (st == ODY_OK)
-        st = mpi_check(ctx, MPI_Bcast(path, (int)path_len, MPI_CHAR, 0, ctx->comm), what);
+        st = ody_mpi_check(ctx, MPI_Bcast(path, (int)path_len, MPI_CHAR, 0, ctx->comm), what);
     if (st != ODY_OK)
         return st;
     *payload = malloc((size_t)header[1] + 1);
     int have = *payload != NULL, all = 0;
-    st = mpi_check(ctx, MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, ctx->comm), what);
+    st = ody_mpi_check(ctx, MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, ctx->comm), what);
     if (st == ODY_OK && !all)
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory receiving the config");
     if (st == ODY_OK && ctx->rank == 0)
         memcpy(*payload, root_payload, (size_t)header[1]);
     if (st == ODY_OK)
-        st = mpi_check(ctx, MPI_Bcast(*payload, header[1], MPI_CHAR, 0, ctx->comm), what);
+        st = ody_mpi_check(ctx, MPI_Bcast(*payload, header[1], MPI_CHAR, 0, ctx->comm), what);
     if (st == ODY_OK && header[0] != ODY_OK)
         st = ody_fail(ctx, (ody_status)header[0], "%s", *payload);
     if (st != ODY_OK) {

@@ -109,13 +109,7 @@ static ody_status read_step(ody_training_loop *loop, int64_t micro)
 
 ody_status ody_loop_train_update_exact(ody_training_loop *loop)
 {
-    ody_loop_state *s = &loop->state;
-    int64_t micro = loop->accumulation;
-    if (micro > s->steps_per_epoch - s->step_in_epoch)
-        micro = s->steps_per_epoch - s->step_in_epoch;
-    loop->group_count = 0;
-    for (int64_t m = 0; m < micro; m++)
-        loop->group_count += ody_loop_step_count(loop, s->step_in_epoch + m);
+    int64_t micro = ody_loop_begin_update(loop);
     ody_status st = read_step(loop, micro);
     if (st != ODY_OK)
         return ody_loop_fail_step(loop, st);
@@ -131,13 +125,7 @@ ody_status ody_loop_train_update_exact(ody_training_loop *loop)
         st = ody_loop_apply_step(loop);
     if (st != ODY_OK)
         return st;
-    ody_training_metrics_update_train(&loop->metrics, &loop->last_step);
-    if (loop->last_step.count > 0)
-        ody_loss_tracker_add(&loop->tracker, ody_loss_from_fixed(loop->last_step.loss_fixed) /
-                                                 (double)loop->last_step.count);
-    s->step_in_epoch += micro;
-    s->samples_seen += loop->group_count;
-    s->epoch_samples += loop->group_count;
+    ody_loop_count_update(loop, micro);
     return ODY_OK;
 }
 

@@ -363,13 +363,7 @@ static ody_status train_one_update(ody_training_loop *loop)
     if (loop->exact)
         return ody_loop_train_update_exact(loop);
     ody_loop_state *s = &loop->state;
-    int64_t micro = loop->accumulation;
-    if (micro > s->steps_per_epoch - s->step_in_epoch)
-        micro = s->steps_per_epoch - s->step_in_epoch;
-    loop->group_count = 0;
-    for (int64_t m = 0; m < micro; m++)
-        loop->group_count += ody_loop_step_count(loop, s->step_in_epoch + m);
-    memset(&loop->last_step, 0, sizeof loop->last_step);
+    int64_t micro = ody_loop_begin_update(loop);
     for (int64_t m = 0; m < micro; m++) {
         ody_batch batch;
         bool done = false;
@@ -387,6 +381,13 @@ static ody_status train_one_update(ody_training_loop *loop)
         if (st != ODY_OK)
             return st;
     }
+    ody_loop_count_update(loop, micro);
+    return ODY_OK;
+}
+
+void ody_loop_count_update(ody_training_loop *loop, int64_t micro)
+{
+    ody_loop_state *s = &loop->state;
     ody_training_metrics_update_train(&loop->metrics, &loop->last_step);
     if (loop->last_step.count > 0)
         ody_loss_tracker_add(&loop->tracker, ody_loss_from_fixed(loop->last_step.loss_fixed) /
@@ -394,7 +395,19 @@ static ody_status train_one_update(ody_training_loop *loop)
     s->step_in_epoch += micro;
     s->samples_seen += loop->group_count;
     s->epoch_samples += loop->group_count;
-    return ODY_OK;
+}
+
+int64_t ody_loop_begin_update(ody_training_loop *loop)
+{
+    const ody_loop_state *s = &loop->state;
+    int64_t micro = loop->accumulation;
+    if (micro > s->steps_per_epoch - s->step_in_epoch)
+        micro = s->steps_per_epoch - s->step_in_epoch;
+    loop->group_count = 0;
+    for (int64_t m = 0; m < micro; m++)
+        loop->group_count += ody_loop_step_count(loop, s->step_in_epoch + m);
+    memset(&loop->last_step, 0, sizeof loop->last_step);
+    return micro;
 }
 
 static bool max_steps_reached(const ody_training_loop *loop)

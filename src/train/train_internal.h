@@ -46,6 +46,11 @@ ody_status ody_loop_start_vote(ody_training_loop *loop, const ody_step_result *r
 /* Wait for the vote, act on it (failure, stop, timed checkpoint); st is the
  * status of the reduction before it. */
 ody_status ody_loop_finish_vote(ody_training_loop *loop, ody_status st);
+/* Start an optimizer step: its micro-batch count (returned), global sample
+ * count (group_count) and zeroed sums. After it: add its sums to the
+ * metrics and advance the position. */
+int64_t ody_loop_begin_update(ody_training_loop *loop);
+void ody_loop_count_update(ody_training_loop *loop, int64_t micro);
 /* After the reduction: skip or apply the update, count the step. */
 ody_status ody_loop_apply_step(ody_training_loop *loop);
 /* A rank that failed before its backward still takes part in the step's
