@@ -129,26 +129,6 @@ ody_status ody_loop_train_update_exact(ody_training_loop *loop)
     return ODY_OK;
 }
 
-const float *ody_loop_forward_chunked(ody_training_loop *loop, const ody_forward_info *info,
-                                      int n, const float *x)
-{
-    ody_model *m = loop->model;
-    if (!loop->exact || n <= loop->chunk)
-        return ody_model_forward(m, info, n, x);
-    /* Chunk by chunk, the logits gathered in dlogits (free during validation). */
-    size_t numel = (size_t)ody_shape_numel(&m->input_shape);
-    size_t classes = (size_t)m->num_classes;
-    for (int row = 0; row < n; row += (int)loop->chunk) {
-        int rows = n - row < loop->chunk ? n - row : (int)loop->chunk;
-        ody_forward_info sub = *info;
-        if (info->sample_ids)
-            sub.sample_ids = info->sample_ids + row;
-        const float *logits = ody_model_forward(m, &sub, rows, x + (size_t)row * numel);
-        memcpy(loop->dlogits + (size_t)row * classes, logits, (size_t)rows * classes * sizeof(float));
-    }
-    return loop->dlogits;
-}
-
 /* step_x and friends hold the whole optimizer step: accumulation x rows. */
 static size_t step_capacity(const ody_training_loop *loop, size_t train_rows)
 {

@@ -543,10 +543,20 @@ ody_status ody_training_loop_validate(ody_training_loop *loop, double *loss, dou
             break;
         if (b.n == 0)
             continue;
-        info.sample_ids = b.ids;
-        const float *logits = ody_loop_forward_chunked(loop, &info, b.n, b.x);
-        ody_loss_forward(loop->loss_kind, b.n, classes, logits, b.y, loop->losses, &sums.correct);
-        sum_losses(loop->losses, b.n, &sums);
+        /* In pieces no larger than a training share (activations are sized
+         * for those), or of one chunk each in deterministic mode, so that a
+         * sample's logits do not depend on the rank count. */
+        size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+        int piece = loop->exact ? (int)loop->chunk : (int)loop->max_rows;
+        for (int row = 0; row < b.n; row += piece) {
+            int rows = b.n - row < piece ? b.n - row : piece;
+            info.sample_ids = b.ids + row;
+            const float *logits =
+                ody_model_forward(loop->model, &info, rows, b.x + (size_t)row * numel);
+            ody_loss_forward(loop->loss_kind, rows, classes, logits, b.y + row, loop->losses,
+                             &sums.correct);
+            sum_losses(loop->losses, rows, &sums);
+        }
     }
     /* Validation has no collectives inside, so a local failure is agreed here. */
     st = ody_dist_agree(ctx, st);

@@ -66,10 +66,6 @@ ody_status ody_loop_train_update_exact(ody_training_loop *loop);
 ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t train_rows);
 void ody_loop_disable_exact(ody_training_loop *loop);
 ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute);
-/* Forward the rows [0, n) of a batch chunk by chunk in deterministic mode
- * (whole batch otherwise); returns the logits of all n rows. */
-const float *ody_loop_forward_chunked(ody_training_loop *loop, const ody_forward_info *info,
-                                      int n, const float *x);
 
 /* Call on_checkpoint_saved of every callback. */
 ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *path);

@@ -257,9 +257,11 @@ static ody_status build_loop(ody_trainer *t)
     if (st != ODY_OK)
         return st;
     loop->state.lr = ody_schedule_lr(&loop->schedule, 0, 0);
+    /* Activations for one training share; validation goes through in
+     * pieces of that size (of one chunk in deterministic mode). */
     int64_t rows = ody_sampler_max_local(t->sampler);
-    if (t->val_sampler && ody_sampler_max_local(t->val_sampler) > rows)
-        rows = ody_sampler_max_local(t->val_sampler);
+    if (t->cfg->distributed.deterministic && t->cfg->distributed.chunk_size > rows)
+        rows = t->cfg->distributed.chunk_size;
     st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
     if (st == ODY_OK && t->cfg->distributed.deterministic)
         st = ody_loop_enable_exact(loop, (int64_t)t->cfg->distributed.chunk_size,
