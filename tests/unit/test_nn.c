@@ -296,6 +296,9 @@ static void test_conv2d_gradients(void **state)
         {{2, 5, 1, 1}, {3, {2, 3, 3}}, 2},  /* kernel == padded input: 1x1 output */
         {{2, 2, 3, 0}, {3, {1, 7, 5}}, 2},  /* stride 3 does not divide evenly */
         {{4, 1, 1, 0}, {3, {3, 2, 3}}, 1},  /* 1x1 kernel */
+        {{10, 3, 1, 1}, {3, {2, 4, 5}}, 2}, /* output channels beyond one vector of 8 */
+        {{2, 9, 1, 3}, {3, {1, 5, 6}}, 1},  /* kernel rows wider than a vector */
+        {{3, 2, 1, 0}, {3, {9, 3, 3}}, 2},  /* input channels beyond one vector */
     };
     CHECK_CASES(*state, "conv2d", ref_conv2d, cases);
 }
@@ -372,6 +375,104 @@ static void test_layer_shapes(void **state)
         assert_true(ody_shape_equal(&m->layers[0]->out_shape, &cases[i].out));
         ody_model_destroy(ctx, m);
     }
+}
+
+/* ------------------------------------------------------------ fused steps */
+
+/* conv2d -> relu -> maxpool2d (2x2) with fusion on or off, random parameters. */
+static ody_model *conv_block(ody_ctx *ctx, const double *conv, ody_shape in, int n, bool fused)
+{
+    ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 4, conv), make_spec(ctx, "relu", 0, NULL),
+                               make_spec(ctx, "maxpool2d", 1, (double[]){2})};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "block", specs, 3, in, &m), ODY_OK);
+    assert_int_equal(ody_model_set_fusion(ctx, m, fused), ODY_OK);
+    assert_int_equal(m->span[0], fused ? 3 : 1);
+    assert_int_equal(ody_model_prepare(ctx, m, n), ODY_OK);
+    frand(3, m->params.size, -1, 1, m->params.data);
+    return m;
+}
+
+/* Backward through every step of m, the first one's input gradient included (into din). */
+static void backward_all(ody_model *m, int n, const float *x, const float *dout, float *din, float *tmp[2])
+{
+    for (int last = m->nlayers - 1, k = 0; last >= 0; k ^= 1) {
+        int start = last;
+        while (m->span[start] == 0)
+            start--;
+        ody_layer *l = m->layers[start];
+        float *d = start == 0 ? din : tmp[k];
+        l->ops->backward(l, NULL, n, start ? m->acts[start - 1] : x, m->acts[last], dout, d);
+        dout = d;
+        last = start - 1;
+    }
+}
+
+static void test_fused_conv_relu_pool_matches_unfused(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const struct {
+        double conv[4];
+        ody_shape in;
+        int n;
+    } cases[] = {
+        {{6, 5, 1, 2}, {3, {1, 28, 28}}, 3},  /* LeNet-5's conv1 */
+        {{16, 5, 1, 0}, {3, {6, 14, 14}}, 2}, /* LeNet-5's conv2 */
+        {{3, 3, 1, 0}, {3, {2, 7, 9}}, 2},    /* conv output 5x7: its last row and column unpooled */
+        {{10, 3, 2, 1}, {3, {2, 9, 8}}, 2},   /* stride 2 and padding; channels beyond a vector */
+        {{17, 9, 1, 1}, {3, {9, 10, 11}}, 1}, /* kernel rows wider than a vector; 9 input channels */
+        {{2, 2, 3, 1}, {3, {1, 11, 6}}, 2},   /* stride 3 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int n = cases[c].n;
+        ody_model *f = conv_block(ctx, cases[c].conv, cases[c].in, n, true);
+        ody_model *u = conv_block(ctx, cases[c].conv, cases[c].in, n, false);
+        assert_null(f->acts[0]); /* the conv and relu outputs of a fused step are not stored */
+        assert_null(f->acts[1]);
+        size_t nx = (size_t)n * numel(cases[c].in), ny = (size_t)n * numel(f->layers[2]->out_shape);
+        size_t nconv = (size_t)n * numel(f->layers[0]->out_shape);
+        float *x = falloc(nx), *dout = falloc(ny), *din_f = falloc(nx), *din_u = falloc(nx);
+        float *tmp[2] = {falloc(nconv), falloc(nconv)};
+        frand(20, nx, -1, 1, x);
+        frand(21, ny, -1, 1, dout);
+        const float *yf = ody_model_forward(f, NULL, n, x), *yu = ody_model_forward(u, NULL, n, x);
+        for (size_t i = 0; i < ny; i++)
+            assert_close(yf[i], yu[i], 1e-6, "pooled output", i);
+        ody_model_zero_grad(f);
+        ody_model_zero_grad(u);
+        backward_all(f, n, x, dout, din_f, tmp);
+        backward_all(u, n, x, dout, din_u, tmp);
+        for (size_t i = 0; i < nx; i++)
+            assert_close(din_f[i], din_u[i], 1e-5, "input gradient", i);
+        for (size_t i = 0; i < f->grads.size; i++)
+            assert_close(f->grads.data[i], u->grads.data[i], 1e-5, "parameter gradient", i);
+        free(x), free(dout), free(din_f), free(din_u), free(tmp[0]), free(tmp[1]);
+        ody_model_destroy(ctx, f);
+        ody_model_destroy(ctx, u);
+    }
+}
+
+static void test_fusion_plan_and_buffers(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_model_options o = {.name = "lenet5", .num_classes = 10, .input_shape = {3, {1, 28, 28}}};
+    ody_model *f = NULL, *u = NULL;
+    assert_int_equal(ody_model_create(ctx, &o, &f), ODY_OK);
+    assert_int_equal(ody_model_create(ctx, &o, &u), ODY_OK);
+    assert_int_equal(ody_model_set_fusion(ctx, u, false), ODY_OK);
+    static const int spans[] = {3, 0, 0, 3, 0, 0, 1, 1, 1, 1, 1, 1};
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(f->span[i], spans[i]);
+        assert_int_equal(u->span[i], 1);
+    }
+    assert_int_equal(ody_model_prepare(ctx, f, 100), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, u, 100), ODY_OK);
+    assert_true(f->prepared_bytes < u->prepared_bytes / 2); /* conv and relu outputs not stored */
+    const ody_layer *conv = f->layers[0]; /* its work buffers do not grow with the batch */
+    assert_int_equal(conv->ops->scratch_floats(conv, 1), conv->ops->scratch_floats(conv, 1000));
+    assert_int_equal(ody_model_set_fusion(ctx, f, false), ODY_ERR_INTERNAL);
+    ody_model_destroy(ctx, f);
+    ody_model_destroy(ctx, u);
 }
 
 /* ---------------------------------------------------------------- dropout */
@@ -990,6 +1091,8 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_activation_and_flatten_gradients),
     CTX_TEST(test_dropout_gradients),
     CTX_TEST(test_layer_shapes),
+    CTX_TEST(test_fused_conv_relu_pool_matches_unfused),
+    CTX_TEST(test_fusion_plan_and_buffers),
     CTX_TEST(test_dropout_mask_is_keyed_by_sample),
     CTX_TEST(test_dropout_rate_and_eval_identity),
     CTX_TEST(test_dropout_backward_matches_mask),
