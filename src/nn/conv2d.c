@@ -14,11 +14,11 @@
  *
  * Fused: when the model runs it with the relu and the 2x2 max pool after
  * it as one step (conv2d_fuse), forward writes the pooled output
- * relu(max(window)) and the pool's argmax directly, and backward takes
- * the gradient of the pooled output: its terms are the pooled outputs
- * that are positive, at their argmax. The conv and relu outputs are never
- * stored. The pool layer's saved buffer holds the argmax, as when it runs
- * alone.
+ * relu(max(window)) and the argmax directly, and backward takes the
+ * gradient of the pooled output: its terms are the pooled outputs that are
+ * positive, at their argmax. The conv and relu outputs are never stored.
+ * The pool layer's saved buffer holds the argmax as the window offset in
+ * xpad (where the pool alone keeps the position in its input plane).
  */
 #include "nn/conv_internal.h"
 
@@ -33,6 +33,7 @@ typedef struct {
 /* The work buffers of forward and of backward, carved from the layer's scratch. */
 typedef struct {
     float *wt, *bias, *xpad, *y, *pooled;
+    int32_t *winoff;
 } forward_buffers;
 
 typedef struct {
@@ -59,6 +60,7 @@ static size_t forward_carve(const nn_conv_geom *g, float *base, forward_buffers 
     f->xpad = take(&at, &used, nn_conv_padded_floats(g));
     f->y = take(&at, &used, (size_t)g->win.oh * g->win.ow * g->ocp);
     f->pooled = take(&at, &used, 2 * (size_t)(g->win.oh / 2) * (g->win.ow / 2) * g->ocp);
+    f->winoff = (int32_t *)take(&at, &used, (size_t)g->win.oh * g->win.ow);
     return used;
 }
 
@@ -70,11 +72,11 @@ static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffer
     b->dint = take(&at, &used, nn_conv_dint_floats(g));
     b->wq = take(&at, &used, (size_t)g->oc * g->taps * NN_VEC);
     b->acc = take(&at, &used, (size_t)g->oc * g->rows * NN_VEC);
-    b->grad = take(&at, &used, plane);
+    b->grad = take(&at, &used, plane + NN_VEC);
     b->rowoff = (int32_t *)take(&at, &used, (size_t)g->rows);
     b->tapoff = (int32_t *)take(&at, &used, (size_t)g->taps);
     b->winoff = (int32_t *)take(&at, &used, plane);
-    b->off = (int32_t *)take(&at, &used, plane);
+    b->off = (int32_t *)take(&at, &used, plane + NN_VEC);
     return used;
 }
 
@@ -87,15 +89,6 @@ static size_t conv2d_scratch_floats(const ody_layer *l, int max_batch)
     return fwd > bwd ? fwd : bwd;
 }
 
-/* out (OC, OH*OW) of one sample from the pixel-major y. */
-static void to_channel_major(const nn_conv_geom *g, const float *y, float *out)
-{
-    size_t plane = (size_t)g->win.oh * g->win.ow;
-    for (size_t p = 0; p < plane; p++)
-        for (int o = 0; o < g->oc; o++)
-            out[o * plane + p] = y[p * g->ocp + o];
-}
-
 static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
 {
     conv2d_layer *c = (conv2d_layer *)l;
@@ -103,53 +96,38 @@ static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, co
     forward_buffers f;
     forward_carve(g, l->scratch, &f);
     nn_conv_pack_forward(g, l->params[0].value, l->params[1].value, f.wt, f.bias);
+    nn_conv_window_offsets(g, f.winoff);
+    int plane = g->win.oh * g->win.ow;
     size_t in_numel = nn_numel(l->in_shape);
     size_t out_numel = nn_numel(c->pool ? c->pool->out_shape : l->out_shape);
     for (int s = 0; s < n; s++) {
         nn_conv_pad(g, in + s * in_numel, f.xpad);
         nn_conv_direct(g, f.xpad, f.wt, f.bias, f.y);
         if (c->pool)
-            nn_conv_pool_relu(g, f.y, f.pooled, out + s * out_numel, (int32_t *)c->pool->saved + s * out_numel);
+            nn_conv_pool_relu(g, f.y, f.winoff, f.pooled, out + s * out_numel,
+                              (int32_t *)c->pool->saved + s * out_numel);
         else
-            to_channel_major(g, f.y, out + s * out_numel);
+            nn_conv_to_channels(g, f.y, plane, out + s * out_numel);
     }
 }
 
 /*
- * The terms are gathered without branches (the kept ones are random): each
- * candidate is written at the end and counted only when kept.
+ * Terms of channel o of sample s. Alone: the non-zero entries of its dout
+ * plane. Fused: the pooled outputs that are positive (the relu passed
+ * them) with a non-zero gradient, at the window offsets forward saved.
  */
-
-/* Terms of channel o of sample s alone: the non-zero entries of its dout plane. */
-static void plain_terms(const conv2d_layer *c, int s, int o, const float *dout, const int32_t *winoff,
-                        nn_conv_terms *t)
+static void channel_terms(const conv2d_layer *c, int s, int o, const float *out, const float *dout,
+                          const int32_t *winoff, nn_conv_terms *t)
 {
     const nn_conv_geom *g = &c->geom;
-    int plane = g->win.oh * g->win.ow, count = 0;
-    const float *d = dout + ((size_t)s * g->oc + o) * plane;
-    for (int p = 0; p < plane; p++) {
-        t->off[count] = winoff[p];
-        t->grad[count] = d[p];
-        count += d[p] != 0.0f;
+    if (!c->pool) {
+        int plane = g->win.oh * g->win.ow;
+        nn_conv_gather_terms(dout + ((size_t)s * g->oc + o) * plane, NULL, winoff, plane, t);
+        return;
     }
-    t->count = count;
-}
-
-/* Fused: the pooled outputs of channel o that are positive (relu passes them) with a gradient. */
-static void pooled_terms(const conv2d_layer *c, int s, int o, const float *out, const float *dout,
-                         const int32_t *winoff, nn_conv_terms *t)
-{
-    const nn_conv_geom *g = &c->geom;
-    size_t plane = nn_numel(c->pool->out_shape) / (size_t)g->oc, at = ((size_t)s * g->oc + o) * plane;
-    const int32_t *arg = (const int32_t *)c->pool->saved + at;
-    const float *d = dout + at, *y = out + at;
-    int count = 0;
-    for (size_t q = 0; q < plane; q++) {
-        t->off[count] = winoff[arg[q]];
-        t->grad[count] = d[q];
-        count += (d[q] != 0.0f) & (y[q] > 0.0f);
-    }
-    t->count = count;
+    int plane = (int)(nn_numel(c->pool->out_shape) / (size_t)g->oc);
+    size_t at = ((size_t)s * g->oc + o) * plane;
+    nn_conv_gather_terms(dout + at, out + at, (const int32_t *)c->pool->saved + at, plane, t);
 }
 
 static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
@@ -170,15 +148,8 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
             memset(b.dint, 0, nn_conv_dint_floats(g) * sizeof *b.dint);
         for (int o = 0; o < g->oc; o++) {
             nn_conv_terms t = {.off = b.off, .grad = b.grad};
-            if (c->pool)
-                pooled_terms(c, s, o, out, dout, b.winoff, &t);
-            else
-                plain_terms(c, s, o, dout, b.winoff, &t);
-            float sum = 0.0f;
-            for (int e = 0; e < t.count; e++)
-                sum += t.grad[e];
-            dbias[o] += sum;
-            nn_conv_weight_grad(g, b.xpad, b.rowoff, &t, b.acc + o * filter);
+            channel_terms(c, s, o, out, dout, b.winoff, &t);
+            dbias[o] += nn_conv_weight_grad(g, b.xpad, b.rowoff, &t, b.acc + o * filter);
             if (din)
                 nn_conv_input_grad(g, b.wq + o * taps, b.tapoff, &t, b.dint);
         }

@@ -73,16 +73,30 @@ void nn_conv_fold_weight_grad(const nn_conv_geom *g, const float *acc, float *dw
 
 /* y (OH*OW, OCP) = the convolution of xpad plus the bias. */
 void nn_conv_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y);
+/* dst (OC, pixels) = src (pixels, OCP): pixel-major to channel-major. */
+void nn_conv_to_channels(const nn_conv_geom *g, const float *src, int pixels, float *dst);
 /*
  * relu(2x2 max pool, stride 2) of y, written channel-major: out (OC, OH/2,
- * OW/2) and arg, the position (oy * OW + ox) of each window's maximum in
- * the conv output plane; ties go to the first in row-major order. tmp
- * holds 2 * (OH/2) * (OW/2) * OCP floats.
+ * OW/2) and arg, winoff (the window offset) of each window's maximum;
+ * ties go to the first in row-major order. tmp holds 2 * (OH/2) * (OW/2) *
+ * OCP floats.
  */
-void nn_conv_pool_relu(const nn_conv_geom *g, const float *y, float *tmp, float *out, int32_t *arg);
-/* acc (ROWS, 8) of one output channel += sum over terms of grad * window rows of xpad. */
-void nn_conv_weight_grad(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
-                         const nn_conv_terms *t, float *acc);
+void nn_conv_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp,
+                       float *out, int32_t *arg);
+/*
+ * Set t to the candidates i < n with grad[i] != 0 and, when y is not NULL,
+ * y[i] > 0 (a relu passes them): their grad and off[i], in order. t's
+ * arrays hold n + 8 entries (whole vectors are written).
+ */
+void nn_conv_gather_terms(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);
+/*
+ * acc (ROWS, 8) of one output channel += sum over terms of grad * window
+ * rows of xpad. Returns the sum of the terms' gradients, the bias
+ * gradient, added in their order (the order the training trajectory's
+ * rounding has always had: tests compare trajectories across rank counts).
+ */
+float nn_conv_weight_grad(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
+                          const nn_conv_terms *t, float *acc);
 /* dint += sum over terms of grad * the wq vectors of one output channel at each window. */
 void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *tapoff,
                         const nn_conv_terms *t, float *dint);
