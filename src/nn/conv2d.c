@@ -97,6 +97,7 @@ static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, co
     forward_carve(g, l->scratch, &f);
     nn_conv_pack_forward(g, l->params[0].value, l->params[1].value, f.wt, f.bias);
     nn_conv_window_offsets(g, f.winoff);
+    nn_conv_pad_clear(g, f.xpad);
     int plane = g->win.oh * g->win.ow;
     size_t in_numel = nn_numel(l->in_shape);
     size_t out_numel = nn_numel(c->pool ? c->pool->out_shape : l->out_shape);
@@ -137,8 +138,9 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
     const nn_conv_geom *g = &c->geom;
     backward_buffers b;
     backward_carve(g, l->scratch, &b);
-    nn_conv_pack_backward(g, l->params[0].value, b.wq, b.rowoff, b.tapoff);
+    nn_conv_pack_backward(g, l->params[0].value, din ? b.wq : NULL, b.rowoff, din ? b.tapoff : NULL);
     nn_conv_window_offsets(g, b.winoff);
+    nn_conv_pad_clear(g, b.xpad);
     size_t filter = (size_t)g->rows * NN_VEC, taps = (size_t)g->taps * NN_VEC, in_numel = nn_numel(l->in_shape);
     memset(b.acc, 0, g->oc * filter * sizeof *b.acc);
     float *dbias = l->params[1].grad;

@@ -53,7 +53,9 @@ typedef struct {
     int count;
 } nn_conv_terms;
 
-/* xpad = x (C, H, W) with zero borders and slack. */
+/* Zero xpad: its borders and slack, which nn_conv_pad leaves alone. */
+void nn_conv_pad_clear(const nn_conv_geom *g, float *xpad);
+/* The inside of xpad = x (C, H, W). */
 void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad);
 /* din (C, H, W) = the inside of dint, channel-major. */
 void nn_conv_unpad(const nn_conv_geom *g, const float *dint, float *din);
@@ -62,7 +64,7 @@ void nn_conv_pack_forward(const nn_conv_geom *g, const float *w, const float *b,
 /*
  * wq (OC, K*K, CP) from W; rowoff (ROWS): each acc row's offset in xpad
  * from a window's corner; tapoff (TAPS): each wq vector's offset in dint
- * from a window's corner.
+ * from a window's corner. wq and tapoff NULL: no input gradient to come.
  */
 void nn_conv_pack_backward(const nn_conv_geom *g, const float *w, float *wq, int32_t *rowoff,
                            int32_t *tapoff);

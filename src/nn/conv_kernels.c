@@ -45,16 +45,19 @@ size_t nn_conv_dint_floats(const nn_conv_geom *g)
     return (size_t)g->hp * g->wp * g->cp;
 }
 
+void nn_conv_pad_clear(const nn_conv_geom *g, float *xpad)
+{
+    memset(xpad, 0, nn_conv_padded_floats(g) * sizeof *xpad);
+}
+
 void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad)
 {
     const nn_window *w = &g->win;
     size_t in_plane = (size_t)w->h * w->w, plane = (size_t)g->hp * g->wp;
     if (w->pad == 0) { /* the same layout */
         memcpy(xpad, x, w->c * in_plane * sizeof *x);
-        memset(xpad + w->c * in_plane, 0, NN_SLACK * sizeof *x);
         return;
     }
-    memset(xpad, 0, nn_conv_padded_floats(g) * sizeof *xpad);
     for (int c = 0; c < w->c; c++)
         for (int y = 0; y < w->h; y++)
             memcpy(xpad + c * plane + (size_t)(y + w->pad) * g->wp + w->pad, x + c * in_plane + (size_t)y * w->w,
@@ -91,6 +94,8 @@ void nn_conv_pack_backward(const nn_conv_geom *g, const float *w, float *wq, int
         for (int kh = 0; kh < k; kh++)
             for (int j = 0; j < g->kv; j++)
                 rowoff[(c * k + kh) * g->kv + j] = (c * g->hp + kh) * g->wp + NN_VEC * j;
+    if (!wq)
+        return;
     int vectors = g->cp / NN_VEC;
     for (int t = 0; t < k * k * vectors; t++)
         tapoff[t] = (t / vectors / k * g->wp + t / vectors % k) * g->cp + NN_VEC * (t % vectors);
