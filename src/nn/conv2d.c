@@ -22,6 +22,7 @@
  */
 #include "nn/conv_internal.h"
 
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -192,6 +193,10 @@ ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape 
                                    nn_arg(spec, NN_CONV_PADDING), &win);
     if (st != ODY_OK)
         return st;
+    int64_t padded = (int64_t)win.c * (win.h + 2 * win.pad) * (win.w + 2 * win.pad);
+    if (padded > INT32_MAX - 64) /* offsets into a padded sample are int32 */
+        return ody_fail(ctx, ODY_ERR_CONFIG, "conv2d input of %lld padded floats per sample is too large",
+                        (long long)padded);
     ody_layer *l;
     if ((st = nn_layer_new(ctx, sizeof(conv2d_layer), &conv2d_ops, in_shape, &l)) != ODY_OK)
         return st;

@@ -1,9 +1,13 @@
 /*
  * The model: an ordered list of layers over two flat arenas (parameters and
  * gradients, same layout), plus the buffers ody_model_prepare sizes for a
- * batch: one activation buffer per layer, two ping-pong buffers for
+ * batch: one activation buffer per step output, two ping-pong buffers for
  * activation gradients, one scratch buffer shared by all layers and each
  * layer's saved buffer, carved from a single allocation.
+ *
+ * Steps: a layer kind may absorb the layers after it (ody_layer_ops.fuse,
+ * conv2d -> relu -> maxpool2d); forward and backward then run per step,
+ * and the outputs inside a step are never stored.
  *
  * Layout: parameter tensors in forward order, each at an offset aligned by
  * ody_arena_round; layer_range[i] spans layer i's tensors (empty, at the
@@ -374,4 +378,8 @@ void ody_model_summary(const ody_ctx *ctx, const ody_model *model)
                 ody_shape_format(&l->out_shape, shape, sizeof shape), count);
     }
     ody_log(ctx, ODY_LOG_INFO, "  total parameters: %zu", model->nparams);
+    for (int i = 0; i < model->nlayers; i += model->span[i])
+        if (model->span[i] > 1)
+            ody_log(ctx, ODY_LOG_INFO, "  fused step: %s .. %s (%d layers, inner outputs not stored)",
+                    model->layers[i]->name, model->layers[i + model->span[i] - 1]->name, model->span[i]);
 }
