@@ -84,6 +84,12 @@ typedef struct {
      * stored. count = 0 (or returning 0) means the layer runs alone.
      */
     int (*fuse)(ody_layer *l, ody_layer *const *next, int count);
+    /*
+     * A view (flatten): the output is the input's floats as they are. With
+     * fusion on, the step before it absorbs it and writes its output there
+     * directly, so it costs no copy and no buffer.
+     */
+    bool view;
 } ody_layer_ops;
 
 #define ODY_LAYER_MAX_PARAMS 2

@@ -6,8 +6,9 @@
  * layer's saved buffer, carved from a single allocation.
  *
  * Steps: a layer kind may absorb the layers after it (ody_layer_ops.fuse,
- * conv2d -> relu -> maxpool2d); forward and backward then run per step,
- * and the outputs inside a step are never stored.
+ * conv2d -> relu -> maxpool2d), and a step absorbs the views (flatten)
+ * after it; forward and backward then run per step, and the outputs inside
+ * a step are never stored.
  *
  * Layout: parameter tensors in forward order, each at an offset aligned by
  * ody_arena_round; layer_range[i] spans layer i's tensors (empty, at the
@@ -129,7 +130,10 @@ static ody_status layout_params(ody_ctx *ctx, ody_model *m)
     return ODY_OK;
 }
 
-/* Group the layers into steps: fused where on and a layer kind absorbs the layers after it. */
+/*
+ * Group the layers into steps: with fusion on, a layer kind may absorb the
+ * layers after it, and a step absorbs the views (flatten) that follow it.
+ */
 static void plan_steps(ody_model *m, bool fusion)
 {
     m->fusion = fusion;
@@ -138,6 +142,8 @@ static void plan_steps(ody_model *m, bool fusion)
         int rest = fusion ? m->nlayers - i - 1 : 0, absorbed = 0;
         if (l->ops->fuse)
             absorbed = l->ops->fuse(l, &m->layers[i + 1], rest);
+        while (fusion && i + absorbed + 1 < m->nlayers && m->layers[i + absorbed + 1]->ops->view)
+            absorbed++;
         m->span[i] = 1 + absorbed;
         for (int j = 1; j <= absorbed; j++)
             m->span[i + j] = 0;

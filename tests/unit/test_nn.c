@@ -460,13 +460,16 @@ static void test_fusion_plan_and_buffers(void **state)
     assert_int_equal(ody_model_create(ctx, &o, &f), ODY_OK);
     assert_int_equal(ody_model_create(ctx, &o, &u), ODY_OK);
     assert_int_equal(ody_model_set_fusion(ctx, u, false), ODY_OK);
-    static const int spans[] = {3, 0, 0, 3, 0, 0, 1, 1, 1, 1, 1, 1};
+    /* conv+relu+pool twice, the second absorbing flatten (a view); fc, relu alone */
+    static const int spans[] = {3, 0, 0, 4, 0, 0, 0, 1, 1, 1, 1, 1};
     for (int i = 0; i < 12; i++) {
         assert_int_equal(f->span[i], spans[i]);
         assert_int_equal(u->span[i], 1);
     }
     assert_int_equal(ody_model_prepare(ctx, f, 100), ODY_OK);
     assert_int_equal(ody_model_prepare(ctx, u, 100), ODY_OK);
+    assert_null(f->acts[5]); /* pool2's output is written as flatten's */
+    assert_non_null(f->acts[6]);
     assert_true(f->prepared_bytes < u->prepared_bytes / 2); /* conv and relu outputs not stored */
     const ody_layer *conv = f->layers[0]; /* its work buffers do not grow with the batch */
     assert_int_equal(conv->ops->scratch_floats(conv, 1), conv->ops->scratch_floats(conv, 1000));
@@ -962,6 +965,40 @@ static void test_batch_equals_samples(void **state)
     ody_model_destroy(ctx, m);
 }
 
+static void test_lenet5_fused_matches_unfused(void **state)
+{
+    ody_ctx *ctx = *state;
+    enum { N = 4, IN = 784, OUT = 10 };
+    ody_model_options o = lenet_options();
+    o.dropout = 0.3;
+    ody_model *f = create(ctx, &o), *u = create(ctx, &o);
+    assert_int_equal(ody_model_set_fusion(ctx, u, false), ODY_OK);
+    ody_model_init_params(f, 11);
+    ody_model_init_params(u, 11);
+    assert_int_equal(ody_model_prepare(ctx, f, N), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, u, N), ODY_OK);
+    float x[N * IN], dlogits[N * OUT], zf[N * OUT];
+    frand(30, N * IN, 0, 1, x);
+    frand(31, N * OUT, -1, 1, dlogits);
+    int64_t ids[N] = {3, 9, 27, 81};
+    ody_forward_info info = {.training = true, .seed = 4, .step = 2, .sample_ids = ids};
+    memcpy(zf, ody_model_forward(f, &info, N, x), sizeof zf);
+    const float *zu = ody_model_forward(u, &info, N, x);
+    for (int i = 0; i < N * OUT; i++)
+        assert_close(zf[i], zu[i], 1e-5, "logit", (size_t)i);
+    ody_model_zero_grad(f);
+    ody_model_zero_grad(u);
+    ody_model_backward(f, &info, N, x, dlogits, NULL, NULL);
+    ody_model_backward(u, &info, N, x, dlogits, NULL, NULL);
+    float gmax = 0;
+    for (size_t i = 0; i < u->grads.size; i++)
+        gmax = fmaxf(gmax, fabsf(u->grads.data[i]));
+    for (size_t i = 0; i < u->grads.size; i++)
+        assert_close(f->grads.data[i] / gmax, u->grads.data[i] / gmax, 1e-5, "gradient", i);
+    ody_model_destroy(ctx, f);
+    ody_model_destroy(ctx, u);
+}
+
 typedef struct {
     int order[ODY_MODEL_MAX_LAYERS];
     int calls;
@@ -1107,6 +1144,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_init_is_seeded),
     CTX_TEST(test_init_statistics),
     CTX_TEST(test_batch_equals_samples),
+    CTX_TEST(test_lenet5_fused_matches_unfused),
     CTX_TEST(test_backward_hooks_zero_grad_and_empty_batch),
     CTX_TEST(test_prepare_grows),
     CTX_TEST(test_training_drives_loss_down),
