@@ -44,10 +44,10 @@ typedef struct {
 
 _Static_assert(sizeof(int32_t) == sizeof(float), "offsets live in the float scratch");
 
-/* Take n floats from *at (aligned pieces); with *at NULL only count them. */
-static float *take(float **at, size_t *used, size_t n)
+/* The next n floats from base (in aligned pieces); with base NULL only count them. */
+static float *take(float *base, size_t *used, size_t n)
 {
-    float *p = *at ? *at + *used : NULL;
+    float *p = base ? base + *used : NULL;
     *used += ody_arena_round(n);
     return p;
 }
@@ -55,29 +55,27 @@ static float *take(float **at, size_t *used, size_t n)
 static size_t forward_carve(const nn_conv_geom *g, float *base, forward_buffers *f)
 {
     size_t used = 0;
-    float *at = base;
-    f->wt = take(&at, &used, (size_t)g->win.c * g->win.k * g->win.k * g->ocp);
-    f->bias = take(&at, &used, (size_t)g->ocp);
-    f->xpad = take(&at, &used, nn_conv_padded_floats(g));
-    f->y = take(&at, &used, (size_t)g->win.oh * g->win.ow * g->ocp);
-    f->pooled = take(&at, &used, 2 * (size_t)(g->win.oh / 2) * (g->win.ow / 2) * g->ocp);
-    f->winoff = (int32_t *)take(&at, &used, (size_t)g->win.oh * g->win.ow);
+    f->wt = take(base, &used, (size_t)g->win.c * g->win.k * g->win.k * g->ocp);
+    f->bias = take(base, &used, (size_t)g->ocp);
+    f->xpad = take(base, &used, nn_conv_padded_floats(g));
+    f->y = take(base, &used, (size_t)g->win.oh * g->win.ow * g->ocp);
+    f->pooled = take(base, &used, 2 * (size_t)(g->win.oh / 2) * (g->win.ow / 2) * g->ocp);
+    f->winoff = (int32_t *)take(base, &used, (size_t)g->win.oh * g->win.ow);
     return used;
 }
 
 static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffers *b)
 {
     size_t used = 0, plane = (size_t)g->win.oh * g->win.ow;
-    float *at = base;
-    b->xpad = take(&at, &used, nn_conv_padded_floats(g));
-    b->dint = take(&at, &used, nn_conv_dint_floats(g));
-    b->wq = take(&at, &used, (size_t)g->oc * g->taps * NN_VEC);
-    b->acc = take(&at, &used, (size_t)g->oc * g->rows * NN_VEC);
-    b->grad = take(&at, &used, plane + NN_VEC);
-    b->rowoff = (int32_t *)take(&at, &used, (size_t)g->rows);
-    b->tapoff = (int32_t *)take(&at, &used, (size_t)g->taps);
-    b->winoff = (int32_t *)take(&at, &used, plane);
-    b->off = (int32_t *)take(&at, &used, plane + NN_VEC);
+    b->xpad = take(base, &used, nn_conv_padded_floats(g));
+    b->dint = take(base, &used, nn_conv_dint_floats(g));
+    b->wq = take(base, &used, (size_t)g->oc * g->taps * NN_VEC);
+    b->acc = take(base, &used, (size_t)g->oc * g->rows * NN_VEC);
+    b->grad = take(base, &used, plane + NN_VEC);
+    b->rowoff = (int32_t *)take(base, &used, (size_t)g->rows);
+    b->tapoff = (int32_t *)take(base, &used, (size_t)g->taps);
+    b->winoff = (int32_t *)take(base, &used, plane);
+    b->off = (int32_t *)take(base, &used, plane + NN_VEC);
     return used;
 }
 

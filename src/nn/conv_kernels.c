@@ -64,17 +64,6 @@ void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad)
                    (size_t)w->w * sizeof *x);
 }
 
-void nn_conv_unpad(const nn_conv_geom *g, const float *dint, float *din)
-{
-    const nn_window *w = &g->win;
-    for (int y = 0; y < w->h; y++)
-        for (int x = 0; x < w->w; x++) {
-            const float *pixel = dint + ((size_t)(y + w->pad) * g->wp + x + w->pad) * g->cp;
-            for (int c = 0; c < w->c; c++)
-                din[((size_t)c * w->h + y) * w->w + x] = pixel[c];
-        }
-}
-
 void nn_conv_pack_forward(const nn_conv_geom *g, const float *w, const float *b, float *wt, float *bias)
 {
     size_t taps = (size_t)g->win.c * g->win.k * g->win.k;
@@ -139,6 +128,23 @@ static void gather_scalar(const float *grad, const float *y, const int32_t *off,
         count += grad[i] != 0.0f && (!y || y[i] > 0.0f);
     }
     t->count = count;
+}
+
+/*
+ * Pixels [p, pixels) of transpose_out, one float at a time; without b the
+ * floats are copied as bits (the argmax offsets travel this way too).
+ */
+static void transpose_tail(const float *a, const float *b, int stride, int p, int pixels, int channels,
+                           float *dst, size_t dst_stride)
+{
+    for (; p < pixels; p++)
+        for (int c = 0; c < channels; c++) {
+            size_t at = (size_t)p * stride + c;
+            if (b)
+                dst[(size_t)c * dst_stride + p] = a[at] + b[at];
+            else
+                memcpy(&dst[(size_t)c * dst_stride + p], &a[at], sizeof *dst);
+        }
 }
 
 #ifdef NN_CONV_AVX2
@@ -255,21 +261,27 @@ static inline void transpose8(__m256 r[8])
     }
 }
 
-void nn_conv_to_channels(const nn_conv_geom *g, const float *src, int pixels, float *dst)
+/*
+ * dst[c * dst_stride + p] = a[p * stride + c] (+ b[p * stride + c] when b
+ * is not NULL) for p < pixels, c < channels: pixel-major vectors to
+ * channel-major rows, 8 x 8 at a time.
+ */
+static void transpose_out(const float *a, const float *b, int stride, int pixels, int channels,
+                          float *dst, size_t dst_stride)
 {
     int p = 0;
     for (; p + NN_VEC <= pixels; p += NN_VEC)
-        for (int v = 0; v * NN_VEC < g->oc; v++) {
+        for (int v = 0; v * NN_VEC < channels; v++) {
             __m256 r[NN_VEC];
-            for (int i = 0; i < NN_VEC; i++)
-                r[i] = _mm256_loadu_ps(src + (size_t)(p + i) * g->ocp + NN_VEC * v);
+            for (int i = 0; i < NN_VEC; i++) {
+                size_t at = (size_t)(p + i) * stride + NN_VEC * v;
+                r[i] = b ? _mm256_add_ps(_mm256_loadu_ps(a + at), _mm256_loadu_ps(b + at)) : _mm256_loadu_ps(a + at);
+            }
             transpose8(r);
-            for (int lane = 0; lane < NN_VEC && NN_VEC * v + lane < g->oc; lane++)
-                _mm256_storeu_ps(dst + (size_t)(NN_VEC * v + lane) * pixels + p, r[lane]);
+            for (int lane = 0; lane < NN_VEC && NN_VEC * v + lane < channels; lane++)
+                _mm256_storeu_ps(dst + (size_t)(NN_VEC * v + lane) * dst_stride + p, r[lane]);
         }
-    for (; p < pixels; p++)
-        for (int o = 0; o < g->oc; o++)
-            dst[(size_t)o * pixels + p] = src[(size_t)p * g->ocp + o];
+    transpose_tail(a, b, stride, p, pixels, channels, dst, dst_stride);
 }
 
 void nn_conv_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp,
@@ -497,11 +509,10 @@ void nn_conv_direct(const nn_conv_geom *g, const float *xpad, const float *wt, c
         }
 }
 
-void nn_conv_to_channels(const nn_conv_geom *g, const float *src, int pixels, float *dst)
+static void transpose_out(const float *a, const float *b, int stride, int pixels, int channels,
+                          float *dst, size_t dst_stride)
 {
-    for (int p = 0; p < pixels; p++)
-        for (int o = 0; o < g->oc; o++)
-            dst[(size_t)o * pixels + p] = src[(size_t)p * g->ocp + o];
+    transpose_tail(a, b, stride, 0, pixels, channels, dst, dst_stride);
 }
 
 void nn_conv_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp,
@@ -556,3 +567,17 @@ void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *t
 }
 
 #endif
+
+void nn_conv_to_channels(const nn_conv_geom *g, const float *src, int pixels, float *dst)
+{
+    transpose_out(src, NULL, g->ocp, pixels, g->oc, dst, (size_t)pixels);
+}
+
+void nn_conv_unpad(const nn_conv_geom *g, const float *dint, float *din)
+{
+    const nn_window *w = &g->win;
+    for (int y = 0; y < w->h; y++) {
+        size_t first = ((size_t)(y + w->pad) * g->wp + w->pad) * g->cp;
+        transpose_out(dint + first, NULL, g->cp, w->w, w->c, din + (size_t)y * w->w, (size_t)w->h * w->w);
+    }
+}
