@@ -10,9 +10,10 @@
  * MISS. A speed miss is not a failure: the exit status is 0 unless
  * something breaks (this also runs as a ctest, label bench).
  *
- * Then a per-layer breakdown: the trained model's layers are timed one by
- * one (forward, backward) over K steps on real batches, with the loss and
- * the optimizer step, as microseconds per step and shares of the total.
+ * Then a breakdown: K more steps of the trained model on real batches,
+ * made as the loop makes them, with the model's per-step profile on: each
+ * step of layers (a fused step as one row) forward and backward, the loss,
+ * zero_grad and the optimizer, in microseconds per step and shares.
  *
  * --synthetic uses the synthetic data set (when Fashion-MNIST is not
  * installed the benchmark falls back to it by itself and says so).
@@ -57,8 +58,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
             return 2;
         }
     }
-    if (o->steps < 1 || o->runs < 1)
-        o->steps = o->runs = 1;
+    o->steps = o->steps > 0 ? o->steps : 1;
+    o->runs = o->runs > 0 ? o->runs : 1;
     return 0;
 }
 
@@ -124,7 +125,7 @@ static void step_name(const ody_model *m, int i, char *buf, size_t len)
 
 static void print_row(const char *name, double fwd, double bwd, double total, double us)
 {
-    printf("  %-24s %10.1f %10.1f %6.1f%%\n", name, fwd * us, bwd * us, 100 * (fwd + bwd) / total);
+    printf("  %-28s %10.1f %10.1f %6.1f%%\n", name, fwd * us, bwd * us, 100 * (fwd + bwd) / total);
 }
 
 static void print_breakdown(const ody_model *m, const other_times *t, int steps)
@@ -133,7 +134,7 @@ static void print_breakdown(const ody_model *m, const other_times *t, int steps)
     for (int i = 0; i < m->nlayers; i++)
         total += m->step_seconds[i][0] + m->step_seconds[i][1];
     printf("per-step breakdown over %d steps of batch %d (microseconds per step, share):\n", steps, BATCH);
-    printf("  %-24s %10s %10s %7s\n", "layers", "forward", "backward", "share");
+    printf("  %-28s %10s %10s %7s\n", "layers", "forward", "backward", "share");
     char name[128];
     for (int i = 0; i < m->nlayers; i += m->span[i]) {
         step_name(m, i, name, sizeof name);
@@ -142,7 +143,7 @@ static void print_breakdown(const ody_model *m, const other_times *t, int steps)
     print_row("loss", t->loss, 0, total, us);
     print_row("zero_grad", t->zero_grad, 0, total, us);
     print_row("optimizer (sgd)", t->optimizer, 0, total, us);
-    printf("  %-24s %10.1f us/step = %.0f images/s without data loading\n", "total", total * us,
+    printf("  %-28s %10.1f us/step = %.0f images/s without data loading\n", "total", total * us,
            BATCH * steps / total);
 }
 
