@@ -232,10 +232,11 @@ static double *to_double(const float *f, size_t n)
 
 /*
  * Build the layer alone, give it random parameters and input, and check its
- * forward against ref and its backward against finite differences.
+ * forward against ref and its backward against finite differences. About
+ * zero_share of the output gradient r is exactly zero (as after a relu).
  */
 static void check_layer(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in, int n, ref_fn ref,
-                        const ody_forward_info *info)
+                        const ody_forward_info *info, float zero_share)
 {
     ody_model *m = one_layer(ctx, spec, in, n);
     ody_layer *l = m->layers[0];
@@ -243,6 +244,8 @@ static void check_layer(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in, 
     float *x = falloc(nx), *r = falloc(ny), *din = falloc(nx);
     frand(1, nx, -1, 1, x);
     frand(2, ny, -1, 1, r);
+    for (size_t i = 0; i < ny; i++)
+        r[i] = fabsf(r[i]) < zero_share ? 0.0f : r[i];
     frand(3, m->params.size, -1, 1, m->params.data);
     problem p = {.spec = spec, .in = in, .info = info, .n = n, .ref = ref, .x = to_double(x, nx),
                  .r = to_double(r, ny), .y = dalloc(ny), .ny = ny};
@@ -272,18 +275,19 @@ typedef struct {
     int n;
 } layer_case;
 
-static void check_cases(ody_ctx *ctx, const char *kind, ref_fn ref, const layer_case *cases, int ncases)
+static void check_cases(ody_ctx *ctx, const char *kind, ref_fn ref, const layer_case *cases, int ncases,
+                        float zero_share)
 {
     int64_t ids[8] = {11, 3, 250, 7, 19, 4, 100, 2};
     ody_forward_info info = {.training = true, .seed = 5, .step = 9, .sample_ids = ids};
     for (int i = 0; i < ncases; i++) {
         ody_layer_spec spec = make_spec(ctx, kind, 4, cases[i].args);
-        check_layer(ctx, &spec, cases[i].in, cases[i].n, ref, &info);
+        check_layer(ctx, &spec, cases[i].in, cases[i].n, ref, &info, zero_share);
     }
 }
 
 #define CHECK_CASES(ctx, kind, ref, cases) \
-    check_cases(ctx, kind, ref, cases, (int)(sizeof cases / sizeof cases[0]))
+    check_cases(ctx, kind, ref, cases, (int)(sizeof cases / sizeof cases[0]), 0.0f)
 
 /* ------------------------------------------------------------ layer tests */
 
@@ -299,8 +303,13 @@ static void test_conv2d_gradients(void **state)
         {{10, 3, 1, 1}, {3, {2, 4, 5}}, 2}, /* output channels beyond one vector of 8 */
         {{2, 9, 1, 3}, {3, {1, 5, 6}}, 1},  /* kernel rows wider than a vector */
         {{3, 2, 1, 0}, {3, {9, 3, 3}}, 2},  /* input channels beyond one vector */
+        {{17, 2, 1, 0}, {3, {1, 3, 4}}, 1}, /* three channel vectors: a pair and one alone */
+        {{2, 3, 1, 1}, {3, {1, 5, 26}}, 1}, /* long rows: register blocks of 8 and 9 pixels */
+        {{9, 3, 1, 1}, {3, {1, 3, 13}}, 1}, /* long rows, two channel vectors: blocks of 4 and 5 */
     };
     CHECK_CASES(*state, "conv2d", ref_conv2d, cases);
+    /* Output gradients with exact zeros: only the non-zero ones become terms. */
+    check_cases(*state, "conv2d", ref_conv2d, cases, (int)(sizeof cases / sizeof cases[0]), 0.6f);
 }
 
 static const layer_case pool_cases[] = {
