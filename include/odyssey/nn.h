@@ -73,6 +73,23 @@ typedef struct {
                      const float *out, const float *dout, float *din);
     /* Release what the constructor allocated beyond the struct (may be NULL). */
     void (*destroy)(ody_layer *l);
+    /*
+     * Fusion (may be NULL: never fuses). Given the count layers that follow
+     * this one, return how many of them (k <= count) this layer absorbs: the
+     * model then runs the k + 1 layers as one step, calling only this
+     * layer's forward, which writes the output of next[k - 1], and its
+     * backward, which takes the gradient of that output (in is still this
+     * layer's input, out the step's output). The absorbed layers' forward
+     * and backward are not called and the outputs inside the step are not
+     * stored. count = 0 (or returning 0) means the layer runs alone.
+     */
+    int (*fuse)(ody_layer *l, ody_layer *const *next, int count);
+    /*
+     * A view (flatten): the output is the input's floats as they are. With
+     * fusion on, the step before it absorbs it and writes its output there
+     * directly, so it costs no copy and no buffer.
+     */
+    bool view;
 } ody_layer_ops;
 
 #define ODY_LAYER_MAX_PARAMS 2
@@ -187,11 +204,22 @@ typedef struct ody_model {
     ody_arena params;  /* every parameter, one flat buffer */
     ody_arena grads;   /* same layout */
     size_t nparams;    /* real parameter count (without alignment padding) */
+    /*
+     * Steps: layer i runs with the span[i] - 1 layers after it as one fused
+     * step (span 1: alone); the absorbed layers have span 0.
+     */
+    bool fusion; /* fused steps where a layer kind offers them (the default) */
+    int span[ODY_MODEL_MAX_LAYERS];
+    /* Per step (on its first layer), seconds of forward [0] and backward [1], summed while profile is set. */
+    bool profile;
+    double step_seconds[ODY_MODEL_MAX_LAYERS][2];
     /* set by ody_model_prepare */
     int max_batch;
-    float *acts[ODY_MODEL_MAX_LAYERS]; /* output of layer i, (max_batch, out_shape) */
+    /* output of layer i, (max_batch, out_shape); NULL inside a fused step, whose output is not stored */
+    float *acts[ODY_MODEL_MAX_LAYERS];
     float *dbuf[2];                    /* ping-pong gradients of activations */
     float *scratch;
+    float *prepared;   /* the one allocation all of the above are carved from */
     size_t prepared_bytes;
 } ody_model;
 
@@ -205,6 +233,12 @@ ody_status ody_model_create(ody_ctx *ctx, const ody_model_options *options, ody_
 /* Build a model from explicit layer specs (used by the registry and tests). */
 ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody_layer_spec *specs,
                                        int nspecs, ody_shape input_shape, ody_model **out);
+/*
+ * Fusion on (the default after create) or off: off, every layer runs alone
+ * (for tests and comparisons; the results agree up to rounding). Call it
+ * before ody_model_prepare: afterwards it returns ODY_ERR_INTERNAL.
+ */
+ody_status ody_model_set_fusion(ody_ctx *ctx, ody_model *model, bool on);
 /* Release a model (NULL is fine). */
 void ody_model_destroy(ody_ctx *ctx, ody_model *model);
 /* Names the registry knows, NULL-terminated. */

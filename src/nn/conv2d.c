@@ -1,174 +1,185 @@
 /*
- * conv2d: 2-D convolution with stride and zero padding, over the whole
- * batch at once: im2col into one column matrix, then one GEMM each for the
- * output, the weight gradient and the input gradient.
+ * conv2d: 2-D convolution with stride and zero padding, one sample at a
+ * time with the direct kernels of conv_kernels.c, on work buffers whose
+ * size does not depend on the batch:
  *
- *   col  (C*K*K, n*OH*OW)  row (c, kh, kw), column (sample, oh, ow); saved
- *   W    (OC, C*K*K)       params[0], PyTorch's (OC, C, K, K) flattened
- *   b    (OC)              params[1]
- *   y    (OC, n*OH*OW)  = W col, in scratch; scattered to out (n, OC, OH, OW) + b
+ *   W (OC, C, K, K) params[0], PyTorch's layout; b (OC) params[1]
+ *   in (n, C, H, W) -> out (n, OC, OH, OW)
  *
- * Backward gathers dout into dy (OC, n*OH*OW) and computes the weight
- * gradient transposed, dW^T (C*K*K, OC) = col dy^T: OpenBLAS runs that
- * shape (long K, tall M) much faster than dy col^T, and the transpose-add
- * into dW is only OC*C*K*K floats.
+ * Forward pads the sample, computes it pixel-major (y) and writes it
+ * channel-major. Backward lists each output channel's non-zero output
+ * gradients as terms and adds grad * window into dW (and grad * filter
+ * into din): after a relu and a max pool most are zero, and they cost
+ * nothing.
+ *
+ * Fused: when the model runs it with the relu and the 2x2 max pool after
+ * it as one step (conv2d_fuse), forward writes the pooled output
+ * relu(max(window)) and the argmax directly, and backward takes the
+ * gradient of the pooled output: its terms are the pooled outputs that are
+ * positive, at their argmax. The conv and relu outputs are never stored.
+ * The pool layer's saved buffer holds the argmax as the window offset in
+ * xpad (where the pool alone keeps the position in its input plane).
  */
-#include "nn/nn_internal.h"
+#include "nn/conv_internal.h"
 
-#include <cblas.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
     ody_layer base;
-    nn_window win;
-    int out_channels;
+    nn_conv_geom geom;
+    ody_layer *pool; /* the maxpool2d this layer runs fused with, or NULL */
 } conv2d_layer;
 
-static size_t col_rows(const conv2d_layer *c) { return (size_t)c->win.c * c->win.k * c->win.k; }
-static size_t plane(const conv2d_layer *c) { return (size_t)c->win.oh * c->win.ow; }
+/* The work buffers of forward and of backward, carved from the layer's scratch. */
+typedef struct {
+    float *wt, *bias, *xpad, *y, *pooled;
+    int32_t *winoff;
+} forward_buffers;
+
+typedef struct {
+    float *xpad, *dint, *wq, *acc, *grad;
+    int32_t *rowoff, *tapoff, *winoff, *off;
+} backward_buffers;
+
+_Static_assert(sizeof(int32_t) == sizeof(float), "offsets live in the float scratch");
+
+/* The next n floats from base (in aligned pieces); with base NULL only count them. */
+static float *take(float *base, size_t *used, size_t n)
+{
+    float *p = base ? base + *used : NULL;
+    *used += ody_arena_round(n);
+    return p;
+}
+
+static size_t forward_carve(const nn_conv_geom *g, float *base, forward_buffers *f)
+{
+    size_t used = 0;
+    f->wt = take(base, &used, (size_t)g->win.c * g->win.k * g->win.k * g->ocp);
+    f->bias = take(base, &used, (size_t)g->ocp);
+    f->xpad = take(base, &used, nn_conv_padded_floats(g));
+    f->y = take(base, &used, (size_t)g->win.oh * g->win.ow * g->ocp);
+    f->pooled = take(base, &used, 2 * (size_t)(g->win.oh / 2) * (g->win.ow / 2) * g->ocp);
+    f->winoff = (int32_t *)take(base, &used, (size_t)g->win.oh * g->win.ow);
+    return used;
+}
+
+static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffers *b)
+{
+    size_t used = 0, plane = (size_t)g->win.oh * g->win.ow;
+    b->xpad = take(base, &used, nn_conv_padded_floats(g));
+    b->dint = take(base, &used, nn_conv_dint_floats(g));
+    b->wq = take(base, &used, (size_t)g->oc * g->taps * NN_VEC);
+    b->acc = take(base, &used, (size_t)g->oc * g->rows * NN_VEC);
+    b->grad = take(base, &used, plane + NN_VEC);
+    b->rowoff = (int32_t *)take(base, &used, (size_t)g->rows);
+    b->tapoff = (int32_t *)take(base, &used, (size_t)g->taps);
+    b->winoff = (int32_t *)take(base, &used, plane);
+    b->off = (int32_t *)take(base, &used, plane + NN_VEC);
+    return used;
+}
 
 static size_t conv2d_scratch_floats(const ody_layer *l, int max_batch)
 {
-    const conv2d_layer *c = (const conv2d_layer *)l;
-    size_t cols = (size_t)max_batch * plane(c);
-    /* y or dy (OC, cols); in backward also dW^T (C*K*K, OC) and dcol (C*K*K, cols). */
-    return (size_t)c->out_channels * cols + col_rows(c) * c->out_channels + col_rows(c) * cols;
-}
-
-static size_t conv2d_saved_floats(const ody_layer *l, int max_batch)
-{
-    const conv2d_layer *c = (const conv2d_layer *)l;
-    return col_rows(c) * (size_t)max_batch * plane(c);
-}
-
-/*
- * One row (c, kh, kw) of col for n samples: zeros where the window is in the
- * padding. Rows are short (OW floats), so the copies are plain loops rather
- * than many tiny memcpy/memset calls; a block that touches the padding is
- * cleared whole first.
- */
-static void im2col_row(const nn_window *g, int n, int c, int kh, int kw, const float *in, float *row)
-{
-    int ylo, yhi, xlo, xhi;
-    nn_window_span(g, kh, g->h, g->oh, &ylo, &yhi);
-    nn_window_span(g, kw, g->w, g->ow, &xlo, &xhi);
-    size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
-    bool padded = ylo > 0 || yhi < g->oh || xlo > 0 || xhi < g->ow;
-    int x0 = kw - g->pad, stride = g->stride; /* input column of output column 0 */
-    for (int s = 0; s < n; s++) {
-        const float *src = in + ((size_t)s * g->c + c) * in_plane;
-        float *dst = row + (size_t)s * out_plane;
-        if (padded)
-            memset(dst, 0, out_plane * sizeof *dst);
-        for (int oy = ylo; oy < yhi; oy++) {
-            const float *srow = src + (size_t)(oy * stride + kh - g->pad) * g->w;
-            float *d = dst + (size_t)oy * g->ow;
-            if (stride == 1) /* the common case, kept apart so that it vectorises */
-                for (int ox = xlo; ox < xhi; ox++)
-                    d[ox] = srow[ox + x0];
-            else
-                for (int ox = xlo; ox < xhi; ox++)
-                    d[ox] = srow[ox * stride + x0];
-        }
-    }
-}
-
-/* The adjoint of im2col_row: add one row of dcol into din. */
-static void col2im_row(const nn_window *g, int n, int c, int kh, int kw, const float *row, float *din)
-{
-    int ylo, yhi, xlo, xhi;
-    nn_window_span(g, kh, g->h, g->oh, &ylo, &yhi);
-    nn_window_span(g, kw, g->w, g->ow, &xlo, &xhi);
-    size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
-    for (int s = 0; s < n; s++) {
-        float *dst = din + ((size_t)s * g->c + c) * in_plane;
-        const float *src = row + (size_t)s * out_plane;
-        for (int oy = ylo; oy < yhi; oy++) {
-            float *drow = dst + (size_t)(oy * g->stride + kh - g->pad) * g->w;
-            const float *r = src + (size_t)oy * g->ow;
-            int x0 = kw - g->pad;
-            for (int ox = xlo; ox < xhi; ox++)
-                drow[ox * g->stride + x0] += r[ox];
-        }
-    }
+    const nn_conv_geom *g = &((const conv2d_layer *)l)->geom;
+    forward_buffers f;
+    backward_buffers b;
+    size_t fwd = forward_carve(g, NULL, &f), bwd = backward_carve(g, NULL, &b);
+    return fwd > bwd ? fwd : bwd;
 }
 
 static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
 {
     conv2d_layer *c = (conv2d_layer *)l;
-    const nn_window *g = &c->win;
-    size_t rows = col_rows(c), cols = (size_t)n * plane(c), p = plane(c);
-    float *col = l->saved, *y = l->scratch;
-    for (int ch = 0; ch < g->c; ch++)
-        for (int kh = 0; kh < g->k; kh++)
-            for (int kw = 0; kw < g->k; kw++)
-                im2col_row(g, n, ch, kh, kw, in, col + (((size_t)ch * g->k + kh) * g->k + kw) * cols);
-    int oc_n = c->out_channels;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc_n, (int)cols, (int)rows, 1.0f,
-                l->params[0].value, (int)rows, col, (int)cols, 0.0f, y, (int)cols);
-    const float *bias = l->params[1].value;
-    for (int s = 0; s < n; s++)
-        for (int oc = 0; oc < oc_n; oc++) {
-            const float *src = y + (size_t)oc * cols + (size_t)s * p;
-            float *dst = out + ((size_t)s * oc_n + oc) * p, b = bias[oc];
-            for (size_t i = 0; i < p; i++)
-                dst[i] = src[i] + b;
-        }
+    const nn_conv_geom *g = &c->geom;
+    forward_buffers f;
+    forward_carve(g, l->scratch, &f);
+    nn_conv_pack_forward(g, l->params[0].value, l->params[1].value, f.wt, f.bias);
+    nn_conv_window_offsets(g, f.winoff);
+    nn_conv_pad_clear(g, f.xpad);
+    int plane = g->win.oh * g->win.ow;
+    size_t in_numel = nn_numel(l->in_shape);
+    size_t out_numel = nn_numel(c->pool ? c->pool->out_shape : l->out_shape);
+    for (int s = 0; s < n; s++) {
+        nn_conv_pad(g, in + s * in_numel, f.xpad);
+        nn_conv_direct(g, f.xpad, f.wt, f.bias, f.y);
+        if (c->pool)
+            nn_conv_pool_relu(g, f.y, f.winoff, f.pooled, out + s * out_numel,
+                              (int32_t *)c->pool->saved + s * out_numel);
+        else
+            nn_conv_to_channels(g, f.y, plane, out + s * out_numel);
+    }
 }
 
-/* dy (OC, n*OH*OW) from dout (n, OC, OH, OW), adding each channel's sum into the bias gradient. */
-static void gather_dout(const conv2d_layer *c, int n, const float *dout, float *dy, float *dbias)
+/*
+ * Terms of channel o of sample s. Alone: the non-zero entries of its dout
+ * plane. Fused: the pooled outputs that are positive (the relu passed
+ * them) with a non-zero gradient, at the window offsets forward saved.
+ */
+static void channel_terms(const conv2d_layer *c, int s, int o, const float *out, const float *dout,
+                          const int32_t *winoff, nn_conv_terms *t)
 {
-    size_t p = plane(c), cols = (size_t)n * p;
-    for (int oc = 0; oc < c->out_channels; oc++) {
-        double sum = 0.0; /* over n*OH*OW terms: float per plane, double across */
-        for (int s = 0; s < n; s++) {
-            const float *src = dout + ((size_t)s * c->out_channels + oc) * p;
-            float *dst = dy + (size_t)oc * cols + (size_t)s * p, plane_sum = 0.0f;
-            for (size_t i = 0; i < p; i++) {
-                dst[i] = src[i];
-                plane_sum += src[i];
-            }
-            sum += plane_sum;
-        }
-        dbias[oc] += (float)sum;
+    const nn_conv_geom *g = &c->geom;
+    if (!c->pool) {
+        int plane = g->win.oh * g->win.ow;
+        nn_conv_gather_terms(dout + ((size_t)s * g->oc + o) * plane, NULL, winoff, plane, t);
+        return;
     }
+    int plane = (int)(nn_numel(c->pool->out_shape) / (size_t)g->oc);
+    size_t at = ((size_t)s * g->oc + o) * plane;
+    nn_conv_gather_terms(dout + at, out + at, (const int32_t *)c->pool->saved + at, plane, t);
 }
 
 static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
                             const float *out, const float *dout, float *din)
 {
     conv2d_layer *c = (conv2d_layer *)l;
-    const nn_window *g = &c->win;
-    int oc_n = c->out_channels;
-    size_t rows = col_rows(c), cols = (size_t)n * plane(c);
-    float *dy = l->scratch, *dwt = dy + (size_t)oc_n * cols, *dcol = dwt + rows * oc_n;
-    gather_dout(c, n, dout, dy, l->params[1].grad);
-    /* dW^T (C*K*K, OC) = col dy^T, then dW (OC, C*K*K) += its transpose */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, oc_n, (int)cols, 1.0f, l->saved,
-                (int)cols, dy, (int)cols, 0.0f, dwt, oc_n);
-    float *dw = l->params[0].grad;
-    for (int oc = 0; oc < oc_n; oc++)
-        for (size_t r = 0; r < rows; r++)
-            dw[(size_t)oc * rows + r] += dwt[r * oc_n + oc];
-    if (!din)
-        return;
-    /* dcol (C*K*K, cols) = W^T dy, then scattered back onto the input positions. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, oc_n, 1.0f,
-                l->params[0].value, (int)rows, dy, (int)cols, 0.0f, dcol, (int)cols);
-    memset(din, 0, (size_t)n * nn_numel(l->in_shape) * sizeof *din);
-    for (int ch = 0; ch < g->c; ch++)
-        for (int kh = 0; kh < g->k; kh++)
-            for (int kw = 0; kw < g->k; kw++)
-                col2im_row(g, n, ch, kh, kw, dcol + (((size_t)ch * g->k + kh) * g->k + kw) * cols, din);
+    const nn_conv_geom *g = &c->geom;
+    backward_buffers b;
+    backward_carve(g, l->scratch, &b);
+    nn_conv_pack_backward(g, l->params[0].value, din ? b.wq : NULL, b.rowoff, din ? b.tapoff : NULL);
+    nn_conv_window_offsets(g, b.winoff);
+    nn_conv_pad_clear(g, b.xpad);
+    size_t filter = (size_t)g->rows * NN_VEC, taps = (size_t)g->taps * NN_VEC, in_numel = nn_numel(l->in_shape);
+    memset(b.acc, 0, g->oc * filter * sizeof *b.acc);
+    float *dbias = l->params[1].grad;
+    for (int s = 0; s < n; s++) {
+        nn_conv_pad(g, in + s * in_numel, b.xpad);
+        if (din)
+            memset(b.dint, 0, nn_conv_dint_floats(g) * sizeof *b.dint);
+        for (int o = 0; o < g->oc; o++) {
+            nn_conv_terms t = {.off = b.off, .grad = b.grad};
+            channel_terms(c, s, o, out, dout, b.winoff, &t);
+            dbias[o] += nn_conv_weight_grad(g, b.xpad, b.rowoff, &t, b.acc + o * filter);
+            if (din)
+                nn_conv_input_grad(g, b.wq + o * taps, b.tapoff, &t, b.dint);
+        }
+        if (din)
+            nn_conv_unpad(g, b.dint, din + s * in_numel);
+    }
+    nn_conv_fold_weight_grad(g, b.acc, l->params[0].grad);
+}
+
+/* Absorb a following relu and 2x2 max pool at stride 2 without padding. */
+static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
+{
+    conv2d_layer *c = (conv2d_layer *)l;
+    c->pool = NULL;
+    if (count < 2 || strcmp(next[0]->ops->kind, "relu") != 0 || strcmp(next[1]->ops->kind, "maxpool2d") != 0)
+        return 0;
+    const nn_window *pool = &((const nn_pool_layer *)next[1])->win;
+    if (pool->k != 2 || pool->stride != 2 || pool->pad != 0)
+        return 0;
+    c->pool = next[1];
+    return 2;
 }
 
 static const ody_layer_ops conv2d_ops = {
     .kind = "conv2d",
     .scratch_floats = conv2d_scratch_floats,
-    .saved_floats = conv2d_saved_floats,
     .forward = conv2d_forward,
     .backward = conv2d_backward,
+    .fuse = conv2d_fuse,
 };
 
 ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out)
@@ -180,16 +191,20 @@ ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape 
                                    nn_arg(spec, NN_CONV_PADDING), &win);
     if (st != ODY_OK)
         return st;
+    int64_t padded = (int64_t)win.c * (win.h + 2 * win.pad) * (win.w + 2 * win.pad);
+    if (padded > INT32_MAX - 64) /* offsets into a padded sample are int32 */
+        return ody_fail(ctx, ODY_ERR_CONFIG, "conv2d input of %lld padded floats per sample is too large",
+                        (long long)padded);
     ody_layer *l;
     if ((st = nn_layer_new(ctx, sizeof(conv2d_layer), &conv2d_ops, in_shape, &l)) != ODY_OK)
         return st;
     conv2d_layer *c = (conv2d_layer *)l;
-    c->win = win;
-    c->out_channels = nn_arg(spec, NN_CONV_OUT_CHANNELS);
-    l->out_shape = ody_shape3(c->out_channels, win.oh, win.ow);
-    int64_t fan_in = (int64_t)win.c * k * k, fan_out = (int64_t)c->out_channels * k * k;
-    nn_param_set(l, 0, "weight", ody_shape4(c->out_channels, win.c, k, k), fan_in, fan_out);
-    nn_param_set(l, 1, "bias", ody_shape1(c->out_channels), fan_in, fan_out);
+    int oc = nn_arg(spec, NN_CONV_OUT_CHANNELS);
+    nn_conv_geom_make(&win, oc, &c->geom);
+    l->out_shape = ody_shape3(oc, win.oh, win.ow);
+    int64_t fan_in = (int64_t)win.c * k * k, fan_out = (int64_t)oc * k * k;
+    nn_param_set(l, 0, "weight", ody_shape4(oc, win.c, k, k), fan_in, fan_out);
+    nn_param_set(l, 1, "bias", ody_shape1(oc), fan_in, fan_out);
     *out = l;
     return ODY_OK;
 }

@@ -1,6 +1,8 @@
 /*
- * flatten: (C, H, W) -> (C*H*W). The data is already in that order, so
- * forward and backward are copies (the model keeps one buffer per layer).
+ * flatten: (C, H, W) -> (C*H*W). The data is already in that order: a
+ * view, which the step before it absorbs (it writes its output in place of
+ * flatten's). Alone (the first layer, or fusion off) forward and backward
+ * are copies.
  */
 #include "nn/nn_internal.h"
 
@@ -22,6 +24,7 @@ static const ody_layer_ops flatten_ops = {
     .kind = "flatten",
     .forward = flatten_forward,
     .backward = flatten_backward,
+    .view = true,
 };
 
 ody_status nn_flatten_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out)

@@ -18,7 +18,6 @@ static size_t maxpool2d_saved_floats(const ody_layer *l, int max_batch)
 }
 
 /* One input plane (H, W) -> one output plane (OH, OW) and its argmax. */
-/* One input plane (H, W) -> one output plane (OH, OW) and its argmax. */
 static void pool_plane(const nn_window *g, const float *in, float *out, int32_t *arg)
 {
     for (int oy = 0; oy < g->oh; oy++)
@@ -37,7 +36,18 @@ static void pool_plane(const nn_window *g, const float *in, float *out, int32_t 
         }
 }
 
-/* The same for 2x2 windows at stride 2 without padding (LeNet's pools), unrolled. */
+/* best, where = v, at when v > best (strictly: ties keep the first), without a branch. */
+static inline void keep_max(float v, int32_t at, float *best, int32_t *where)
+{
+    int32_t wins = -(int32_t)(v > *best); /* all ones or zero */
+    *where = (*where & ~wins) | (at & wins);
+    *best = v > *best ? v : *best; /* maxss */
+}
+
+/*
+ * The same for 2x2 windows at stride 2 without padding (LeNet's pools),
+ * unrolled and without branches (which of the four wins is random).
+ */
 static void pool_plane_2x2(const nn_window *g, const float *in, float *out, int32_t *arg)
 {
     for (int oy = 0; oy < g->oh; oy++) {
@@ -45,14 +55,12 @@ static void pool_plane_2x2(const nn_window *g, const float *in, float *out, int3
         for (int ox = 0; ox < g->ow; ox++) {
             int x = 2 * ox, at = 2 * oy * g->w + x;
             float best = r0[x];
-            if (r0[x + 1] > best)
-                best = r0[x + 1], at = 2 * oy * g->w + x + 1;
-            if (r1[x] > best)
-                best = r1[x], at = (2 * oy + 1) * g->w + x;
-            if (r1[x + 1] > best)
-                best = r1[x + 1], at = (2 * oy + 1) * g->w + x + 1;
+            int32_t where = at;
+            keep_max(r0[x + 1], at + 1, &best, &where);
+            keep_max(r1[x], at + g->w, &best, &where);
+            keep_max(r1[x + 1], at + g->w + 1, &best, &where);
             out[oy * g->ow + ox] = best;
-            arg[oy * g->ow + ox] = at;
+            arg[oy * g->ow + ox] = where;
         }
     }
 }

@@ -1,9 +1,14 @@
 /*
  * The model: an ordered list of layers over two flat arenas (parameters and
  * gradients, same layout), plus the buffers ody_model_prepare sizes for a
- * batch: one activation buffer per layer, two ping-pong buffers for
+ * batch: one activation buffer per step output, two ping-pong buffers for
  * activation gradients, one scratch buffer shared by all layers and each
  * layer's saved buffer, carved from a single allocation.
+ *
+ * Steps: a layer kind may absorb the layers after it (ody_layer_ops.fuse,
+ * conv2d -> relu -> maxpool2d), and a step absorbs the views (flatten)
+ * after it; forward and backward then run per step, and the outputs inside
+ * a step are never stored.
  *
  * Layout: parameter tensors in forward order, each at an offset aligned by
  * ody_arena_round; layer_range[i] spans layer i's tensors (empty, at the
@@ -125,6 +130,36 @@ static ody_status layout_params(ody_ctx *ctx, ody_model *m)
     return ODY_OK;
 }
 
+/*
+ * Group the layers into steps: with fusion on, a layer kind may absorb the
+ * layers after it, and a step absorbs the views (flatten) that follow it.
+ */
+static void plan_steps(ody_model *m, bool fusion)
+{
+    m->fusion = fusion;
+    for (int i = 0; i < m->nlayers;) {
+        ody_layer *l = m->layers[i];
+        int rest = fusion ? m->nlayers - i - 1 : 0, absorbed = 0;
+        if (l->ops->fuse)
+            absorbed = l->ops->fuse(l, &m->layers[i + 1], rest);
+        while (fusion && i + absorbed + 1 < m->nlayers && m->layers[i + absorbed + 1]->ops->view)
+            absorbed++;
+        m->span[i] = 1 + absorbed;
+        for (int j = 1; j <= absorbed; j++)
+            m->span[i + j] = 0;
+        i += 1 + absorbed;
+    }
+}
+
+ody_status ody_model_set_fusion(ody_ctx *ctx, ody_model *model, bool on)
+{
+    if (model->max_batch > 0)
+        return ody_fail(ctx, ODY_ERR_INTERNAL, "model %s: fusion is set before ody_model_prepare",
+                        model->name);
+    plan_steps(model, on);
+    return ODY_OK;
+}
+
 ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody_layer_spec *specs,
                                        int nspecs, ody_shape input_shape, ody_model **out)
 {
@@ -155,6 +190,8 @@ ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody
         choose_inits(m, specs);
         st = layout_params(ctx, m);
     }
+    if (st == ODY_OK)
+        plan_steps(m, true);
     if (st != ODY_OK) {
         ody_model_destroy(ctx, m);
         return st;
@@ -168,8 +205,7 @@ void ody_model_destroy(ody_ctx *ctx, ody_model *model)
 {
     if (!model)
         return;
-    if (model->prepared_bytes)
-        ody_free(ctx, model->acts[0], model->prepared_bytes);
+    ody_free(ctx, model->prepared, model->prepared_bytes);
     for (int i = 0; i < model->nlayers; i++)
         nn_layer_free(ctx, model->layers[i]);
     ody_arena_destroy(ctx, &model->params);
@@ -185,18 +221,20 @@ static size_t floats_of(size_t (*fn)(const ody_layer *, int), const ody_layer *l
 }
 
 /*
- * Lay the prepared buffers out from base (aligned pieces, acts[0] first so
- * that it is the block to free) and return the floats they take. With base
- * NULL only the size is computed and the model is left untouched.
+ * Lay the prepared buffers out from base (aligned pieces) and return the
+ * floats they take. With base NULL only the size is computed and the model
+ * is left untouched.
  */
 static size_t carve(ody_model *m, int max_batch, float *base)
 {
     size_t used = 0, biggest = 0, scratch = 0;
-    for (int i = 0; i < m->nlayers; i++) {
+    for (int i = 0, step_end = 0; i < m->nlayers; i++) {
         const ody_layer *l = m->layers[i];
-        size_t act = ody_arena_round((size_t)max_batch * nn_numel(l->out_shape));
+        step_end = m->span[i] ? i + m->span[i] - 1 : step_end;
+        /* Only a step's output is stored (and only those flow back as gradients). */
+        size_t act = i == step_end ? ody_arena_round((size_t)max_batch * nn_numel(l->out_shape)) : 0;
         if (base)
-            m->acts[i] = base + used;
+            m->acts[i] = act ? base + used : NULL;
         used += act;
         biggest = act > biggest ? act : biggest;
         size_t s = floats_of(l->ops->scratch_floats, l, max_batch);
@@ -232,9 +270,9 @@ ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch)
     ody_status st = ody_alloc(ctx, bytes, "model activations", (void **)&base);
     if (st != ODY_OK)
         return st;
-    if (model->prepared_bytes)
-        ody_free(ctx, model->acts[0], model->prepared_bytes);
+    ody_free(ctx, model->prepared, model->prepared_bytes);
     carve(model, max_batch, base);
+    model->prepared = base;
     model->prepared_bytes = bytes;
     model->max_batch = max_batch;
     return ODY_OK;
@@ -247,11 +285,15 @@ const float *ody_model_forward(ody_model *model, const ody_forward_info *info, i
     if (n < 0 || n > model->max_batch)
         return NULL;
     const float *in = x;
-    for (int i = 0; i < model->nlayers; i++) {
+    for (int i = 0; i < model->nlayers; i += model->span[i]) {
         ody_layer *l = model->layers[i];
+        float *out = model->acts[i + model->span[i] - 1];
+        double t0 = model->profile ? ody_now() : 0.0;
         if (n > 0)
-            l->ops->forward(l, info, n, in, model->acts[i]);
-        in = model->acts[i];
+            l->ops->forward(l, info, n, in, out);
+        if (model->profile)
+            model->step_seconds[i][0] += ody_now() - t0;
+        in = out;
     }
     return in;
 }
@@ -265,15 +307,23 @@ void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, c
         first++;
     bool run = n > 0 && n <= model->max_batch;
     const float *dout = dlogits;
-    for (int i = model->nlayers - 1, k = 0; i >= 0; i--, k ^= 1) {
-        ody_layer *l = model->layers[i];
-        if (run && i >= first) {
-            float *din = i > first ? model->dbuf[k] : NULL;
-            l->ops->backward(l, info, n, i > 0 ? model->acts[i - 1] : x, model->acts[i], dout, din);
+    /* Steps last first: [start, last] is one step, start its first layer. */
+    for (int last = model->nlayers - 1, k = 0; last >= 0; k ^= 1) {
+        int start = last;
+        while (model->span[start] == 0)
+            start--;
+        ody_layer *l = model->layers[start];
+        if (run && last >= first) {
+            float *din = start > first ? model->dbuf[k] : NULL;
+            double t0 = model->profile ? ody_now() : 0.0;
+            l->ops->backward(l, info, n, start > 0 ? model->acts[start - 1] : x, model->acts[last], dout, din);
+            if (model->profile)
+                model->step_seconds[start][1] += ody_now() - t0;
             dout = din;
         }
-        if (ready)
-            ready(user, i);
+        for (; last >= start; last--)
+            if (ready)
+                ready(user, last);
     }
 }
 
@@ -334,4 +384,8 @@ void ody_model_summary(const ody_ctx *ctx, const ody_model *model)
                 ody_shape_format(&l->out_shape, shape, sizeof shape), count);
     }
     ody_log(ctx, ODY_LOG_INFO, "  total parameters: %zu", model->nparams);
+    for (int i = 0; i < model->nlayers; i += model->span[i])
+        if (model->span[i] > 1)
+            ody_log(ctx, ODY_LOG_INFO, "  fused step: %s .. %s (%d layers, inner outputs not stored)",
+                    model->layers[i]->name, model->layers[i + model->span[i] - 1]->name, model->span[i]);
 }

@@ -39,7 +39,8 @@ static const ody_layer_arg dropout_args[] = {
 #define ARGS(a) a, (int)(sizeof a / sizeof a[0])
 
 static const ody_layer_kind layer_kinds[] = {
-    {"conv2d", "2-D convolution (im2col + GEMM)", ARGS(conv2d_args), nn_conv2d_create},
+    {"conv2d", "2-D convolution (direct; fused with a following relu and 2x2 max pool)", ARGS(conv2d_args),
+     nn_conv2d_create},
     {"maxpool2d", "max pooling; padding counts as -inf", ARGS(pool_args), nn_maxpool2d_create},
     {"avgpool2d", "average pooling; padding counts as zeros (divisor k*k)", ARGS(pool_args),
      nn_avgpool2d_create},

@@ -232,10 +232,11 @@ static double *to_double(const float *f, size_t n)
 
 /*
  * Build the layer alone, give it random parameters and input, and check its
- * forward against ref and its backward against finite differences.
+ * forward against ref and its backward against finite differences. About
+ * zero_share of the output gradient r is exactly zero (as after a relu).
  */
 static void check_layer(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in, int n, ref_fn ref,
-                        const ody_forward_info *info)
+                        const ody_forward_info *info, float zero_share)
 {
     ody_model *m = one_layer(ctx, spec, in, n);
     ody_layer *l = m->layers[0];
@@ -243,6 +244,8 @@ static void check_layer(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in, 
     float *x = falloc(nx), *r = falloc(ny), *din = falloc(nx);
     frand(1, nx, -1, 1, x);
     frand(2, ny, -1, 1, r);
+    for (size_t i = 0; i < ny; i++)
+        r[i] = fabsf(r[i]) < zero_share ? 0.0f : r[i];
     frand(3, m->params.size, -1, 1, m->params.data);
     problem p = {.spec = spec, .in = in, .info = info, .n = n, .ref = ref, .x = to_double(x, nx),
                  .r = to_double(r, ny), .y = dalloc(ny), .ny = ny};
@@ -272,18 +275,19 @@ typedef struct {
     int n;
 } layer_case;
 
-static void check_cases(ody_ctx *ctx, const char *kind, ref_fn ref, const layer_case *cases, int ncases)
+static void check_cases(ody_ctx *ctx, const char *kind, ref_fn ref, const layer_case *cases, int ncases,
+                        float zero_share)
 {
     int64_t ids[8] = {11, 3, 250, 7, 19, 4, 100, 2};
     ody_forward_info info = {.training = true, .seed = 5, .step = 9, .sample_ids = ids};
     for (int i = 0; i < ncases; i++) {
         ody_layer_spec spec = make_spec(ctx, kind, 4, cases[i].args);
-        check_layer(ctx, &spec, cases[i].in, cases[i].n, ref, &info);
+        check_layer(ctx, &spec, cases[i].in, cases[i].n, ref, &info, zero_share);
     }
 }
 
 #define CHECK_CASES(ctx, kind, ref, cases) \
-    check_cases(ctx, kind, ref, cases, (int)(sizeof cases / sizeof cases[0]))
+    check_cases(ctx, kind, ref, cases, (int)(sizeof cases / sizeof cases[0]), 0.0f)
 
 /* ------------------------------------------------------------ layer tests */
 
@@ -296,8 +300,16 @@ static void test_conv2d_gradients(void **state)
         {{2, 5, 1, 1}, {3, {2, 3, 3}}, 2},  /* kernel == padded input: 1x1 output */
         {{2, 2, 3, 0}, {3, {1, 7, 5}}, 2},  /* stride 3 does not divide evenly */
         {{4, 1, 1, 0}, {3, {3, 2, 3}}, 1},  /* 1x1 kernel */
+        {{10, 3, 1, 1}, {3, {2, 4, 5}}, 2}, /* output channels beyond one vector of 8 */
+        {{2, 9, 1, 3}, {3, {1, 5, 6}}, 1},  /* kernel rows wider than a vector */
+        {{3, 2, 1, 0}, {3, {9, 3, 3}}, 2},  /* input channels beyond one vector */
+        {{17, 2, 1, 0}, {3, {1, 3, 4}}, 1}, /* three channel vectors: a pair and one alone */
+        {{2, 3, 1, 1}, {3, {1, 5, 26}}, 1}, /* long rows: register blocks of 8 and 9 pixels */
+        {{9, 3, 1, 1}, {3, {1, 3, 13}}, 1}, /* long rows, two channel vectors: blocks of 4 and 5 */
     };
     CHECK_CASES(*state, "conv2d", ref_conv2d, cases);
+    /* Output gradients with exact zeros: only the non-zero ones become terms. */
+    check_cases(*state, "conv2d", ref_conv2d, cases, (int)(sizeof cases / sizeof cases[0]), 0.6f);
 }
 
 static const layer_case pool_cases[] = {
@@ -372,6 +384,107 @@ static void test_layer_shapes(void **state)
         assert_true(ody_shape_equal(&m->layers[0]->out_shape, &cases[i].out));
         ody_model_destroy(ctx, m);
     }
+}
+
+/* ------------------------------------------------------------ fused steps */
+
+/* conv2d -> relu -> maxpool2d (2x2) with fusion on or off, random parameters. */
+static ody_model *conv_block(ody_ctx *ctx, const double *conv, ody_shape in, int n, bool fused)
+{
+    ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 4, conv), make_spec(ctx, "relu", 0, NULL),
+                               make_spec(ctx, "maxpool2d", 1, (double[]){2})};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "block", specs, 3, in, &m), ODY_OK);
+    assert_int_equal(ody_model_set_fusion(ctx, m, fused), ODY_OK);
+    assert_int_equal(m->span[0], fused ? 3 : 1);
+    assert_int_equal(ody_model_prepare(ctx, m, n), ODY_OK);
+    frand(3, m->params.size, -1, 1, m->params.data);
+    return m;
+}
+
+/* Backward through every step of m, the first one's input gradient included (into din). */
+static void backward_all(ody_model *m, int n, const float *x, const float *dout, float *din, float *tmp[2])
+{
+    for (int last = m->nlayers - 1, k = 0; last >= 0; k ^= 1) {
+        int start = last;
+        while (m->span[start] == 0)
+            start--;
+        ody_layer *l = m->layers[start];
+        float *d = start == 0 ? din : tmp[k];
+        l->ops->backward(l, NULL, n, start ? m->acts[start - 1] : x, m->acts[last], dout, d);
+        dout = d;
+        last = start - 1;
+    }
+}
+
+static void test_fused_conv_relu_pool_matches_unfused(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const struct {
+        double conv[4];
+        ody_shape in;
+        int n;
+    } cases[] = {
+        {{6, 5, 1, 2}, {3, {1, 28, 28}}, 3},  /* LeNet-5's conv1 */
+        {{16, 5, 1, 0}, {3, {6, 14, 14}}, 2}, /* LeNet-5's conv2 */
+        {{3, 3, 1, 0}, {3, {2, 7, 9}}, 2},    /* conv output 5x7: its last row and column unpooled */
+        {{10, 3, 2, 1}, {3, {2, 9, 8}}, 2},   /* stride 2 and padding; channels beyond a vector */
+        {{17, 9, 1, 1}, {3, {9, 10, 11}}, 1}, /* kernel rows wider than a vector; 9 input channels */
+        {{2, 2, 3, 1}, {3, {1, 11, 6}}, 2},   /* stride 3 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int n = cases[c].n;
+        ody_model *f = conv_block(ctx, cases[c].conv, cases[c].in, n, true);
+        ody_model *u = conv_block(ctx, cases[c].conv, cases[c].in, n, false);
+        assert_null(f->acts[0]); /* the conv and relu outputs of a fused step are not stored */
+        assert_null(f->acts[1]);
+        size_t nx = (size_t)n * numel(cases[c].in), ny = (size_t)n * numel(f->layers[2]->out_shape);
+        size_t nconv = (size_t)n * numel(f->layers[0]->out_shape);
+        float *x = falloc(nx), *dout = falloc(ny), *din_f = falloc(nx), *din_u = falloc(nx);
+        float *tmp[2] = {falloc(nconv), falloc(nconv)};
+        frand(20, nx, -1, 1, x);
+        frand(21, ny, -1, 1, dout);
+        const float *yf = ody_model_forward(f, NULL, n, x), *yu = ody_model_forward(u, NULL, n, x);
+        for (size_t i = 0; i < ny; i++)
+            assert_close(yf[i], yu[i], 1e-6, "pooled output", i);
+        ody_model_zero_grad(f);
+        ody_model_zero_grad(u);
+        backward_all(f, n, x, dout, din_f, tmp);
+        backward_all(u, n, x, dout, din_u, tmp);
+        for (size_t i = 0; i < nx; i++)
+            assert_close(din_f[i], din_u[i], 1e-5, "input gradient", i);
+        for (size_t i = 0; i < f->grads.size; i++)
+            assert_close(f->grads.data[i], u->grads.data[i], 1e-5, "parameter gradient", i);
+        free(x), free(dout), free(din_f), free(din_u), free(tmp[0]), free(tmp[1]);
+        ody_model_destroy(ctx, f);
+        ody_model_destroy(ctx, u);
+    }
+}
+
+static void test_fusion_plan_and_buffers(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_model_options o = {.name = "lenet5", .num_classes = 10, .input_shape = {3, {1, 28, 28}}};
+    ody_model *f = NULL, *u = NULL;
+    assert_int_equal(ody_model_create(ctx, &o, &f), ODY_OK);
+    assert_int_equal(ody_model_create(ctx, &o, &u), ODY_OK);
+    assert_int_equal(ody_model_set_fusion(ctx, u, false), ODY_OK);
+    /* conv+relu+pool twice, the second absorbing flatten (a view); fc, relu alone */
+    static const int spans[] = {3, 0, 0, 4, 0, 0, 0, 1, 1, 1, 1, 1};
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(f->span[i], spans[i]);
+        assert_int_equal(u->span[i], 1);
+    }
+    assert_int_equal(ody_model_prepare(ctx, f, 100), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, u, 100), ODY_OK);
+    assert_null(f->acts[5]); /* pool2's output is written as flatten's */
+    assert_non_null(f->acts[6]);
+    assert_true(f->prepared_bytes < u->prepared_bytes / 2); /* conv and relu outputs not stored */
+    const ody_layer *conv = f->layers[0]; /* its work buffers do not grow with the batch */
+    assert_int_equal(conv->ops->scratch_floats(conv, 1), conv->ops->scratch_floats(conv, 1000));
+    assert_int_equal(ody_model_set_fusion(ctx, f, false), ODY_ERR_INTERNAL);
+    ody_model_destroy(ctx, f);
+    ody_model_destroy(ctx, u);
 }
 
 /* ---------------------------------------------------------------- dropout */
@@ -861,6 +974,40 @@ static void test_batch_equals_samples(void **state)
     ody_model_destroy(ctx, m);
 }
 
+static void test_lenet5_fused_matches_unfused(void **state)
+{
+    ody_ctx *ctx = *state;
+    enum { N = 4, IN = 784, OUT = 10 };
+    ody_model_options o = lenet_options();
+    o.dropout = 0.3;
+    ody_model *f = create(ctx, &o), *u = create(ctx, &o);
+    assert_int_equal(ody_model_set_fusion(ctx, u, false), ODY_OK);
+    ody_model_init_params(f, 11);
+    ody_model_init_params(u, 11);
+    assert_int_equal(ody_model_prepare(ctx, f, N), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, u, N), ODY_OK);
+    float x[N * IN], dlogits[N * OUT], zf[N * OUT];
+    frand(30, N * IN, 0, 1, x);
+    frand(31, N * OUT, -1, 1, dlogits);
+    int64_t ids[N] = {3, 9, 27, 81};
+    ody_forward_info info = {.training = true, .seed = 4, .step = 2, .sample_ids = ids};
+    memcpy(zf, ody_model_forward(f, &info, N, x), sizeof zf);
+    const float *zu = ody_model_forward(u, &info, N, x);
+    for (int i = 0; i < N * OUT; i++)
+        assert_close(zf[i], zu[i], 1e-5, "logit", (size_t)i);
+    ody_model_zero_grad(f);
+    ody_model_zero_grad(u);
+    ody_model_backward(f, &info, N, x, dlogits, NULL, NULL);
+    ody_model_backward(u, &info, N, x, dlogits, NULL, NULL);
+    float gmax = 0;
+    for (size_t i = 0; i < u->grads.size; i++)
+        gmax = fmaxf(gmax, fabsf(u->grads.data[i]));
+    for (size_t i = 0; i < u->grads.size; i++)
+        assert_close(f->grads.data[i] / gmax, u->grads.data[i] / gmax, 1e-5, "gradient", i);
+    ody_model_destroy(ctx, f);
+    ody_model_destroy(ctx, u);
+}
+
 typedef struct {
     int order[ODY_MODEL_MAX_LAYERS];
     int calls;
@@ -990,6 +1137,8 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_activation_and_flatten_gradients),
     CTX_TEST(test_dropout_gradients),
     CTX_TEST(test_layer_shapes),
+    CTX_TEST(test_fused_conv_relu_pool_matches_unfused),
+    CTX_TEST(test_fusion_plan_and_buffers),
     CTX_TEST(test_dropout_mask_is_keyed_by_sample),
     CTX_TEST(test_dropout_rate_and_eval_identity),
     CTX_TEST(test_dropout_backward_matches_mask),
@@ -1004,6 +1153,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_init_is_seeded),
     CTX_TEST(test_init_statistics),
     CTX_TEST(test_batch_equals_samples),
+    CTX_TEST(test_lenet5_fused_matches_unfused),
     CTX_TEST(test_backward_hooks_zero_grad_and_empty_batch),
     CTX_TEST(test_prepare_grows),
     CTX_TEST(test_training_drives_loss_down),

@@ -1,0 +1,106 @@
+/*
+ * conv2d kernels shared by conv2d.c (the layer, alone or fused with the
+ * relu and 2x2 max pool after it) and conv_kernels.c (the loops, AVX2+FMA
+ * with a portable fallback). Internal to src/nn.
+ *
+ * The convolution runs one sample at a time on buffers of a fixed size
+ * (independent of the batch), in these layouts:
+ *
+ *   xpad (C, HP, WP) + slack   the sample with its zero padding
+ *   wt   (C*K*K, OCP)          weights transposed: one row of OCP outputs per tap
+ *   y    (OH*OW, OCP)          output, pixel-major: each pixel's channels are
+ *                              contiguous, so the kernel vectorises over them
+ *   acc  (OC, ROWS, 8)         dW as ROWS vector rows (c, kh, kw/8) of 8
+ *                              floats; lanes beyond the kernel's width unused
+ *   dint (HP*WP, CP)           input gradient, pixel-major
+ *   wq   (OC, K*K, CP)         a filter per tap as channel vectors
+ *
+ * OCP and CP are OC and C rounded up to whole vectors of 8 floats, zero
+ * beyond. The slack (8 floats after xpad) lets an 8-wide row read run past
+ * the last row of the plane.
+ */
+#ifndef ODYSSEY_NN_CONV_INTERNAL_H
+#define ODYSSEY_NN_CONV_INTERNAL_H
+
+#include "nn/nn_internal.h"
+
+enum { NN_VEC = 8, NN_SLACK = 8 };
+
+typedef struct {
+    nn_window win; /* input (c, h, w), kernel, stride, pad, output (oh, ow) */
+    int oc;        /* output channels */
+    int ocp;       /* oc rounded up to whole vectors */
+    int hp, wp;    /* padded input plane */
+    int kv;        /* vectors per kernel row: ceil(k / 8) */
+    int rows;      /* vector rows of one filter in acc: c * k * kv */
+    int cp;        /* c rounded up to whole vectors */
+    int taps;      /* channel vectors of one filter in wq: k * k * cp / 8 */
+} nn_conv_geom;
+
+void nn_conv_geom_make(const nn_window *win, int oc, nn_conv_geom *g);
+/* Floats of xpad, slack included, and of dint. */
+size_t nn_conv_padded_floats(const nn_conv_geom *g);
+size_t nn_conv_dint_floats(const nn_conv_geom *g);
+
+/*
+ * Gradient terms of one output channel of one sample: the position of
+ * each output with a non-zero gradient, as the offset of its window's
+ * top-left corner in xpad (channel 0), and the gradient.
+ */
+typedef struct {
+    int32_t *off;
+    float *grad;
+    int count;
+} nn_conv_terms;
+
+/* Zero xpad: its borders and slack, which nn_conv_pad leaves alone. */
+void nn_conv_pad_clear(const nn_conv_geom *g, float *xpad);
+/* The inside of xpad = x (C, H, W). */
+void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad);
+/* din (C, H, W) = the inside of dint, channel-major. */
+void nn_conv_unpad(const nn_conv_geom *g, const float *dint, float *din);
+/* wt (C*K*K, OCP) and bias (OCP) from W (OC, C, K, K) and b (OC), zero-filled beyond OC. */
+void nn_conv_pack_forward(const nn_conv_geom *g, const float *w, const float *b, float *wt, float *bias);
+/*
+ * wq (OC, K*K, CP) from W; rowoff (ROWS): each acc row's offset in xpad
+ * from a window's corner; tapoff (TAPS): each wq vector's offset in dint
+ * from a window's corner. wq and tapoff NULL: no input gradient to come.
+ */
+void nn_conv_pack_backward(const nn_conv_geom *g, const float *w, float *wq, int32_t *rowoff,
+                           int32_t *tapoff);
+/* winoff (OH*OW): the offset of each output position's window corner in xpad, or in dint / CP. */
+void nn_conv_window_offsets(const nn_conv_geom *g, int32_t *winoff);
+/* dW (OC, C, K, K) += acc (OC, ROWS, 8), the lanes inside the kernel. */
+void nn_conv_fold_weight_grad(const nn_conv_geom *g, const float *acc, float *dw);
+
+/* y (OH*OW, OCP) = the convolution of xpad plus the bias. */
+void nn_conv_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y);
+/* dst (OC, pixels) = src (pixels, OCP): pixel-major to channel-major. */
+void nn_conv_to_channels(const nn_conv_geom *g, const float *src, int pixels, float *dst);
+/*
+ * relu(2x2 max pool, stride 2) of y, written channel-major: out (OC, OH/2,
+ * OW/2) and arg, winoff (the window offset) of each window's maximum;
+ * ties go to the first in row-major order. tmp holds 2 * (OH/2) * (OW/2) *
+ * OCP floats.
+ */
+void nn_conv_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp,
+                       float *out, int32_t *arg);
+/*
+ * Set t to the candidates i < n with grad[i] != 0 and, when y is not NULL,
+ * y[i] > 0 (a relu passes them): their grad and off[i], in order. t's
+ * arrays hold n + 8 entries (whole vectors are written).
+ */
+void nn_conv_gather_terms(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);
+/*
+ * acc (ROWS, 8) of one output channel += sum over terms of grad * window
+ * rows of xpad. Returns the sum of the terms' gradients, the bias
+ * gradient, added in their order (the order the training trajectory's
+ * rounding has always had: tests compare trajectories across rank counts).
+ */
+float nn_conv_weight_grad(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
+                          const nn_conv_terms *t, float *acc);
+/* dint += sum over terms of grad * the wq vectors of one output channel at each window. */
+void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *tapoff,
+                        const nn_conv_terms *t, float *dint);
+
+#endif /* ODYSSEY_NN_CONV_INTERNAL_H */
