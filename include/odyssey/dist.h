@@ -136,8 +136,9 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, ody_exact **ou
 void ody_exact_destroy(ody_ctx *ctx, ody_exact *e);
 /* Start a step of `chunks` chunks over all ranks: zero the accumulator. */
 void ody_exact_begin(ody_exact *e, int64_t chunks);
-/* Add one chunk's gradients (the model's gradient arena layout). */
-void ody_exact_add(ody_exact *e, const float *grads);
+/* Add one chunk's gradients (the model's gradient arena layout) and set
+ * them to zero, ready for the next chunk's backward. */
+void ody_exact_add(ody_exact *e, float *grads);
 /*
  * Collective. Agree on the maxima (and whether any value overflowed the
  * scale or was not finite), then sum the accumulators over all ranks and

@@ -20,8 +20,12 @@
 #include "odyssey/dist.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #define EXACT_BITS 51      /* |value| < 2^51: the conversion trick's range */
 #define EXACT_HEADROOM 4   /* growth tolerated from one step to the next: 2^4 */
@@ -96,24 +100,57 @@ static inline int64_t round_exact(double x)
     return bits - 0x4338000000000000LL;
 }
 
-/* Add one tensor's chunk gradient; returns its max |g| (NaN if not finite). */
-static float add_tensor(int64_t *restrict acc, const float *restrict g, size_t n, int s)
+/* Add one tensor's chunk gradient into acc and clear g (the next chunk's
+ * backward accumulates into it from zero), in one pass; returns its max
+ * |g|, or NaN when some value is not finite (the step's sum is then
+ * discarded by the caller, whatever was added). */
+static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int s)
 {
     const double scale = ldexp(1.0, s);
-    float max = 0.0f, check = 0.0f;
-    for (size_t i = 0; i < n; i++) {
-        float a = fabsf(g[i]);
-        max = a > max ? a : max;
-        check += g[i] * 0.0f; /* NaN iff some g is inf or NaN */
+    float max = 0.0f;
+    bool bad = false;
+    size_t i = 0;
+#ifdef __AVX2__
+    /* Eight at a time: |g| for the max, |g| >= inf or NaN for the check, and
+     * the same round-to-nearest-even through the magic constant in two
+     * halves of four doubles (x * 2^s is exact, so the bits are the scalar
+     * path's). */
+    const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+    const __m256d vscale = _mm256_set1_pd(scale);
+    const __m256d vmagic = _mm256_set1_pd(6755399441055744.0);
+    const __m256i vbias = _mm256_set1_epi64x(0x4338000000000000LL);
+    __m256 vmax = _mm256_setzero_ps(), vbad = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 a = _mm256_andnot_ps(sign, x);
+        vmax = _mm256_max_ps(vmax, a);
+        vbad = _mm256_or_ps(vbad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));
+        for (int h = 0; h < 2; h++) {
+            __m128 half = h ? _mm256_extractf128_ps(x, 1) : _mm256_castps256_ps128(x);
+            __m256d y = _mm256_add_pd(_mm256_mul_pd(_mm256_cvtps_pd(half), vscale), vmagic);
+            __m256i q = _mm256_sub_epi64(_mm256_castpd_si256(y), vbias);
+            __m256i *dst = (__m256i *)(acc + i + 4 * h);
+            _mm256_storeu_si256(dst, _mm256_add_epi64(_mm256_loadu_si256(dst), q));
+        }
+        _mm256_storeu_ps(g + i, _mm256_setzero_ps());
     }
-    if (check != 0.0f)
-        return NAN;
-    for (size_t i = 0; i < n; i++)
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    for (int l = 0; l < 8; l++)
+        max = lanes[l] > max ? lanes[l] : max;
+    bad = _mm256_movemask_ps(vbad) != 0;
+#endif
+    for (; i < n; i++) {
+        float a = fabsf(g[i]);
+        bad |= !(a < INFINITY);
+        max = a > max ? a : max;
         acc[i] += round_exact((double)g[i] * scale);
-    return max;
+        g[i] = 0.0f;
+    }
+    return bad ? NAN : max;
 }
 
-void ody_exact_add(ody_exact *e, const float *grads)
+void ody_exact_add(ody_exact *e, float *grads)
 {
     const double limit = ldexp(1.0, EXACT_BITS) / (double)e->chunks;
     for (int t = 0; t < e->ntensors; t++) {

@@ -45,7 +45,9 @@ static ody_status run_chunks(ody_training_loop *loop)
             int n = end - row < loop->chunk ? end - row : (int)loop->chunk;
             ody_batch chunk = {.n = n, .x = loop->step_x + (size_t)row * numel,
                                .y = loop->step_y + row, .ids = loop->step_ids + row};
-            st = ody_training_step(&ody_loop_step_ops, loop, &chunk, true, false, &loop->last_step);
+            /* No zero_grad: ody_exact_add leaves the gradients at zero. */
+            st = ody_training_step(&ody_loop_step_ops, loop, &chunk, false, false,
+                                   &loop->last_step);
             if (st == ODY_OK)
                 ody_exact_add(loop->exact, m->grads.data);
         }
@@ -60,6 +62,7 @@ ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
     for (int round = 0; st == ODY_OK; round++) {
         if (round > 0) {
             ody_exact_begin(loop->exact, chunks);
+            ody_model_zero_grad(loop->model);
             if (compute)
                 st = run_chunks(loop);
         } else if (!compute) {
@@ -114,6 +117,7 @@ ody_status ody_loop_train_update_exact(ody_training_loop *loop)
     if (st != ODY_OK)
         return ody_loop_fail_step(loop, st);
     ody_exact_begin(loop->exact, step_chunks(loop));
+    ody_model_zero_grad(loop->model);
     st = run_chunks(loop);
     if (st != ODY_OK)
         return st;
