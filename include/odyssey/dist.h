@@ -132,13 +132,24 @@ uint64_t ody_reducer_bytes_sent(const ody_reducer *r);
  */
 typedef struct ody_exact ody_exact;
 
-ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, ody_exact **out);
+/* The sum goes out in buckets of about bucket_bytes (int64 values). */
+ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_bytes,
+                            ody_exact **out);
 void ody_exact_destroy(ody_ctx *ctx, ody_exact *e);
 /* Start a step of `chunks` chunks over all ranks: zero the accumulator. */
 void ody_exact_begin(ody_exact *e, int64_t chunks);
 /* Add one chunk's gradients (the model's gradient arena layout) and set
  * them to zero, ready for the next chunk's backward. */
 void ody_exact_add(ody_exact *e, float *grads);
+/*
+ * The hook for the backward pass of a rank's last chunk of the step (user =
+ * the ody_exact; the gradients are the model's): adds layer `layer`'s
+ * gradients as ody_exact_add does, then starts the sum of every bucket whose
+ * layers are all added, so the allreduce overlaps the rest of backward.
+ */
+void ody_exact_layer_ready(void *exact, int layer);
+/* Bytes this rank has handed to allreduce for gradients. */
+uint64_t ody_exact_bytes_sent(const ody_exact *e);
 /*
  * Collective. Agree on the maxima (and whether any value overflowed the
  * scale or was not finite), then sum the accumulators over all ranks and

@@ -19,6 +19,8 @@
  */
 #include "odyssey/dist.h"
 
+#include "dist/dist_internal.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -41,9 +43,46 @@ struct ody_exact {
     float *local_max;     /* (ntensors + 2): max |g| per tensor, then overflow, non-finite */
     float *global_max;
     int64_t chunks;       /* chunks in the step (all ranks), for the bound */
+    /* the sum goes out in buckets of whole layers, started from the last
+     * chunk's backward as its layers finish (see ody_exact_layer_ready) */
+    int nbuckets, next;
+    ody_bucket *buckets;
+    int *layer_tensor;    /* (nlayers + 1) first tensor index of each layer */
+    bool sleepy;
+    uint64_t bytes_sent;
+    ody_status error;
 };
 
-ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, ody_exact **out)
+/* Tensor t of the layout belongs to layer l when layer_tensor[l] <= t < layer_tensor[l + 1]. */
+static int *map_layer_tensors(const ody_model *m)
+{
+    int *first = calloc((size_t)m->nlayers + 1, sizeof *first);
+    if (!first)
+        return NULL;
+    int t = 0;
+    for (int l = 0; l < m->nlayers; l++) {
+        first[l] = t;
+        t += m->layers[l]->nparams;
+    }
+    first[m->nlayers] = t;
+    return first;
+}
+
+static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes)
+{
+    size_t elements = bucket_bytes / sizeof(int64_t);
+    e->nbuckets = ody_plan_buckets(e->model, elements ? elements : 1, NULL);
+    e->buckets = calloc((size_t)(e->nbuckets > 0 ? e->nbuckets : 1), sizeof *e->buckets);
+    e->layer_tensor = map_layer_tensors(e->model);
+    if (!e->buckets || !e->layer_tensor)
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
+    ody_plan_buckets(e->model, elements ? elements : 1, e->buckets);
+    e->sleepy = ody_ranks_outnumber_cores(ctx);
+    return ODY_OK;
+}
+
+ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_bytes,
+                            ody_exact **out)
 {
     *out = NULL;
     ody_exact *e = calloc(1, sizeof *e);
@@ -61,6 +100,8 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, ody_exact **ou
     e->global_max = calloc((size_t)e->ntensors + 2, sizeof *e->global_max);
     if (st == ODY_OK && (!e->scale || !e->local_max || !e->global_max))
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
+    if (st == ODY_OK)
+        st = plan(ctx, e, bucket_bytes);
     if (st != ODY_OK) {
         ody_exact_destroy(ctx, e);
         return st;
@@ -77,6 +118,8 @@ void ody_exact_destroy(ody_ctx *ctx, ody_exact *e)
         return;
     ody_free(ctx, e->acc, e->n * sizeof(int64_t));
     free(e->scale);
+    free(e->buckets);
+    free(e->layer_tensor);
     free(e->local_max);
     free(e->global_max);
     free(e);
@@ -87,6 +130,7 @@ void ody_exact_begin(ody_exact *e, int64_t chunks)
     memset(e->acc, 0, e->n * sizeof *e->acc);
     memset(e->local_max, 0, ((size_t)e->ntensors + 2) * sizeof *e->local_max);
     e->chunks = chunks > 0 ? chunks : 1;
+    e->next = 0;
 }
 
 /* round(x) for |x| < 2^51, exactly, branch-free (vectorisable): adding
@@ -150,10 +194,11 @@ static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int 
     return bad ? NAN : max;
 }
 
-void ody_exact_add(ody_exact *e, float *grads)
+/* Add tensors [first, last) of one chunk's gradients. */
+static void add_tensors(ody_exact *e, float *grads, int first, int last)
 {
     const double limit = ldexp(1.0, EXACT_BITS) / (double)e->chunks;
-    for (int t = 0; t < e->ntensors; t++) {
+    for (int t = first; t < last; t++) {
         const ody_param *p = e->model->tensors[t];
         size_t n = (size_t)ody_shape_numel(&p->shape);
         float max = add_tensor(e->acc + p->offset, grads + p->offset, n, e->scale[t]);
@@ -166,6 +211,51 @@ void ody_exact_add(ody_exact *e, float *grads)
         if (max > e->local_max[t])
             e->local_max[t] = max;
     }
+}
+
+void ody_exact_add(ody_exact *e, float *grads) { add_tensors(e, grads, 0, e->ntensors); }
+
+static void start_bucket(ody_exact *e, ody_bucket *b)
+{
+    int count = (int)(b->end - b->begin);
+    if (MPI_Iallreduce(MPI_IN_PLACE, e->acc + b->begin, count, MPI_INT64_T, MPI_SUM, e->ctx->comm,
+                       &b->req) != MPI_SUCCESS &&
+        e->error == ODY_OK)
+        e->error = ody_fail(e->ctx, ODY_ERR_MPI, "exact gradient allreduce of %d values failed",
+                            count);
+    b->started = true;
+    e->bytes_sent += (uint64_t)count * sizeof(int64_t);
+}
+
+void ody_exact_layer_ready(void *exact, int layer)
+{
+    ody_exact *e = exact;
+    float *grads = e->model->grads.data;
+    add_tensors(e, grads, e->layer_tensor[layer], e->layer_tensor[layer + 1]);
+    while (e->next < e->nbuckets && e->buckets[e->next].ready_layer >= layer)
+        start_bucket(e, &e->buckets[e->next++]);
+    for (int i = 0; i < e->next; i++) {
+        int done = 0;
+        if (e->buckets[i].req != MPI_REQUEST_NULL)
+            MPI_Test(&e->buckets[i].req, &done, MPI_STATUS_IGNORE);
+    }
+}
+
+uint64_t ody_exact_bytes_sent(const ody_exact *e) { return e->bytes_sent; }
+
+/* Start the buckets not started yet and wait for all of them. */
+static ody_status sum_buckets(ody_exact *e)
+{
+    while (e->next < e->nbuckets)
+        start_bucket(e, &e->buckets[e->next++]);
+    for (int i = 0; i < e->nbuckets; i++) {
+        if (ody_wait_request(&e->buckets[i].req, e->sleepy) != MPI_SUCCESS && e->error == ODY_OK)
+            e->error = ody_fail(e->ctx, ODY_ERR_MPI, "waiting for exact gradient bucket %d failed", i);
+        e->buckets[i].started = false;
+    }
+    ody_status st = e->error;
+    e->error = ODY_OK;
+    return st;
 }
 
 /* The exponent that puts chunks * 2^headroom * max below 2^51. */
@@ -182,20 +272,21 @@ ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfin
                             double *wait_seconds)
 {
     double t0 = ody_now();
+    /* The sum first (mostly under way since backward), then the maxima that
+     * say whether it is usable; a sum that overflowed is thrown away. */
+    ody_status st = sum_buckets(e);
     int n = e->ntensors + 2;
-    if (MPI_Allreduce(e->local_max, e->global_max, n, MPI_FLOAT, MPI_MAX, e->ctx->comm) !=
-        MPI_SUCCESS)
-        return ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: maxima allreduce failed");
+    if (st == ODY_OK &&
+        MPI_Allreduce(e->local_max, e->global_max, n, MPI_FLOAT, MPI_MAX, e->ctx->comm) !=
+            MPI_SUCCESS)
+        st = ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: maxima allreduce failed");
+    *wait_seconds += ody_now() - t0;
+    if (st != ODY_OK)
+        return st;
     *nonfinite = e->global_max[e->ntensors + 1] != 0.0f;
     *redo = !*nonfinite && e->global_max[e->ntensors] != 0.0f;
-    ody_status st = ODY_OK;
-    if (!*redo && !*nonfinite &&
-        MPI_Allreduce(MPI_IN_PLACE, e->acc, (int)e->n, MPI_INT64_T, MPI_SUM, e->ctx->comm) !=
-            MPI_SUCCESS)
-        st = ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: gradient allreduce failed");
-    *wait_seconds += ody_now() - t0;
-    if (st != ODY_OK || *nonfinite)
-        return st;
+    if (*nonfinite)
+        return ODY_OK;
     for (int t = 0; t < e->ntensors; t++) {
         const ody_param *p = e->model->tensors[t];
         if (!*redo) {

@@ -3,16 +3,9 @@
 #include "odyssey/dist.h"
 #include "odyssey/tensor.h"
 
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
+#include "dist/dist_internal.h"
 
-typedef struct {
-    size_t begin, end; /* float range of the gradient arena */
-    int ready_layer;   /* complete once backward has finished this layer */
-    bool started;
-    MPI_Request req;
-} bucket;
+#include <stdlib.h>
 
 struct ody_reducer {
     ody_ctx *ctx;
@@ -23,52 +16,12 @@ struct ody_reducer {
     uint16_t *wire_buf;  /* half-precision copy of the gradients (not F32) */
     MPI_Op half_sum;     /* sum of bf16 or f16 values (not F32) */
     int nbuckets;
-    bucket *buckets;   /* in launch order: last layers first */
+    ody_bucket *buckets; /* in launch order: last layers first */
     int next;          /* first bucket not yet started */
     bool idle_sleep;   /* more ranks than cores here: sleep instead of spinning */
     uint64_t bytes_sent;
     ody_status error;
 };
-
-/* Group the layers with parameters, last first, into buckets of at least
- * `floats` floats each. The buckets tile the whole arena (alignment gaps
- * included), so together they reduce exactly what one allreduce would.
- * Returns the number of buckets written to b (b may be NULL to count). */
-static int plan_buckets(const ody_model *m, size_t floats, bucket *b)
-{
-    int n = 0;
-    size_t begin = 0, end = m->grads.size;
-    int lowest = -1;
-    for (int i = m->nlayers - 1; i >= 0; i--) {
-        const ody_range *r = &m->layer_range[i];
-        if (r->end == r->begin)
-            continue;
-        if (lowest < 0 && n > 0)
-            end = begin;
-        begin = r->begin;
-        lowest = i;
-        if (end - begin >= floats) {
-            if (b)
-                b[n] = (bucket){.begin = begin, .end = end, .ready_layer = lowest};
-            n++;
-            lowest = -1;
-        }
-    }
-    if (lowest >= 0) {
-        if (b)
-            b[n] = (bucket){.begin = 0, .end = end, .ready_layer = lowest};
-        n++;
-    } else if (n > 0 && b) {
-        b[n - 1].begin = 0;
-    }
-    return n;
-}
-
-static long online_cores(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? n : 1;
-}
 
 /* MPI user ops: sum half-precision values in float, one rounding per hop. */
 static void bf16_sum_op(void *in, void *inout, int *len, MPI_Datatype *type)
@@ -108,7 +61,7 @@ ody_status ody_reducer_create(ody_ctx *ctx, ody_model *model, ody_reduce_mode mo
     size_t floats = (mode == ODY_REDUCE_BLOCKING) ? SIZE_MAX : bucket_bytes / sizeof(float);
     if (floats == 0)
         floats = 1;
-    int n = plan_buckets(model, floats, NULL);
+    int n = ody_plan_buckets(model, floats, NULL);
     if (r)
         r->buckets = calloc((size_t)(n > 0 ? n : 1), sizeof *r->buckets);
     if (!r || !r->buckets) {
@@ -119,8 +72,8 @@ ody_status ody_reducer_create(ody_ctx *ctx, ody_model *model, ody_reduce_mode mo
     r->mode = mode;
     r->grads = model->grads.data;
     r->nfloats = model->grads.size;
-    r->nbuckets = plan_buckets(model, floats, r->buckets);
-    r->idle_sleep = ctx->node_size > online_cores();
+    r->nbuckets = ody_plan_buckets(model, floats, r->buckets);
+    r->idle_sleep = ody_ranks_outnumber_cores(ctx);
     ody_status st = setup_wire(ctx, r, wire);
     if (st != ODY_OK) {
         ody_reducer_destroy(ctx, r);
@@ -177,7 +130,7 @@ int ody_reducer_buckets(const ody_reducer *r) { return r->nbuckets; }
 
 uint64_t ody_reducer_bytes_sent(const ody_reducer *r) { return r->bytes_sent; }
 
-static void start_bucket(ody_reducer *r, bucket *b)
+static void start_bucket(ody_reducer *r, ody_bucket *b)
 {
     int count = (int)(b->end - b->begin);
     MPI_Datatype type;
@@ -211,27 +164,11 @@ void ody_reducer_layer_ready(void *reducer, int layer)
     progress(r);
 }
 
-/* Wait for one request; when ranks outnumber cores, poll with short sleeps
- * so waiting ranks give their core to ranks that compute. */
-static int wait_request(ody_reducer *r, MPI_Request *req)
-{
-    if (!r->idle_sleep)
-        return MPI_Wait(req, MPI_STATUS_IGNORE);
-    int done = 0, rc = MPI_SUCCESS;
-    const struct timespec nap = {0, 20000};
-    while (rc == MPI_SUCCESS && !done) {
-        rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
-        if (!done)
-            nanosleep(&nap, NULL);
-    }
-    return rc;
-}
-
 ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds)
 {
     double t0 = ody_now();
     if (r->mode == ODY_REDUCE_BLOCKING) {
-        bucket *b = &r->buckets[0];
+        ody_bucket *b = &r->buckets[0];
         MPI_Datatype type;
         MPI_Op op;
         void *data = wire_data(r, b->begin, b->end, &type, &op);
@@ -245,7 +182,7 @@ ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds)
         while (r->next < r->nbuckets)
             start_bucket(r, &r->buckets[r->next++]);
         for (int i = 0; i < r->nbuckets; i++) {
-            if (wait_request(r, &r->buckets[i].req) != MPI_SUCCESS && r->error == ODY_OK)
+            if (ody_wait_request(&r->buckets[i].req, r->idle_sleep) != MPI_SUCCESS && r->error == ODY_OK)
                 r->error = ody_fail(r->ctx, ODY_ERR_MPI, "waiting for gradient bucket %d failed", i);
             r->buckets[i].started = false;
             unwire(r, r->buckets[i].begin, r->buckets[i].end);

@@ -205,8 +205,9 @@ static ody_status metrics_epoch_end(void *self, ody_training_loop *loop)
         rec[n++] = (ody_metric){ody_phase_key((ody_phase)p), s->times_mean.seconds[p], false, false};
         rec[n++] = (ody_metric){max_keys[p], s->times_max.seconds[p], false, false};
     }
-    rec[n++] = (ody_metric){"comm_bytes", (double)ody_reducer_bytes_sent(loop->reducer), true,
-                            false};
+    uint64_t bytes = loop->exact ? ody_exact_bytes_sent(loop->exact)
+                                 : ody_reducer_bytes_sent(loop->reducer);
+    rec[n++] = (ody_metric){"comm_bytes", (double)bytes, true, false};
     return ody_metrics_log_write(ms->ctx, ms->log, rec, n);
 }
 

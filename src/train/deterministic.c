@@ -30,13 +30,18 @@ static int64_t step_chunks(const ody_training_loop *loop)
     return chunks;
 }
 
-/* Every local chunk of the held batches: forward, loss, backward, exact add. */
-static ody_status run_chunks(ody_training_loop *loop)
+/* Every local chunk of the held batches: forward, loss, backward, exact
+ * add. With `overlap`, the last chunk's backward starts the vote and adds
+ * layer by layer through ody_exact_layer_ready, which sends finished
+ * buckets at once (the first round of a step); a redo goes without. */
+static ody_status run_chunks(ody_training_loop *loop, bool overlap)
 {
     const ody_model *m = loop->model;
     size_t numel = (size_t)ody_shape_numel(&m->input_shape);
+    int total = 0;
+    for (int mb = 0; mb < loop->step_micro; mb++)
+        total += loop->step_rows[mb];
     memset(&loop->last_step, 0, sizeof loop->last_step);
-    loop->last_micro = false; /* no vote or buckets from op_backward: they come after */
     int row = 0;
     ody_status st = ODY_OK;
     for (int mb = 0; mb < loop->step_micro && st == ODY_OK; mb++) {
@@ -45,13 +50,15 @@ static ody_status run_chunks(ody_training_loop *loop)
             int n = end - row < loop->chunk ? end - row : (int)loop->chunk;
             ody_batch chunk = {.n = n, .x = loop->step_x + (size_t)row * numel,
                                .y = loop->step_y + row, .ids = loop->step_ids + row};
+            loop->last_micro = overlap && row + n == total;
             /* No zero_grad: ody_exact_add leaves the gradients at zero. */
             st = ody_training_step(&ody_loop_step_ops, loop, &chunk, false, false,
                                    &loop->last_step);
-            if (st == ODY_OK)
+            if (st == ODY_OK && !loop->last_micro)
                 ody_exact_add(loop->exact, m->grads.data);
         }
     }
+    loop->last_micro = false;
     return st;
 }
 
@@ -64,7 +71,7 @@ ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
             ody_exact_begin(loop->exact, chunks);
             ody_model_zero_grad(loop->model);
             if (compute)
-                st = run_chunks(loop);
+                st = run_chunks(loop, false);
         } else if (!compute) {
             ody_exact_begin(loop->exact, chunks);
         }
@@ -118,10 +125,14 @@ ody_status ody_loop_train_update_exact(ody_training_loop *loop)
         return ody_loop_fail_step(loop, st);
     ody_exact_begin(loop->exact, step_chunks(loop));
     ody_model_zero_grad(loop->model);
-    st = run_chunks(loop);
+    loop->vote.started = false;
+    st = run_chunks(loop, true);
     if (st != ODY_OK)
         return st;
-    st = ody_loop_start_vote(loop, &loop->last_step);
+    /* A rank without rows this step votes here, where the others' last
+     * backward did: before any gradient bucket. */
+    if (!loop->vote.started)
+        st = ody_loop_start_vote(loop, &loop->last_step);
     if (st == ODY_OK)
         st = ody_loop_exact_reduce(loop, true);
     st = ody_loop_finish_vote(loop, st);
@@ -150,7 +161,8 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
     loop->step_capacity = step_capacity(loop, train_rows);
     size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
     void *x = NULL, *y = NULL, *ids = NULL;
-    ody_status st = ody_exact_create(ctx, loop->model, &loop->exact);
+    ody_status st = ody_exact_create(ctx, loop->model, (size_t)loop->cfg->distributed.bucket_bytes,
+                                     &loop->exact);
     if (st == ODY_OK)
         st = ody_alloc(ctx, rows * numel * sizeof(float), "deterministic step batches", &x);
     if (st == ODY_OK)

@@ -210,7 +210,10 @@ static ody_status op_backward(void *user, const ody_batch *b)
     double t0 = ody_now();
     if (st == ODY_OK && b->n > 0)
         ody_model_backward(loop->model, &loop->fwd, b->n, b->x, loop->dlogits,
-                           loop->last_micro ? ody_reducer_layer_ready : NULL, loop->reducer);
+                           !loop->last_micro ? NULL
+                           : loop->exact     ? ody_exact_layer_ready
+                                             : ody_reducer_layer_ready,
+                           loop->exact ? (void *)loop->exact : (void *)loop->reducer);
     ody_loop_phase(loop, ODY_PHASE_BACKWARD, t0);
     return st;
 }
