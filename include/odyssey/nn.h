@@ -90,6 +90,8 @@ typedef struct {
      * directly, so it costs no copy and no buffer.
      */
     bool view;
+    /* A few words the model summary prints after the layer (conv2d: its algorithm); may be NULL. */
+    const char *(*describe)(const ody_layer *l);
 } ody_layer_ops;
 
 #define ODY_LAYER_MAX_PARAMS 2
@@ -150,6 +152,21 @@ const ody_layer_kind *ody_layer_kinds(int *count);
  * is NaN ("not given") until set. Unknown kind: ODY_ERR_CONFIG.
  */
 ody_status ody_layer_spec_default(ody_ctx *ctx, const char *kind, ody_layer_spec *spec);
+
+/* conv2d's algorithms: its layer argument `algorithm` (0, 1, 2). */
+typedef enum {
+    ODY_CONV_AUTO = 0, /* chosen per layer (src/nn/conv2d.c) */
+    ODY_CONV_DIRECT,   /* direct kernels per sample; fused with a following relu + 2x2 max pool */
+    ODY_CONV_GEMM      /* im2col + OpenBLAS sgemm over groups of samples; never fused */
+} ody_conv_algorithm;
+
+/* "auto", "direct", "gemm" (indexed by ody_conv_algorithm), NULL-terminated. */
+const char *const *ody_conv_algorithm_names(void);
+/*
+ * The algorithm the conv2d layer l runs: DIRECT or GEMM (auto is resolved
+ * when the layer is created). ODY_CONV_AUTO when l is not a conv2d.
+ */
+ody_conv_algorithm ody_conv2d_algorithm(const ody_layer *l);
 
 /* ---------------------------------------------------------------- losses */
 

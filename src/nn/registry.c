@@ -20,6 +20,8 @@ static const ody_layer_arg conv2d_args[] = {
     [NN_CONV_KERNEL] = {"kernel_size", 0, 1, 1024, true, true, "side of the square kernel"},
     [NN_CONV_STRIDE] = {"stride", 1, 1, 1024, false, true, "step between windows"},
     [NN_CONV_PADDING] = {"padding", 0, 0, 1024, false, true, "zeros added on each side"},
+    [NN_CONV_ALGORITHM] = {"algorithm", ODY_CONV_AUTO, ODY_CONV_AUTO, ODY_CONV_GEMM, false, true,
+                           "0 auto (direct), 1 direct, 2 gemm (im2col + sgemm)"},
 };
 
 static const ody_layer_arg pool_args[] = {
@@ -39,8 +41,8 @@ static const ody_layer_arg dropout_args[] = {
 #define ARGS(a) a, (int)(sizeof a / sizeof a[0])
 
 static const ody_layer_kind layer_kinds[] = {
-    {"conv2d", "2-D convolution (direct; fused with a following relu and 2x2 max pool)", ARGS(conv2d_args),
-     nn_conv2d_create},
+    {"conv2d", "2-D convolution: direct (fused with a following relu and 2x2 max pool) or im2col + sgemm",
+     ARGS(conv2d_args), nn_conv2d_create},
     {"maxpool2d", "max pooling; padding counts as -inf", ARGS(pool_args), nn_maxpool2d_create},
     {"avgpool2d", "average pooling; padding counts as zeros (divisor k*k)", ARGS(pool_args),
      nn_avgpool2d_create},
@@ -67,6 +69,11 @@ const ody_layer_kind *ody_layer_kinds(int *count)
     *count = NKINDS;
     return layer_kinds;
 }
+
+static const char *const conv_algorithm_names[] = {
+    [ODY_CONV_AUTO] = "auto", [ODY_CONV_DIRECT] = "direct", [ODY_CONV_GEMM] = "gemm", NULL};
+
+const char *const *ody_conv_algorithm_names(void) { return conv_algorithm_names; }
 
 static void set_defaults(const ody_layer_kind *k, ody_layer_spec *spec)
 {
