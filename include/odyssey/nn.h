@@ -155,7 +155,7 @@ ody_status ody_layer_spec_default(ody_ctx *ctx, const char *kind, ody_layer_spec
 
 /* conv2d's algorithms: its layer argument `algorithm` (0, 1, 2). */
 typedef enum {
-    ODY_CONV_AUTO = 0, /* chosen per layer (src/nn/conv2d.c) */
+    ODY_CONV_AUTO = 0, /* chosen per layer from its shape and what follows (src/nn/conv2d.c) */
     ODY_CONV_DIRECT,   /* direct kernels per sample; fused with a following relu + 2x2 max pool */
     ODY_CONV_GEMM      /* im2col + OpenBLAS sgemm over groups of samples; never fused */
 } ody_conv_algorithm;
@@ -163,8 +163,9 @@ typedef enum {
 /* "auto", "direct", "gemm" (indexed by ody_conv_algorithm), NULL-terminated. */
 const char *const *ody_conv_algorithm_names(void);
 /*
- * The algorithm the conv2d layer l runs: DIRECT or GEMM (auto is resolved
- * when the layer is created). ODY_CONV_AUTO when l is not a conv2d.
+ * The algorithm the conv2d layer l runs: DIRECT or GEMM (auto is settled
+ * when the model is built, and again by ody_model_set_fusion).
+ * ODY_CONV_AUTO when l is not a conv2d.
  */
 ody_conv_algorithm ody_conv2d_algorithm(const ody_layer *l);
 

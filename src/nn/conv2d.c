@@ -8,7 +8,8 @@
  * gemm: im2col + OpenBLAS sgemm over groups of samples (conv_gemm.c);
  * never fused. direct: the kernels of conv_kernels.c, one sample at a
  * time on work buffers whose size does not depend on the batch, as below.
- * auto runs direct.
+ * auto picks one per layer from its shape and the layers after it
+ * (choose_algorithm, with the measurements behind it).
  *
  * Direct forward pads the sample, computes it pixel-major (y) and writes it
  * channel-major. Backward lists each output channel's non-zero output
@@ -33,7 +34,7 @@ typedef struct {
     ody_layer base;
     nn_conv_geom geom;
     ody_conv_algorithm algorithm; /* DIRECT or GEMM */
-    bool automatic;               /* asked for auto */
+    bool automatic;               /* chosen by choose_algorithm */
     ody_layer *pool; /* the maxpool2d this layer runs fused with (direct only), or NULL */
 } conv2d_layer;
 
@@ -188,6 +189,65 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
         direct_backward(c, n, in, out, dout, din);
 }
 
+/*
+ * auto, from measurements: forward + backward (with the input gradient) of
+ * a batch of 64 on one thread (AMD EPYC, OpenBLAS 0.3.21, AVX2), as the time
+ * direct takes over the time gemm takes (above 1 gemm wins). The machine
+ * was shared: repeated runs differ by up to 30%, and the rule keeps clear
+ * of the even cases.
+ *
+ *   layer (C->OC, kernel,   alone,   alone, half     conv -> relu -> 2x2 max pool:
+ *   stride, input side)     dense    of dout zero    direct fused / gemm, relu, pool
+ *   1->6 5, 28 (LeNet)       1.84     1.10           0.44
+ *   6->16 5, 14 (LeNet)      0.64     0.68           0.35
+ *   8->8 3, 32               0.63     0.40           0.21
+ *   16->16 3, 16             1.15     0.87           0.32
+ *   64->16 3, 16             1.21     0.71           0.43
+ *   12->24 3, 16             1.59     0.99           0.48
+ *   16->32 3, 16             1.59     1.03           0.60
+ *   32->32 3, 16             1.36     0.94           0.56
+ *   16->32 3 s2, 32          1.61     0.97           0.50
+ *   8->48 3, 16              1.60     0.93           0.45
+ *   32->48 3, 16             2.12     1.22           0.64
+ *   3->64 3, 32              2.20     1.34           0.47
+ *   32->64 3, 16             2.03     1.87           1.07
+ *   32->64 3 s2, 16          2.03     1.26           0.85
+ *   32->64 3, 32             1.97     1.20           0.60
+ *   32->64 3 s2, 32          2.15     1.25           0.78
+ *   64->128 3, 16            2.61     1.49           0.83
+ *   64->128 3 s2, 16         2.52     1.40           1.06
+ *   64->128 3, 32            2.51     1.50           0.81
+ *   64->128 3 s2, 32         2.48     1.54           0.91
+ *   96->192 3, 16            2.83     1.62           0.93
+ *   128->256 3, 16           2.99     1.59           0.99
+ *   128->256 3 s2, 8         3.10     1.95           1.47
+ *
+ * Forward the two are even (both near the core's peak on wide layers);
+ * backward decides. Direct's backward skips zero output gradients, and
+ * fused with a relu and a 2x2 max pool it sees at most a quarter of them
+ * and stores no conv or relu output: it won that block on 41 of the 48
+ * shapes measured; below 256 channels gemm's two wins were by 7% at most
+ * (at 256 it won 5 of 7, by 5-47%: ask for it there). Alone, after a relu
+ * that zeroes about half of its output gradient, gemm won from 48 output
+ * channels on (28 of 29 shapes), where its sgemms have rows enough; at 32
+ * the two are even, below that direct wins (LeNet-5's conv1 alone: even).
+ * So auto is:
+ *
+ *   a relu and a 2x2 max pool follow (fusion on)   direct, fused
+ *   otherwise, OC >= 48                            gemm
+ *   otherwise                                      direct
+ *
+ * LeNet-5's conv1 and conv2 are direct either way. A layer of 24 to 32
+ * channels whose output gradient is dense (tanh or avgpool after it) runs
+ * 1.3-2x faster as gemm: ask for it with algorithm 2.
+ */
+enum { GEMM_MIN_OUT_CHANNELS = 48 };
+
+static ody_conv_algorithm choose_algorithm(const nn_conv_geom *g, bool fusable)
+{
+    return !fusable && g->oc >= GEMM_MIN_OUT_CHANNELS ? ODY_CONV_GEMM : ODY_CONV_DIRECT;
+}
+
 /* A relu and a 2x2 max pool at stride 2 without padding among the count layers next. */
 static bool relu_pool_follows(ody_layer *const *next, int count)
 {
@@ -197,11 +257,17 @@ static bool relu_pool_follows(ody_layer *const *next, int count)
     return pool->k == 2 && pool->stride == 2 && pool->pad == 0;
 }
 
-/* Direct only: absorb a following relu and 2x2 max pool. */
+/*
+ * Settle auto now that the layers after this one are known (count 0: fusion
+ * off), and absorb a following relu and 2x2 max pool when running direct.
+ */
 static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
 {
     conv2d_layer *c = (conv2d_layer *)l;
-    c->pool = relu_pool_follows(next, count) && c->algorithm == ODY_CONV_DIRECT ? next[1] : NULL;
+    bool fusable = relu_pool_follows(next, count);
+    if (c->automatic)
+        c->algorithm = choose_algorithm(&c->geom, fusable);
+    c->pool = fusable && c->algorithm == ODY_CONV_DIRECT ? next[1] : NULL;
     return c->pool ? 2 : 0;
 }
 
@@ -249,7 +315,7 @@ ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape 
     c->algorithm = (ody_conv_algorithm)nn_arg(spec, NN_CONV_ALGORITHM);
     c->automatic = c->algorithm == ODY_CONV_AUTO;
     if (c->automatic)
-        c->algorithm = ODY_CONV_DIRECT;
+        c->algorithm = choose_algorithm(&c->geom, false); /* until conv2d_fuse sees what follows */
     l->out_shape = ody_shape3(oc, win.oh, win.ow);
     int64_t fan_in = (int64_t)win.c * k * k, fan_out = (int64_t)oc * k * k;
     nn_param_set(l, 0, "weight", ody_shape4(oc, win.c, k, k), fan_in, fan_out);

@@ -21,7 +21,7 @@ static const ody_layer_arg conv2d_args[] = {
     [NN_CONV_STRIDE] = {"stride", 1, 1, 1024, false, true, "step between windows"},
     [NN_CONV_PADDING] = {"padding", 0, 0, 1024, false, true, "zeros added on each side"},
     [NN_CONV_ALGORITHM] = {"algorithm", ODY_CONV_AUTO, ODY_CONV_AUTO, ODY_CONV_GEMM, false, true,
-                           "0 auto (direct), 1 direct, 2 gemm (im2col + sgemm)"},
+                           "0 auto (by shape), 1 direct, 2 gemm (im2col + sgemm)"},
 };
 
 static const ody_layer_arg pool_args[] = {

@@ -1093,6 +1093,61 @@ static void test_conv2d_direct_matches_gemm(void **state)
     }
 }
 
+/* The block conv (out_channels, 3x3, padding 1, algorithm) -> relu -> 2x2 max pool on in. */
+static ody_model *wide_block(ody_ctx *ctx, int out_channels, ody_conv_algorithm algorithm, ody_shape in)
+{
+    ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 5, (double[]){out_channels, 3, 1, 1, algorithm}),
+                               make_spec(ctx, "relu", 0, NULL),
+                               make_spec(ctx, "maxpool2d", 1, (double[]){2})};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "block", specs, 3, in, &m), ODY_OK);
+    return m;
+}
+
+static void test_conv_algorithm_auto(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_model_options o = lenet_options(); /* every conv2d at auto */
+    for (int variant = 0; variant < 2; variant++) {
+        strcpy(o.variant, variant ? "classic" : "modern");
+        ody_model *m = create(ctx, &o);
+        for (int i = 0; i < 4; i += 3) {
+            assert_int_equal(ody_conv2d_algorithm(m->layers[i]), ODY_CONV_DIRECT);
+            assert_string_equal(m->layers[i]->ops->describe(m->layers[i]), "direct (auto)");
+        }
+        assert_int_equal(m->span[0], variant ? 1 : 3); /* modern: fused */
+        assert_int_equal(ody_conv2d_algorithm(m->layers[1]), ODY_CONV_AUTO); /* not a conv2d */
+        ody_model_destroy(ctx, m);
+    }
+    ody_shape in = ody_shape3(32, 16, 16);
+    ody_model *m = wide_block(ctx, 64, ODY_CONV_AUTO, in); /* fused direct beats gemm + relu + pool */
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    assert_int_equal(m->span[0], 3);
+    assert_int_equal(ody_model_set_fusion(ctx, m, false), ODY_OK); /* alone, 64 channels: gemm */
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_GEMM);
+    assert_string_equal(m->layers[0]->ops->describe(m->layers[0]), "gemm (auto)");
+    assert_int_equal(ody_model_set_fusion(ctx, m, true), ODY_OK);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    m = wide_block(ctx, 32, ODY_CONV_AUTO, in); /* 32 channels alone: direct */
+    assert_int_equal(ody_model_set_fusion(ctx, m, false), ODY_OK);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    m = wide_block(ctx, 64, ODY_CONV_GEMM, in); /* asked for: gemm, never fused */
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_GEMM);
+    assert_int_equal(m->span[0], 1);
+    ody_model_destroy(ctx, m);
+    m = wide_block(ctx, 64, ODY_CONV_DIRECT, in); /* asked for: direct even alone */
+    assert_int_equal(ody_model_set_fusion(ctx, m, false), ODY_OK);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    const char *const *names = ody_conv_algorithm_names();
+    assert_string_equal(names[ODY_CONV_AUTO], "auto");
+    assert_string_equal(names[ODY_CONV_DIRECT], "direct");
+    assert_string_equal(names[ODY_CONV_GEMM], "gemm");
+    assert_null(names[3]);
+}
+
 typedef struct {
     int order[ODY_MODEL_MAX_LAYERS];
     int calls;
@@ -1226,6 +1281,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_fused_conv_relu_pool_matches_unfused),
     CTX_TEST(test_fusion_plan_and_buffers),
     CTX_TEST(test_conv2d_direct_matches_gemm),
+    CTX_TEST(test_conv_algorithm_auto),
     CTX_TEST(test_dropout_mask_is_keyed_by_sample),
     CTX_TEST(test_dropout_rate_and_eval_identity),
     CTX_TEST(test_dropout_backward_matches_mask),
