@@ -153,7 +153,10 @@ const ody_layer_kind *ody_layer_kinds(int *count);
  */
 ody_status ody_layer_spec_default(ody_ctx *ctx, const char *kind, ody_layer_spec *spec);
 
-/* conv2d's algorithms: its layer argument `algorithm` (0, 1, 2). */
+/*
+ * conv2d's algorithms: its layer argument `algorithm` (0, 1, 2) and
+ * model.conv_algorithm (by name) for the conv2d layers left at auto.
+ */
 typedef enum {
     ODY_CONV_AUTO = 0, /* chosen per layer from its shape and what follows (src/nn/conv2d.c) */
     ODY_CONV_DIRECT,   /* direct kernels per sample; fused with a following relu + 2x2 max pool */
@@ -199,6 +202,7 @@ typedef struct {
     char variant[16];           /* lenet5: "modern" (relu, maxpool) or "classic" (tanh, avgpool) */
     char activation[16];        /* mlp: relu, tanh or sigmoid */
     ody_init init;              /* every parameter's scheme (AUTO: each kind's default) */
+    char conv_algorithm[8];     /* conv2d layers left at auto: auto, direct or gemm ("" = auto) */
     int hidden_sizes[ODY_MODEL_MAX_HIDDEN];
     int n_hidden;
     ody_layer_spec layers[ODY_MODEL_MAX_LAYERS]; /* sequential */

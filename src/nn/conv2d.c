@@ -1,6 +1,6 @@
 /*
  * conv2d: 2-D convolution with stride and zero padding, by one of two
- * algorithms (its argument `algorithm`):
+ * algorithms (its argument `algorithm`, or model.conv_algorithm):
  *
  *   W (OC, C, K, K) params[0], PyTorch's layout; b (OC) params[1]
  *   in (n, C, H, W) -> out (n, OC, OH, OW)

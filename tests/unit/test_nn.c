@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "odyssey/io.h"
 #include "odyssey/nn.h"
 
 #define EPS 1e-6       /* finite-difference step, on the double reference */
@@ -944,11 +945,12 @@ static void test_init_statistics(void **state)
     }
 }
 
-/* A lenet5 with dropout, initialised and prepared for n rows. */
-static ody_model *lenet_ready(ody_ctx *ctx, int n)
+/* A lenet5 with dropout and model.conv_algorithm, initialised and prepared for n rows. */
+static ody_model *lenet_ready(ody_ctx *ctx, int n, const char *conv_algorithm)
 {
     ody_model_options o = lenet_options();
     o.dropout = 0.3;
+    snprintf(o.conv_algorithm, sizeof o.conv_algorithm, "%s", conv_algorithm);
     ody_model *m = create(ctx, &o);
     ody_model_init_params(m, 11);
     for (int t = 1; t < m->ntensors; t += 2) /* non-zero biases, to test them too */
@@ -961,7 +963,7 @@ static void test_batch_equals_samples(void **state)
 {
     ody_ctx *ctx = *state;
     enum { N = 5, IN = 784, OUT = 10 };
-    ody_model *m = lenet_ready(ctx, N);
+    ody_model *m = lenet_ready(ctx, N, "auto");
     float x[N * IN], batch[N * OUT], dlogits[N * OUT];
     frand(5, N * IN, 0, 1, x);
     frand(6, N * OUT, -1, 1, dlogits);
@@ -1093,6 +1095,41 @@ static void test_conv2d_direct_matches_gemm(void **state)
     }
 }
 
+static void test_lenet5_gemm_matches_direct(void **state)
+{
+    ody_ctx *ctx = *state;
+    enum { N = 6, IN = 784, OUT = 10 };
+    ody_model *d = lenet_ready(ctx, N, "direct"), *g = lenet_ready(ctx, N, "gemm");
+    /* direct: conv+relu+pool fused; gemm: the conv layers alone, pool2 absorbing flatten */
+    static const int direct_spans[] = {3, 0, 0, 4, 0, 0, 0}, gemm_spans[] = {1, 1, 1, 1, 1, 2, 0};
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(d->span[i], direct_spans[i]);
+        assert_int_equal(g->span[i], gemm_spans[i]);
+    }
+    for (int i = 0; i < 4; i += 3) {
+        assert_int_equal(ody_conv2d_algorithm(d->layers[i]), ODY_CONV_DIRECT);
+        assert_int_equal(ody_conv2d_algorithm(g->layers[i]), ODY_CONV_GEMM);
+        assert_string_equal(g->layers[i]->ops->describe(g->layers[i]), "gemm");
+    }
+    float x[N * IN], dlogits[N * OUT], zd[N * OUT];
+    frand(50, N * IN, 0, 1, x);
+    frand(51, N * OUT, -1, 1, dlogits);
+    int64_t ids[N] = {5, 8, 13, 21, 34, 55};
+    ody_forward_info info = {.training = true, .seed = 6, .step = 1, .sample_ids = ids};
+    memcpy(zd, ody_model_forward(d, &info, N, x), sizeof zd);
+    assert_all_close(ody_model_forward(g, &info, N, x), zd, N * OUT, 1e-5, "logit");
+    ody_model_zero_grad(d);
+    ody_model_zero_grad(g);
+    ody_model_backward(d, &info, N, x, dlogits, NULL, NULL);
+    ody_model_backward(g, &info, N, x, dlogits, NULL, NULL);
+    for (int t = 0; t < d->ntensors; t++)
+        assert_all_close(g->tensors[t]->grad, d->tensors[t]->grad, numel(d->tensors[t]->shape), 1e-5,
+                         d->tensors[t]->name);
+    ody_model_summary(ctx, g);
+    ody_model_destroy(ctx, d);
+    ody_model_destroy(ctx, g);
+}
+
 /* The block conv (out_channels, 3x3, padding 1, algorithm) -> relu -> 2x2 max pool on in. */
 static ody_model *wide_block(ody_ctx *ctx, int out_channels, ody_conv_algorithm algorithm, ody_shape in)
 {
@@ -1148,6 +1185,41 @@ static void test_conv_algorithm_auto(void **state)
     assert_null(names[3]);
 }
 
+/* model.conv_algorithm through the config, over the layers left at auto. */
+static void test_conv_algorithm_config(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_config cfg;
+    ody_config_defaults(&cfg);
+    assert_string_equal(cfg.model.conv_algorithm, "auto");
+    const char *text = "model:\n"
+                       "  name: sequential\n"
+                       "  num_classes: 3\n"
+                       "  input_shape: [2, 8, 8]\n"
+                       "  conv_algorithm: gemm\n"
+                       "  layers:\n"
+                       "    - {type: conv2d, out_channels: 4, kernel_size: 3}\n"
+                       "    - {type: conv2d, out_channels: 4, kernel_size: 3, algorithm: 1}\n"
+                       "    - {type: linear, out_features: 3}\n";
+    assert_int_equal(ody_config_parse(ctx, text, "x.yaml", 0, NULL, &cfg), ODY_OK);
+    assert_string_equal(cfg.model.conv_algorithm, "gemm");
+    ody_model *m = create(ctx, &cfg.model);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_GEMM);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[1]), ODY_CONV_DIRECT); /* its own argument wins */
+    ody_model_destroy(ctx, m);
+    char *direct[] = {"model.conv_algorithm=direct"};
+    assert_int_equal(ody_config_parse(ctx, text, "x.yaml", 1, direct, &cfg), ODY_OK);
+    m = create(ctx, &cfg.model);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    char *bad[] = {"model.conv_algorithm=fast"};
+    assert_int_equal(ody_config_parse(ctx, text, "x.yaml", 1, bad, &cfg), ODY_ERR_CONFIG);
+    assert_non_null(strstr(ody_ctx_error(ctx), "conv_algorithm"));
+    ody_model_options o = lenet_options();
+    strcpy(o.conv_algorithm, "fast");
+    expect_error(ctx, &o, "model.conv_algorithm 'fast' is not known (auto, direct or gemm)");
+}
+
 typedef struct {
     int order[ODY_MODEL_MAX_LAYERS];
     int calls;
@@ -1162,7 +1234,7 @@ static void record(void *user, int layer)
 static void test_backward_hooks_zero_grad_and_empty_batch(void **state)
 {
     ody_ctx *ctx = *state;
-    ody_model *m = lenet_ready(ctx, 2);
+    ody_model *m = lenet_ready(ctx, 2, "auto");
     float x[2 * 784], dlogits[20];
     frand(10, sizeof x / sizeof x[0], 0, 1, x);
     frand(11, 20, -1, 1, dlogits);
@@ -1197,7 +1269,7 @@ static void test_prepare_grows(void **state)
 {
     ody_ctx *ctx = *state;
     size_t before = ctx->bytes_allocated;
-    ody_model *m = lenet_ready(ctx, 2);
+    ody_model *m = lenet_ready(ctx, 2, "auto");
     float x[8 * 784], small[2 * 10];
     frand(12, sizeof x / sizeof x[0], 0, 1, x);
     memcpy(small, ody_model_forward(m, NULL, 2, x), sizeof small);
@@ -1281,7 +1353,9 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_fused_conv_relu_pool_matches_unfused),
     CTX_TEST(test_fusion_plan_and_buffers),
     CTX_TEST(test_conv2d_direct_matches_gemm),
+    CTX_TEST(test_lenet5_gemm_matches_direct),
     CTX_TEST(test_conv_algorithm_auto),
+    CTX_TEST(test_conv_algorithm_config),
     CTX_TEST(test_dropout_mask_is_keyed_by_sample),
     CTX_TEST(test_dropout_rate_and_eval_identity),
     CTX_TEST(test_dropout_backward_matches_mask),
