@@ -90,6 +90,8 @@ typedef struct {
      * directly, so it costs no copy and no buffer.
      */
     bool view;
+    /* A few words the model summary prints after the layer (conv2d: its algorithm); may be NULL. */
+    const char *(*describe)(const ody_layer *l);
 } ody_layer_ops;
 
 #define ODY_LAYER_MAX_PARAMS 2
@@ -151,6 +153,25 @@ const ody_layer_kind *ody_layer_kinds(int *count);
  */
 ody_status ody_layer_spec_default(ody_ctx *ctx, const char *kind, ody_layer_spec *spec);
 
+/*
+ * conv2d's algorithms: its layer argument `algorithm` (0, 1, 2) and
+ * model.conv_algorithm (by name) for the conv2d layers left at auto.
+ */
+typedef enum {
+    ODY_CONV_AUTO = 0, /* chosen per layer from its shape and what follows (src/nn/conv2d.c) */
+    ODY_CONV_DIRECT,   /* direct kernels per sample; fused with a following relu + 2x2 max pool */
+    ODY_CONV_GEMM      /* im2col + OpenBLAS sgemm over groups of samples; never fused */
+} ody_conv_algorithm;
+
+/* "auto", "direct", "gemm" (indexed by ody_conv_algorithm), NULL-terminated. */
+const char *const *ody_conv_algorithm_names(void);
+/*
+ * The algorithm the conv2d layer l runs: DIRECT or GEMM (auto is settled
+ * when the model is built, and again by ody_model_set_fusion).
+ * ODY_CONV_AUTO when l is not a conv2d.
+ */
+ody_conv_algorithm ody_conv2d_algorithm(const ody_layer *l);
+
 /* ---------------------------------------------------------------- losses */
 
 typedef enum { ODY_LOSS_CROSS_ENTROPY = 0, ODY_LOSS_MSE } ody_loss_kind;
@@ -181,6 +202,7 @@ typedef struct {
     char variant[16];           /* lenet5: "modern" (relu, maxpool) or "classic" (tanh, avgpool) */
     char activation[16];        /* mlp: relu, tanh or sigmoid */
     ody_init init;              /* every parameter's scheme (AUTO: each kind's default) */
+    char conv_algorithm[8];     /* conv2d layers left at auto: auto, direct or gemm ("" = auto) */
     int hidden_sizes[ODY_MODEL_MAX_HIDDEN];
     int n_hidden;
     ody_layer_spec layers[ODY_MODEL_MAX_LAYERS]; /* sequential */

@@ -88,6 +88,10 @@ static const ody_cfg_row schema[] = {
     ROW(model, init, ODY_CFG_INIT, .def = "torch_default", .values = ody_cfg_init_names,
         .doc = "initialisation of every parameter: torch_default is PyTorch's (weights and "
                "biases U(+-1/sqrt(fan_in))); auto: Kaiming before ReLU, Xavier otherwise"),
+    ROW(model, conv_algorithm, ODY_CFG_ENUM, .def = "auto", .values_fn = ody_conv_algorithm_names,
+        .doc = "conv2d layers left at algorithm 0: direct (per sample, fused with a following relu + "
+               "2x2 max pool), gemm (im2col + sgemm) or auto (gemm for 48+ output channels not "
+               "followed by relu + 2x2 max pool, else direct)"),
     ROW(model, layers, ODY_CFG_LAYERS, .count_offset = COUNT_AT(model, n_layers), .def = "[]",
         .doc = "sequential: the layers in order, e.g. [{type: linear, out_features: 10}]"),
 

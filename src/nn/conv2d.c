@@ -1,20 +1,25 @@
 /*
- * conv2d: 2-D convolution with stride and zero padding, one sample at a
- * time with the direct kernels of conv_kernels.c, on work buffers whose
- * size does not depend on the batch:
+ * conv2d: 2-D convolution with stride and zero padding, by one of two
+ * algorithms (its argument `algorithm`, or model.conv_algorithm):
  *
  *   W (OC, C, K, K) params[0], PyTorch's layout; b (OC) params[1]
  *   in (n, C, H, W) -> out (n, OC, OH, OW)
  *
- * Forward pads the sample, computes it pixel-major (y) and writes it
+ * gemm: im2col + OpenBLAS sgemm over groups of samples (conv_gemm.c);
+ * never fused. direct: the kernels of conv_kernels.c, one sample at a
+ * time on work buffers whose size does not depend on the batch, as below.
+ * auto picks one per layer from its shape and the layers after it
+ * (choose_algorithm, with the measurements behind it).
+ *
+ * Direct forward pads the sample, computes it pixel-major (y) and writes it
  * channel-major. Backward lists each output channel's non-zero output
  * gradients as terms and adds grad * window into dW (and grad * filter
  * into din): after a relu and a max pool most are zero, and they cost
  * nothing.
  *
- * Fused: when the model runs it with the relu and the 2x2 max pool after
- * it as one step (conv2d_fuse), forward writes the pooled output
- * relu(max(window)) and the argmax directly, and backward takes the
+ * Fused (direct only): when the model runs it with the relu and the 2x2
+ * max pool after it as one step (conv2d_fuse), forward writes the pooled
+ * output relu(max(window)) and the argmax directly, and backward takes the
  * gradient of the pooled output: its terms are the pooled outputs that are
  * positive, at their argmax. The conv and relu outputs are never stored.
  * The pool layer's saved buffer holds the argmax as the window offset in
@@ -28,7 +33,9 @@
 typedef struct {
     ody_layer base;
     nn_conv_geom geom;
-    ody_layer *pool; /* the maxpool2d this layer runs fused with, or NULL */
+    ody_conv_algorithm algorithm; /* DIRECT or GEMM */
+    bool automatic;               /* chosen by choose_algorithm */
+    ody_layer *pool; /* the maxpool2d this layer runs fused with (direct only), or NULL */
 } conv2d_layer;
 
 /* The work buffers of forward and of backward, carved from the layer's scratch. */
@@ -81,16 +88,18 @@ static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffer
 
 static size_t conv2d_scratch_floats(const ody_layer *l, int max_batch)
 {
-    const nn_conv_geom *g = &((const conv2d_layer *)l)->geom;
+    const conv2d_layer *c = (const conv2d_layer *)l;
+    if (c->algorithm == ODY_CONV_GEMM)
+        return nn_conv_gemm_scratch_floats(&c->geom);
     forward_buffers f;
     backward_buffers b;
-    size_t fwd = forward_carve(g, NULL, &f), bwd = backward_carve(g, NULL, &b);
+    size_t fwd = forward_carve(&c->geom, NULL, &f), bwd = backward_carve(&c->geom, NULL, &b);
     return fwd > bwd ? fwd : bwd;
 }
 
-static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
+static void direct_forward(conv2d_layer *c, int n, const float *in, float *out)
 {
-    conv2d_layer *c = (conv2d_layer *)l;
+    ody_layer *l = &c->base;
     const nn_conv_geom *g = &c->geom;
     forward_buffers f;
     forward_carve(g, l->scratch, &f);
@@ -130,10 +139,10 @@ static void channel_terms(const conv2d_layer *c, int s, int o, const float *out,
     nn_conv_gather_terms(dout + at, out + at, (const int32_t *)c->pool->saved + at, plane, t);
 }
 
-static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
-                            const float *out, const float *dout, float *din)
+static void direct_backward(conv2d_layer *c, int n, const float *in, const float *out, const float *dout,
+                            float *din)
 {
-    conv2d_layer *c = (conv2d_layer *)l;
+    ody_layer *l = &c->base;
     const nn_conv_geom *g = &c->geom;
     backward_buffers b;
     backward_carve(g, l->scratch, &b);
@@ -160,18 +169,114 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
     nn_conv_fold_weight_grad(g, b.acc, l->params[0].grad);
 }
 
-/* Absorb a following relu and 2x2 max pool at stride 2 without padding. */
+static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
+{
+    conv2d_layer *c = (conv2d_layer *)l;
+    if (c->algorithm == ODY_CONV_GEMM)
+        nn_conv_gemm_forward(&c->geom, l->params[0].value, l->params[1].value, l->scratch, n, in, out);
+    else
+        direct_forward(c, n, in, out);
+}
+
+static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
+                            const float *out, const float *dout, float *din)
+{
+    conv2d_layer *c = (conv2d_layer *)l;
+    if (c->algorithm == ODY_CONV_GEMM)
+        nn_conv_gemm_backward(&c->geom, l->params[0].value, l->params[0].grad, l->params[1].grad, l->scratch,
+                              n, in, dout, din);
+    else
+        direct_backward(c, n, in, out, dout, din);
+}
+
+/*
+ * auto, from measurements: forward + backward (with the input gradient) of
+ * a batch of 64 on one thread (AMD EPYC, OpenBLAS 0.3.21, AVX2), as the time
+ * direct takes over the time gemm takes (above 1 gemm wins). The machine
+ * was shared: repeated runs differ by up to 30%, and the rule keeps clear
+ * of the even cases.
+ *
+ *   layer (C->OC, kernel,   alone,   alone, half     conv -> relu -> 2x2 max pool:
+ *   stride, input side)     dense    of dout zero    direct fused / gemm, relu, pool
+ *   1->6 5, 28 (LeNet)       1.84     1.10           0.44
+ *   6->16 5, 14 (LeNet)      0.64     0.68           0.35
+ *   8->8 3, 32               0.63     0.40           0.21
+ *   16->16 3, 16             1.15     0.87           0.32
+ *   64->16 3, 16             1.21     0.71           0.43
+ *   12->24 3, 16             1.59     0.99           0.48
+ *   16->32 3, 16             1.59     1.03           0.60
+ *   32->32 3, 16             1.36     0.94           0.56
+ *   16->32 3 s2, 32          1.61     0.97           0.50
+ *   8->48 3, 16              1.60     0.93           0.45
+ *   32->48 3, 16             2.12     1.22           0.64
+ *   3->64 3, 32              2.20     1.34           0.47
+ *   32->64 3, 16             2.03     1.87           1.07
+ *   32->64 3 s2, 16          2.03     1.26           0.85
+ *   32->64 3, 32             1.97     1.20           0.60
+ *   32->64 3 s2, 32          2.15     1.25           0.78
+ *   64->128 3, 16            2.61     1.49           0.83
+ *   64->128 3 s2, 16         2.52     1.40           1.06
+ *   64->128 3, 32            2.51     1.50           0.81
+ *   64->128 3 s2, 32         2.48     1.54           0.91
+ *   96->192 3, 16            2.83     1.62           0.93
+ *   128->256 3, 16           2.99     1.59           0.99
+ *   128->256 3 s2, 8         3.10     1.95           1.47
+ *
+ * Forward the two are even (both near the core's peak on wide layers);
+ * backward decides. Direct's backward skips zero output gradients, and
+ * fused with a relu and a 2x2 max pool it sees at most a quarter of them
+ * and stores no conv or relu output: it won that block on 41 of the 48
+ * shapes measured; below 256 channels gemm's two wins were by 7% at most
+ * (at 256 it won 5 of 7, by 5-47%: ask for it there). Alone, after a relu
+ * that zeroes about half of its output gradient, gemm won from 48 output
+ * channels on (28 of 29 shapes), where its sgemms have rows enough; at 32
+ * the two are even, below that direct wins (LeNet-5's conv1 alone: even).
+ * So auto is:
+ *
+ *   a relu and a 2x2 max pool follow (fusion on)   direct, fused
+ *   otherwise, OC >= 48                            gemm
+ *   otherwise                                      direct
+ *
+ * LeNet-5's conv1 and conv2 are direct either way. A layer of 24 to 32
+ * channels whose output gradient is dense (tanh or avgpool after it) runs
+ * 1.3-2x faster as gemm: ask for it with algorithm 2.
+ */
+enum { GEMM_MIN_OUT_CHANNELS = 48 };
+
+static ody_conv_algorithm choose_algorithm(const nn_conv_geom *g, bool fusable)
+{
+    return !fusable && g->oc >= GEMM_MIN_OUT_CHANNELS ? ODY_CONV_GEMM : ODY_CONV_DIRECT;
+}
+
+/* A relu and a 2x2 max pool at stride 2 without padding among the count layers next. */
+static bool relu_pool_follows(ody_layer *const *next, int count)
+{
+    if (count < 2 || strcmp(next[0]->ops->kind, "relu") != 0 || strcmp(next[1]->ops->kind, "maxpool2d") != 0)
+        return false;
+    const nn_window *pool = &((const nn_pool_layer *)next[1])->win;
+    return pool->k == 2 && pool->stride == 2 && pool->pad == 0;
+}
+
+/*
+ * Settle auto now that the layers after this one are known (count 0: fusion
+ * off), and absorb a following relu and 2x2 max pool when running direct.
+ */
 static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
 {
     conv2d_layer *c = (conv2d_layer *)l;
-    c->pool = NULL;
-    if (count < 2 || strcmp(next[0]->ops->kind, "relu") != 0 || strcmp(next[1]->ops->kind, "maxpool2d") != 0)
-        return 0;
-    const nn_window *pool = &((const nn_pool_layer *)next[1])->win;
-    if (pool->k != 2 || pool->stride != 2 || pool->pad != 0)
-        return 0;
-    c->pool = next[1];
-    return 2;
+    bool fusable = relu_pool_follows(next, count);
+    if (c->automatic)
+        c->algorithm = choose_algorithm(&c->geom, fusable);
+    c->pool = fusable && c->algorithm == ODY_CONV_DIRECT ? next[1] : NULL;
+    return c->pool ? 2 : 0;
+}
+
+static const char *conv2d_describe(const ody_layer *l)
+{
+    const conv2d_layer *c = (const conv2d_layer *)l;
+    if (c->algorithm == ODY_CONV_GEMM)
+        return c->automatic ? "gemm (auto)" : "gemm";
+    return c->automatic ? "direct (auto)" : "direct";
 }
 
 static const ody_layer_ops conv2d_ops = {
@@ -180,7 +285,13 @@ static const ody_layer_ops conv2d_ops = {
     .forward = conv2d_forward,
     .backward = conv2d_backward,
     .fuse = conv2d_fuse,
+    .describe = conv2d_describe,
 };
+
+ody_conv_algorithm ody_conv2d_algorithm(const ody_layer *l)
+{
+    return l->ops == &conv2d_ops ? ((const conv2d_layer *)l)->algorithm : ODY_CONV_AUTO;
+}
 
 ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out)
 {
@@ -201,6 +312,10 @@ ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape 
     conv2d_layer *c = (conv2d_layer *)l;
     int oc = nn_arg(spec, NN_CONV_OUT_CHANNELS);
     nn_conv_geom_make(&win, oc, &c->geom);
+    c->algorithm = (ody_conv_algorithm)nn_arg(spec, NN_CONV_ALGORITHM);
+    c->automatic = c->algorithm == ODY_CONV_AUTO;
+    if (c->automatic)
+        c->algorithm = choose_algorithm(&c->geom, false); /* until conv2d_fuse sees what follows */
     l->out_shape = ody_shape3(oc, win.oh, win.ow);
     int64_t fan_in = (int64_t)win.c * k * k, fan_out = (int64_t)oc * k * k;
     nn_param_set(l, 0, "weight", ody_shape4(oc, win.c, k, k), fan_in, fan_out);

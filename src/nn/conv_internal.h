@@ -1,10 +1,11 @@
 /*
- * conv2d kernels shared by conv2d.c (the layer, alone or fused with the
- * relu and 2x2 max pool after it) and conv_kernels.c (the loops, AVX2+FMA
- * with a portable fallback). Internal to src/nn.
+ * conv2d's two algorithms, shared by conv2d.c (the layer: it picks one,
+ * and runs direct alone or fused with the relu and 2x2 max pool after it),
+ * conv_kernels.c (the direct loops, AVX2+FMA with a portable fallback) and
+ * conv_gemm.c (im2col + OpenBLAS sgemm). Internal to src/nn.
  *
- * The convolution runs one sample at a time on buffers of a fixed size
- * (independent of the batch), in these layouts:
+ * The direct convolution runs one sample at a time on buffers of a fixed
+ * size (independent of the batch), in these layouts:
  *
  *   xpad (C, HP, WP) + slack   the sample with its zero padding
  *   wt   (C*K*K, OCP)          weights transposed: one row of OCP outputs per tap
@@ -102,5 +103,18 @@ float nn_conv_weight_grad(const nn_conv_geom *g, const float *xpad, const int32_
 /* dint += sum over terms of grad * the wq vectors of one output channel at each window. */
 void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *tapoff,
                         const nn_conv_terms *t, float *dint);
+
+/*
+ * The gemm algorithm (conv_gemm.c) on W (OC, C, K, K), b (OC), in (n, C,
+ * H, W) and out (n, OC, OH, OW), in groups of samples whose size depends
+ * only on g. scratch holds nn_conv_gemm_scratch_floats(g) floats.
+ */
+size_t nn_conv_gemm_scratch_floats(const nn_conv_geom *g);
+/* out = conv(in) + b. */
+void nn_conv_gemm_forward(const nn_conv_geom *g, const float *w, const float *b, float *scratch, int n,
+                          const float *in, float *out);
+/* dw (OC, C, K, K) and db (OC) += this batch's gradients; din (when not NULL) = the input gradient. */
+void nn_conv_gemm_backward(const nn_conv_geom *g, const float *w, float *dw, float *db, float *scratch,
+                           int n, const float *in, const float *dout, float *din);
 
 #endif /* ODYSSEY_NN_CONV_INTERNAL_H */

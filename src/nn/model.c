@@ -374,14 +374,16 @@ void ody_model_summary(const ody_ctx *ctx, const ody_model *model)
     char shape[64];
     ody_log(ctx, ODY_LOG_INFO, "model %s: input %s", model->name,
             ody_shape_format(&model->input_shape, shape, sizeof shape));
-    ody_log(ctx, ODY_LOG_INFO, "  %-10s %-10s %-12s %10s", "layer", "kind", "output", "params");
+    ody_log(ctx, ODY_LOG_INFO, "  %-10s %-10s %-12s %10s  %s", "layer", "kind", "output", "params",
+            "algorithm");
     for (int i = 0; i < model->nlayers; i++) {
         const ody_layer *l = model->layers[i];
         size_t count = 0;
         for (int p = 0; p < l->nparams; p++)
             count += nn_numel(l->params[p].shape);
-        ody_log(ctx, ODY_LOG_INFO, "  %-10s %-10s %-12s %10zu", l->name, l->ops->kind,
-                ody_shape_format(&l->out_shape, shape, sizeof shape), count);
+        ody_log(ctx, ODY_LOG_INFO, "  %-10s %-10s %-12s %10zu%s%s", l->name, l->ops->kind,
+                ody_shape_format(&l->out_shape, shape, sizeof shape), count, l->ops->describe ? "  " : "",
+                l->ops->describe ? l->ops->describe(l) : "");
     }
     ody_log(ctx, ODY_LOG_INFO, "  total parameters: %zu", model->nparams);
     for (int i = 0; i < model->nlayers; i += model->span[i])

@@ -99,7 +99,7 @@ ody_status nn_dropout_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape
 ody_status nn_flatten_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
 
 /* Argument positions in ody_layer_spec.args, in the order of the layer table. */
-enum { NN_CONV_OUT_CHANNELS = 0, NN_CONV_KERNEL, NN_CONV_STRIDE, NN_CONV_PADDING };
+enum { NN_CONV_OUT_CHANNELS = 0, NN_CONV_KERNEL, NN_CONV_STRIDE, NN_CONV_PADDING, NN_CONV_ALGORITHM };
 enum { NN_POOL_KERNEL = 0, NN_POOL_STRIDE, NN_POOL_PADDING };
 enum { NN_LINEAR_OUT_FEATURES = 0 };
 enum { NN_DROPOUT_P = 0 };

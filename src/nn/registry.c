@@ -20,6 +20,9 @@ static const ody_layer_arg conv2d_args[] = {
     [NN_CONV_KERNEL] = {"kernel_size", 0, 1, 1024, true, true, "side of the square kernel"},
     [NN_CONV_STRIDE] = {"stride", 1, 1, 1024, false, true, "step between windows"},
     [NN_CONV_PADDING] = {"padding", 0, 0, 1024, false, true, "zeros added on each side"},
+    [NN_CONV_ALGORITHM] = {"algorithm", ODY_CONV_AUTO, ODY_CONV_AUTO, ODY_CONV_GEMM, false, true,
+                           "0 auto (as model.conv_algorithm says; its auto: by shape), 1 direct, "
+                           "2 gemm (im2col + sgemm)"},
 };
 
 static const ody_layer_arg pool_args[] = {
@@ -39,8 +42,8 @@ static const ody_layer_arg dropout_args[] = {
 #define ARGS(a) a, (int)(sizeof a / sizeof a[0])
 
 static const ody_layer_kind layer_kinds[] = {
-    {"conv2d", "2-D convolution (direct; fused with a following relu and 2x2 max pool)", ARGS(conv2d_args),
-     nn_conv2d_create},
+    {"conv2d", "2-D convolution: direct (fused with a following relu and 2x2 max pool) or im2col + sgemm",
+     ARGS(conv2d_args), nn_conv2d_create},
     {"maxpool2d", "max pooling; padding counts as -inf", ARGS(pool_args), nn_maxpool2d_create},
     {"avgpool2d", "average pooling; padding counts as zeros (divisor k*k)", ARGS(pool_args),
      nn_avgpool2d_create},
@@ -67,6 +70,11 @@ const ody_layer_kind *ody_layer_kinds(int *count)
     *count = NKINDS;
     return layer_kinds;
 }
+
+static const char *const conv_algorithm_names[] = {
+    [ODY_CONV_AUTO] = "auto", [ODY_CONV_DIRECT] = "direct", [ODY_CONV_GEMM] = "gemm", NULL};
+
+const char *const *ody_conv_algorithm_names(void) { return conv_algorithm_names; }
 
 static void set_defaults(const ody_layer_kind *k, ody_layer_spec *spec)
 {
@@ -224,6 +232,31 @@ static ody_status check_options(ody_ctx *ctx, const ody_model_options *o)
     return ODY_OK;
 }
 
+/* model.conv_algorithm as an ody_conv_algorithm ("" is auto), or -1 with an error. */
+static int conv_algorithm(ody_ctx *ctx, const ody_model_options *o)
+{
+    for (int i = ODY_CONV_AUTO; i <= ODY_CONV_GEMM; i++)
+        if (strcmp(o->conv_algorithm, conv_algorithm_names[i]) == 0)
+            return i;
+    if (!o->conv_algorithm[0])
+        return ODY_CONV_AUTO;
+    ody_fail(ctx, ODY_ERR_CONFIG, "model.conv_algorithm '%.8s' is not known (auto, direct or gemm)",
+             o->conv_algorithm);
+    return -1;
+}
+
+/* The options that apply to every layer they concern: init and the conv algorithm. */
+static void apply_model_wide(const ody_model_options *o, int conv, spec_list *list)
+{
+    for (int i = 0; i < list->n; i++) {
+        ody_layer_spec *spec = &list->specs[i];
+        if (spec->init == ODY_INIT_AUTO)
+            spec->init = o->init;
+        if (strcmp(spec->kind, "conv2d") == 0 && spec->args[NN_CONV_ALGORITHM] == ODY_CONV_AUTO)
+            spec->args[NN_CONV_ALGORITHM] = conv;
+    }
+}
+
 /* Index of a registry name, or -1 with an error listing the names. */
 static int find_model(ody_ctx *ctx, const char *name)
 {
@@ -246,13 +279,15 @@ ody_status ody_model_create(ody_ctx *ctx, const ody_model_options *options, ody_
         return ODY_ERR_CONFIG;
     spec_list list = {.n = 0};
     ody_status st = check_options(ctx, options);
-    if (st == ODY_OK)
-        st = model_builders[which](ctx, options, &list);
     if (st != ODY_OK)
         return st;
-    for (int i = 0; i < list.n; i++)
-        if (list.specs[i].init == ODY_INIT_AUTO)
-            list.specs[i].init = options->init;
+    int conv = conv_algorithm(ctx, options);
+    if (conv < 0)
+        return ODY_ERR_CONFIG;
+    st = model_builders[which](ctx, options, &list);
+    if (st != ODY_OK)
+        return st;
+    apply_model_wide(options, conv, &list);
     st = ody_model_create_from_specs(ctx, options->name, list.specs, list.n, options->input_shape, out);
     if (st != ODY_OK) {
         ody_error_prefix(ctx, "model %s", options->name);

@@ -621,7 +621,7 @@ static void test_layer_errors(void **state)
          "(did you mean 'kernel_size'?)"},
         {"    - {type: relu}\n    - {type: conv2d, out_channels: 6, foo: 5}\n",
          "x.yaml:5:39: model.layers[1]: unknown argument 'foo' for conv2d "
-         "(it takes: out_channels, kernel_size, stride, padding, init)"},
+         "(it takes: out_channels, kernel_size, stride, padding, algorithm, init)"},
         {"    - {type: conv2d, out_channels: 6}\n",
          "x.yaml:4:7: model.layers[0]: conv2d needs 'kernel_size' (side of the square kernel)"},
         {"    - {type: conv2d, out_channels: 6, kernel_size: 2.5}\n",
@@ -727,7 +727,8 @@ static void test_sequential_round_trips(void **state)
     char *text = NULL;
     assert_int_equal(ody_config_to_yaml(fx->ctx, &c, &text), ODY_OK);
     assert_non_null(strstr(text, "\n  layers:\n    - {type: conv2d, out_channels: 6, "
-                                 "kernel_size: 5, stride: 1, padding: 2, init: xavier_uniform}\n"
+                                 "kernel_size: 5, stride: 1, padding: 2, algorithm: 0, "
+                                 "init: xavier_uniform}\n"
                                  "    - {type: relu}\n"));
     assert_non_null(strstr(text, "\n    - {type: dropout, p: 0.25}\n"));
     free(text);

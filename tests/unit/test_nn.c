@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "odyssey/io.h"
 #include "odyssey/nn.h"
 
 #define EPS 1e-6       /* finite-difference step, on the double reference */
@@ -270,7 +271,7 @@ static void check_layer(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in, 
 }
 
 typedef struct {
-    double args[4];
+    double args[5];
     ody_shape in;
     int n;
 } layer_case;
@@ -281,7 +282,7 @@ static void check_cases(ody_ctx *ctx, const char *kind, ref_fn ref, const layer_
     int64_t ids[8] = {11, 3, 250, 7, 19, 4, 100, 2};
     ody_forward_info info = {.training = true, .seed = 5, .step = 9, .sample_ids = ids};
     for (int i = 0; i < ncases; i++) {
-        ody_layer_spec spec = make_spec(ctx, kind, 4, cases[i].args);
+        ody_layer_spec spec = make_spec(ctx, kind, 5, cases[i].args);
         check_layer(ctx, &spec, cases[i].in, cases[i].n, ref, &info, zero_share);
     }
 }
@@ -291,26 +292,40 @@ static void check_cases(ody_ctx *ctx, const char *kind, ref_fn ref, const layer_
 
 /* ------------------------------------------------------------ layer tests */
 
-static void test_conv2d_gradients(void **state)
+/* conv2d (out_channels, kernel, stride, padding); the algorithm is set by each test. */
+static const layer_case conv_cases[] = {
+    {{2, 3, 1, 0}, {3, {1, 5, 5}}, 2},
+    {{3, 3, 2, 1}, {3, {2, 6, 7}}, 3},  /* stride 2, odd sizes, non-square */
+    {{2, 5, 1, 2}, {3, {3, 4, 4}}, 2},  /* kernel larger than the input itself */
+    {{2, 5, 1, 1}, {3, {2, 3, 3}}, 2},  /* kernel == padded input: 1x1 output */
+    {{2, 2, 3, 0}, {3, {1, 7, 5}}, 2},  /* stride 3 does not divide evenly */
+    {{4, 1, 1, 0}, {3, {3, 2, 3}}, 1},  /* 1x1 kernel */
+    {{10, 3, 1, 1}, {3, {2, 4, 5}}, 2}, /* output channels beyond one vector of 8 */
+    {{2, 9, 1, 3}, {3, {1, 5, 6}}, 1},  /* kernel rows wider than a vector */
+    {{3, 2, 1, 0}, {3, {9, 3, 3}}, 2},  /* input channels beyond one vector */
+    {{17, 2, 1, 0}, {3, {1, 3, 4}}, 1}, /* three channel vectors: a pair and one alone */
+    {{2, 3, 1, 1}, {3, {1, 5, 26}}, 1}, /* long rows: register blocks of 8 and 9 pixels */
+    {{9, 3, 1, 1}, {3, {1, 3, 13}}, 1}, /* long rows, two channel vectors: blocks of 4 and 5 */
+    {{3, 3, 3, 2}, {3, {2, 8, 7}}, 3},  /* stride 3 with padding, several samples */
+};
+
+enum { NCONV_CASES = (int)(sizeof conv_cases / sizeof conv_cases[0]) };
+
+/* Every conv case with `algorithm`, against the reference and finite differences. */
+static void check_conv_cases(ody_ctx *ctx, ody_conv_algorithm algorithm)
 {
-    static const layer_case cases[] = {
-        {{2, 3, 1, 0}, {3, {1, 5, 5}}, 2},
-        {{3, 3, 2, 1}, {3, {2, 6, 7}}, 3},  /* stride 2, odd sizes, non-square */
-        {{2, 5, 1, 2}, {3, {3, 4, 4}}, 2},  /* kernel larger than the input itself */
-        {{2, 5, 1, 1}, {3, {2, 3, 3}}, 2},  /* kernel == padded input: 1x1 output */
-        {{2, 2, 3, 0}, {3, {1, 7, 5}}, 2},  /* stride 3 does not divide evenly */
-        {{4, 1, 1, 0}, {3, {3, 2, 3}}, 1},  /* 1x1 kernel */
-        {{10, 3, 1, 1}, {3, {2, 4, 5}}, 2}, /* output channels beyond one vector of 8 */
-        {{2, 9, 1, 3}, {3, {1, 5, 6}}, 1},  /* kernel rows wider than a vector */
-        {{3, 2, 1, 0}, {3, {9, 3, 3}}, 2},  /* input channels beyond one vector */
-        {{17, 2, 1, 0}, {3, {1, 3, 4}}, 1}, /* three channel vectors: a pair and one alone */
-        {{2, 3, 1, 1}, {3, {1, 5, 26}}, 1}, /* long rows: register blocks of 8 and 9 pixels */
-        {{9, 3, 1, 1}, {3, {1, 3, 13}}, 1}, /* long rows, two channel vectors: blocks of 4 and 5 */
-    };
-    CHECK_CASES(*state, "conv2d", ref_conv2d, cases);
-    /* Output gradients with exact zeros: only the non-zero ones become terms. */
-    check_cases(*state, "conv2d", ref_conv2d, cases, (int)(sizeof cases / sizeof cases[0]), 0.6f);
+    layer_case cases[NCONV_CASES];
+    memcpy(cases, conv_cases, sizeof cases);
+    for (int i = 0; i < NCONV_CASES; i++)
+        cases[i].args[4] = algorithm;
+    check_cases(ctx, "conv2d", ref_conv2d, cases, NCONV_CASES, 0.0f);
+    /* Output gradients with exact zeros: only the non-zero ones become terms of direct. */
+    check_cases(ctx, "conv2d", ref_conv2d, cases, NCONV_CASES, 0.6f);
 }
+
+static void test_conv2d_gradients(void **state) { check_conv_cases(*state, ODY_CONV_DIRECT); }
+
+static void test_conv2d_gemm_gradients(void **state) { check_conv_cases(*state, ODY_CONV_GEMM); }
 
 static const layer_case pool_cases[] = {
     {{2, 0, 0}, {3, {1, 4, 4}}, 2}, /* no overlap, stride = kernel */
@@ -843,11 +858,14 @@ static void test_layer_table(void **state)
             assert_non_null(kinds[i].args[a].doc);
     }
     const ody_layer_kind *conv = ody_layer_kind_find("conv2d");
-    assert_int_equal(conv->nargs, 4);
+    assert_int_equal(conv->nargs, 5);
     assert_string_equal(conv->args[0].key, "out_channels");
     assert_string_equal(conv->args[3].key, "padding");
+    assert_string_equal(conv->args[4].key, "algorithm"); /* appended: the others keep their places */
     assert_null(ody_layer_kind_find("conv3d"));
     ody_layer_spec spec;
+    assert_int_equal(ody_layer_spec_default(*state, "conv2d", &spec), ODY_OK);
+    assert_true(spec.args[4] == ODY_CONV_AUTO);
     assert_int_equal(ody_layer_spec_default(*state, "maxpool2d", &spec), ODY_OK);
     assert_true(isnan(spec.args[0]) && spec.args[1] == 0 && spec.args[2] == 0);
     assert_int_equal(ody_layer_spec_default(*state, "dropout", &spec), ODY_OK);
@@ -927,11 +945,12 @@ static void test_init_statistics(void **state)
     }
 }
 
-/* A lenet5 with dropout, initialised and prepared for n rows. */
-static ody_model *lenet_ready(ody_ctx *ctx, int n)
+/* A lenet5 with dropout and model.conv_algorithm, initialised and prepared for n rows. */
+static ody_model *lenet_ready(ody_ctx *ctx, int n, const char *conv_algorithm)
 {
     ody_model_options o = lenet_options();
     o.dropout = 0.3;
+    snprintf(o.conv_algorithm, sizeof o.conv_algorithm, "%s", conv_algorithm);
     ody_model *m = create(ctx, &o);
     ody_model_init_params(m, 11);
     for (int t = 1; t < m->ntensors; t += 2) /* non-zero biases, to test them too */
@@ -944,7 +963,7 @@ static void test_batch_equals_samples(void **state)
 {
     ody_ctx *ctx = *state;
     enum { N = 5, IN = 784, OUT = 10 };
-    ody_model *m = lenet_ready(ctx, N);
+    ody_model *m = lenet_ready(ctx, N, "auto");
     float x[N * IN], batch[N * OUT], dlogits[N * OUT];
     frand(5, N * IN, 0, 1, x);
     frand(6, N * OUT, -1, 1, dlogits);
@@ -1008,6 +1027,199 @@ static void test_lenet5_fused_matches_unfused(void **state)
     ody_model_destroy(ctx, u);
 }
 
+/* ------------------------------------------------------ conv2d algorithms */
+
+/* A conv2d alone running `algorithm`, with the parameters every such model gets (frand 3). */
+static ody_model *conv_alone(ody_ctx *ctx, const double *conv, ody_conv_algorithm algorithm, ody_shape in,
+                             int n)
+{
+    ody_layer_spec spec = make_spec(ctx, "conv2d", 4, conv);
+    spec.args[4] = algorithm;
+    ody_model *m = one_layer(ctx, &spec, in, n);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), algorithm);
+    frand(3, m->params.size, -1, 1, m->params.data);
+    return m;
+}
+
+/* a and b agree to tol relative to the largest |b|. */
+static void assert_all_close(const float *a, const float *b, size_t n, double tol, const char *what)
+{
+    float big = 0;
+    for (size_t i = 0; i < n; i++)
+        big = fmaxf(big, fabsf(b[i]));
+    big = big > 0 ? big : 1;
+    for (size_t i = 0; i < n; i++)
+        assert_close(a[i] / big, b[i] / big, tol, what, i);
+}
+
+static void test_conv2d_direct_matches_gemm(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const layer_case cases[] = {
+        {{16, 5, 1, 0}, {3, {6, 14, 14}}, 4},  /* LeNet-5's conv2 */
+        {{32, 3, 1, 1}, {3, {16, 24, 24}}, 5}, /* gemm in groups of 2 samples: 2, 2, 1 */
+        {{64, 3, 1, 1}, {3, {32, 32, 32}}, 3}, /* wider than a group: one sample each */
+        {{48, 3, 2, 1}, {3, {16, 16, 16}}, 7}, /* stride 2 */
+        {{10, 5, 3, 2}, {3, {3, 13, 11}}, 3},  /* stride 3 and padding */
+        {{7, 1, 2, 0}, {3, {5, 9, 9}}, 2},     /* 1x1 kernel, stride 2 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int n = cases[c].n;
+        ody_model *d = conv_alone(ctx, cases[c].args, ODY_CONV_DIRECT, cases[c].in, n);
+        ody_model *g = conv_alone(ctx, cases[c].args, ODY_CONV_GEMM, cases[c].in, n);
+        ody_layer *ld = d->layers[0], *lg = g->layers[0];
+        assert_int_equal(lg->ops->scratch_floats(lg, 1), lg->ops->scratch_floats(lg, 1000));
+        size_t nx = (size_t)n * numel(cases[c].in), ny = (size_t)n * numel(ld->out_shape);
+        float *x = falloc(nx), *dout = falloc(ny), *din_d = falloc(nx), *din_g = falloc(nx), *yd = falloc(ny);
+        frand(40, nx, -1, 1, x);
+        frand(41, ny, -1, 1, dout);
+        for (size_t i = 0; i < ny; i += 3) /* some exact zeros, as after a relu */
+            dout[i] = 0.0f;
+        memcpy(yd, ody_model_forward(d, NULL, n, x), ny * sizeof *yd);
+        const float *yg = ody_model_forward(g, NULL, n, x);
+        assert_all_close(yg, yd, ny, 1e-5, "output");
+        ody_model_zero_grad(d);
+        ody_model_zero_grad(g);
+        ld->ops->backward(ld, NULL, n, x, yd, dout, din_d);
+        lg->ops->backward(lg, NULL, n, x, yg, dout, din_g);
+        assert_all_close(din_g, din_d, nx, 1e-5, "input gradient");
+        for (int t = 0; t < 2; t++)
+            assert_all_close(lg->params[t].grad, ld->params[t].grad, numel(ld->params[t].shape), 1e-5,
+                             ld->params[t].name);
+        lg->ops->backward(lg, NULL, n, x, yg, dout, NULL); /* no input gradient: parameters accumulate */
+        for (size_t i = 0; i < numel(ld->params[0].shape); i++)
+            assert_close(lg->params[0].grad[i], 2 * ld->params[0].grad[i], 1e-4, "accumulated dW", i);
+        free(x), free(dout), free(din_d), free(din_g), free(yd);
+        ody_model_destroy(ctx, d);
+        ody_model_destroy(ctx, g);
+    }
+}
+
+static void test_lenet5_gemm_matches_direct(void **state)
+{
+    ody_ctx *ctx = *state;
+    enum { N = 6, IN = 784, OUT = 10 };
+    ody_model *d = lenet_ready(ctx, N, "direct"), *g = lenet_ready(ctx, N, "gemm");
+    /* direct: conv+relu+pool fused; gemm: the conv layers alone, pool2 absorbing flatten */
+    static const int direct_spans[] = {3, 0, 0, 4, 0, 0, 0}, gemm_spans[] = {1, 1, 1, 1, 1, 2, 0};
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(d->span[i], direct_spans[i]);
+        assert_int_equal(g->span[i], gemm_spans[i]);
+    }
+    for (int i = 0; i < 4; i += 3) {
+        assert_int_equal(ody_conv2d_algorithm(d->layers[i]), ODY_CONV_DIRECT);
+        assert_int_equal(ody_conv2d_algorithm(g->layers[i]), ODY_CONV_GEMM);
+        assert_string_equal(g->layers[i]->ops->describe(g->layers[i]), "gemm");
+    }
+    float x[N * IN], dlogits[N * OUT], zd[N * OUT];
+    frand(50, N * IN, 0, 1, x);
+    frand(51, N * OUT, -1, 1, dlogits);
+    int64_t ids[N] = {5, 8, 13, 21, 34, 55};
+    ody_forward_info info = {.training = true, .seed = 6, .step = 1, .sample_ids = ids};
+    memcpy(zd, ody_model_forward(d, &info, N, x), sizeof zd);
+    assert_all_close(ody_model_forward(g, &info, N, x), zd, N * OUT, 1e-5, "logit");
+    ody_model_zero_grad(d);
+    ody_model_zero_grad(g);
+    ody_model_backward(d, &info, N, x, dlogits, NULL, NULL);
+    ody_model_backward(g, &info, N, x, dlogits, NULL, NULL);
+    for (int t = 0; t < d->ntensors; t++)
+        assert_all_close(g->tensors[t]->grad, d->tensors[t]->grad, numel(d->tensors[t]->shape), 1e-5,
+                         d->tensors[t]->name);
+    ody_model_summary(ctx, g);
+    ody_model_destroy(ctx, d);
+    ody_model_destroy(ctx, g);
+}
+
+/* The block conv (out_channels, 3x3, padding 1, algorithm) -> relu -> 2x2 max pool on in. */
+static ody_model *wide_block(ody_ctx *ctx, int out_channels, ody_conv_algorithm algorithm, ody_shape in)
+{
+    ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 5, (double[]){out_channels, 3, 1, 1, algorithm}),
+                               make_spec(ctx, "relu", 0, NULL),
+                               make_spec(ctx, "maxpool2d", 1, (double[]){2})};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "block", specs, 3, in, &m), ODY_OK);
+    return m;
+}
+
+static void test_conv_algorithm_auto(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_model_options o = lenet_options(); /* every conv2d at auto */
+    for (int variant = 0; variant < 2; variant++) {
+        strcpy(o.variant, variant ? "classic" : "modern");
+        ody_model *m = create(ctx, &o);
+        for (int i = 0; i < 4; i += 3) {
+            assert_int_equal(ody_conv2d_algorithm(m->layers[i]), ODY_CONV_DIRECT);
+            assert_string_equal(m->layers[i]->ops->describe(m->layers[i]), "direct (auto)");
+        }
+        assert_int_equal(m->span[0], variant ? 1 : 3); /* modern: fused */
+        assert_int_equal(ody_conv2d_algorithm(m->layers[1]), ODY_CONV_AUTO); /* not a conv2d */
+        ody_model_destroy(ctx, m);
+    }
+    ody_shape in = ody_shape3(32, 16, 16);
+    ody_model *m = wide_block(ctx, 64, ODY_CONV_AUTO, in); /* fused direct beats gemm + relu + pool */
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    assert_int_equal(m->span[0], 3);
+    assert_int_equal(ody_model_set_fusion(ctx, m, false), ODY_OK); /* alone, 64 channels: gemm */
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_GEMM);
+    assert_string_equal(m->layers[0]->ops->describe(m->layers[0]), "gemm (auto)");
+    assert_int_equal(ody_model_set_fusion(ctx, m, true), ODY_OK);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    m = wide_block(ctx, 32, ODY_CONV_AUTO, in); /* 32 channels alone: direct */
+    assert_int_equal(ody_model_set_fusion(ctx, m, false), ODY_OK);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    m = wide_block(ctx, 64, ODY_CONV_GEMM, in); /* asked for: gemm, never fused */
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_GEMM);
+    assert_int_equal(m->span[0], 1);
+    ody_model_destroy(ctx, m);
+    m = wide_block(ctx, 64, ODY_CONV_DIRECT, in); /* asked for: direct even alone */
+    assert_int_equal(ody_model_set_fusion(ctx, m, false), ODY_OK);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    const char *const *names = ody_conv_algorithm_names();
+    assert_string_equal(names[ODY_CONV_AUTO], "auto");
+    assert_string_equal(names[ODY_CONV_DIRECT], "direct");
+    assert_string_equal(names[ODY_CONV_GEMM], "gemm");
+    assert_null(names[3]);
+}
+
+/* model.conv_algorithm through the config, over the layers left at auto. */
+static void test_conv_algorithm_config(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_config cfg;
+    ody_config_defaults(&cfg);
+    assert_string_equal(cfg.model.conv_algorithm, "auto");
+    const char *text = "model:\n"
+                       "  name: sequential\n"
+                       "  num_classes: 3\n"
+                       "  input_shape: [2, 8, 8]\n"
+                       "  conv_algorithm: gemm\n"
+                       "  layers:\n"
+                       "    - {type: conv2d, out_channels: 4, kernel_size: 3}\n"
+                       "    - {type: conv2d, out_channels: 4, kernel_size: 3, algorithm: 1}\n"
+                       "    - {type: linear, out_features: 3}\n";
+    assert_int_equal(ody_config_parse(ctx, text, "x.yaml", 0, NULL, &cfg), ODY_OK);
+    assert_string_equal(cfg.model.conv_algorithm, "gemm");
+    ody_model *m = create(ctx, &cfg.model);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_GEMM);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[1]), ODY_CONV_DIRECT); /* its own argument wins */
+    ody_model_destroy(ctx, m);
+    char *direct[] = {"model.conv_algorithm=direct"};
+    assert_int_equal(ody_config_parse(ctx, text, "x.yaml", 1, direct, &cfg), ODY_OK);
+    m = create(ctx, &cfg.model);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    ody_model_destroy(ctx, m);
+    char *bad[] = {"model.conv_algorithm=fast"};
+    assert_int_equal(ody_config_parse(ctx, text, "x.yaml", 1, bad, &cfg), ODY_ERR_CONFIG);
+    assert_non_null(strstr(ody_ctx_error(ctx), "conv_algorithm"));
+    ody_model_options o = lenet_options();
+    strcpy(o.conv_algorithm, "fast");
+    expect_error(ctx, &o, "model.conv_algorithm 'fast' is not known (auto, direct or gemm)");
+}
+
 typedef struct {
     int order[ODY_MODEL_MAX_LAYERS];
     int calls;
@@ -1022,7 +1234,7 @@ static void record(void *user, int layer)
 static void test_backward_hooks_zero_grad_and_empty_batch(void **state)
 {
     ody_ctx *ctx = *state;
-    ody_model *m = lenet_ready(ctx, 2);
+    ody_model *m = lenet_ready(ctx, 2, "auto");
     float x[2 * 784], dlogits[20];
     frand(10, sizeof x / sizeof x[0], 0, 1, x);
     frand(11, 20, -1, 1, dlogits);
@@ -1057,7 +1269,7 @@ static void test_prepare_grows(void **state)
 {
     ody_ctx *ctx = *state;
     size_t before = ctx->bytes_allocated;
-    ody_model *m = lenet_ready(ctx, 2);
+    ody_model *m = lenet_ready(ctx, 2, "auto");
     float x[8 * 784], small[2 * 10];
     frand(12, sizeof x / sizeof x[0], 0, 1, x);
     memcpy(small, ody_model_forward(m, NULL, 2, x), sizeof small);
@@ -1131,6 +1343,7 @@ static void test_training_drives_loss_down(void **state)
 
 static const struct CMUnitTest group[] = {
     CTX_TEST(test_conv2d_gradients),
+    CTX_TEST(test_conv2d_gemm_gradients),
     CTX_TEST(test_maxpool2d_gradients),
     CTX_TEST(test_avgpool2d_gradients),
     CTX_TEST(test_linear_gradients),
@@ -1139,6 +1352,10 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_layer_shapes),
     CTX_TEST(test_fused_conv_relu_pool_matches_unfused),
     CTX_TEST(test_fusion_plan_and_buffers),
+    CTX_TEST(test_conv2d_direct_matches_gemm),
+    CTX_TEST(test_lenet5_gemm_matches_direct),
+    CTX_TEST(test_conv_algorithm_auto),
+    CTX_TEST(test_conv_algorithm_config),
     CTX_TEST(test_dropout_mask_is_keyed_by_sample),
     CTX_TEST(test_dropout_rate_and_eval_identity),
     CTX_TEST(test_dropout_backward_matches_mask),
