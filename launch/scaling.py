@@ -306,6 +306,11 @@ def write_plots(rows, study, a):
     where = f"{socket.gethostname()}, {os.cpu_count()} cores"
     setup = [f"set xtics ({xtics})", "set logscale x 2", f"set xrange [{ranks[0] / 1.3}:{ranks[-1] * 1.3}]",
              "set grid", "set key top left", "set xlabel 'MPI ranks'"]
+    cores = os.cpu_count() or 1
+    if ranks[0] <= cores < ranks[-1] and not a.hostfile:
+        # Beyond this line the ranks share cores (oversubscribed).
+        setup += [f"set arrow 1 from {cores}, graph 0 to {cores}, graph 1 nohead dt 3 lc rgb 'gray40'",
+                  f"set label 1 '{cores} cores' at {cores}, graph 0.97 offset 0.5,0 left textcolor rgb 'gray40'"]
     colors = {"strong": "#1f77b4", "weak": "#d62728"}
     gp = [f"set terminal {gnuplot_terminal() or 'pngcairo'}",
           f"set output '{study / 'throughput.png'}'",
@@ -318,7 +323,7 @@ def write_plots(rows, study, a):
     gp.append("plot 100 with lines dt 2 lc rgb 'gray40' title 'ideal', " + ", ".join(
         f"'{study / f'plot-{m}.dat'}' using 1:4 with linespoints lw 2 pt 7 lc rgb '{colors[m]}' title '{m} scaling'"
         for m in modes))
-    gp += ["unset logscale x", "set autoscale x", "set xtics ()", "set yrange [0:*]", "set key invert",
+    gp += ["unset arrow 1", "unset label 1", "unset logscale x", "set autoscale x", "set xtics ()", "set yrange [0:*]", "set key invert",
            "set style data histograms", "set style histogram rowstacked", "set style fill solid 0.85 border -1",
            "set boxwidth 0.6", "set key outside right top", "set ylabel 'ms per step (mean over ranks)'"]
     for m in modes:
