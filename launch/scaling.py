@@ -12,7 +12,10 @@ Strong scaling keeps the global batch (training.batch_size=B) and the epoch
 samples per epoch; with fashion_mnist at most its 60,000). Every run goes
 through launch/run.sh (so oversubscription, binding and BLAS threads follow
 the machine) with training.save_checkpoints=false, training.validate_interval=0,
-into DIR/runs/<mode>-r<ranks>/ (log: DIR/logs/).
+into DIR/runs/<mode>-r<ranks>/ (log: DIR/logs/). Each rank gets one OpenBLAS
+thread (--threads), so that R ranks use R cores: at 1 rank the other cores
+stay idle instead of running BLAS threads, which would blur what the ranks
+gain (for LeNet-5 a second thread even slows a rank down).
 
 Measured epoch: the last record of each run's metrics.jsonl. With --epochs 2
 (the default) the first epoch is a warm-up (first touch of buffers, BLAS
@@ -29,7 +32,8 @@ Writes into DIR (default studies/scaling-<UTC time>):
                   mean over ranks) and time_<phase>_max (max over ranks) for
                   data, forward, backward, comm_wait, optimizer, checkpoint,
                   and time_other (epoch seconds not in any phase)
-  scaling.json    the study's settings and every run (with its metrics record)
+  scaling.json    the study's settings and every run (with its metrics record);
+                  paths in it and in the CSV are relative to DIR
   table.md        the same as a markdown table
   throughput.png, efficiency.png   against ranks, with the ideal
   breakdown-<mode>.png             per-phase ms per step, stacked, per rank count
@@ -81,7 +85,8 @@ def parse_args(argv):
     length.add_argument("--steps", type=int, help="optimizer steps per run (training.max_steps) instead of epochs")
     p.add_argument("--tcp", action="store_true", help="TCP-only transport (run.sh --tcp)")
     p.add_argument("--hostfile", help="several nodes (run.sh --hostfile)")
-    p.add_argument("--threads", type=int, help="OpenBLAS threads per rank (run.sh --threads; default cores / ranks)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="OpenBLAS threads per rank (default 1; 0: run.sh's cores / ranks)")
     p.add_argument("--trace", action="store_true", help="Chrome traces per rank (logging.trace=true), collected")
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per configuration; the fastest is reported (default 1)")
@@ -96,10 +101,12 @@ def parse_args(argv):
         fail(f"--ranks wants comma-separated integers, got '{a.ranks}'")
     if not a.ranks or a.ranks[0] < 1:
         fail("--ranks wants positive integers")
-    for name in ("batch", "batch_per_rank", "samples", "epochs", "steps", "threads", "repeat"):
+    for name in ("batch", "batch_per_rank", "samples", "epochs", "steps", "repeat"):
         value = getattr(a, name)
         if value is not None and value < 1:
             fail(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if a.threads < 0:
+        fail(f"--threads must be 0 or more, got {a.threads}")
     if "=" in a.config:
         a.overrides.insert(0, a.config)
         a.config = "lenet5/baseline"
@@ -183,13 +190,12 @@ def run_one(a, mode, ranks, study, name):
         except subprocess.TimeoutExpired:
             code = 124
     row = {"mode": mode, "ranks": ranks, "exit_code": code, "load_before": load_before,
-           "run_dir": str(study / "runs" / name),
-           "log": str(log_path), "command": cmd}
+           "run_dir": f"runs/{name}", "log": f"logs/{name}.log", "command": cmd}
     if code != 0:
         tail = log_path.read_text().strip().splitlines()[-3:]
         print(f"scaling.py: {name} failed (exit {code}): {' / '.join(tail)}", file=sys.stderr)
         return row
-    records = [json.loads(line) for line in open(Path(row["run_dir"]) / "metrics.jsonl") if line.strip()]
+    records = [json.loads(line) for line in open(study / row["run_dir"] / "metrics.jsonl") if line.strip()]
     last = records[-1]
     steps = last["step"] - (records[-2]["step"] if len(records) > 1 else 0)
     global_batch = a.batch if mode == "strong" else a.batch_per_rank * ranks
@@ -207,7 +213,7 @@ def run_one(a, mode, ranks, study, name):
     row["time_other"] = max(0.0, last["epoch_seconds"] - phase_sum)
     row["metrics"] = last
     if a.trace:
-        row["trace"] = collect_traces(Path(row["run_dir"]), study / "trace", name)
+        row["trace"] = collect_traces(study, name)
     return row
 
 
@@ -220,8 +226,10 @@ def load_trace(path):
         return json.loads(text.rstrip().rstrip(",") + "]")
 
 
-def collect_traces(run_dir, trace_dir, name):
-    """Copy a run's per-rank traces and merge them into one Chrome trace."""
+def collect_traces(study, name):
+    """Copy a run's per-rank traces and merge them into one Chrome trace;
+    returns their paths relative to the study directory."""
+    run_dir, trace_dir = study / "runs" / name, study / "trace"
     files = sorted((run_dir / "trace").glob("rank-*.json"), key=lambda f: int(f.stem.split("-")[1]))
     if not files:
         print(f"scaling.py: {name}: no traces in {run_dir / 'trace'}", file=sys.stderr)
@@ -234,7 +242,7 @@ def collect_traces(run_dir, trace_dir, name):
         events += data["traceEvents"] if isinstance(data, dict) else data
     merged = trace_dir / f"{name}.json"
     merged.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
-    return {"ranks": [str(trace_dir / name / f.name) for f in files], "merged": str(merged)}
+    return {"ranks": [f"trace/{name}/{f.name}" for f in files], "merged": f"trace/{name}.json"}
 
 
 def add_speedup(rows):
