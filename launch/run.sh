@@ -1,72 +1,163 @@
 #!/usr/bin/env bash
-# Run odyssey-dist under mpirun with the right settings for this machine.
+# Run odyssey-dist under mpirun (or srun) with the right settings for this machine.
 #
-#   launch/run.sh [-np N] [--tcp] [--hostfile FILE] [--bind cores|none]
-#                 [--dry-run] [--] CONFIG [section.key=value ...] [odyssey-dist options]
+#   launch/run.sh [-np N] [--tcp] [--tcp-if IFACES] [--hostfile FILE]
+#                 [--bind cores|none] [--threads T] [--mca KEY VALUE]...
+#                 [--launcher mpirun|srun] [--dry-run]
+#                 [--] CONFIG [section.key=value ...] [odyssey-dist options]
 #
-#   -np N           ranks (default: 2, or SLURM_NTASKS inside a SLURM job)
-#   --tcp           TCP-only transport (--mca btl tcp,self): the stand-in for a
-#                   multi-node network on one machine
-#   --hostfile F    several nodes: passed to mpirun; ranks per node from the file
+#   -np N           ranks (default: SLURM_NTASKS inside a SLURM job, else 2)
+#   --tcp           TCP-only transport (pml ob1, btl tcp,self): the stand-in
+#                   for a multi-node network on one machine
+#   --tcp-if LIST   interfaces for --tcp (default: lo on one node, Open MPI's
+#                   choice across nodes), e.g. eth0 or 10.0.0.0/16
+#   --hostfile F    several nodes (mpirun): slots per host from its slots=N,
+#                   else this machine's core count
 #   --bind MODE     core binding when ranks fit the cores (default cores)
-#   --dry-run       print the mpirun line instead of running it
+#   --threads T     OpenBLAS threads per rank (default: OPENBLAS_NUM_THREADS,
+#                   else cores / ranks on one node, else the program shares
+#                   out each node's cores among its ranks)
+#   --mca KEY VAL   an Open MPI parameter (repeatable)
+#   --launcher L    mpirun (default), or srun inside a SLURM allocation:
+#                   srun --mpi=pmix (ODY_SRUN_MPI overrides pmix) starts the
+#                   ranks directly, Open MPI parameters go as OMPI_MCA_* variables
+#   --dry-run       print the command line instead of running it
 #
-# More ranks than cores: --oversubscribe, no binding, and idle ranks yield
-# (mpi_yield_when_idle) instead of spinning. OpenBLAS gets cores/ranks
-# threads per rank (at least 1) unless OPENBLAS_NUM_THREADS is set.
-# Running as root adds --allow-run-as-root. ODYSSEY_BIN overrides the program.
+# Cores: this machine's, a hostfile's slots, or the SLURM allocation's
+# (mpirun then takes the nodes from SLURM itself). More ranks than cores:
+# --oversubscribe (srun: --overcommit), no binding, and idle ranks yield
+# (mpi_yield_when_idle) instead of spinning. Running as root adds
+# --allow-run-as-root. ODYSSEY_BIN overrides the program; MODEL/NAME configs
+# are looked up in ODY_CONFIG_DIR (default: this repository's configs/).
+# The launcher replaces this script (exec): a signal sent to its pid reaches
+# mpirun or srun, and both forward SIGUSR1 and SIGTERM to every rank.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+die() { echo "run.sh: $*" >&2; exit 2; }
+need_value() { [ "$2" -ge 2 ] || die "$1 needs a value (try --help)"; }
+
 np="${SLURM_NTASKS:-2}"
 tcp=0
+tcp_if=""
 hostfile=""
 bind=cores
+threads="${OPENBLAS_NUM_THREADS:-}"
+mca=()
+launcher=mpirun
 dry=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    -np|-n) np="$2"; shift 2 ;;
+    -np|-n) need_value "$1" $#; np="$2"; shift 2 ;;
     --tcp) tcp=1; shift ;;
-    --hostfile) hostfile="$2"; shift 2 ;;
-    --bind) bind="$2"; shift 2 ;;
+    --tcp-if) need_value "$1" $#; tcp=1; tcp_if="$2"; shift 2 ;;
+    --hostfile) need_value "$1" $#; hostfile="$2"; shift 2 ;;
+    --bind) need_value "$1" $#; bind="$2"; shift 2 ;;
+    --threads) need_value "$1" $#; threads="$2"; shift 2 ;;
+    --mca) [ $# -ge 3 ] || die "--mca needs KEY VALUE"; mca+=("$2" "$3"); shift 3 ;;
+    --launcher) need_value "$1" $#; launcher="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -*) die "unknown option $1 (try --help)" ;;
     *) break ;;
   esac
 done
-[ $# -gt 0 ] || { echo "run.sh: missing CONFIG (try --help)" >&2; exit 2; }
-case "$np" in ''|*[!0-9]*|0) echo "run.sh: -np needs a positive integer, got '$np'" >&2; exit 2 ;; esac
+[ $# -gt 0 ] || die "missing CONFIG (try --help)"
+is_count() { case "$1" in ''|*[!0-9]*|0*) return 1 ;; esac; }
+is_count "$np" || die "-np needs a positive integer, got '$np'"
+[ -z "$threads" ] || is_count "$threads" || die "--threads needs a positive integer, got '$threads'"
+case "$bind" in cores|none) ;; *) die "--bind is cores or none, got '$bind'" ;; esac
+case "$launcher" in mpirun|srun) ;; *) die "--launcher is mpirun or srun, got '$launcher'" ;; esac
+[ "$launcher" = srun ] && [ -n "$hostfile" ] && die "--hostfile is for mpirun; srun takes the nodes from SLURM"
 
 bin="${ODYSSEY_BIN:-$root/build/odyssey-dist}"
-[ -x "$bin" ] || { echo "run.sh: $bin not found: run launch/setup.sh first" >&2; exit 2; }
+[ -x "$bin" ] || die "$bin not found: run launch/setup.sh first"
 
-cores=$(nproc)
-args=(-np "$np")
+# slots: cores the ranks may use in all; nodes: how many machines.
+# hostfile_slots FILE: "SLOTS NODES" from its host lines.
+hostfile_slots() {
+  awk -v cores="$(nproc)" '
+    { sub(/#.*/, "") } NF == 0 { next }
+    { n = cores; for (i = 2; i <= NF; i++) if ($i ~ /^(slots|max_slots)=/) { sub(/^[a-z_]+=/, "", $i); n = $i; break }
+      slots += n; nodes++ }
+    END { print slots + 0, nodes + 0 }' "$1"
+}
+# slurm_cpus "4(x2),2": the CPUs of a SLURM allocation in all (8 + 2).
+slurm_cpus() {
+  echo "$1" | tr ',' '\n' | awk -F'[(x)]' '{ total += $1 * ($3 == "" ? 1 : $3) } END { print total + 0 }'
+}
 if [ -n "$hostfile" ]; then
-  args+=(--hostfile "$hostfile")
-  cores=$((cores * $(grep -cv '^\s*\(#\|$\)' "$hostfile")))
-fi
-if [ "$np" -gt "$cores" ]; then
-  args+=(--oversubscribe --bind-to none --mca mpi_yield_when_idle 1)
-elif [ "$bind" = none ]; then
-  args+=(--bind-to none)
+  [ -r "$hostfile" ] || die "cannot read hostfile $hostfile"
+  read -r slots nodes < <(hostfile_slots "$hostfile")
+  [ "$nodes" -ge 1 ] || die "hostfile $hostfile names no hosts"
+elif [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_JOB_CPUS_PER_NODE:-}" ]; then
+  slots=$(slurm_cpus "$SLURM_JOB_CPUS_PER_NODE")
+  nodes="${SLURM_JOB_NUM_NODES:-1}"
 else
-  args+=(--bind-to core --map-by core)
+  slots=$(nproc)
+  nodes=1
 fi
-[ "$tcp" = 1 ] && args+=(--mca btl tcp,self --mca btl_tcp_if_include lo)
-[ "$(id -u)" = 0 ] && args+=(--allow-run-as-root)
+oversubscribed=0
+[ "$np" -gt "$slots" ] && oversubscribed=1
 
-threads=$((cores / np))
-[ "$threads" -ge 1 ] || threads=1
-export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-$threads}"
-args+=(-x OPENBLAS_NUM_THREADS)
-[ -n "${OPENBLAS_CORETYPE:-}" ] && args+=(-x OPENBLAS_CORETYPE)
+# Open MPI parameters, whichever launcher passes them on.
+[ "$oversubscribed" = 1 ] && mca+=(mpi_yield_when_idle 1)
+if [ "$tcp" = 1 ]; then
+  mca+=(pml ob1 btl "tcp,self")
+  [ -z "$tcp_if" ] && [ "$nodes" = 1 ] && tcp_if=lo
+  [ -n "$tcp_if" ] && mca+=(btl_tcp_if_include "$tcp_if" oob_tcp_if_include "$tcp_if")
+fi
 
-cmd=(mpirun "${args[@]}" "$bin" "$@")
+# OpenBLAS threads: on one node, its cores shared out among the ranks; across
+# nodes the program shares out each node's cores among the ranks on it.
+if [ -z "$threads" ] && [ "$nodes" = 1 ]; then
+  threads=$((slots / np))
+  [ "$threads" -ge 1 ] || threads=1
+fi
+export ODY_CONFIG_DIR="${ODY_CONFIG_DIR:-$root/configs}"
+exported=(ODY_CONFIG_DIR)
+if [ -n "$threads" ]; then
+  export OPENBLAS_NUM_THREADS="$threads"
+  exported+=(OPENBLAS_NUM_THREADS)
+fi
+[ -n "${OPENBLAS_CORETYPE:-}" ] && exported+=(OPENBLAS_CORETYPE)
+
+if [ "$launcher" = mpirun ]; then
+  cmd=(mpirun -np "$np")
+  [ -n "$hostfile" ] && cmd+=(--hostfile "$hostfile")
+  if [ "$oversubscribed" = 1 ]; then
+    cmd+=(--oversubscribe --bind-to none)
+  elif [ "$bind" = none ]; then
+    cmd+=(--bind-to none)
+  else
+    cmd+=(--bind-to core --map-by core)
+  fi
+  [ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)
+  for ((i = 0; i < ${#mca[@]}; i += 2)); do cmd+=(--mca "${mca[i]}" "${mca[i + 1]}"); done
+  for name in "${exported[@]}"; do cmd+=(-x "$name"); done
+else
+  # srun hands the whole environment to the ranks.
+  cmd=(env)
+  for ((i = 0; i < ${#mca[@]}; i += 2)); do cmd+=("OMPI_MCA_${mca[i]}=${mca[i + 1]}"); done
+  for name in "${exported[@]}"; do cmd+=("$name=${!name}"); done
+  cmd+=(srun "--mpi=${ODY_SRUN_MPI:-pmix}" -n "$np")
+  if [ "$oversubscribed" = 1 ]; then
+    cmd+=(--overcommit --cpu-bind=none)
+  elif [ "$bind" = none ]; then
+    cmd+=(--cpu-bind=none)
+  else
+    cmd+=(--cpu-bind=cores)
+  fi
+fi
+cmd+=("$bin" "$@")
+
 if [ "$dry" = 1 ]; then
-  printf '%q ' "${cmd[@]}"; echo
+  # Quote only the words a shell would need quoted, so the line reads plainly.
+  for word in "${cmd[@]}"; do
+    if [[ "$word" =~ ^[A-Za-z0-9_./=,:+@%-]+$ ]]; then printf '%s ' "$word"; else printf '%q ' "$word"; fi
+  done
+  echo
   exit 0
 fi
-cd "$root"
 exec "${cmd[@]}"

@@ -36,6 +36,7 @@ packages=(
   gnuplot-nox
   dataset-fashion-mnist
   python3-h5py python3-numpy
+  slurm-wlm munge bc
 )
 
 if [ "$install" = 1 ]; then
