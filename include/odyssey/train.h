@@ -213,7 +213,8 @@ struct ody_training_loop {
     float *step_x;          /* (accumulation x max local rows, sample) the step's batches */
     int32_t *step_y;
     int64_t *step_ids;
-    size_t step_capacity;   /* rows step_x holds */
+    size_t step_capacity;   /* rows step_x holds (0 without accumulation) */
+    ody_batch step_view;    /* the step's rows: step_x, or the loader's one batch */
     int step_rows[64];      /* rows of each micro-batch in step_x */
     int step_micro;         /* micro-batches held */
     const float *logits;

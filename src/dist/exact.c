@@ -51,6 +51,7 @@ struct ody_exact {
     bool sleepy;
     uint64_t bytes_sent;
     ody_status error;
+    bool dirty;           /* acc may hold something: clear it at begin */
 };
 
 /* Tensor t of the layout belongs to layer l when layer_tensor[l] <= t < layer_tensor[l + 1]. */
@@ -127,7 +128,10 @@ void ody_exact_destroy(ody_ctx *ctx, ody_exact *e)
 
 void ody_exact_begin(ody_exact *e, int64_t chunks)
 {
-    memset(e->acc, 0, e->n * sizeof *e->acc);
+    /* A finished step leaves the accumulator at zero (unscale clears it). */
+    if (e->dirty)
+        memset(e->acc, 0, e->n * sizeof *e->acc);
+    e->dirty = true;
     memset(e->local_max, 0, ((size_t)e->ntensors + 2) * sizeof *e->local_max);
     e->chunks = chunks > 0 ? chunks : 1;
     e->next = 0;
@@ -258,6 +262,29 @@ static ody_status sum_buckets(ody_exact *e)
     return st;
 }
 
+/* g = acc * 2^-s rounded once to float, and acc cleared for the next step.
+ * |acc| < 2^51, so the double is exact (the magic constant again). */
+static void unscale_tensor(int64_t *restrict acc, float *restrict g, size_t n, int s)
+{
+    const double unscale = ldexp(1.0, -s);
+    size_t i = 0;
+#ifdef __AVX2__
+    const __m256d vunscale = _mm256_set1_pd(unscale);
+    const __m256d vmagic = _mm256_set1_pd(6755399441055744.0);
+    const __m256i vbias = _mm256_set1_epi64x(0x4338000000000000LL);
+    for (; i + 4 <= n; i += 4) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(acc + i));
+        __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q, vbias)), vmagic);
+        _mm_storeu_ps(g + i, _mm256_cvtpd_ps(_mm256_mul_pd(d, vunscale)));
+        _mm256_storeu_si256((__m256i *)(acc + i), _mm256_setzero_si256());
+    }
+#endif
+    for (; i < n; i++) {
+        g[i] = (float)((double)acc[i] * unscale);
+        acc[i] = 0;
+    }
+}
+
 /* The exponent that puts chunks * 2^headroom * max below 2^51. */
 static int scale_for(float max, int64_t chunks)
 {
@@ -289,20 +316,15 @@ ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfin
         return ODY_OK;
     for (int t = 0; t < e->ntensors; t++) {
         const ody_param *p = e->model->tensors[t];
-        if (!*redo) {
-            /* Back to float with the scale this step used: exact to double,
-             * one rounding to float. */
-            const double unscale = ldexp(1.0, -e->scale[t]);
-            const int64_t *acc = e->acc + p->offset;
-            float *g = grads + p->offset;
-            size_t count = (size_t)ody_shape_numel(&p->shape);
-            for (size_t i = 0; i < count; i++)
-                g[i] = (float)((double)acc[i] * unscale);
-        }
+        if (!*redo)
+            unscale_tensor(e->acc + p->offset, grads + p->offset,
+                           (size_t)ody_shape_numel(&p->shape), e->scale[t]);
         /* The next step's scale (or this one's again, when redone). */
         if (e->global_max[t] > 0.0f)
             e->scale[t] = scale_for(e->global_max[t], e->chunks);
     }
+    /* Every tensor was read out and cleared; the gaps between them stay 0. */
+    e->dirty = *redo;
     return ODY_OK;
 }
 

@@ -48,8 +48,9 @@ static ody_status run_chunks(ody_training_loop *loop, bool overlap)
         int end = row + loop->step_rows[mb];
         for (; row < end && st == ODY_OK; row += (int)loop->chunk) {
             int n = end - row < loop->chunk ? end - row : (int)loop->chunk;
-            ody_batch chunk = {.n = n, .x = loop->step_x + (size_t)row * numel,
-                               .y = loop->step_y + row, .ids = loop->step_ids + row};
+            const ody_batch *held = &loop->step_view;
+            ody_batch chunk = {.n = n, .x = held->x + (size_t)row * numel, .y = held->y + row,
+                               .ids = held->ids + row};
             loop->last_micro = overlap && row + n == total;
             /* No zero_grad: ody_exact_add leaves the gradients at zero. */
             st = ody_training_step(&ody_loop_step_ops, loop, &chunk, false, false,
@@ -90,7 +91,8 @@ ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
     return st;
 }
 
-/* Read the step's micro-batches into step_x (kept for a redo). */
+/* Read the step's micro-batches into step_x (kept for a redo). One
+ * micro-batch stays in the loader's buffer, valid until the next read. */
 static ody_status read_step(ody_training_loop *loop, int64_t micro)
 {
     ody_loop_state *s = &loop->state;
@@ -107,9 +109,13 @@ static ody_status read_step(ody_training_loop *loop, int64_t micro)
                           (long long)(s->step_in_epoch + m));
         if (st != ODY_OK)
             return st;
-        memcpy(loop->step_x + (size_t)row * numel, b.x, (size_t)b.n * numel * sizeof(float));
-        memcpy(loop->step_y + row, b.y, (size_t)b.n * sizeof *b.y);
-        memcpy(loop->step_ids + row, b.ids, (size_t)b.n * sizeof *b.ids);
+        if (micro == 1) {
+            loop->step_view = b;
+        } else {
+            memcpy(loop->step_x + (size_t)row * numel, b.x, (size_t)b.n * numel * sizeof(float));
+            memcpy(loop->step_y + row, b.y, (size_t)b.n * sizeof *b.y);
+            memcpy(loop->step_ids + row, b.ids, (size_t)b.n * sizeof *b.ids);
+        }
         loop->step_rows[loop->step_micro++] = b.n;
         row += b.n;
         ody_loop_phase(loop, ODY_PHASE_DATA, t0);
@@ -120,6 +126,7 @@ static ody_status read_step(ody_training_loop *loop, int64_t micro)
 ody_status ody_loop_train_update_exact(ody_training_loop *loop)
 {
     int64_t micro = ody_loop_begin_update(loop);
+    loop->step_view = (ody_batch){.x = loop->step_x, .y = loop->step_y, .ids = loop->step_ids};
     ody_status st = read_step(loop, micro);
     if (st != ODY_OK)
         return ody_loop_fail_step(loop, st);
@@ -158,16 +165,16 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
                         "training.accumulation_steps: at most %zu in deterministic mode",
                         sizeof loop->step_rows / sizeof *loop->step_rows);
     loop->chunk = chunk;
-    loop->step_capacity = step_capacity(loop, train_rows);
+    loop->step_capacity = loop->accumulation > 1 ? step_capacity(loop, train_rows) : 0;
     size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
     void *x = NULL, *y = NULL, *ids = NULL;
     ody_status st = ody_exact_create(ctx, loop->model, (size_t)loop->cfg->distributed.bucket_bytes,
                                      &loop->exact);
-    if (st == ODY_OK)
+    if (st == ODY_OK && rows > 0)
         st = ody_alloc(ctx, rows * numel * sizeof(float), "deterministic step batches", &x);
-    if (st == ODY_OK)
+    if (st == ODY_OK && rows > 0)
         st = ody_alloc(ctx, rows * sizeof(int32_t), "deterministic step labels", &y);
-    if (st == ODY_OK)
+    if (st == ODY_OK && rows > 0)
         st = ody_alloc(ctx, rows * sizeof(int64_t), "deterministic step ids", &ids);
     loop->step_x = x;
     loop->step_y = y;
