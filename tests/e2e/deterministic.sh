@@ -40,6 +40,13 @@ cmp <(sed 's/"samples_per_sec.*//' "$scratch/p1/lenet5-baseline/metrics.jsonl") 
     <(sed 's/"samples_per_sec.*//' "$scratch/p4/lenet5-baseline/metrics.jsonl") \
   || fail "metrics differ between 1 and 4 ranks"
 
+note "with gradient accumulation (3 micro-batches of 20 per step): 1 rank = 3 ranks"
+acc=(training.batch_size=20 training.accumulation_steps=3 training.epochs=1)
+expect_exit 0 acc1.log 1 "${args[@]}" "${acc[@]}" experiment.output_dir="$scratch/acc1"
+expect_exit 0 acc3.log 3 "${args[@]}" "${acc[@]}" experiment.output_dir="$scratch/acc3"
+[ "$(params_sha256 "$scratch/acc1")" = "$(params_sha256 "$scratch/acc3")" ] \
+  || fail "accumulated steps differ between 1 and 3 ranks"
+
 note "stop on 2 ranks mid-epoch, resume on 3"
 ody 2 "${args[@]}" experiment.output_dir="$scratch/stop" >stop.log 2>&1 &
 bg=$!

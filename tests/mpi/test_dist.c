@@ -286,7 +286,104 @@ static void test_accumulation_equals_large_batch(void **state)
     }
 }
 
+/* Chunk c's gradient value at element i: varied signs and magnitudes. */
+static float chunk_value(int c, size_t i, float scale)
+{
+    return scale * (float)sin(0.37 * (double)i + 1.3 * c) * (float)(1 + (i * 7 + (size_t)c) % 13);
+}
+
+/* Sum `chunks` chunk gradients with the exact reducer, chunk c added by
+ * rank owner(c); redo rounds as the reducer asks. */
+static void exact_sum(ody_ctx *ctx, ody_exact *e, ody_model *m, int chunks, float scale,
+                      int (*owner)(int c, int size), int *rounds, bool *nonfinite)
+{
+    bool redo = true;
+    *rounds = 0;
+    while (redo) {
+        ody_exact_begin(e, chunks);
+        memset(m->grads.data, 0, m->grads.size * sizeof(float));
+        for (int c = 0; c < chunks; c++) {
+            if (owner(c, ctx->size) != ctx->rank)
+                continue;
+            for (int t = 0; t < m->ntensors; t++) {
+                const ody_param *p = m->tensors[t];
+                for (size_t i = 0; i < (size_t)ody_shape_numel(&p->shape); i++)
+                    m->grads.data[p->offset + i] = chunk_value(c, p->offset + i, scale);
+            }
+            ody_exact_add(e, m->grads.data);
+        }
+        double wait = 0;
+        assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, nonfinite, &wait), ODY_OK);
+        (*rounds)++;
+        if (*nonfinite)
+            return;
+    }
+}
+
+static int owner_round_robin(int c, int size) { return c % size; }
+static int owner_contiguous(int c, int size) { return c * size / 8; }
+static int owner_first(int c, int size)
+{
+    (void)c;
+    (void)size;
+    return 0;
+}
+
+/* The exact sum has the same bits however the chunks are spread over the
+ * ranks; values beyond the first guess of the scale are redone, once. */
+static void test_exact_sum_is_order_free_and_redoes(void **state)
+{
+    ody_ctx *ctx = world(state);
+    ody_model_options opt = {.name = "lenet5", .num_classes = 10,
+                             .input_shape = {3, {1, 28, 28}}};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create(ctx, &opt, &m), ODY_OK);
+    size_t n = m->grads.size;
+    float *ref = malloc(n * sizeof *ref);
+    int (*owners[3])(int, int) = {owner_first, owner_round_robin, owner_contiguous};
+    const float scales[2] = {1e-3f, 3e7f}; /* small, then far beyond the first guess */
+    for (int sc = 0; sc < 2; sc++) {
+        for (int o = 0; o < 3; o++) {
+            ody_exact *e = NULL;
+            assert_int_equal(ody_exact_create(ctx, m, 16 * 1024, &e), ODY_OK);
+            int rounds = 0;
+            bool nonfinite = false;
+            exact_sum(ctx, e, m, 8, scales[sc], owners[o], &rounds, &nonfinite);
+            assert_false(nonfinite);
+            assert_int_equal(rounds, sc == 0 ? 1 : 2);
+            if (o == 0)
+                memcpy(ref, m->grads.data, n * sizeof *ref);
+            else
+                assert_memory_equal(ref, m->grads.data, n * sizeof *ref);
+            /* and it is the sum: within one float rounding of the double sum */
+            for (size_t i = 0; i < (size_t)m->tensors[0]->shape.dims[0]; i++) {
+                double sum = 0;
+                for (int c = 0; c < 8; c++)
+                    sum += chunk_value(c, i, scales[sc]);
+                assert_true(fabs(m->grads.data[i] - sum) <= 1e-6 * fabs(sum) + 1e-30);
+            }
+            ody_exact_destroy(ctx, e);
+        }
+    }
+    /* A NaN anywhere is reported on every rank, and nothing is summed. */
+    ody_exact *e = NULL;
+    assert_int_equal(ody_exact_create(ctx, m, 16 * 1024, &e), ODY_OK);
+    ody_exact_begin(e, 8);
+    memset(m->grads.data, 0, n * sizeof(float));
+    if (ctx->rank == ctx->size - 1)
+        m->grads.data[5] = NAN;
+    ody_exact_add(e, m->grads.data);
+    bool redo = false, nonfinite = false;
+    double wait = 0;
+    assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, &nonfinite, &wait), ODY_OK);
+    assert_true(nonfinite);
+    ody_exact_destroy(ctx, e);
+    free(ref);
+    ody_model_destroy(ctx, m);
+}
+
 static const struct CMUnitTest group[] = {
+    cmocka_unit_test_setup_teardown(test_exact_sum_is_order_free_and_redoes, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_accumulation_equals_large_batch, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_half_precision_reduce, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_agree_names_first_failing_rank, ody_test_ctx_setup, ody_test_ctx_teardown),
