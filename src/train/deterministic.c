@@ -46,8 +46,8 @@ static ody_status run_chunks(ody_training_loop *loop, bool overlap)
     ody_status st = ODY_OK;
     for (int mb = 0; mb < loop->step_micro && st == ODY_OK; mb++) {
         int end = row + loop->step_rows[mb];
-        for (; row < end && st == ODY_OK; row += (int)loop->chunk) {
-            int n = end - row < loop->chunk ? end - row : (int)loop->chunk;
+        for (int n = 0; row < end && st == ODY_OK; row += n) {
+            n = end - row < loop->chunk ? end - row : (int)loop->chunk;
             const ody_batch *held = &loop->step_view;
             ody_batch chunk = {.n = n, .x = held->x + (size_t)row * numel, .y = held->y + row,
                                .ids = held->ids + row};
