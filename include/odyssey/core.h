@@ -99,6 +99,9 @@ void ody_log_all(const ody_ctx *ctx, ody_log_level lvl, const char *fmt, ...)
 
 /* --------------------------------------------------------------- memory */
 
+/* This process's resident set: now and its peak, in bytes (0 if unknown). */
+void ody_rss(size_t *now, size_t *peak);
+
 /*
  * Allocate n bytes aligned to 64, zero-filled, counted in the context.
  * On failure records ODY_ERR_NOMEM with `what` in the message.
@@ -165,7 +168,8 @@ typedef struct {
 
 /* ---------------------------------------------------------------- hashing */
 
-/* FNV-1a 64 over bytes, for parameter fingerprints. */
+/* A 64-bit hash of bytes (not cryptographic), for parameter fingerprints;
+ * h seeds it (0 for a fresh hash). */
 uint64_t ody_hash64(const void *data, size_t n, uint64_t h);
 
 #endif /* ODYSSEY_CORE_H */

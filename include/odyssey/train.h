@@ -177,6 +177,8 @@ typedef struct {
     int64_t epoch_skipped;  /* optimizer steps skipped in this epoch (non-finite) */
     int64_t skipped_steps;  /* optimizer steps skipped in all */
     bool checkpoint_due;    /* rank 0 asked for a timed checkpoint at this step */
+    size_t alloc_at_start;  /* library bytes allocated when training started */
+    size_t rss_at_start;    /* resident bytes when training started */
 } ody_loop_state;
 
 struct ody_training_loop {

@@ -115,6 +115,15 @@ static herr_t record_error(hid_t stack, void *data)
  * which also hold the process-wide HDF5 lock: the library is not built
  * thread-safe, and a loader's prefetch thread may be reading an HDF5 data
  * set while rank 0 writes a checkpoint. */
+/* Let the disk start on what is written so far while the next tensors are
+ * checksummed and copied: the final fsync then finds little left to do.
+ * Only a hint: errors surface at the fsync. */
+static void start_writeback(const ody_ckpt *ck)
+{
+    if (ck->writing && ck->fd && !ck->diverted)
+        sync_file_range(*ck->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 ody_ckpt_quiet ody_ckpt_quiet_begin(ody_ckpt *ck)
 {
     ody_hdf5_lock();
@@ -406,6 +415,7 @@ ody_status ody_ckpt_put_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, con
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
     ody_status st = put_dataset(ctx, ck, name, &s);
     ody_ckpt_quiet_end(q);
+    start_writeback(ck);
     return st;
 }
 

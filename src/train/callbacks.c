@@ -118,13 +118,47 @@ static ody_status console_epoch_end(void *self, ody_training_loop *loop)
     return ODY_OK;
 }
 
+static ody_status console_train_begin(void *self, ody_training_loop *loop)
+{
+    (void)self;
+    size_t now = 0, peak = 0;
+    ody_rss(&now, &peak);
+    loop->state.rss_at_start = now;
+    loop->state.alloc_at_start = loop->ctx->bytes_allocated;
+    return ODY_OK;
+}
+
+/* Memory per rank (the worst rank): peak resident set, what the library
+ * allocated (parameters, gradients, optimizer state, activations, data),
+ * and what it allocated after training started (the steps allocate
+ * nothing, so this stays 0). */
+static ody_status log_memory(ody_training_loop *loop)
+{
+    size_t now = 0, peak = 0;
+    ody_rss(&now, &peak);
+    const ody_ctx *ctx = loop->ctx;
+    double local[3] = {(double)peak, (double)ctx->bytes_peak,
+                       (double)(ctx->bytes_peak > loop->state.alloc_at_start
+                                    ? ctx->bytes_peak - loop->state.alloc_at_start
+                                    : 0)};
+    double mean[3], max[3];
+    ody_status st = ody_dist_mean_max(loop->ctx, local, mean, max, 3);
+    if (st == ODY_OK)
+        ody_log(ctx, ODY_LOG_INFO,
+                "memory per rank (max over %d): peak RSS %.1f MiB; library allocations %.1f MiB "
+                "(parameters, gradients, optimizer state, activations, data); %.0f bytes "
+                "allocated after training started",
+                ctx->size, max[0] / 1048576.0, max[1] / 1048576.0, max[2]);
+    return st;
+}
+
 static ody_status console_train_end(void *self, ody_training_loop *loop)
 {
     console_state *c = self;
     ody_progress_clear(&c->progress);
     if (loop->ctx->rank == 0 && loop->ctx->log_level >= ODY_LOG_INFO)
         ody_training_metrics_print_summary(&loop->metrics, loop->ctx->log_stream);
-    return ODY_OK;
+    return log_memory(loop);
 }
 
 static void console_destroy(void *self)
@@ -136,6 +170,7 @@ static void console_destroy(void *self)
 
 static const ody_callback_ops console_ops = {
     .name = "console",
+    .on_train_begin = console_train_begin,
     .on_epoch_begin = console_epoch_begin,
     .on_batch_end = console_batch_end,
     .on_epoch_end = console_epoch_end,

@@ -267,48 +267,68 @@ ody_status ody_train_checkpoint_save(ody_training_loop *loop, const char *path, 
 
 /* ---------------------------------------------------------------- load */
 
+/* The checkpoint's model (name, layers, parameter count) and optimizer
+ * must be this run's; the message names the first difference. */
+static ody_status compare_identity(ody_ctx *ctx, const ody_training_loop *loop, const char *name,
+                                   const char *arch, int64_t count, const char *optimizer)
+{
+    const ody_model *m = loop->model;
+    char mine[4096], diff[512];
+    describe_model(m, mine, sizeof mine);
+    if (strcmp(name, loop->cfg->model.name) != 0)
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                        "model does not match: the checkpoint holds a %s, the config builds a %s",
+                        name, loop->cfg->model.name);
+    if (strcmp(arch, mine) != 0) {
+        first_difference(arch, mine, diff, sizeof diff);
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT, "model does not match the config: %s", diff);
+    }
+    if (count != (int64_t)m->nparams)
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                        "model does not match: the checkpoint has %lld parameters, the config's "
+                        "%s has %zu",
+                        (long long)count, m->name, m->nparams);
+    if (strcmp(optimizer, loop->cfg->optimizer.name) != 0)
+        return ody_fail(ctx, ODY_ERR_CHECKPOINT,
+                        "optimizer does not match: the checkpoint was trained with %s, the "
+                        "config asks for %s",
+                        optimizer, loop->cfg->optimizer.name);
+    return ODY_OK;
+}
+
+/* *unreadable: the identity could not be read (rather than not matching). */
+static ody_status check_identity(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop *loop,
+                                 bool *unreadable)
+{
+    char *name = NULL, *arch = NULL, *optimizer = NULL;
+    int64_t count = 0;
+    ody_status st = ody_ckpt_get_string(ctx, ck, "model/name", &name);
+    if (st == ODY_OK)
+        st = ody_ckpt_get_string(ctx, ck, "model/architecture", &arch);
+    if (st == ODY_OK)
+        st = ody_ckpt_get_i64(ctx, ck, "model/parameters", &count);
+    if (st == ODY_OK)
+        st = ody_ckpt_get_string(ctx, ck, "optimizer/name", &optimizer);
+    *unreadable = st != ODY_OK;
+    if (st == ODY_OK)
+        st = compare_identity(ctx, loop, name, arch, count, optimizer);
+    free(name);
+    free(arch);
+    free(optimizer);
+    return st;
+}
+
+/* The parameters and the optimizer state, every read checksummed. */
 static ody_status get_buffers(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loop)
 {
     ody_model *m = loop->model;
     ody_optimizer *opt = loop->optimizer;
-    char name[160], *text = NULL;
-    int64_t count = 0;
-    ody_status st = ody_ckpt_get_string(ctx, ck, "model/name", &text);
-    if (st == ODY_OK && strcmp(text, loop->cfg->model.name) != 0)
-        st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
-                      "model does not match: the checkpoint holds a %s, the config builds a %s",
-                      text, loop->cfg->model.name);
-    free(text);
-    text = NULL;
-    char arch[4096], diff[512];
-    describe_model(m, arch, sizeof arch);
-    if (st == ODY_OK)
-        st = ody_ckpt_get_string(ctx, ck, "model/architecture", &text);
-    if (st == ODY_OK && strcmp(text, arch) != 0) {
-        first_difference(text, arch, diff, sizeof diff);
-        st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "model does not match the config: %s", diff);
-    }
-    free(text);
-    text = NULL;
-    if (st == ODY_OK)
-        st = ody_ckpt_get_i64(ctx, ck, "model/parameters", &count);
-    if (st == ODY_OK && count != (int64_t)m->nparams)
-        st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
-                      "model does not match: the checkpoint has %lld parameters, the config's %s "
-                      "has %zu",
-                      (long long)count, m->name, m->nparams);
+    char name[160];
+    ody_status st = ODY_OK;
     for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
         snprintf(name, sizeof name, "model/%s", m->tensors[t]->name);
         st = ody_ckpt_get_tensor(ctx, ck, name, &m->tensors[t]->shape, m->tensors[t]->value);
     }
-    if (st == ODY_OK)
-        st = ody_ckpt_get_string(ctx, ck, "optimizer/name", &text);
-    if (st == ODY_OK && strcmp(text, loop->cfg->optimizer.name) != 0)
-        st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
-                      "optimizer does not match: the checkpoint was trained with %s, the config "
-                      "asks for %s",
-                      text, loop->cfg->optimizer.name);
-    free(text);
     for (int s = 0; st == ODY_OK && s < opt->nstate; s++)
         for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
             const ody_param *p = m->tensors[t];
@@ -437,22 +457,30 @@ static ody_status get_history(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loo
     return st;
 }
 
-/* Rank 0: open, verify, check and read `path` into the loop and h. */
-static ody_status read_checkpoint(ody_training_loop *loop, const char *path, resume_header *h)
+/* Rank 0: open, check and read `path` into the loop and h, in one pass:
+ * every dataset read verifies its checksum. *unreadable tells a damaged or
+ * foreign file (another checkpoint may do) from one that reads fine but
+ * does not fit this run (none will). */
+static ody_status read_checkpoint(ody_training_loop *loop, const char *path, resume_header *h,
+                                  bool *unreadable)
 {
     ody_ctx *ctx = loop->ctx;
     ody_ckpt *ck = NULL;
+    memset(h, 0, sizeof *h);
     ody_status st = ody_ckpt_open(ctx, path, &ck);
     if (st == ODY_OK)
-        st = ody_ckpt_verify(ctx, ck);
-    if (st == ODY_OK)
         st = get_header(ctx, ck, h);
+    *unreadable = st != ODY_OK;
+    if (st == ODY_OK)
+        st = check_identity(ctx, ck, loop, unreadable);
     if (st == ODY_OK)
         st = check_compatible(loop, h);
-    if (st == ODY_OK)
+    if (st == ODY_OK) {
         st = get_buffers(ctx, ck, loop);
-    if (st == ODY_OK)
-        st = get_history(ctx, ck, loop, h);
+        if (st == ODY_OK)
+            st = get_history(ctx, ck, loop, h);
+        *unreadable = st != ODY_OK;
+    }
     ody_ckpt_close(ck);
     if (st != ODY_OK && strstr(ctx->err, path) == NULL)
         ody_error_prefix(ctx, "%s", path);
@@ -511,28 +539,35 @@ static void apply_header(ody_training_loop *loop, const resume_header *h)
             loop->callbacks[i].ops->load_state(loop->callbacks[i].self, loop, h->cb[i], h->ncb[i]);
 }
 
-ody_status ody_train_checkpoint_load(ody_training_loop *loop, const char *path)
+/* After rank 0's read (status st): agree, send it to every rank, take it. */
+static ody_status share_loaded(ody_training_loop *loop, ody_status st, resume_header *h,
+                               const char *path)
 {
-    resume_header h = {0};
-    ody_status st = ODY_OK;
-    if (loop->ctx->rank == 0)
-        st = read_checkpoint(loop, path, &h);
     st = ody_dist_agree(loop->ctx, st);
     if (st == ODY_OK)
-        st = broadcast_state(loop, &h);
+        st = broadcast_state(loop, h);
     if (st != ODY_OK)
         return st;
-    apply_header(loop, &h);
+    apply_header(loop, h);
     ody_log(loop->ctx, ODY_LOG_INFO,
             "resumed from %s: epoch %lld, step %lld of the epoch (global step %lld, %lld samples "
             "seen); written on %lld rank(s), continuing on %d",
-            path, (long long)h.epoch + 1, (long long)h.step_in_epoch, (long long)h.global_step,
-            (long long)h.samples_seen, (long long)h.world_size, loop->ctx->size);
+            path, (long long)h->epoch + 1, (long long)h->step_in_epoch, (long long)h->global_step,
+            (long long)h->samples_seen, (long long)h->world_size, loop->ctx->size);
     return ody_dist_check_consistent(loop->ctx, loop->model->params.data,
                                      loop->model->params.size, "after resuming");
 }
 
-/* Rank 0 reads only the model's parameters; every rank gets them. */
+ody_status ody_train_checkpoint_load(ody_training_loop *loop, const char *path)
+{
+    resume_header h;
+    bool unreadable = false;
+    ody_status st = ODY_OK;
+    if (loop->ctx->rank == 0)
+        st = read_checkpoint(loop, path, &h, &unreadable);
+    return share_loaded(loop, st, &h, path);
+}
+
 ody_status ody_train_load_params(ody_training_loop *loop, const char *path)
 {
     ody_ctx *ctx = loop->ctx;
@@ -599,33 +634,33 @@ void ody_train_free_names(char **names, int n)
     free(names);
 }
 
-/* Rank 0: the newest checkpoint of run_dir that opens and verifies, into
- * path ("" when the directory holds none). Corrupt ones are reported and
- * skipped; if every one is corrupt, that is an error. */
-static ody_status pick_newest_valid(ody_ctx *ctx, const char *run_dir, char *path, size_t len)
+/* Rank 0: read the newest checkpoint of run_dir that reads whole, into
+ * loop and h, its path into path ("" when the directory holds none). A
+ * damaged one is reported and the one before it tried; one that reads but
+ * does not fit this run is an error (an older one would not fit either). */
+static ody_status read_newest(ody_training_loop *loop, const char *run_dir, resume_header *h,
+                              char *path, size_t len)
 {
+    ody_ctx *ctx = loop->ctx;
     char **names = NULL;
     int n = ody_train_list_checkpoints(run_dir, &names);
     path[0] = '\0';
     ody_status st = ODY_OK;
     char first_error[ODY_ERRMSG_MAX] = "";
+    bool unreadable = false;
     for (int i = 0; i < n; i++) {
         char candidate[2048];
         snprintf(candidate, sizeof candidate, "%s/%s", run_dir, names[i]);
-        ody_ckpt *ck = NULL;
-        st = ody_ckpt_open(ctx, candidate, &ck);
+        st = read_checkpoint(loop, candidate, h, &unreadable);
         if (st == ODY_OK)
-            st = ody_ckpt_verify(ctx, ck);
-        ody_ckpt_close(ck);
-        if (st == ODY_OK) {
             snprintf(path, len, "%s", candidate);
+        if (st == ODY_OK || !unreadable)
             break;
-        }
         ody_log(ctx, ODY_LOG_WARN, "skipping checkpoint %s", ody_ctx_error(ctx));
         if (!first_error[0])
             snprintf(first_error, sizeof first_error, "%s", ody_ctx_error(ctx));
     }
-    if (n > 0 && !path[0])
+    if (st != ODY_OK && unreadable)
         st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "no valid checkpoint in %s (%d tried; newest: %s)",
                       run_dir, n, first_error);
     ody_train_free_names(names, n);
@@ -635,20 +670,21 @@ static ody_status pick_newest_valid(ody_ctx *ctx, const char *run_dir, char *pat
 ody_status ody_train_resume(ody_training_loop *loop, const char *run_dir, const char *what)
 {
     ody_ctx *ctx = loop->ctx;
-    char path[2048] = "";
-    ody_status st = ODY_OK;
     if (strcmp(what, "auto") != 0)
-        snprintf(path, sizeof path, "%s", what);
-    else if (ctx->rank == 0)
-        st = pick_newest_valid(ctx, run_dir, path, sizeof path);
-    st = ody_dist_agree(ctx, st);
-    if (st != ODY_OK)
-        return st;
-    MPI_Bcast(path, (int)sizeof path, MPI_CHAR, 0, ctx->comm);
-    if (!path[0]) {
+        return ody_train_checkpoint_load(loop, what);
+    char path[2048] = "";
+    resume_header h;
+    memset(&h, 0, sizeof h);
+    ody_status st = ODY_OK;
+    if (ctx->rank == 0)
+        st = read_newest(loop, run_dir, &h, path, sizeof path);
+    int fresh = st == ODY_OK && !path[0];
+    MPI_Bcast(&fresh, 1, MPI_INT, 0, ctx->comm);
+    if (fresh) {
         ody_log(ctx, ODY_LOG_INFO, "--resume auto: no checkpoint in %s yet, starting fresh",
                 run_dir);
         return ODY_OK;
     }
-    return ody_train_checkpoint_load(loop, path);
+    MPI_Bcast(path, (int)sizeof path, MPI_CHAR, 0, ctx->comm);
+    return share_loaded(loop, st, &h, path);
 }

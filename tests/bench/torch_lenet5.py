@@ -5,7 +5,11 @@ count, trained on Fashion-MNIST held in memory as float32 tensors.
 
 Usage: torch_lenet5.py [--steps N] [--batch B] [--threads T] [--warmup W]
 Prints "RESULT torch_lenet5 images_per_sec=..." for the N steps after W
-warm-up steps (loader-free: a batch is an index into the tensors)."""
+warm-up steps (loader-free: a batch is an index into the tensors).
+
+With WORLD_SIZE, RANK, MASTER_ADDR and MASTER_PORT in the environment it
+runs under DistributedDataParallel (gloo), every process with its own
+batch of B (weak scaling); rank 0 prints the global images/s."""
 import argparse
 import gzip
 import os
@@ -64,8 +68,14 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     x, y = load(a.synthetic)
     model = LeNet5()
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(1))
     model.train()
@@ -73,15 +83,19 @@ def main():
     for step in range(a.warmup + a.steps):
         if step == a.warmup:
             t0 = time.perf_counter()
-        at = step * a.batch % (x.shape[0] - a.batch)
+        at = (step * world + rank) * a.batch % (x.shape[0] - a.batch)
         idx = order[at:at + a.batch]
         opt.zero_grad()
         loss = F.cross_entropy(model(x[idx]), y[idx])
         loss.backward()
         opt.step()
     seconds = time.perf_counter() - t0
-    print(f"RESULT torch_lenet5 images_per_sec={a.steps * a.batch / seconds:.0f} "
-          f"steps={a.steps} batch={a.batch} threads={a.threads} loss={loss.item():.4f}")
+    if rank == 0:
+        print(f"RESULT torch_lenet5 images_per_sec={world * a.steps * a.batch / seconds:.0f} "
+              f"steps={a.steps} batch={a.batch} threads={a.threads} world={world} "
+              f"loss={loss.item():.4f}")
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
 
 main()

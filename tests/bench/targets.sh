@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# targets.sh [BUILD_DIR] [ROUNDS]: issue 7's performance figures, each next
+# to its target (and PyTorch's where it applies), measured side by side in
+# one run: every comparison alternates its runs ROUNDS times (default 3)
+# and takes medians, because this machine is shared and noisy.
+#
+#   1. one rank, one thread, LeNet-5, batch 64: images/s vs PyTorch (>= 2.0x)
+#   2. weak scaling 1 -> 2 ranks, 64 per rank: global images/s (>= 1.9x;
+#      PyTorch DDP with gloo alongside)
+#   3. --oversubscribe -np 8 on this machine: >= 80% of the 2-rank figure
+#   4. comm wait at 2 ranks: <= 5% of step time; bucketed vs blocking
+#   5. checkpoint of a ~50M-parameter MLP: write and read >= 80% of dd's
+#      bandwidth in the same directory (page cache dropped before reads
+#      when run as root)
+#   6. memory: peak RSS per rank against what training holds, and bytes
+#      allocated after training started (0)
+#
+# Misses are reported, not errors: the exit status is 0 unless a run fails.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+build="$(cd "${1:-$root/build}" && pwd)"
+rounds="${2:-3}"
+prog="$build/odyssey-dist"
+[ -x "$prog" ] || { echo "targets.sh: $prog not built (launch/setup.sh)" >&2; exit 2; }
+work="$(mktemp -d "${TMPDIR:-/tmp}/ody-targets.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+export OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpirun=(mpirun --oversubscribe --bind-to none)
+[ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
+py=/usr/bin/python3
+torch_ok=0
+[ -x "$py" ] && "$py" -c 'import torch' 2>/dev/null && torch_ok=1
+
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+verdict() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN {ok = dir == ">=" ? v >= t : v <= t; print ok ? "PASS" : "MISS"}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+# field FILE KEY: KEY of the last record of a metrics.jsonl
+field() { "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
+
+# train NP NAME OVERRIDES...: 400 steps of LeNet-5 on Fashion-MNIST, no
+# validation or checkpoints; sets run_dir.
+train() {
+  local np="$1" name="$2"; shift 2
+  run_dir="$work/$name/lenet5-baseline"
+  rm -rf "$work/$name"
+  "${mpirun[@]}" -np "$np" "$prog" "$root/configs/lenet5/baseline.yaml" training.epochs=1 \
+    training.max_steps=400 training.validate_interval=0 training.save_checkpoints=false \
+    logging.level=info logging.plot=false experiment.output_dir="$work/$name" "$@" \
+    >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }
+}
+rate() { field "$run_dir/metrics.jsonl" samples_per_sec; }
+torch_rate() {  # NP: PyTorch (DDP when NP > 1), batch 64 per process
+  local np="$1" r
+  for ((r = 0; r < np; r++)); do
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=29531 WORLD_SIZE="$np" RANK="$r" \
+      "$py" "$here/torch_lenet5.py" --steps 300 --threads 1 >"$work/torch-$r.log" 2>&1 &
+  done
+  wait
+  sed -n 's/^RESULT .*images_per_sec=\([0-9.]*\).*/\1/p' "$work/torch-0.log"
+}
+
+echo "issue 7 targets: $(nproc) cores, $rounds alternating rounds each, medians"
+declare -A got
+for ((r = 1; r <= rounds; r++)); do
+  train 1 p1; got[p1]+="$(rate) "
+  train 2 p2 training.batch_size_per_rank=64; got[p2]+="$(rate) "
+  comm=$(field "$run_dir/metrics.jsonl" time_comm_wait) secs=$(field "$run_dir/metrics.jsonl" epoch_seconds)
+  got[comm_bucketed]+="$(ratio "$comm" "$secs") "
+  train 2 p2b training.batch_size_per_rank=64 distributed.allreduce=blocking; got[p2b]+="$(rate) "
+  comm=$(field "$run_dir/metrics.jsonl" time_comm_wait) secs=$(field "$run_dir/metrics.jsonl" epoch_seconds)
+  got[comm_blocking]+="$(ratio "$comm" "$secs") "
+  train 8 p8 training.batch_size_per_rank=64; got[p8]+="$(rate) "
+  if [ "$torch_ok" = 1 ]; then
+    got[t1]+="$(torch_rate 1) "
+    got[t2]+="$(torch_rate 2) "
+  fi
+done
+m() { printf '%s\n' ${got[$1]} | median | awk '{printf ($1 < 10 ? "%.4g" : "%.0f"), $1}'; }
+p1=$(m p1) p2=$(m p2) p2b=$(m p2b) p8=$(m p8)
+
+echo
+echo "1. one rank, one thread, batch 64: $p1 images/s"
+if [ "$torch_ok" = 1 ]; then
+  t1=$(m t1); r=$(ratio "$p1" "$t1")
+  echo "   PyTorch $t1 images/s; ratio ${r}x, target >= 2.0x: $(verdict "$r" 2.0 ">=")"
+else
+  echo "   PyTorch: not installed (apt-get install python3-torch)"
+fi
+r=$(ratio "$p2" "$p1")
+echo "2. weak scaling, 64 per rank: 2 ranks $p2 images/s = ${r}x one rank, target >= 1.9x: $(verdict "$r" 1.9 ">=")"
+[ "$torch_ok" = 1 ] && echo "   PyTorch DDP (gloo): 2 processes $(m t2) images/s = $(ratio "$(m t2)" "$(m t1)")x one"
+r=$(ratio "$p8" "$p2")
+echo "3. --oversubscribe -np 8 on $(nproc) cores: $p8 images/s = $(awk -v r="$r" 'BEGIN {printf "%.0f", 100 * r}')% of 2 ranks, target >= 80%: $(verdict "$r" 0.8 ">=")"
+cb=$(m comm_bucketed) ck=$(m comm_blocking)
+echo "4. comm wait at 2 ranks: bucketed $(awk -v c="$cb" 'BEGIN {printf "%.1f", 100 * c}')% of step time ($p2 images/s), target <= 5%: $(verdict "$cb" 0.05 "<=")"
+echo "   blocking single allreduce: $(awk -v c="$ck" 'BEGIN {printf "%.1f", 100 * c}')% ($p2b images/s)"
+
+ckpt_dir="$work/ckpt"
+mkdir -p "$ckpt_dir"
+drop() { sync; [ -w /proc/sys/vm/drop_caches ] && echo 3 >/proc/sys/vm/drop_caches || true; }
+for ((r = 1; r <= rounds; r++)); do
+  line=$("$build/tests/bench/bench_checkpoint" "$ckpt_dir" | grep '^RESULT')
+  got[cw]+="$(sed 's/.*write_mb_s=\([0-9.]*\).*/\1/' <<<"$line") "
+  got[cr]+="$(sed 's/.*read_mb_s=\([0-9.]*\).*/\1/' <<<"$line") "
+  bytes=$(sed 's/.*bytes=\([0-9]*\).*/\1/' <<<"$line")
+  drop
+  got[dw]+="$(dd if=/dev/zero of="$ckpt_dir/dd.bin" bs=1M count=$((bytes >> 20)) conv=fsync 2>&1 \
+    | awk '/copied/ {printf "%.0f", $1 / $(NF-3) / 1e6}') "
+  drop
+  got[dr]+="$(dd if="$ckpt_dir/dd.bin" of=/dev/null bs=1M 2>&1 | awk '/copied/ {printf "%.0f", $1 / $(NF-3) / 1e6}') "
+  rm -f "$ckpt_dir/dd.bin"
+done
+cw=$(m cw) cr=$(m cr) dw=$(m dw) dr=$(m dr)
+r=$(ratio "$cw" "$dw")
+echo "5. checkpoint, $(sed 's/.*parameters=\([0-9]*\).*/\1/' <<<"$line") parameters ($((bytes >> 20)) MiB): write $cw MB/s, dd $dw MB/s = $(awk -v r="$r" 'BEGIN {printf "%.0f", 100 * r}')%, target >= 80%: $(verdict "$r" 0.8 ">=")"
+r=$(ratio "$cr" "$dr")
+echo "   read $cr MB/s, dd $dr MB/s = $(awk -v r="$r" 'BEGIN {printf "%.0f", 100 * r}')%, target >= 80%: $(verdict "$r" 0.8 ">=")$([ -w /proc/sys/vm/drop_caches ] || echo ' (page cache not dropped: not root)')"
+
+mem=$(grep -h 'memory per rank' "$work/p2.log" | tail -1)
+rss=$(sed 's/.*peak RSS \([0-9.]*\) MiB.*/\1/' <<<"$mem")
+held=$(sed 's/.*library allocations \([0-9.]*\) MiB.*/\1/' <<<"$mem")
+after=$(sed 's/.* \([0-9]*\) bytes allocated after.*/\1/' <<<"$mem")
+base=$("${mpirun[@]}" -np 1 "$prog" "$root/configs/lenet5/baseline.yaml" data.name=synthetic \
+  data.synthetic_train=64 data.synthetic_val=64 training.epochs=1 training.save_checkpoints=false \
+  logging.plot=false experiment.output_dir="$work/base" 2>&1 | sed -n 's/.*peak RSS \([0-9.]*\) MiB; library allocations \([0-9.]*\) MiB.*/\1 \2/p')
+runtime=$(awk -v b="$base" 'BEGIN {split(b, v, " "); printf "%.1f", v[1] - v[2]}')
+echo "6. memory per rank at 2 ranks (Fashion-MNIST in memory): peak RSS $rss MiB; training holds $held MiB"
+echo "   (parameters, gradients, optimizer state, activations, data); the runtime (MPI, OpenBLAS, HDF5,"
+echo "   code) takes $runtime MiB in any run; RSS / (runtime + held) = $(awk -v r="$rss" -v h="$held" -v b="$runtime" 'BEGIN {printf "%.2f", r / (h + b)}'),"
+echo "   (RSS - runtime) / held = $(awk -v r="$rss" -v h="$held" -v b="$runtime" 'BEGIN {printf "%.2f", (r - b) / h}') (target <= 1.3: $(verdict "$(awk -v r="$rss" -v h="$held" -v b="$runtime" 'BEGIN {print (r - b) / h}')" 1.3 "<="));" \
+  "RSS / held = $(awk -v r="$rss" -v h="$held" 'BEGIN {printf "%.2f", r / h}')"
+echo "   allocated after training started: $after bytes, target 0: $(verdict "$after" 0 "<=")"
