@@ -173,8 +173,9 @@ static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *
                         where);
     if (cfg->distributed.deterministic && cfg->training.use_mixed_precision)
         return ody_fail(ctx, ODY_ERR_CONFIG,
-                        "%s: distributed.deterministic: gradients are summed exactly in integers; "
-                        "it does not combine with training.use_mixed_precision",
+                        "%s: training.use_mixed_precision: half-precision gradients need "
+                        "distributed.deterministic: false (deterministic mode, the default, sums "
+                        "gradients exactly in integers)",
                         where);
     return check_scheduler(ctx, cfg, where);
 }

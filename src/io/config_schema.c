@@ -237,13 +237,13 @@ static const ody_cfg_row schema[] = {
         .doc = "compare parameter fingerprints across ranks every N steps (0: only at start)"),
     ROW(distributed, blas_threads, ODY_CFG_INT, .def = "0", IN(0, 256),
         .doc = "OpenBLAS threads per rank (0: $OPENBLAS_NUM_THREADS, else cores on the node / ranks on it)"),
-    ROW(distributed, deterministic, ODY_CFG_BOOL, .def = "false",
+    ROW(distributed, deterministic, ODY_CFG_BOOL, .def = "true",
         .doc = "bitwise-identical parameters at any rank count and across resumes (exact "
                "fixed-point gradient sums over fixed chunks of the batch; see README)"),
     ROW(distributed, chunk_size, ODY_CFG_INT, .def = "8", IN(1, 65536),
         .doc = "deterministic: samples per chunk; ranks take whole chunks of each global batch"),
     ROW(distributed, allreduce, ODY_CFG_ENUM, .def = "bucketed", .values = allreduce_values,
-        .doc = "gradient reduction: bucketed (overlapped with backward) or blocking (one allreduce after it)"),
+        .doc = "gradient reduction: bucketed (overlapped with backward) or blocking (one allreduce after it), in either mode"),
     ROW(distributed, bucket_bytes, ODY_CFG_INT, .def = "65536", IN(1024, 1073741824),
         .doc = "bucketed: gradient bytes per bucket (whole layers, last layers first)"),
 

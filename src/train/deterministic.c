@@ -168,8 +168,11 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
     loop->step_capacity = loop->accumulation > 1 ? step_capacity(loop, train_rows) : 0;
     size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
     void *x = NULL, *y = NULL, *ids = NULL;
-    ody_status st = ody_exact_create(ctx, loop->model, (size_t)loop->cfg->distributed.bucket_bytes,
-                                     &loop->exact);
+    /* blocking: one bucket of everything, sent when backward is done */
+    size_t bucket_bytes = strcmp(loop->cfg->distributed.allreduce, "blocking") == 0
+                              ? SIZE_MAX
+                              : (size_t)loop->cfg->distributed.bucket_bytes;
+    ody_status st = ody_exact_create(ctx, loop->model, bucket_bytes, &loop->exact);
     if (st == ODY_OK && rows > 0)
         st = ody_alloc(ctx, rows * numel * sizeof(float), "deterministic step batches", &x);
     if (st == ODY_OK && rows > 0)

@@ -288,7 +288,8 @@ static void test_optimizer_scheduler_and_training_keys(void **state)
              "  warmup_start_factor: 0.25\n"
              "training:\n  use_scheduler: true\n  scheduler_type: multistep\n"
              "  gradient_clip_norm: 1.0\n  use_mixed_precision: true\n  precision_dtype: fp16\n"
-             "  loss_scale: 1024\n  accumulation_steps: 4\n  on_nonfinite: skip\n",
+             "  loss_scale: 1024\n  accumulation_steps: 4\n  on_nonfinite: skip\n"
+             "distributed:\n  deterministic: false\n",
              0, NULL, &c);
     assert_string_equal(c.optimizer.name, "adamw");
     assert_true(c.optimizer.beta1 == 0.8 && c.optimizer.beta2 == 0.99 && c.optimizer.eps == 1e-6);
@@ -487,6 +488,10 @@ static void test_cross_key_checks(void **state)
         {"training: {gradient_clip_norm: 1, gradient_clip_value: 0.5}\n", NULL,
          "x.yaml: training.gradient_clip_value: set at most one of gradient_clip_norm and "
          "gradient_clip_value"},
+        {"training: {use_mixed_precision: true}\n", NULL,
+         "x.yaml: training.use_mixed_precision: half-precision gradients need "
+         "distributed.deterministic: false (deterministic mode, the default, sums gradients "
+         "exactly in integers)"},
         /* An override can break a check that involves more than one key. */
         {"training:\n  epochs: 2\n", "data.name=idx",
          "x.yaml: data.path: required when data.name is idx"},
