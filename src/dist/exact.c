@@ -48,6 +48,7 @@ struct ody_exact {
     int nbuckets, next;
     ody_bucket *buckets;
     int *layer_tensor;    /* (nlayers + 1) first tensor index of each layer */
+    MPI_Request max_req;  /* the maxima's MPI_MAX, started once every tensor is added */
     bool sleepy;
     uint64_t bytes_sent;
     ody_status error;
@@ -109,6 +110,7 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_
     }
     for (int t = 0; t < e->ntensors; t++)
         e->scale[t] = EXACT_FIRST_SCALE;
+    e->max_req = MPI_REQUEST_NULL;
     *out = e;
     return ODY_OK;
 }
@@ -135,6 +137,7 @@ void ody_exact_begin(ody_exact *e, int64_t chunks)
     memset(e->local_max, 0, ((size_t)e->ntensors + 2) * sizeof *e->local_max);
     e->chunks = chunks > 0 ? chunks : 1;
     e->next = 0;
+    e->max_req = MPI_REQUEST_NULL;
 }
 
 /* round(x) for |x| < 2^51, exactly, branch-free (vectorisable): adding
@@ -219,6 +222,16 @@ static void add_tensors(ody_exact *e, float *grads, int first, int last)
 
 void ody_exact_add(ody_exact *e, float *grads) { add_tensors(e, grads, 0, e->ntensors); }
 
+/* The maxima (and the overflow and non-finite flags) go out once every
+ * tensor of the step has been added, behind the last bucket. */
+static void start_maxima(ody_exact *e)
+{
+    if (MPI_Iallreduce(e->local_max, e->global_max, e->ntensors + 2, MPI_FLOAT, MPI_MAX,
+                       e->ctx->comm, &e->max_req) != MPI_SUCCESS &&
+        e->error == ODY_OK)
+        e->error = ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: maxima allreduce failed");
+}
+
 static void start_bucket(ody_exact *e, ody_bucket *b)
 {
     int count = (int)(b->end - b->begin);
@@ -236,8 +249,13 @@ void ody_exact_layer_ready(void *exact, int layer)
     ody_exact *e = exact;
     float *grads = e->model->grads.data;
     add_tensors(e, grads, e->layer_tensor[layer], e->layer_tensor[layer + 1]);
+    bool all_sent = e->next == e->nbuckets;
     while (e->next < e->nbuckets && e->buckets[e->next].ready_layer >= layer)
         start_bucket(e, &e->buckets[e->next++]);
+    /* The last bucket holds the lowest layer with parameters: nothing is
+     * added after it, so the maxima are final. */
+    if (!all_sent && e->next == e->nbuckets)
+        start_maxima(e);
     for (int i = 0; i < e->next; i++) {
         int done = 0;
         if (e->buckets[i].req != MPI_REQUEST_NULL)
@@ -247,16 +265,22 @@ void ody_exact_layer_ready(void *exact, int layer)
 
 uint64_t ody_exact_bytes_sent(const ody_exact *e) { return e->bytes_sent; }
 
-/* Start the buckets not started yet and wait for all of them. */
+/* Start the buckets and the maxima not started yet and wait for all of
+ * them. */
 static ody_status sum_buckets(ody_exact *e)
 {
-    while (e->next < e->nbuckets)
-        start_bucket(e, &e->buckets[e->next++]);
+    if (e->next < e->nbuckets || e->nbuckets == 0) {
+        while (e->next < e->nbuckets)
+            start_bucket(e, &e->buckets[e->next++]);
+        start_maxima(e);
+    }
     for (int i = 0; i < e->nbuckets; i++) {
         if (ody_wait_request(&e->buckets[i].req, e->sleepy) != MPI_SUCCESS && e->error == ODY_OK)
             e->error = ody_fail(e->ctx, ODY_ERR_MPI, "waiting for exact gradient bucket %d failed", i);
         e->buckets[i].started = false;
     }
+    if (ody_wait_request(&e->max_req, e->sleepy) != MPI_SUCCESS && e->error == ODY_OK)
+        e->error = ody_fail(e->ctx, ODY_ERR_MPI, "waiting for the exact reduction's maxima failed");
     ody_status st = e->error;
     e->error = ODY_OK;
     return st;
@@ -299,14 +323,9 @@ ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfin
                             double *wait_seconds)
 {
     double t0 = ody_now();
-    /* The sum first (mostly under way since backward), then the maxima that
-     * say whether it is usable; a sum that overflowed is thrown away. */
+    /* The sum and the maxima that say whether it is usable (both mostly
+     * under way since backward); a sum that overflowed is thrown away. */
     ody_status st = sum_buckets(e);
-    int n = e->ntensors + 2;
-    if (st == ODY_OK &&
-        MPI_Allreduce(e->local_max, e->global_max, n, MPI_FLOAT, MPI_MAX, e->ctx->comm) !=
-            MPI_SUCCESS)
-        st = ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: maxima allreduce failed");
     *wait_seconds += ody_now() - t0;
     if (st != ODY_OK)
         return st;
