@@ -27,11 +27,20 @@ double ody_grad_norm(const float *g, size_t n)
 
 bool ody_all_finite(const float *g, size_t n)
 {
-    /* Sum of x*0 is NaN iff some x is inf or NaN; branch-free and vectorisable. */
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        acc += g[i] * 0.0f;
-    return acc == 0.0f;
+    /* Sum of x*0 is NaN iff some x is inf or NaN; branch-free, and in
+     * LANES independent sums so that it vectorises without -ffast-math. */
+    enum { LANES = 16 };
+    float acc[LANES] = {0};
+    size_t whole = n - n % LANES;
+    for (size_t i = 0; i < whole; i += LANES)
+        for (int k = 0; k < LANES; k++)
+            acc[k] += g[i + k] * 0.0f;
+    float total = 0.0f;
+    for (size_t i = whole; i < n; i++)
+        total += g[i] * 0.0f;
+    for (int k = 0; k < LANES; k++)
+        total += acc[k];
+    return total == 0.0f;
 }
 
 /* g *= c, element-wise. */

@@ -745,6 +745,16 @@ static void test_clip_grad_value_and_finite(void **state)
     assert_true(isnan(g[5]));
     assert_false(ody_all_finite(g, 6));
     assert_true(ody_all_finite(g, 5));
+    /* Every position of a long buffer (vector lanes and the tail). */
+    enum { LONG = 37 };
+    float many[LONG];
+    for (int bad = 0; bad < LONG; bad++) {
+        for (int i = 0; i < LONG; i++)
+            many[i] = (float)i - 10.0f;
+        assert_true(ody_all_finite(many, LONG));
+        many[bad] = bad % 2 ? NAN : -INFINITY;
+        assert_false(ody_all_finite(many, LONG));
+    }
     float big[2] = {INFINITY, -INFINITY};
     ody_clip_grad_value(big, 2, 0.5);
     assert_true(big[0] == 0.5f && big[1] == -0.5f);
