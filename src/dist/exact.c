@@ -148,7 +148,10 @@ static inline int64_t round_exact(double x)
     double y = x + magic;
     int64_t bits;
     memcpy(&bits, &y, sizeof bits);
-    return bits - 0x4338000000000000LL;
+    /* In unsigned arithmetic: out of range (an overflow or a non-finite
+     * value, both detected and the sum discarded) it wraps instead of
+     * being undefined; in range it is the same two's complement value. */
+    return (int64_t)((uint64_t)bits - 0x4338000000000000ULL);
 }
 
 /* Add one tensor's chunk gradient into acc and clear g (the next chunk's
@@ -195,7 +198,7 @@ static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int 
         float a = fabsf(g[i]);
         bad |= !(a < INFINITY);
         max = a > max ? a : max;
-        acc[i] += round_exact((double)g[i] * scale);
+        acc[i] = (int64_t)((uint64_t)acc[i] + (uint64_t)round_exact((double)g[i] * scale));
         g[i] = 0.0f;
     }
     return bad ? NAN : max;
