@@ -172,4 +172,9 @@ typedef struct {
  * h seeds it (0 for a fresh hash). */
 uint64_t ody_hash64(const void *data, size_t n, uint64_t h);
 
+/* A 64-bit checksum of bytes at memory speed (not cryptographic), for
+ * checkpoint data: the same value with or without AVX2 (src/core/core.c
+ * defines it). */
+uint64_t ody_checksum64(const void *data, size_t n);
+
 #endif /* ODYSSEY_CORE_H */

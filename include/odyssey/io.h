@@ -187,7 +187,7 @@ ody_status ody_config_resolve(ody_ctx *ctx, const char *arg, int noverrides,
 typedef struct ody_ckpt ody_ckpt;
 
 #define ODY_CKPT_FORMAT "odyssey-dist checkpoint"
-#define ODY_CKPT_FORMAT_VERSION 1
+#define ODY_CKPT_FORMAT_VERSION 2 /* 2: tensors contiguous with a checksum attribute; 1: chunked, Fletcher32 */
 
 /* Start writing a checkpoint that will become `path`. */
 ody_status ody_ckpt_create(ody_ctx *ctx, const char *path, ody_ckpt **out);

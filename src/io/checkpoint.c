@@ -2,7 +2,7 @@
  * io: checkpoint files (HDF5), the shared helpers and writing. Opening,
  * reading and verifying: checkpoint_read.c. Public API: odyssey/io.h.
  *
- * On disk (format version 1), through the default (sec2) driver and in the
+ * On disk (format version 2), through the default (sec2) driver and in the
  * HDF5 1.10 file format, so that the superblock, object headers, B-trees
  * and heap blocks carry checksums:
  *
@@ -12,9 +12,12 @@
  *   /<group>/<name>    tensors: float32 (H5T_IEEE_F32LE) in the tensor's
  *                      shape; series: 1-D float64 (H5T_IEEE_F64LE) with an
  *                      unlimited maximum extent, so that an empty series is an
- *                      ordinary dataset. Both chunked (a chunk holds at most
- *                      1 MiB, a smaller tensor is one chunk), Fletcher32, no
- *                      compression.
+ *                      ordinary dataset. Tensors contiguous (HDF5 writes
+ *                      them straight from the caller's buffer) with a uint64
+ *                      attribute "checksum", ody_checksum64 of the bytes;
+ *                      series chunked (a chunk holds at most 1 MiB) with
+ *                      Fletcher32. No compression. (Format 1 had tensors
+ *                      chunked with Fletcher32; the reader takes both.)
  *   attributes         of the group named by the path: int64 (H5T_STD_I64LE)
  *                      and float64 (H5T_IEEE_F64LE) scalars; strings are scalar
  *                      variable-length UTF-8, which h5py reads as str.
@@ -320,9 +323,26 @@ typedef struct {
     int rank;
     hsize_t dims[ODY_MAX_DIMS], maxdims[ODY_MAX_DIMS];
     const void *data; /* may be NULL when the dataset is empty */
+    bool contiguous;  /* a tensor: one contiguous block and a checksum attribute */
 } dataset_spec;
 
-/* Create dataset `name` (chunked, Fletcher32) and write its data. */
+/* The checksum attribute of a contiguous dataset: ody_checksum64 of its bytes. */
+static herr_t put_checksum(hid_t dset, const dataset_spec *s, hsize_t numel)
+{
+    uint64_t sum = ody_checksum64(s->data, (size_t)numel * s->elem_size);
+    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
+    if (space >= 0)
+        attr = H5Acreate2(dset, ODY_CKPT_CHECKSUM, H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = attr >= 0 ? H5Awrite(attr, H5T_NATIVE_UINT64, &sum) : -1;
+    if (attr >= 0 && H5Aclose(attr) < 0)
+        rc = -1;
+    ody_ckpt_release(space);
+    return rc;
+}
+
+/* Create dataset `name` and write its data: a tensor contiguous (HDF5
+ * writes it straight from the caller's buffer) with its checksum, anything
+ * else chunked with Fletcher32. */
 static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, const dataset_spec *s)
 {
     hid_t group = -1, space = -1, dcpl = -1, dapl = -1, dset = -1;
@@ -342,12 +362,19 @@ static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, cons
     dcpl = H5Pcreate(H5P_DATASET_CREATE);
     dapl = H5Pcreate(H5P_DATASET_ACCESS);
     /* No chunk cache: the data is written by H5Dwrite, whose failure can be handled. */
-    if (space >= 0 && dcpl >= 0 && dapl >= 0 && H5Pset_chunk(dcpl, s->rank, chunk) >= 0 &&
-        H5Pset_fletcher32(dcpl) >= 0 && H5Pset_chunk_cache(dapl, 0, 0, 1.0) >= 0)
+    bool made = space >= 0 && dcpl >= 0 && dapl >= 0;
+    if (made && s->contiguous)
+        made = H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0;
+    else if (made)
+        made = H5Pset_chunk(dcpl, s->rank, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0 &&
+               H5Pset_chunk_cache(dapl, 0, 0, 1.0) >= 0;
+    if (made)
         dset = H5Dcreate2(group, leaf, s->file_type, space, H5P_DEFAULT, dcpl, dapl);
     herr_t rc = dset < 0 ? -1
                 : numel ? H5Dwrite(dset, s->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->data)
                         : 0;
+    if (rc >= 0 && s->contiguous)
+        rc = put_checksum(dset, s, numel);
     if (dset >= 0 && H5Dclose(dset) < 0)
         rc = -1;
     ody_ckpt_release(dapl);
@@ -402,7 +429,8 @@ ody_status ody_ckpt_create(ody_ctx *ctx, const char *path, ody_ckpt **out)
 ody_status ody_ckpt_put_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, const ody_shape *shape,
                                const float *data)
 {
-    dataset_spec s = {H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, sizeof(float), shape->ndim, {0}, {0}, data};
+    dataset_spec s = {H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, sizeof(float), shape->ndim, {0}, {0}, data,
+                      .contiguous = true};
     char text[96];
     bool ok = shape->ndim >= 1 && shape->ndim <= ODY_MAX_DIMS;
     for (int i = 0; ok && i < shape->ndim; i++) {
@@ -426,7 +454,7 @@ ody_status ody_ckpt_put_series(ody_ctx *ctx, ody_ckpt *ck, const char *name, con
         return ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s: %s: negative series length %lld", ck->path,
                         name, (long long)n);
     dataset_spec s = {H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, sizeof(double), 1, {(hsize_t)n},
-                      {H5S_UNLIMITED}, v};
+                      {H5S_UNLIMITED}, v, false};
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
     ody_status st = put_dataset(ctx, ck, name, &s);
     ody_ckpt_quiet_end(q);

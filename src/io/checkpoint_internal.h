@@ -16,6 +16,7 @@
 #include "odyssey/io.h"
 
 #define ODY_CKPT_PATH_MAX 1024
+#define ODY_CKPT_CHECKSUM "checksum" /* uint64 attribute of a contiguous tensor (format 2) */
 
 /* What HDF5's error stack said about the first failed call. */
 typedef struct {

@@ -90,12 +90,34 @@ static ody_status open_floats(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_
     return st;
 }
 
+/* Whether `bytes` read from dset match its checksum attribute: 1 yes (or
+ * it has none: format 1, or not a tensor), 0 no, -1 unreadable. */
+static int checksum_matches(hid_t dset, const void *data, size_t bytes)
+{
+    htri_t has = H5Aexists(dset, ODY_CKPT_CHECKSUM);
+    if (has <= 0)
+        return has < 0 ? -1 : 1;
+    uint64_t want = 0;
+    hid_t attr = H5Aopen(dset, ODY_CKPT_CHECKSUM, H5P_DEFAULT);
+    herr_t rc = attr >= 0 ? H5Aread(attr, H5T_NATIVE_UINT64, &want) : -1;
+    ody_ckpt_release(attr);
+    if (rc < 0)
+        return -1;
+    return ody_checksum64(data, bytes) == want;
+}
+
 static ody_status read_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t dset,
                                hid_t mem_type, void *out)
 {
-    if (H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0)
-        return ODY_OK;
-    return ody_ckpt_fail_read(ctx, ck, name);
+    if (H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+        return ody_ckpt_fail_read(ctx, ck, name);
+    hid_t space = H5Dget_space(dset);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    ody_ckpt_release(space);
+    int ok = n < 0 ? -1 : checksum_matches(dset, out, (size_t)n * H5Tget_size(mem_type));
+    if (ok == 0)
+        ck->err.checksum = true; /* reported as HDF5's own Fletcher32 failures are */
+    return ok == 1 ? ODY_OK : ody_ckpt_fail_read(ctx, ck, name);
 }
 
 static ody_status get_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, const ody_shape *shape,
@@ -307,18 +329,41 @@ static herr_t read_slabs(hid_t dset, hid_t mem_type)
     return rc;
 }
 
+/* Read a dataset with a checksum whole and check it (-1 on a mismatch,
+ * marked in ck's error). */
+static herr_t read_summed(ody_ckpt *ck, hid_t dset, hid_t mem_type)
+{
+    hid_t space = H5Dget_space(dset);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    ody_ckpt_release(space);
+    size_t bytes = n > 0 ? (size_t)n * H5Tget_size(mem_type) : 0;
+    void *buf = n >= 0 ? malloc(bytes + 1) : NULL;
+    herr_t rc = buf ? 0 : -1;
+    if (rc >= 0 && n > 0)
+        rc = H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    int ok = rc >= 0 ? checksum_matches(dset, buf, bytes) : -1;
+    if (ok == 0)
+        ck->err.checksum = true;
+    if (ok != 1)
+        rc = -1;
+    free(buf);
+    return rc;
+}
+
 /* Read the data of a dataset (numeric ones; our checkpoints hold no others). */
-static herr_t verify_data(hid_t dset)
+static herr_t verify_data(ody_ckpt *ck, hid_t dset)
 {
     hid_t type = H5Dget_type(dset), mem_type = -1;
     H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
     bool numeric = cls == H5T_INTEGER || cls == H5T_FLOAT;
     if (numeric)
         mem_type = H5Tget_native_type(type, H5T_DIR_ASCEND);
-    herr_t rc = cls == H5T_NO_CLASS ? -1
-                : !numeric          ? 0
-                : mem_type < 0      ? -1
-                                    : read_slabs(dset, mem_type);
+    htri_t summed = numeric ? H5Aexists(dset, ODY_CKPT_CHECKSUM) : 0;
+    herr_t rc = cls == H5T_NO_CLASS || summed < 0 ? -1
+                : !numeric                        ? 0
+                : mem_type < 0                    ? -1
+                : summed                          ? read_summed(ck, dset, mem_type)
+                                                  : read_slabs(dset, mem_type);
     ody_ckpt_release(mem_type);
     ody_ckpt_release(type);
     return rc;
@@ -370,7 +415,7 @@ static herr_t visit_object(verifier *v, hid_t obj)
     if (rc == 0 && kind == H5I_GROUP)
         rc = H5Literate(obj, H5_INDEX_NAME, H5_ITER_INC, NULL, visit_link, v);
     else if (rc == 0 && kind == H5I_DATASET)
-        rc = verify_data(obj);
+        rc = verify_data(v->ck, obj);
     if (rc < 0)
         v->st = ody_ckpt_fail_read(v->ctx, v->ck, v->name[0] ? v->name : "/");
     return rc != 0 ? 1 : 0;

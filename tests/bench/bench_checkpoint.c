@@ -8,7 +8,7 @@
  *
  * tests/bench/targets.sh compares them with what dd gets in the same
  * directory. The write includes everything a real save does (HDF5 with
- * Fletcher32, fsync of the file, rename, fsync of the directory); the read
+ * checksums, fsync of the file, rename, fsync of the directory); the read
  * includes verifying every checksum. As root, the page cache is dropped
  * between the two (sync, /proc/sys/vm/drop_caches), so the read comes from
  * the disk, as dd's does in targets.sh.

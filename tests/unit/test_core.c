@@ -162,6 +162,68 @@ static void test_hash_distinguishes_and_repeats(void **state)
     assert_true(ody_hash64(a, sizeof a, 0) != ody_hash64(b, sizeof b, 0));
 }
 
+/* ody_checksum64 written out plainly, as documented in src/core/core.c:
+ * the vector path must give these values, so files are portable. */
+static uint64_t reference_checksum(const unsigned char *p, size_t n)
+{
+    static const uint64_t key[8] = {
+        0xbe4ba423396cfeb8ULL, 0x1cad21f72c81017cULL, 0xdb979083e96dd4deULL, 0x1f67b3b7a4a44072ULL,
+        0x78e5c0cc4ee679cbULL, 0x2172ffcc7dd05a82ULL, 0x8e2443f7744608b8ULL, 0x4c263a81e69035e0ULL,
+    };
+    uint64_t acc[8] = {0};
+    for (size_t i = 0; i < n; i += 64) {
+        unsigned char block[64] = {0};
+        memcpy(block, p + i, n - i < 64 ? n - i : 64);
+        for (int l = 0; l < 8; l++) {
+            uint64_t d = 0;
+            for (int b = 7; b >= 0; b--) /* little-endian word */
+                d = d << 8 | block[8 * l + b];
+            uint64_t dk = d ^ key[l];
+            acc[l] = ((acc[l] << 1) | (acc[l] >> 63)) + d + (dk & 0xffffffffULL) * (dk >> 32);
+        }
+    }
+    uint64_t h = (uint64_t)n ^ 0x9e3779b97f4a7c15ULL;
+    for (int l = -1; l < 8; l++) {
+        if (l >= 0)
+            h ^= acc[l];
+        h ^= h >> 31;
+        h *= 0x7fb5d329728ea185ULL;
+        h ^= h >> 27;
+        h *= 0x81dadef4bc2dd44dULL;
+        h ^= h >> 33;
+    }
+    return h;
+}
+
+static void test_checksum_matches_its_definition(void **state)
+{
+    (void)state;
+    enum { N = 4099 };
+    unsigned char *bytes = malloc(N);
+    assert_non_null(bytes);
+    uint64_t x = 1;
+    for (size_t i = 0; i < N; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        bytes[i] = (unsigned char)(x >> 56);
+    }
+    for (size_t n = 0; n <= 300; n++)
+        assert_true(ody_checksum64(bytes, n) == reference_checksum(bytes, n));
+    uint64_t whole = ody_checksum64(bytes, N);
+    assert_true(whole == reference_checksum(bytes, N));
+    /* Any one flipped bit, and two blocks swapped, change it. */
+    for (size_t bit = 0; bit < 8 * N; bit += 97) {
+        bytes[bit / 8] ^= (unsigned char)(1u << bit % 8);
+        assert_true(ody_checksum64(bytes, N) != whole);
+        bytes[bit / 8] ^= (unsigned char)(1u << bit % 8);
+    }
+    unsigned char tmp[64];
+    memcpy(tmp, bytes, 64);
+    memcpy(bytes, bytes + 64, 64);
+    memcpy(bytes + 64, tmp, 64);
+    assert_true(ody_checksum64(bytes, N) != whole);
+    free(bytes);
+}
+
 static void test_phase_keys(void **state)
 {
     (void)state;
@@ -206,6 +268,7 @@ static const struct CMUnitTest group[] = {
     cmocka_unit_test(test_normal_moments),
     cmocka_unit_test(test_permutation_is_a_permutation_and_keyed),
     cmocka_unit_test(test_hash_distinguishes_and_repeats),
+    cmocka_unit_test(test_checksum_matches_its_definition),
     cmocka_unit_test(test_phase_keys),
     cmocka_unit_test_setup_teardown(test_shapes_and_arena, ody_test_ctx_setup, ody_test_ctx_teardown),
 };
