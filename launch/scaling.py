@@ -45,8 +45,7 @@ Writes into DIR (default studies/scaling-<UTC time>):
 Speedup is throughput over the smallest rank count's throughput; efficiency is
 speedup x smallest count / ranks (1.0 = perfect scaling, strong or weak).
 Exit status: 0 when every run succeeded, 1 when some failed (the rest is still
-written), 2 on a usage error or when --trace is asked of a program without
-logging.trace.
+written), 2 on a usage error.
 """
 import argparse
 import csv
@@ -116,20 +115,6 @@ def parse_args(argv):
 
 def program():
     return os.environ.get("ODYSSEY_BIN", str(ROOT / "build" / "odyssey-dist"))
-
-
-def check_trace_key(a):
-    """The program must know logging.trace; exit 2 with the reason otherwise."""
-    cmd = [program(), "--print-config", a.config, "logging.trace=true"] + a.overrides
-    env = dict(os.environ, ODY_CONFIG_DIR=os.environ.get("ODY_CONFIG_DIR", str(ROOT / "configs")))
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if r.returncode == 0:
-        return
-    message = (r.stderr or r.stdout).strip().splitlines()
-    message = message[-1] if message else f"exit {r.returncode}"
-    if "unknown key 'trace'" in message:
-        fail(f"--trace: this odyssey-dist has no logging.trace yet ({message}); run without --trace")
-    fail(f"cannot resolve the config: {message}")
 
 
 def run_overrides(a, mode, ranks, study, name):
@@ -357,8 +342,6 @@ def main(argv):
     a = parse_args(argv)
     if not os.access(program(), os.X_OK):
         fail(f"{program()} not found: run launch/setup.sh first")
-    if a.trace:
-        check_trace_key(a)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     study = Path(a.out or ROOT / "studies" / f"scaling-{stamp}").resolve()
     (study / "logs").mkdir(parents=True, exist_ok=True)

@@ -168,13 +168,9 @@ typedef struct {
 
 /* ---------------------------------------------------------------- hashing */
 
-/* A 64-bit hash of bytes (not cryptographic), for parameter fingerprints;
- * h seeds it (0 for a fresh hash). */
-uint64_t ody_hash64(const void *data, size_t n, uint64_t h);
-
 /* A 64-bit checksum of bytes at memory speed (not cryptographic), for
- * checkpoint data: the same value with or without AVX2 (src/core/core.c
- * defines it). */
+ * checkpoint data and parameter fingerprints: the same value with or
+ * without AVX2 (src/core/core.c defines it). */
 uint64_t ody_checksum64(const void *data, size_t n);
 
 #endif /* ODYSSEY_CORE_H */

@@ -69,6 +69,9 @@ typedef struct {
     bool prefetch;          /* read the next batch on a thread while this one computes */
 } ody_data_options;
 
+/* The data.name values ody_data_open knows, NULL-terminated. */
+const char *const *ody_data_names(void);
+
 /*
  * Open the training and validation data sets the options describe. shape
  * and num_classes are what the model expects (synthetic data is made in

@@ -78,8 +78,8 @@ typedef struct {
 
 /* Start the allreduce of vote->local into vote->total. */
 ody_status ody_vote_start(ody_ctx *ctx, ody_vote *vote);
-/* Wait for it; adds the seconds waited to *wait_seconds. */
-ody_status ody_vote_finish(ody_ctx *ctx, ody_vote *vote, double *wait_seconds);
+/* Wait for it. */
+ody_status ody_vote_finish(ody_ctx *ctx, ody_vote *vote);
 
 /* ------------------------------------------------------- gradient reducer */
 
@@ -115,10 +115,9 @@ void ody_reducer_layer_ready(void *reducer, int layer);
 /*
  * Start what has not started (all of it in blocking mode, or when backward
  * did not run on this rank) and wait for every bucket. After it, every
- * rank holds the sum of all ranks' gradients. *wait_seconds gets the time
- * spent waiting here.
+ * rank holds the sum of all ranks' gradients.
  */
-ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds);
+ody_status ody_reducer_finish(ody_reducer *r);
 /* Bytes this rank has handed to allreduce since creation. */
 uint64_t ody_reducer_bytes_sent(const ody_reducer *r);
 
@@ -151,14 +150,18 @@ void ody_exact_layer_ready(void *exact, int layer);
 /* Bytes this rank has handed to allreduce for gradients. */
 uint64_t ody_exact_bytes_sent(const ody_exact *e);
 /*
- * Collective. Agree on the maxima (and whether any value overflowed the
- * scale or was not finite), then sum the accumulators over all ranks and
- * write the float result into grads. *redo: the step outgrew its scale;
- * the scale is now this step's own: run the step's chunks again.
- * *nonfinite: some chunk had inf or NaN; grads are untouched.
+ * Collective. Wait for the sum of the accumulators over all ranks and the
+ * maxima (whether any value overflowed the scale or was not finite).
+ * *redo: the step outgrew its scale: run the step's chunks again after
+ * ody_exact_read sets this step's own. *nonfinite: some chunk had inf or
+ * NaN; the sum is to be dropped.
  */
-ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfinite,
-                            double *wait_seconds);
+ody_status ody_exact_wait(ody_exact *e, bool *redo, bool *nonfinite);
+/* After ody_exact_wait: unless redo, write the float sums into grads (and
+ * clear the accumulator); set the next step's scales from the maxima. */
+void ody_exact_read(ody_exact *e, float *grads, bool redo);
+/* ody_exact_wait, then ody_exact_read unless nonfinite. */
+ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfinite);
 /* The per-tensor scales, for checkpoints (ody_exact_tensors values). */
 int ody_exact_tensors(const ody_exact *e);
 void ody_exact_save(const ody_exact *e, double *v);

@@ -228,9 +228,7 @@ const char *ody_phase_key(ody_phase p)
     return (p < ODY_PHASE_COUNT) ? keys[p] : "time_unknown";
 }
 
-/* Four independent lanes over 8-byte words (multiply-xorshift, as in
- * splitmix64), folded at the end; the tail byte by byte (FNV-1a). Fast
- * enough (several GB/s) to fingerprint a large parameter buffer. */
+/* splitmix64's finalizer: folds the checksum's lanes. */
 static inline uint64_t mix64(uint64_t x)
 {
     x ^= x >> 31;
@@ -238,27 +236,6 @@ static inline uint64_t mix64(uint64_t x)
     x ^= x >> 27;
     x *= 0x81dadef4bc2dd44dULL;
     return x ^ (x >> 33);
-}
-
-uint64_t ody_hash64(const void *data, size_t n, uint64_t h)
-{
-    const unsigned char *p = data;
-    uint64_t lane[4] = {h ^ 0x9E3779B97F4A7C15ULL, h + 1, h + 2, h + 3};
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32)
-        for (int l = 0; l < 4; l++) {
-            uint64_t w;
-            memcpy(&w, p + i + 8 * l, sizeof w);
-            lane[l] = mix64(lane[l] ^ w) + (uint64_t)l;
-        }
-    uint64_t out = 14695981039346656037ULL ^ (uint64_t)n;
-    for (int l = 0; l < 4; l++)
-        out = mix64(out ^ lane[l]);
-    for (; i < n; i++) {
-        out ^= p[i];
-        out *= 1099511628211ULL;
-    }
-    return mix64(out);
 }
 
 /*

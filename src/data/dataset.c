@@ -21,6 +21,7 @@ typedef enum { VALIDATE_TEST, VALIDATE_SPLIT, VALIDATE_NONE } validation_mode;
 /* What every opener gets: the options and what the model expects. */
 typedef struct {
     const ody_data_options *opt;
+    const char *name; /* opt->name, or the default fashion_mnist when empty */
     uint64_t seed;
     ody_shape shape;
     int num_classes;
@@ -217,13 +218,15 @@ static ody_status open_hdf5(ody_ctx *ctx, const open_request *req, ody_dataset *
 typedef ody_status (*opener)(ody_ctx *ctx, const open_request *req, ody_dataset **train,
                              ody_dataset **test);
 
-static const struct {
-    const char *name;
-    opener open;
-} openers[] = {
-    {"fashion_mnist", open_fashion_mnist}, {"mnist", open_mnist}, {"idx", open_idx},
-    {"synthetic", open_synthetic},         {"hdf5", open_hdf5},
-};
+/* The data sets: names (NULL-terminated) and their openers, in the same order. */
+static const char *const data_names[] = {"fashion_mnist", "mnist", "idx", "hdf5", "synthetic", NULL};
+static const opener openers[] = {open_fashion_mnist, open_mnist, open_idx, open_hdf5,
+                                 open_synthetic};
+_Static_assert(sizeof data_names / sizeof data_names[0] ==
+                   sizeof openers / sizeof openers[0] + 1,
+               "one opener per name");
+
+const char *const *ody_data_names(void) { return data_names; }
 
 /* ----------------------------------------------------------- the sets */
 
@@ -286,14 +289,16 @@ static ody_status parse_validation(ody_ctx *ctx, const char *text, validation_mo
 static ody_status open_by_name(ody_ctx *ctx, const open_request *req, ody_dataset **train,
                                ody_dataset **test)
 {
-    const char *name = name_or(req->opt->name, "fashion_mnist");
-    for (size_t i = 0; i < sizeof openers / sizeof openers[0]; i++)
-        if (strcmp(name, openers[i].name) == 0)
-            return openers[i].open(ctx, req, train, test);
-    return ody_fail(ctx, ODY_ERR_CONFIG,
-                    "data.name: unknown data set '%s' (known: fashion_mnist, "
-                    "mnist, idx, synthetic, hdf5)",
-                    name);
+    const char *name = req->name;
+    char known[128] = "";
+    for (size_t i = 0; data_names[i]; i++) {
+        if (strcmp(name, data_names[i]) == 0)
+            return openers[i](ctx, req, train, test);
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                 data_names[i]);
+    }
+    return ody_fail(ctx, ODY_ERR_CONFIG, "data.name: unknown data set '%s' (known: %s)", name,
+                    known);
 }
 
 static ody_status check_model(ody_ctx *ctx, ody_shape shape, int num_classes)
@@ -320,7 +325,7 @@ static const struct {
     {"mnist", 0.1307f, 0.3081f},
 };
 
-static ody_normalize normalization(const ody_data_options *opt)
+static ody_normalize normalization(const ody_data_options *opt, const char *name)
 {
     ody_normalize norm = {.scale = opt->scale ? 1.0f / 255.0f : 1.0f, .mean = 0.0f, .std = 1.0f};
     if (opt->std > 0) {
@@ -329,7 +334,7 @@ static ody_normalize normalization(const ody_data_options *opt)
         return norm;
     }
     for (size_t i = 0; opt->standardize && opt->scale && i < sizeof known_stats / sizeof *known_stats; i++)
-        if (strcmp(opt->name, known_stats[i].name) == 0) {
+        if (strcmp(name, known_stats[i].name) == 0) {
             norm.mean = known_stats[i].mean;
             norm.std = known_stats[i].std;
         }
@@ -369,11 +374,13 @@ ody_status ody_data_open(ody_ctx *ctx, const ody_data_options *opt, uint64_t see
         st = check_model(ctx, shape, num_classes);
     if (st != ODY_OK)
         return st;
+    const char *name = name_or(opt->name, "fashion_mnist"); /* data.h: empty is the default */
     open_request req = {.opt = opt,
+                        .name = name,
                         .seed = seed,
                         .shape = shape,
                         .num_classes = num_classes,
-                        .norm = normalization(opt),
+                        .norm = normalization(opt, name),
                         .want_test = mode == VALIDATE_TEST};
     st = open_sets(ctx, &req, mode, train, val);
     if (st != ODY_OK)

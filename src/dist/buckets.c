@@ -1,10 +1,12 @@
 /* dist: gradient buckets and waiting, shared by the reducers. */
 #include "dist/dist_internal.h"
 
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
-int ody_plan_buckets(const ody_model *m, size_t elements, ody_bucket *b)
+/* The plan into b (NULL: count only); returns the number of buckets. */
+static int plan(const ody_model *m, size_t elements, ody_bucket *b)
 {
     int n = 0;
     size_t begin = 0, end = m->grads.size;
@@ -32,6 +34,28 @@ int ody_plan_buckets(const ody_model *m, size_t elements, ody_bucket *b)
         b[n - 1].begin = 0;
     }
     return n;
+}
+
+int ody_plan_buckets(const ody_model *m, size_t elements, ody_bucket **out)
+{
+    if (elements == 0)
+        elements = 1;
+    int n = plan(m, elements, NULL);
+    *out = calloc((size_t)(n > 0 ? n : 1), sizeof **out);
+    if (!*out)
+        return -1;
+    for (int i = 0; i < (n > 0 ? n : 1); i++)
+        (*out)[i].req = MPI_REQUEST_NULL;
+    return plan(m, elements, *out);
+}
+
+void ody_progress_buckets(ody_bucket *b, int started)
+{
+    for (int i = 0; i < started; i++) {
+        int done = 0;
+        if (b[i].req != MPI_REQUEST_NULL)
+            MPI_Test(&b[i].req, &done, MPI_STATUS_IGNORE);
+    }
 }
 
 bool ody_ranks_outnumber_cores(const ody_ctx *ctx)

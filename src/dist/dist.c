@@ -49,7 +49,7 @@ ody_status ody_dist_bcast_floats(ody_ctx *ctx, float *buf, size_t n)
 
 ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, const char *when)
 {
-    unsigned long long mine = ody_hash64(buf, n * sizeof *buf, 0);
+    unsigned long long mine = ody_checksum64(buf, n * sizeof *buf);
     unsigned long long root = mine;
     ody_status st = ody_mpi_check(ctx, MPI_Bcast(&root, 1, MPI_UNSIGNED_LONG_LONG, 0, ctx->comm),
                               "fingerprint broadcast");
@@ -94,13 +94,11 @@ ody_status ody_vote_start(ody_ctx *ctx, ody_vote *vote)
                      "step vote");
 }
 
-ody_status ody_vote_finish(ody_ctx *ctx, ody_vote *vote, double *wait_seconds)
+ody_status ody_vote_finish(ody_ctx *ctx, ody_vote *vote)
 {
     if (!vote->started)
         return ody_fail(ctx, ODY_ERR_INTERNAL, "step vote finished before it started");
-    double t0 = ody_now();
     ody_status st = ody_mpi_check(ctx, MPI_Wait(&vote->req, MPI_STATUS_IGNORE), "step vote");
-    *wait_seconds += ody_now() - t0;
     vote->started = false;
     return st;
 }

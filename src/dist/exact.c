@@ -72,13 +72,10 @@ static int *map_layer_tensors(const ody_model *m)
 
 static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes)
 {
-    size_t elements = bucket_bytes / sizeof(int64_t);
-    e->nbuckets = ody_plan_buckets(e->model, elements ? elements : 1, NULL);
-    e->buckets = calloc((size_t)(e->nbuckets > 0 ? e->nbuckets : 1), sizeof *e->buckets);
+    e->nbuckets = ody_plan_buckets(e->model, bucket_bytes / sizeof(int64_t), &e->buckets);
     e->layer_tensor = map_layer_tensors(e->model);
-    if (!e->buckets || !e->layer_tensor)
+    if (e->nbuckets < 0 || !e->layer_tensor)
         return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
-    ody_plan_buckets(e->model, elements ? elements : 1, e->buckets);
     e->sleepy = ody_ranks_outnumber_cores(ctx);
     return ODY_OK;
 }
@@ -243,7 +240,6 @@ static void start_bucket(ody_exact *e, ody_bucket *b)
         e->error == ODY_OK)
         e->error = ody_fail(e->ctx, ODY_ERR_MPI, "exact gradient allreduce of %d values failed",
                             count);
-    b->started = true;
     e->bytes_sent += (uint64_t)count * sizeof(int64_t);
 }
 
@@ -259,11 +255,7 @@ void ody_exact_layer_ready(void *exact, int layer)
      * added after it, so the maxima are final. */
     if (!all_sent && e->next == e->nbuckets)
         start_maxima(e);
-    for (int i = 0; i < e->next; i++) {
-        int done = 0;
-        if (e->buckets[i].req != MPI_REQUEST_NULL)
-            MPI_Test(&e->buckets[i].req, &done, MPI_STATUS_IGNORE);
-    }
+    ody_progress_buckets(e->buckets, e->next);
 }
 
 uint64_t ody_exact_bytes_sent(const ody_exact *e) { return e->bytes_sent; }
@@ -280,7 +272,6 @@ static ody_status sum_buckets(ody_exact *e)
     for (int i = 0; i < e->nbuckets; i++) {
         if (ody_wait_request(&e->buckets[i].req, e->sleepy) != MPI_SUCCESS && e->error == ODY_OK)
             e->error = ody_fail(e->ctx, ODY_ERR_MPI, "waiting for exact gradient bucket %d failed", i);
-        e->buckets[i].started = false;
     }
     if (ody_wait_request(&e->max_req, e->sleepy) != MPI_SUCCESS && e->error == ODY_OK)
         e->error = ody_fail(e->ctx, ODY_ERR_MPI, "waiting for the exact reduction's maxima failed");
@@ -322,23 +313,31 @@ static int scale_for(float max, int64_t chunks)
     return EXACT_BITS - EXACT_HEADROOM - exp_max;
 }
 
-ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfinite,
-                            double *wait_seconds)
+ody_status ody_exact_wait(ody_exact *e, bool *redo, bool *nonfinite)
 {
-    double t0 = ody_now();
     /* The sum and the maxima that say whether it is usable (both mostly
      * under way since backward); a sum that overflowed is thrown away. */
     ody_status st = sum_buckets(e);
-    *wait_seconds += ody_now() - t0;
     if (st != ODY_OK)
         return st;
     *nonfinite = e->global_max[e->ntensors + 1] != 0.0f;
     *redo = !*nonfinite && e->global_max[e->ntensors] != 0.0f;
-    if (*nonfinite)
-        return ODY_OK;
+    return ODY_OK;
+}
+
+ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfinite)
+{
+    ody_status st = ody_exact_wait(e, redo, nonfinite);
+    if (st == ODY_OK && !*nonfinite)
+        ody_exact_read(e, grads, *redo);
+    return st;
+}
+
+void ody_exact_read(ody_exact *e, float *grads, bool redo)
+{
     for (int t = 0; t < e->ntensors; t++) {
         const ody_param *p = e->model->tensors[t];
-        if (!*redo)
+        if (!redo)
             unscale_tensor(e->acc + p->offset, grads + p->offset,
                            (size_t)ody_shape_numel(&p->shape), e->scale[t]);
         /* The next step's scale (or this one's again, when redone). */
@@ -346,8 +345,7 @@ ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfin
             e->scale[t] = scale_for(e->global_max[t], e->chunks);
     }
     /* Every tensor was read out and cleared; the gaps between them stay 0. */
-    e->dirty = *redo;
-    return ODY_OK;
+    e->dirty = redo;
 }
 
 int ody_exact_tensors(const ody_exact *e) { return e->ntensors; }

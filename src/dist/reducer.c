@@ -59,12 +59,9 @@ ody_status ody_reducer_create(ody_ctx *ctx, ody_model *model, ody_reduce_mode mo
     *out = NULL;
     ody_reducer *r = calloc(1, sizeof *r);
     size_t floats = (mode == ODY_REDUCE_BLOCKING) ? SIZE_MAX : bucket_bytes / sizeof(float);
-    if (floats == 0)
-        floats = 1;
-    int n = ody_plan_buckets(model, floats, NULL);
     if (r)
-        r->buckets = calloc((size_t)(n > 0 ? n : 1), sizeof *r->buckets);
-    if (!r || !r->buckets) {
+        r->nbuckets = ody_plan_buckets(model, floats, &r->buckets);
+    if (!r || r->nbuckets < 0) {
         free(r);
         return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the gradient reducer");
     }
@@ -72,7 +69,6 @@ ody_status ody_reducer_create(ody_ctx *ctx, ody_model *model, ody_reduce_mode mo
     r->mode = mode;
     r->grads = model->grads.data;
     r->nfloats = model->grads.size;
-    r->nbuckets = ody_plan_buckets(model, floats, r->buckets);
     r->idle_sleep = ody_ranks_outnumber_cores(ctx);
     ody_status st = setup_wire(ctx, r, wire);
     if (st != ODY_OK) {
@@ -139,19 +135,7 @@ static void start_bucket(ody_reducer *r, ody_bucket *b)
     int rc = MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op, r->ctx->comm, &b->req);
     if (rc != MPI_SUCCESS && r->error == ODY_OK)
         r->error = ody_fail(r->ctx, ODY_ERR_MPI, "gradient allreduce of %d values failed", count);
-    b->started = true;
     r->bytes_sent += wire_bytes(r, (size_t)count);
-}
-
-/* Let MPI move the buckets in flight forward (nonblocking progress). */
-static void progress(ody_reducer *r)
-{
-    for (int i = 0; i < r->next; i++) {
-        if (r->buckets[i].req == MPI_REQUEST_NULL)
-            continue;
-        int done = 0;
-        MPI_Test(&r->buckets[i].req, &done, MPI_STATUS_IGNORE);
-    }
 }
 
 void ody_reducer_layer_ready(void *reducer, int layer)
@@ -161,12 +145,11 @@ void ody_reducer_layer_ready(void *reducer, int layer)
         return;
     while (r->next < r->nbuckets && r->buckets[r->next].ready_layer >= layer)
         start_bucket(r, &r->buckets[r->next++]);
-    progress(r);
+    ody_progress_buckets(r->buckets, r->next);
 }
 
-ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds)
+ody_status ody_reducer_finish(ody_reducer *r)
 {
-    double t0 = ody_now();
     if (r->mode == ODY_REDUCE_BLOCKING) {
         ody_bucket *b = &r->buckets[0];
         MPI_Datatype type;
@@ -184,12 +167,10 @@ ody_status ody_reducer_finish(ody_reducer *r, double *wait_seconds)
         for (int i = 0; i < r->nbuckets; i++) {
             if (ody_wait_request(&r->buckets[i].req, r->idle_sleep) != MPI_SUCCESS && r->error == ODY_OK)
                 r->error = ody_fail(r->ctx, ODY_ERR_MPI, "waiting for gradient bucket %d failed", i);
-            r->buckets[i].started = false;
             unwire(r, r->buckets[i].begin, r->buckets[i].end);
         }
     }
     r->next = 0;
-    *wait_seconds += ody_now() - t0;
     ody_status st = r->error;
     r->error = ODY_OK;
     return st;

@@ -281,22 +281,32 @@ static ody_status put_begin(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t 
     return ODY_OK;
 }
 
-/* Scalar attribute `name` (replacing one of that name) of file_type, from *value. */
-static ody_status put_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t file_type,
-                           hid_t mem_type, const void *value)
+/* Scalar attribute `leaf` of object loc (replacing one of that name), of
+ * file_type, from *value. */
+static herr_t write_scalar_attr(hid_t loc, const char *leaf, hid_t file_type, hid_t mem_type,
+                                const void *value)
 {
-    hid_t group = -1, space = -1, attr = -1;
-    const char *leaf = NULL;
-    ody_status st = put_begin(ctx, ck, name, &group, &leaf);
-    if (st != ODY_OK)
-        return st;
-    herr_t rc = H5Aexists(group, leaf) > 0 ? H5Adelete(group, leaf) : 0;
+    hid_t space = -1, attr = -1;
+    herr_t rc = H5Aexists(loc, leaf) > 0 ? H5Adelete(loc, leaf) : 0;
     if (rc >= 0 && (space = H5Screate(H5S_SCALAR)) >= 0)
-        attr = H5Acreate2(group, leaf, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
+        attr = H5Acreate2(loc, leaf, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
     rc = attr >= 0 ? H5Awrite(attr, mem_type, value) : -1;
     if (attr >= 0 && H5Aclose(attr) < 0)
         rc = -1;
     ody_ckpt_release(space);
+    return rc;
+}
+
+/* Scalar attribute `name` (a path: the group, then the attribute). */
+static ody_status put_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t file_type,
+                           hid_t mem_type, const void *value)
+{
+    hid_t group = -1;
+    const char *leaf = NULL;
+    ody_status st = put_begin(ctx, ck, name, &group, &leaf);
+    if (st != ODY_OK)
+        return st;
+    herr_t rc = write_scalar_attr(group, leaf, file_type, mem_type, value);
     ody_ckpt_release(group);
     return rc < 0 ? ody_ckpt_fail_write(ctx, ck, name) : ODY_OK;
 }
@@ -325,20 +335,6 @@ typedef struct {
     const void *data; /* may be NULL when the dataset is empty */
     bool contiguous;  /* a tensor: one contiguous block and a checksum attribute */
 } dataset_spec;
-
-/* The checksum attribute of a contiguous dataset: ody_checksum64 of its bytes. */
-static herr_t put_checksum(hid_t dset, const dataset_spec *s, hsize_t numel)
-{
-    uint64_t sum = ody_checksum64(s->data, (size_t)numel * s->elem_size);
-    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
-    if (space >= 0)
-        attr = H5Acreate2(dset, ODY_CKPT_CHECKSUM, H5T_STD_U64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = attr >= 0 ? H5Awrite(attr, H5T_NATIVE_UINT64, &sum) : -1;
-    if (attr >= 0 && H5Aclose(attr) < 0)
-        rc = -1;
-    ody_ckpt_release(space);
-    return rc;
-}
 
 /* Create dataset `name` and write its data: a tensor contiguous (HDF5
  * writes it straight from the caller's buffer) with its checksum, anything
@@ -373,8 +369,10 @@ static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, cons
     herr_t rc = dset < 0 ? -1
                 : numel ? H5Dwrite(dset, s->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->data)
                         : 0;
-    if (rc >= 0 && s->contiguous)
-        rc = put_checksum(dset, s, numel);
+    if (rc >= 0 && s->contiguous) { /* ody_checksum64 of the bytes just written */
+        uint64_t sum = ody_checksum64(s->data, (size_t)numel * s->elem_size);
+        rc = write_scalar_attr(dset, ODY_CKPT_CHECKSUM, H5T_STD_U64LE, H5T_NATIVE_UINT64, &sum);
+    }
     if (dset >= 0 && H5Dclose(dset) < 0)
         rc = -1;
     ody_ckpt_release(dapl);

@@ -90,6 +90,15 @@ static ody_status open_floats(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_
     return st;
 }
 
+/* Bytes of dset's data in mem_type (-1 if unreadable). */
+static ssize_t dataset_bytes(hid_t dset, hid_t mem_type)
+{
+    hid_t space = H5Dget_space(dset);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    ody_ckpt_release(space);
+    return n < 0 ? -1 : (ssize_t)n * (ssize_t)H5Tget_size(mem_type);
+}
+
 /* Whether `bytes` read from dset match its checksum attribute: 1 yes (or
  * it has none: format 1, or not a tensor), 0 no, -1 unreadable. */
 static int checksum_matches(hid_t dset, const void *data, size_t bytes)
@@ -111,10 +120,8 @@ static ody_status read_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid
 {
     if (H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
         return ody_ckpt_fail_read(ctx, ck, name);
-    hid_t space = H5Dget_space(dset);
-    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    ody_ckpt_release(space);
-    int ok = n < 0 ? -1 : checksum_matches(dset, out, (size_t)n * H5Tget_size(mem_type));
+    ssize_t bytes = dataset_bytes(dset, mem_type);
+    int ok = bytes < 0 ? -1 : checksum_matches(dset, out, (size_t)bytes);
     if (ok == 0)
         ck->err.checksum = true; /* reported as HDF5's own Fletcher32 failures are */
     return ok == 1 ? ODY_OK : ody_ckpt_fail_read(ctx, ck, name);
@@ -333,15 +340,12 @@ static herr_t read_slabs(hid_t dset, hid_t mem_type)
  * marked in ck's error). */
 static herr_t read_summed(ody_ckpt *ck, hid_t dset, hid_t mem_type)
 {
-    hid_t space = H5Dget_space(dset);
-    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    ody_ckpt_release(space);
-    size_t bytes = n > 0 ? (size_t)n * H5Tget_size(mem_type) : 0;
-    void *buf = n >= 0 ? malloc(bytes + 1) : NULL;
+    ssize_t bytes = dataset_bytes(dset, mem_type);
+    void *buf = bytes >= 0 ? malloc((size_t)bytes + 1) : NULL;
     herr_t rc = buf ? 0 : -1;
-    if (rc >= 0 && n > 0)
+    if (rc >= 0 && bytes > 0)
         rc = H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    int ok = rc >= 0 ? checksum_matches(dset, buf, bytes) : -1;
+    int ok = rc >= 0 ? checksum_matches(dset, buf, (size_t)bytes) : -1;
     if (ok == 0)
         ck->err.checksum = true;
     if (ok != 1)

@@ -7,6 +7,7 @@
  * checks, --print-config and the reference follow from the row.
  */
 #include "io/io_internal.h"
+#include "odyssey/data.h"
 #include "odyssey/optim.h"
 
 #include <ctype.h>
@@ -51,8 +52,6 @@ static const char *const nonfinite_values[] = {"stop", "skip", NULL};
 static const char *const plateau_mode_values[] = {"auto", "min", "max", NULL};
 static const char *const monitor_values[] = {"val_loss", "val_accuracy", "train_loss",
                                              "train_accuracy", NULL};
-static const char *const data_values[] = {"fashion_mnist", "mnist", "idx", "hdf5", "synthetic",
-                                          NULL};
 static const char *const validation_values[] = {"test", "split", "none", NULL};
 static const char *const allreduce_values[] = {"bucketed", "blocking", NULL};
 static const char *const mode_values[] = {"auto", "max", "min", NULL};
@@ -200,7 +199,7 @@ static const ody_cfg_row schema[] = {
         .doc = "plateau: the metric watched, at every epoch end where it is known"),
 
     /* data */
-    ROW(data, name, ODY_CFG_ENUM, .def = "fashion_mnist", .values = data_values,
+    ROW(data, name, ODY_CFG_ENUM, .def = "fashion_mnist", .values_fn = ody_data_names,
         .doc = "data set; idx and hdf5 read data.path, synthetic needs no files"),
     ROW(data, path, ODY_CFG_STRING, .def = "\"\"",
         .doc = "directory of IDX files or the HDF5 file (empty: the data set's default)"),

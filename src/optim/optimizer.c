@@ -125,15 +125,19 @@ static void sgd_momentum(float *restrict p, const float *restrict g, float *rest
 {
     const float wd = (float)hp->weight_decay, mu = (float)hp->momentum;
     const float keep = first ? 0.0f : mu, take = first ? 1.0f : 1.0f - (float)hp->dampening;
-    /* First step: b = d (keep 0, take 1); the buffer is still zero then, so keep*b adds nothing. */
-    for (size_t i = 0; i < n; i++)
-        b[i] = keep * b[i] + take * (g[i] + wd * p[i]);
+    /* First step: b = d (keep 0, take 1); the buffer is still zero then, so
+     * keep*b adds nothing. One pass over p, g and b. */
     if (hp->nesterov) {
-        for (size_t i = 0; i < n; i++)
-            p[i] -= lr * ((g[i] + wd * p[i]) + mu * b[i]);
+        for (size_t i = 0; i < n; i++) {
+            float d = g[i] + wd * p[i];
+            b[i] = keep * b[i] + take * d;
+            p[i] -= lr * (d + mu * b[i]);
+        }
     } else {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            b[i] = keep * b[i] + take * (g[i] + wd * p[i]);
             p[i] -= lr * b[i];
+        }
     }
 }
 
@@ -141,30 +145,24 @@ static void sgd_momentum(float *restrict p, const float *restrict g, float *rest
 
 /*
  * Adam as torch.optim.Adam (amsgrad off), one step t >= 1. wd is the L2
- * term added to the gradient (0 for AdamW, which decays p beforehand).
+ * term added to the gradient (0 for AdamW); decay scales p first (AdamW's
+ * decoupled weight decay, 1 - lr*wd; 1 for Adam), in the same pass.
  */
 static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
                         float *restrict v, size_t n, const ody_optimizer_params *hp, float wd,
-                        int64_t t, double lr)
+                        float decay, int64_t t, double lr)
 {
     const float b1 = (float)hp->beta1, b2 = (float)hp->beta2, eps = (float)hp->eps;
     const float one_b1 = (float)(1.0 - hp->beta1), one_b2 = (float)(1.0 - hp->beta2);
     const double bias1 = 1.0 - pow(hp->beta1, (double)t), bias2 = 1.0 - pow(hp->beta2, (double)t);
     const float step_size = (float)(lr / bias1), bias2_sqrt = (float)sqrt(bias2);
     for (size_t i = 0; i < n; i++) {
-        float d = g[i] + wd * p[i];
+        float q = p[i] * decay;
+        float d = g[i] + wd * q;
         m[i] = b1 * m[i] + one_b1 * d;
         v[i] = b2 * v[i] + one_b2 * (d * d);
-        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bias2_sqrt + eps);
+        p[i] = q - step_size * m[i] / (sqrtf(v[i]) / bias2_sqrt + eps);
     }
-}
-
-/* AdamW: p *= 1 - lr*wd (decoupled weight decay), then Adam without the L2 term. */
-static void adamw_decay(float *restrict p, size_t n, double lr, double wd)
-{
-    const float keep = (float)(1.0 - lr * wd);
-    for (size_t i = 0; i < n; i++)
-        p[i] *= keep;
 }
 
 /* -------------------------------------------------------------- rmsprop */
@@ -247,13 +245,11 @@ void ody_optimizer_step(ody_optimizer *opt, float *params, const float *grads, d
         break;
     case ODY_OPT_ADAM:
         adam_update(params, grads, opt->state[0].data, opt->state[1].data, opt->n, hp,
-                    (float)hp->weight_decay, t, lr);
+                    (float)hp->weight_decay, 1.0f, t, lr);
         break;
-    case ODY_OPT_ADAMW:
-        if (hp->weight_decay != 0.0)
-            adamw_decay(params, opt->n, lr, hp->weight_decay);
-        adam_update(params, grads, opt->state[0].data, opt->state[1].data, opt->n, hp, 0.0f, t,
-                    lr);
+    case ODY_OPT_ADAMW: /* p *= 1 - lr*wd, then Adam without the L2 term */
+        adam_update(params, grads, opt->state[0].data, opt->state[1].data, opt->n, hp, 0.0f,
+                    (float)(1.0 - lr * hp->weight_decay), t, lr);
         break;
     case ODY_OPT_RMSPROP:
         rmsprop_update(opt, params, grads, (float)lr);

@@ -18,12 +18,9 @@ void ody_loss_scaler_init(ody_loss_scaler *s, double init_scale)
 /* g *= c; returns true when every result is finite. */
 static bool scale_and_check(float *restrict g, size_t n, float c)
 {
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         g[i] *= c;
-        acc += g[i] * 0.0f;
-    }
-    return acc == 0.0f;
+    return ody_all_finite(g, n); /* vectorised; a fused single-sum loop is not */
 }
 
 bool ody_loss_scaler_unscale(const ody_loss_scaler *s, float *g, size_t n)

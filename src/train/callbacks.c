@@ -178,16 +178,18 @@ static const ody_callback_ops console_ops = {
     .destroy = console_destroy,
 };
 
-/* Collective: rank 0 decides between the live line and log lines. */
+/* Collective: rank 0 decides between the live line and log lines (first,
+ * before anything that can fail on one rank alone). */
 ody_status ody_callback_console_add(ody_training_loop *loop)
 {
+    ody_progress progress;
+    ody_progress_init(&progress, loop->ctx, loop->ctx->log_stream, loop->cfg->logging.progress);
+    int live = loop->ctx->rank == 0 && progress.active;
+    MPI_Bcast(&live, 1, MPI_INT, 0, loop->ctx->comm);
     console_state *c = calloc(1, sizeof *c);
     if (!c)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the console log");
-    ody_progress_init(&c->progress, loop->ctx, loop->ctx->log_stream,
-                      loop->cfg->logging.progress);
-    int live = loop->ctx->rank == 0 && c->progress.active;
-    MPI_Bcast(&live, 1, MPI_INT, 0, loop->ctx->comm);
+    c->progress = progress;
     c->live = live;
     ody_status st = ody_training_loop_add_callback(loop, &console_ops, c);
     if (st != ODY_OK)

@@ -176,13 +176,9 @@ ody_status ody_callback_trace_add(ody_training_loop *loop, const char *run_dir)
     trace_writer *tw = calloc(1, sizeof *tw);
     if (!tw)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the trace writer");
-    char dir[1100];
-    snprintf(dir, sizeof dir, "%s/trace", run_dir);
-    snprintf(tw->path, sizeof tw->path, "%.1080s/rank-%d.json", dir, loop->ctx->rank);
-    ody_status st = loop->ctx->rank == 0 ? ody_mkdirs(loop->ctx, dir) : ODY_OK;
-    st = ody_dist_agree(loop->ctx, st);
-    if (st == ODY_OK)
-        st = ody_training_loop_add_callback(loop, &trace_ops, tw);
+    /* The trainer made <run_dir>/trace with the run directory. */
+    snprintf(tw->path, sizeof tw->path, "%.1080s/trace/rank-%d.json", run_dir, loop->ctx->rank);
+    ody_status st = ody_training_loop_add_callback(loop, &trace_ops, tw);
     if (st != ODY_OK)
         free(tw);
     return st;

@@ -268,7 +268,8 @@ ody_status ody_train_checkpoint_save(ody_training_loop *loop, const char *path, 
 /* ---------------------------------------------------------------- load */
 
 /* The checkpoint's model (name, layers, parameter count) and optimizer
- * must be this run's; the message names the first difference. */
+ * (unless NULL: evaluation needs none) must be this run's; the message
+ * names the first difference. */
 static ody_status compare_identity(ody_ctx *ctx, const ody_training_loop *loop, const char *name,
                                    const char *arch, int64_t count, const char *optimizer)
 {
@@ -288,7 +289,7 @@ static ody_status compare_identity(ody_ctx *ctx, const ody_training_loop *loop, 
                         "model does not match: the checkpoint has %lld parameters, the config's "
                         "%s has %zu",
                         (long long)count, m->name, m->nparams);
-    if (strcmp(optimizer, loop->cfg->optimizer.name) != 0)
+    if (optimizer && strcmp(optimizer, loop->cfg->optimizer.name) != 0)
         return ody_fail(ctx, ODY_ERR_CHECKPOINT,
                         "optimizer does not match: the checkpoint was trained with %s, the "
                         "config asks for %s",
@@ -296,9 +297,10 @@ static ody_status compare_identity(ody_ctx *ctx, const ody_training_loop *loop, 
     return ODY_OK;
 }
 
-/* *unreadable: the identity could not be read (rather than not matching). */
+/* *unreadable: the identity could not be read (rather than not matching).
+ * with_optimizer: the optimizer must match too (a resume). */
 static ody_status check_identity(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop *loop,
-                                 bool *unreadable)
+                                 bool with_optimizer, bool *unreadable)
 {
     char *name = NULL, *arch = NULL, *optimizer = NULL;
     int64_t count = 0;
@@ -307,7 +309,7 @@ static ody_status check_identity(ody_ctx *ctx, ody_ckpt *ck, const ody_training_
         st = ody_ckpt_get_string(ctx, ck, "model/architecture", &arch);
     if (st == ODY_OK)
         st = ody_ckpt_get_i64(ctx, ck, "model/parameters", &count);
-    if (st == ODY_OK)
+    if (st == ODY_OK && with_optimizer)
         st = ody_ckpt_get_string(ctx, ck, "optimizer/name", &optimizer);
     *unreadable = st != ODY_OK;
     if (st == ODY_OK)
@@ -318,17 +320,25 @@ static ody_status check_identity(ody_ctx *ctx, ody_ckpt *ck, const ody_training_
     return st;
 }
 
-/* The parameters and the optimizer state, every read checksummed. */
-static ody_status get_buffers(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loop)
+/* The parameters, every read checksummed. */
+static ody_status get_params(ody_ctx *ctx, ody_ckpt *ck, ody_model *m)
 {
-    ody_model *m = loop->model;
-    ody_optimizer *opt = loop->optimizer;
     char name[160];
     ody_status st = ODY_OK;
     for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
         snprintf(name, sizeof name, "model/%s", m->tensors[t]->name);
         st = ody_ckpt_get_tensor(ctx, ck, name, &m->tensors[t]->shape, m->tensors[t]->value);
     }
+    return st;
+}
+
+/* The parameters and the optimizer state. */
+static ody_status get_buffers(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loop)
+{
+    ody_model *m = loop->model;
+    ody_optimizer *opt = loop->optimizer;
+    char name[160];
+    ody_status st = get_params(ctx, ck, m);
     for (int s = 0; st == ODY_OK && s < opt->nstate; s++)
         for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
             const ody_param *p = m->tensors[t];
@@ -472,7 +482,7 @@ static ody_status read_checkpoint(ody_training_loop *loop, const char *path, res
         st = get_header(ctx, ck, h);
     *unreadable = st != ODY_OK;
     if (st == ODY_OK)
-        st = check_identity(ctx, ck, loop, unreadable);
+        st = check_identity(ctx, ck, loop, true, unreadable);
     if (st == ODY_OK)
         st = check_compatible(loop, h);
     if (st == ODY_OK) {
@@ -575,12 +585,12 @@ ody_status ody_train_load_params(ody_training_loop *loop, const char *path)
     ody_status st = ODY_OK;
     if (ctx->rank == 0) {
         ody_ckpt *ck = NULL;
+        bool unreadable = false;
         st = ody_ckpt_open(ctx, path, &ck);
-        char name[160];
-        for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
-            snprintf(name, sizeof name, "model/%s", m->tensors[t]->name);
-            st = ody_ckpt_get_tensor(ctx, ck, name, &m->tensors[t]->shape, m->tensors[t]->value);
-        }
+        if (st == ODY_OK) /* the same model as a resume needs; any optimizer */
+            st = check_identity(ctx, ck, loop, false, &unreadable);
+        if (st == ODY_OK)
+            st = get_params(ctx, ck, m);
         ody_ckpt_close(ck);
     }
     st = ody_dist_agree(ctx, st);
@@ -648,9 +658,19 @@ static ody_status read_newest(ody_training_loop *loop, const char *run_dir, resu
     ody_status st = ODY_OK;
     char first_error[ODY_ERRMSG_MAX] = "";
     bool unreadable = false;
-    for (int i = 0; i < n; i++) {
+    /* latest.h5 first: after a --resume PATH from an earlier checkpoint the
+     * newest name may belong to the abandoned continuation. Then by name,
+     * newest first (the target of latest.h5 again is harmless). */
+    char latest[1024] = "", link[1100];
+    snprintf(link, sizeof link, "%s/latest.h5", run_dir);
+    ssize_t got = readlink(link, latest, sizeof latest - 1);
+    latest[got > 0 && !memchr(latest, '/', (size_t)got) ? got : 0] = '\0'; /* ours are names */
+    for (int i = latest[0] ? -1 : 0; i < n; i++) {
+        const char *file = i < 0 ? latest : names[i];
+        if (i >= 0 && strcmp(file, latest) == 0)
+            continue;
         char candidate[2048];
-        snprintf(candidate, sizeof candidate, "%s/%s", run_dir, names[i]);
+        snprintf(candidate, sizeof candidate, "%s/%s", run_dir, file);
         st = read_checkpoint(loop, candidate, h, &unreadable);
         if (st == ODY_OK)
             snprintf(path, len, "%s", candidate);

@@ -63,32 +63,37 @@ static ody_status run_chunks(ody_training_loop *loop, bool overlap)
     return st;
 }
 
+/* Wait for the step's exact sum and read it into the gradients; redo the
+ * step's chunks with a wider scale while it overflows. compute false: this
+ * rank ran no chunk (no rows, or a failed read) and takes part with an
+ * empty share. Forward and backward cannot fail on one rank alone, and a
+ * redo has no vote or hook: every rank goes round the same number of times. */
 ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
 {
-    int64_t chunks = step_chunks(loop);
-    ody_status st = ODY_OK;
-    for (int round = 0; st == ODY_OK; round++) {
-        if (round > 0) {
-            ody_exact_begin(loop->exact, chunks);
-            ody_model_zero_grad(loop->model);
-            if (compute)
-                st = run_chunks(loop, false);
-        } else if (!compute) {
-            ody_exact_begin(loop->exact, chunks);
-        }
-        if (st != ODY_OK)
-            break;
+    if (!compute)
+        ody_exact_begin(loop->exact, step_chunks(loop));
+    for (;;) {
         bool redo = false, nonfinite = false;
-        double t0 = ody_now(), waited = 0;
-        st = ody_exact_finish(loop->exact, loop->model->grads.data, &redo, &nonfinite, &waited);
+        double t0 = ody_now();
+        ody_status st = ody_exact_wait(loop->exact, &redo, &nonfinite);
         ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
+        if (st != ODY_OK)
+            return st;
         loop->grads_nonfinite = nonfinite;
+        if (!nonfinite) { /* the read-out is a pass over the gradients, like the update */
+            t0 = ody_now();
+            ody_exact_read(loop->exact, loop->model->grads.data, redo);
+            ody_loop_phase(loop, ODY_PHASE_OPTIMIZER, t0);
+        }
         if (!redo)
-            break;
+            return ODY_OK;
         ody_log(loop->ctx, ODY_LOG_DEBUG, "step %lld redone with a wider fixed-point scale",
                 (long long)loop->state.global_step + 1);
+        ody_exact_begin(loop->exact, step_chunks(loop));
+        ody_model_zero_grad(loop->model);
+        if (compute && (st = run_chunks(loop, false)) != ODY_OK)
+            return st;
     }
-    return st;
 }
 
 /* Read the step's micro-batches into step_x (kept for a redo). One

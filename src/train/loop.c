@@ -23,41 +23,50 @@ ody_status ody_training_loop_add_callback(ody_training_loop *loop, const ody_cal
  * Every hook runs even after one fails, because hooks may hold collectives
  * that every rank must reach. The hook is chosen by its offset in
  * ody_callback_ops. */
+/* The first failure of a round of hooks, with its message (a later hook
+ * may overwrite the context's). */
+typedef struct {
+    ody_status status;
+    char msg[ODY_ERRMSG_MAX];
+} first_failure;
+
+static void note_failure(const ody_training_loop *loop, ody_status st, first_failure *f)
+{
+    if (st != ODY_OK && f->status == ODY_OK) {
+        f->status = st;
+        memcpy(f->msg, loop->ctx->err, sizeof f->msg);
+    }
+}
+
+static ody_status report_failure(ody_training_loop *loop, const first_failure *f)
+{
+    return f->status == ODY_OK ? ODY_OK : ody_fail(loop->ctx, f->status, "%s", f->msg);
+}
+
 ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset)
 {
-    ody_status first = ODY_OK;
-    char msg[ODY_ERRMSG_MAX];
+    first_failure first = {ODY_OK, ""};
     for (int i = 0; i < loop->ncallbacks; i++) {
         const ody_callback *cb = &loop->callbacks[i];
         ody_status (*fn)(void *, ody_training_loop *);
         memcpy(&fn, (const char *)cb->ops + hook_offset, sizeof fn);
-        if (!fn)
-            continue;
-        ody_status st = fn(cb->self, loop);
-        if (st != ODY_OK && first == ODY_OK) {
-            first = st;
-            memcpy(msg, loop->ctx->err, sizeof msg);
-        }
+        if (fn)
+            note_failure(loop, fn(cb->self, loop), &first);
     }
-    if (first != ODY_OK)
-        ody_fail(loop->ctx, first, "%s", msg);
-    return first;
+    return report_failure(loop, &first);
 }
 
 #define FIRE(loop, hook) ody_loop_fire((loop), offsetof(ody_callback_ops, hook))
 
 ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *path)
 {
-    ody_status first = ODY_OK;
+    first_failure first = {ODY_OK, ""};
     for (int i = 0; i < loop->ncallbacks; i++) {
         const ody_callback *cb = &loop->callbacks[i];
-        if (!cb->ops->on_checkpoint_saved)
-            continue;
-        ody_status st = cb->ops->on_checkpoint_saved(cb->self, loop, path);
-        if (st != ODY_OK && first == ODY_OK)
-            first = st;
+        if (cb->ops->on_checkpoint_saved)
+            note_failure(loop, cb->ops->on_checkpoint_saved(cb->self, loop, path), &first);
     }
-    return ody_dist_agree(loop->ctx, first);
+    return ody_dist_agree(loop->ctx, report_failure(loop, &first));
 }
 
 /* -------------------------------------------------------------- init */
@@ -222,8 +231,8 @@ static ody_status op_backward(void *user, const ody_batch *b)
  * every rank with that rank's message. */
 ody_status ody_loop_finish_vote(ody_training_loop *loop, ody_status st)
 {
-    double t0 = ody_now(), waited = 0;
-    ody_status vst = ody_vote_finish(loop->ctx, &loop->vote, &waited);
+    double t0 = ody_now();
+    ody_status vst = ody_vote_finish(loop->ctx, &loop->vote);
     ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
     if (st == ODY_OK)
         st = vst;
@@ -242,8 +251,8 @@ ody_status ody_loop_finish_vote(ody_training_loop *loop, ody_status st)
 /* Wait for the gradient buckets, then for the vote. */
 static ody_status finish_step(ody_training_loop *loop)
 {
-    double t0 = ody_now(), waited = 0;
-    ody_status st = ody_reducer_finish(loop->reducer, &waited);
+    double t0 = ody_now();
+    ody_status st = ody_reducer_finish(loop->reducer);
     ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
     return ody_loop_finish_vote(loop, st);
 }
@@ -433,10 +442,11 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
         ody_training_metrics_reset_epoch(&loop->metrics, s->epoch);
     loop->metrics.current_epoch = s->epoch;
     ody_sampler_set_epoch(loop->sampler, s->epoch);
-    ody_status st = ody_loader_start_epoch(loop->ctx, loop->loader, s->epoch, s->step_in_epoch);
+    /* Agreed before the hook: every rank fires it (it may hold collectives) or none. */
+    ody_status st = ody_dist_agree(
+        loop->ctx, ody_loader_start_epoch(loop->ctx, loop->loader, s->epoch, s->step_in_epoch));
     if (st == ODY_OK)
-        st = FIRE(loop, on_epoch_begin);
-    st = ody_dist_agree(loop->ctx, st);
+        st = ody_dist_agree(loop->ctx, FIRE(loop, on_epoch_begin));
     /* A rank whose batch hook fails says so in the next step's vote (or
      * at the epoch's end), so the failure costs no extra collective. */
     ody_status deferred = ODY_OK;
@@ -511,9 +521,9 @@ ody_status ody_training_loop_run(ody_training_loop *loop)
         double sps = s->epoch_train_seconds > 0 ? s->epoch_samples / s->epoch_train_seconds : 0;
         if (!ody_training_metrics_push_epoch(&loop->metrics, s->lr, sps))
             st = ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the metric history");
+        st = ody_dist_agree(loop->ctx, st); /* before the hook, as at the epoch's start */
         if (st == ODY_OK)
-            st = FIRE(loop, on_epoch_end);
-        st = ody_dist_agree(loop->ctx, st);
+            st = ody_dist_agree(loop->ctx, FIRE(loop, on_epoch_end));
         if (st != ODY_OK)
             break;
         if (complete) {

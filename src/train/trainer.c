@@ -100,6 +100,11 @@ static ody_status make_run_dir(ody_trainer *t, bool fresh)
     ody_status st = fresh ? move_earlier_run(t) : ODY_OK;
     if (st == ODY_OK)
         st = ody_mkdirs(ctx, t->run_dir);
+    if (st == ODY_OK && cfg->logging.trace) { /* every rank's trace file goes there */
+        char trace[1100];
+        snprintf(trace, sizeof trace, "%s/trace", t->run_dir);
+        st = ody_mkdirs(ctx, trace);
+    }
     if (st == ODY_OK)
         remove_stale_temporaries(t->run_dir);
     char *yaml = NULL;
@@ -269,6 +274,8 @@ static ody_status build_loop(ody_trainer *t)
     return st;
 }
 
+/* No add function below but the console's (first) holds a collective, so
+ * one failing on one rank leaves the others at the caller's agreement. */
 static ody_status add_callbacks(ody_trainer *t, bool append)
 {
     ody_training_loop *loop = &t->loop;

@@ -5,10 +5,16 @@
 #ifndef ODY_TEST_H
 #define ODY_TEST_H
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <mpi.h>
@@ -30,6 +36,41 @@ static inline int ody_test_ctx_teardown(void **state)
 {
     ody_ctx_destroy(*state);
     return 0;
+}
+
+/* A new scratch directory $TMPDIR/ody_test_<tag>_XXXXXX (or under /tmp) in dir. */
+static inline int ody_test_make_scratch(char *dir, size_t len, const char *tag)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, len, "%s/ody_test_%s_XXXXXX", tmp && *tmp ? tmp : "/tmp", tag);
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+/* Remove dir and everything below it (links are removed, not followed). */
+static inline void ody_test_remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char path[1024];
+        struct stat sb;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+            continue;
+        if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            ody_test_remove_tree(path);
+        else
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* The context's last error message contains text. */
+static inline void ody_assert_error_has(const ody_ctx *ctx, const char *text)
+{
+    if (!strstr(ody_ctx_error(ctx), text))
+        fail_msg("error \"%s\" does not contain \"%s\"", ody_ctx_error(ctx), text);
 }
 
 /* main() for a cmocka group that needs MPI. Every rank runs the group. */

@@ -57,3 +57,15 @@ note "non-finite loss is a numeric failure (exit 5)"
 expect_exit 5 nan.log 2 good.yaml data.name=synthetic data.synthetic_train=2048 \
   optimizer.learning_rate=10 model.init=kaiming_uniform training.epochs=3 experiment.output_dir="$scratch/out"
 one_error_line nan.log 'non-finite loss'
+
+note "a run directory that cannot take the metrics log (rank 0 only), trace on: no hang"
+mkdir -p "$scratch/blocked/exp/metrics.jsonl"
+set +e
+# shellcheck disable=SC2086
+timeout 60 $ODY_MPIEXEC $ODY_NUMPROC_FLAG 2 "$ODY_PROGRAM" good.yaml data.name=synthetic \
+  logging.trace=true experiment.output_dir="$scratch/blocked" experiment.name=exp >blocked.log 2>&1
+code=$?
+set -e
+[ "$code" != 124 ] || fail "hung: rank 0 failed adding a callback, the others waited"
+[ "$code" != 0 ] || fail "expected a failure"
+expect_in blocked.log 'rank 0: .*metrics.jsonl: cannot open for writing'

@@ -8,7 +8,7 @@ if ! mount -t tmpfs -o size=900k tmpfs small 2>/dev/null; then
   echo "SKIP: cannot mount a tmpfs here (needs root)"
   exit 0
 fi
-trap 'umount "$scratch/small" 2>/dev/null; rm -rf "$scratch"' EXIT
+trap 'umount "$scratch/small" 2>/dev/null; cleanup' EXIT
 args=(lenet5/baseline data.name=synthetic data.synthetic_train=2400 data.synthetic_val=300
       training.epochs=2 training.batch_size=60 checkpoint.every_steps=10 checkpoint.keep_last=0
       experiment.output_dir="$scratch/small")

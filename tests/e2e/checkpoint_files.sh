@@ -44,6 +44,9 @@ last_acc=$(json_last "$run/metrics.jsonl" val_accuracy)
 grep -q "accuracy $(printf '%.4f' "$last_acc")" eval.log || fail "eval accuracy differs from the run's last val_accuracy $last_acc"
 
 note "a checkpoint of another model is refused"
+expect_exit 4 evalmismatch.log 1 --eval "$run/latest.h5" "${args[@]}" model.variant=classic
+expect_in evalmismatch.log "model does not match the config: layer 2: the checkpoint has 'relu 6x28x28', the config 'tanh 6x28x28'"
+expect_exit 0 evalopt.log 1 --eval "$run/latest.h5" "${args[@]}" optimizer.name=adam
 expect_exit 4 mismatch.log 1 "${args[@]}" model.variant=classic --resume auto
 expect_in mismatch.log "model does not match the config: layer 2: the checkpoint has 'relu 6x28x28', the config 'tanh 6x28x28'"
 expect_exit 4 mismatch2.log 1 "${args[@]}" model.name=mlp --resume "$run/latest.h5"
@@ -79,3 +82,16 @@ note "a fresh run moves the earlier run aside, never deletes it"
 expect_exit 0 fresh.log 1 "${args[@]}" training.epochs=1
 expect_in fresh.log "moved it to $run.1"
 [ -f "$run.1/$(basename "$third")" ] || fail "earlier checkpoints lost"
+
+note "--resume auto follows latest.h5: after --resume PATH from an early checkpoint, the later names belong to the abandoned run"
+branch=(lenet5/baseline data.name=synthetic data.synthetic_train=1200 data.synthetic_val=120
+        training.epochs=2 training.batch_size=60 checkpoint.every_steps=10 checkpoint.keep_last=0
+        experiment.output_dir="$scratch/branch")
+brun="$scratch/branch/lenet5-baseline"
+expect_exit 0 branch1.log 1 "${branch[@]}"
+early=$(ls "$brun"/ckpt-*-s00000010.h5)
+expect_exit 0 branch2.log 1 "${branch[@]}" training.max_steps=20 --resume "$early"
+[ "$(readlink "$brun/latest.h5")" = "$(basename "$(ls "$brun"/ckpt-*-s00000020.h5)")" ] \
+  || fail "latest.h5 should name the step-20 checkpoint of the resumed run"
+expect_exit 0 branch3.log 1 "${branch[@]}" training.max_steps=30 --resume auto
+expect_in branch3.log "resumed from $brun/ckpt-e[0-9]+-s00000020.h5"

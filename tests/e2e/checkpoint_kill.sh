@@ -7,8 +7,7 @@ args=(lenet5/baseline data.name=synthetic data.synthetic_train=30000 data.synthe
       checkpoint.every_steps=25 training.log_interval=25 experiment.output_dir="$scratch/out")
 run="$scratch/out/lenet5-baseline"
 
-ody 2 "${args[@]}" >kill.log 2>&1 &
-bg=$!
+ody_bg 2 "${args[@]}" >kill.log 2>&1
 wait_for kill.log 'saved checkpoint .*s00000050' 120
 pids=($(rank_pids "output_dir=$scratch/out"))
 [ "${#pids[@]}" = 2 ] || fail "expected 2 rank processes, found ${#pids[@]}"

@@ -13,25 +13,21 @@ expect_exit 0 a.log 2 "${args[@]}" experiment.output_dir="$scratch/a"
 
 # start NP LOG: train in the background into $scratch/b; sets $bg.
 start() {
-  ody "$1" "${args[@]}" experiment.output_dir="$scratch/b" ${3:+--resume auto} >"$2" 2>&1 &
-  bg=$!
+  ody_bg "$1" "${args[@]}" experiment.output_dir="$scratch/b" ${3:+--resume auto} >"$2" 2>&1
 }
-# stop_at LOG PATTERN: SIGTERM the ranks once PATTERN is logged; expect 75.
-stop_at() {
-  wait_for "$1" "$2" 120
-  kill -TERM $(rank_pids "output_dir=$scratch/b")
-  set +e; wait "$bg"; local code=$?; set -e
-  [ "$code" = 75 ] || { cat "$1" >&2; fail "expected exit 75 after SIGTERM, got $code"; }
+# stop LOG PATTERN: SIGTERM the ranks once PATTERN is logged: exit 75 after a checkpoint.
+stop() {
+  stop_at "$1" "$2" "output_dir=$scratch/b"
   expect_in "$1" 'saved checkpoint .*\(stop signal\)'
   expect_in "$1" 'stopped by a signal; continue with --resume auto'
 }
 
 note "2 ranks, SIGTERM in epoch 1"
 start 2 b1.log
-stop_at b1.log 'epoch 1/2 step 60/200'
+stop b1.log 'epoch 1/2 step 60/200'
 note "resume on 1 rank, SIGTERM in epoch 2"
 start 1 b2.log resume
-stop_at b2.log 'epoch 2/2 step 40/200'
+stop b2.log 'epoch 2/2 step 40/200'
 expect_in b2.log 'resumed from .*written on 2 rank\(s\), continuing on 1'
 note "resume on 3 ranks to the end"
 start 3 b3.log resume

@@ -8,7 +8,16 @@ export ODY_CONFIG_DIR="$ODY_SOURCE_DIR/configs"
 FMNIST=/usr/share/datasets/fashion-mnist
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ody-e2e.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
+# On any exit: stop what ody_bg started (mpirun, then any rank of a run in
+# the scratch directory), so a failed test leaves no training behind.
+bg_pids=()
+cleanup() {
+  local pid
+  for pid in "${bg_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $(rank_pids "$scratch"); do kill -KILL "$pid" 2>/dev/null || true; done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
 cd "$scratch"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -46,6 +55,22 @@ expect_in() {
 # json_last FILE KEY: the KEY of the last line of a JSONL file.
 json_last() {
   /usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"
+}
+
+# ody_bg NP ARGS...: ody in the background (redirect the call); sets $bg.
+ody_bg() {
+  ody "$@" &
+  bg=$!
+  bg_pids+=("$bg")
+}
+
+# stop_at LOG PATTERN RANKS: once LOG matches PATTERN, SIGTERM the rank
+# processes whose command line contains RANKS; the run ($bg) must exit 75.
+stop_at() {
+  wait_for "$1" "$2" 120
+  kill -TERM $(rank_pids "$3")
+  set +e; wait "$bg"; local code=$?; set -e
+  [ "$code" = 75 ] || { cat "$1" >&2; fail "expected exit 75 after SIGTERM, got $code"; }
 }
 
 # rank_pids PATTERN: pids of the program's rank processes (not mpirun) whose

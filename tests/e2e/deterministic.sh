@@ -48,12 +48,8 @@ expect_exit 0 acc3.log 3 "${args[@]}" "${acc[@]}" experiment.output_dir="$scratc
   || fail "accumulated steps differ between 1 and 3 ranks"
 
 note "stop on 2 ranks mid-epoch, resume on 3"
-ody 2 "${args[@]}" experiment.output_dir="$scratch/stop" >stop.log 2>&1 &
-bg=$!
-wait_for stop.log 'epoch 1/2 step 30/80' 120
-kill -TERM $(rank_pids "output_dir=$scratch/stop")
-set +e; wait "$bg"; code=$?; set -e
-[ "$code" = 75 ] || { cat stop.log >&2; fail "expected exit 75, got $code"; }
+ody_bg 2 "${args[@]}" experiment.output_dir="$scratch/stop" >stop.log 2>&1
+stop_at stop.log 'epoch 1/2 step 30/80' "output_dir=$scratch/stop"
 expect_exit 0 resume.log 3 "${args[@]}" experiment.output_dir="$scratch/stop" --resume auto
 expect_in resume.log 'written on 2 rank\(s\), continuing on 3'
 resumed=$(params_sha256 "$scratch/stop")

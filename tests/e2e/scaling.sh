@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # launch/scaling.py on tiny settings (1 and 2 ranks, a few steps, both modes):
 # the CSV has its columns and a row per run, the JSON every run, the PNGs are
-# PNGs; --trace collects per-rank Chrome traces, or, where the program has no
-# logging.trace yet, fails with exit 2 and says so.
+# PNGs; --trace collects per-rank Chrome traces.
 source "$(dirname "$0")/common.sh"
 export ODYSSEY_BIN="$ODY_PROGRAM"
 scaling=("$ODY_SOURCE_DIR/launch/scaling.py" --ranks "1,2" --steps 4 --samples 512 --batch 64 --batch-per-rank 32)
@@ -38,19 +37,12 @@ print("study ok:", [(r["mode"], r["ranks"], r["throughput"]) for r in rows])
 PY
 
 note "--trace"
-set +e
-"${scaling[@]}" --mode strong --trace --out "$scratch/traced" >trace.log 2>&1
-code=$?
-set -e
-if [ "$code" = 2 ] && grep -q "no logging.trace yet" trace.log; then
-  echo "the program has no logging.trace yet: scaling.py says so and exits 2"
-  [ ! -e "$scratch/traced/scaling.csv" ] || fail "--trace without logging.trace still ran the study"
-else
-  [ "$code" = 0 ] || { cat trace.log >&2; fail "scaling.py --trace exited $code"; }
-  for f in strong-r1/rank-0.json strong-r2/rank-0.json strong-r2/rank-1.json strong-r2.json; do
-    [ -s "$scratch/traced/trace/$f" ] || fail "trace/$f missing"
-  done
-  /usr/bin/python3 - "$scratch/traced/trace/strong-r2.json" <<'PY'
+"${scaling[@]}" --mode strong --trace --out "$scratch/traced" >trace.log 2>&1 \
+  || { cat trace.log >&2; fail "scaling.py --trace failed"; }
+for f in strong-r1/rank-0.json strong-r2/rank-0.json strong-r2/rank-1.json strong-r2.json; do
+  [ -s "$scratch/traced/trace/$f" ] || fail "trace/$f missing"
+done
+/usr/bin/python3 - "$scratch/traced/trace/strong-r2.json" <<'PY'
 import json, sys
 events = json.load(open(sys.argv[1]))["traceEvents"]
 phases = {e["name"] for e in events if e.get("ph") == "X"}
@@ -58,7 +50,6 @@ assert {"forward", "backward"} <= phases, phases
 assert {e["pid"] for e in events if e.get("ph") == "X"} == {0, 1}
 print("merged trace:", len(events), "events, phases", sorted(phases))
 PY
-fi
 
 note "usage errors exit 2"
 for bad in "--ranks 0" "--ranks x" "--batch 0" "--mode sideways"; do

@@ -35,9 +35,8 @@ static void test_vote_sums_flags(void **state)
     ody_vote v = {0};
     v.local[ODY_VOTE_NONFINITE] = (ctx->rank == 1);
     v.local[ODY_VOTE_STOP] = 1;
-    double wait = 0;
     assert_int_equal(ody_vote_start(ctx, &v), ODY_OK);
-    assert_int_equal(ody_vote_finish(ctx, &v, &wait), ODY_OK);
+    assert_int_equal(ody_vote_finish(ctx, &v), ODY_OK);
     assert_int_equal(v.total[ODY_VOTE_FAILED], 0);
     assert_int_equal(v.total[ODY_VOTE_NONFINITE], 1);
     assert_int_equal(v.total[ODY_VOTE_STOP], ctx->size);
@@ -87,15 +86,14 @@ static void test_bucketed_reduce_equals_blocking(void **state)
     size_t n = m->grads.size;
     float *expect = malloc(n * sizeof *expect);
     fill_grads(m, ctx->rank);
-    double wait = 0;
-    assert_int_equal(ody_reducer_finish(blocking, &wait), ODY_OK);
+    assert_int_equal(ody_reducer_finish(blocking), ODY_OK);
     memcpy(expect, m->grads.data, n * sizeof *expect);
 
     /* Bucketed, started from the backward hook in layer order (last first). */
     fill_grads(m, ctx->rank);
     for (int l = m->nlayers - 1; l >= 0; l--)
         ody_reducer_layer_ready(bucketed, l);
-    assert_int_equal(ody_reducer_finish(bucketed, &wait), ODY_OK);
+    assert_int_equal(ody_reducer_finish(bucketed), ODY_OK);
     assert_memory_equal(expect, m->grads.data, n * sizeof *expect);
     double sum_ranks = ctx->size * (ctx->size - 1) / 2.0;
     assert_true(fabsf(m->grads.data[1] - (float)(0.25 * ctx->size + sum_ranks)) < 1e-5f);
@@ -106,7 +104,7 @@ static void test_bucketed_reduce_equals_blocking(void **state)
     if (ctx->rank != 0)
         for (int l = m->nlayers - 1; l >= 0; l--)
             ody_reducer_layer_ready(bucketed, l);
-    assert_int_equal(ody_reducer_finish(bucketed, &wait), ODY_OK);
+    assert_int_equal(ody_reducer_finish(bucketed), ODY_OK);
     assert_memory_equal(expect, m->grads.data, n * sizeof *expect);
 
     free(expect);
@@ -309,8 +307,7 @@ static void test_half_precision_reduce(void **state)
         fill_grads(m, ctx->rank);
         for (int l = m->nlayers - 1; l >= 0; l--)
             ody_reducer_layer_ready(r, l);
-        double wait = 0;
-        assert_int_equal(ody_reducer_finish(r, &wait), ODY_OK);
+        assert_int_equal(ody_reducer_finish(r), ODY_OK);
         for (size_t i = 0; i < n; i++)
             assert_true(fabs(m->grads.data[i] - expect[i]) <= tolerance[w] * fabs(expect[i]) + 1e-6);
         assert_int_equal(ody_reducer_bytes_sent(r), n * sizeof(uint16_t));
@@ -346,8 +343,7 @@ static void exact_sum(ody_ctx *ctx, ody_exact *e, ody_model *m, int chunks, floa
             }
             ody_exact_add(e, m->grads.data);
         }
-        double wait = 0;
-        assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, nonfinite, &wait), ODY_OK);
+        assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, nonfinite), ODY_OK);
         (*rounds)++;
         if (*nonfinite)
             return;
@@ -408,8 +404,7 @@ static void test_exact_sum_is_order_free_and_redoes(void **state)
         m->grads.data[5] = NAN;
     ody_exact_add(e, m->grads.data);
     bool redo = false, nonfinite = false;
-    double wait = 0;
-    assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, &nonfinite, &wait), ODY_OK);
+    assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, &nonfinite), ODY_OK);
     assert_true(nonfinite);
     ody_exact_destroy(ctx, e);
     free(ref);

@@ -41,7 +41,7 @@ static void test_resolve_agrees_on_every_rank(void **state)
     assert_int_equal(cfg.training.batch_size, 96);
     assert_string_equal(cfg.experiment.name, "lenet5-run");
     assert_non_null(strstr(cfg.source, "/run.yaml"));
-    assert_true(same_everywhere(ctx, ody_hash64(&cfg, sizeof cfg, 0)));
+    assert_true(same_everywhere(ctx, ody_checksum64(&cfg, sizeof cfg)));
 }
 
 static void test_resolve_error_reaches_every_rank(void **state)
@@ -53,7 +53,7 @@ static void test_resolve_error_reaches_every_rank(void **state)
     assert_int_equal(ody_config_resolve(ctx, arg, 1, args, &cfg), ODY_ERR_CONFIG);
     assert_string_equal(ody_ctx_error(ctx), "no such config file: /nonexistent/odyssey.yaml");
     const char *msg = ody_ctx_error(ctx);
-    assert_true(same_everywhere(ctx, ody_hash64(msg, strlen(msg), 0)));
+    assert_true(same_everywhere(ctx, ody_checksum64(msg, strlen(msg))));
 }
 
 static const struct CMUnitTest group[] = {

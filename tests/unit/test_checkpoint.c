@@ -44,33 +44,12 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     if (!f || ody_test_ctx_setup((void **)&f->ctx) != 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/ody_test_ckpt_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir))
+    if (ody_test_make_scratch(f->dir, sizeof f->dir, "ckpt") != 0)
         return -1;
     H5open();
     f->h5_ids = h5_open_ids();
     *state = f;
     return 0;
-}
-
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char path[512];
-        struct stat sb;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-            remove_tree(path);
-        else
-            unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
 }
 
 static int teardown(void **state)
@@ -80,7 +59,7 @@ static int teardown(void **state)
     snprintf(small, sizeof small, "%s/small", f->dir);
     if (f->mounted)
         umount2(small, MNT_DETACH);
-    remove_tree(f->dir);
+    ody_test_remove_tree(f->dir);
     /* Every test closes what it opened: no HDF5 identifier may be left. */
     hsize_t ids = h5_open_ids();
     bool leaked = ids != f->h5_ids;
@@ -100,11 +79,7 @@ static const char *path_in(const fixture *f, const char *name, char *buf, size_t
     return buf;
 }
 
-static void assert_error_has(const ody_ctx *ctx, const char *text)
-{
-    if (!strstr(ody_ctx_error(ctx), text))
-        fail_msg("error \"%s\" does not contain \"%s\"", ody_ctx_error(ctx), text);
-}
+#define assert_error_has ody_assert_error_has
 
 static bool exists(const char *path)
 {

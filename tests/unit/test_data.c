@@ -26,9 +26,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     if (!f || ody_test_ctx_setup((void **)&f->ctx) != 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->dir, sizeof f->dir, "%s/ody_test_data_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir))
+    if (ody_test_make_scratch(f->dir, sizeof f->dir, "data") != 0)
         return -1;
     *state = f;
     return 0;
@@ -37,16 +35,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    DIR *d = opendir(f->dir);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s", f->dir, e->d_name);
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(f->dir);
+    ody_test_remove_tree(f->dir);
     /* Every test releases what it opened: nothing from ody_alloc, no HDF5 object. */
     int leaked = f->ctx->bytes_allocated != 0;
     if (leaked)
@@ -69,11 +58,7 @@ static const char *path_in(const fixture *f, const char *name, char *buf, size_t
     return buf;
 }
 
-static void assert_error_has(const ody_ctx *ctx, const char *text)
-{
-    if (!strstr(ody_ctx_error(ctx), text))
-        fail_msg("error \"%s\" does not contain \"%s\"", ody_ctx_error(ctx), text);
-}
+#define assert_error_has ody_assert_error_has
 
 /* ------------------------------------------------------- IDX fixtures */
 
@@ -436,6 +421,15 @@ static void test_fashion_mnist(void **state)
         assert_int_equal(counts[c], 6000);
     assert_true(lo == 0.0f && hi == 1.0f);
     free(x);
+    ody_dataset_destroy(f->ctx, train);
+    ody_dataset_destroy(f->ctx, val);
+
+    /* No name means fashion_mnist for standardisation too. */
+    opt.standardize = true;
+    assert_int_equal(ody_data_open(f->ctx, &opt, 1, ody_shape3(1, 28, 28), 10, &train, &val),
+                     ODY_OK);
+    assert_true(train->norm.mean == 0.2860f && train->norm.std == 0.3530f);
+    assert_true(val->norm.mean == 0.2860f);
     ody_dataset_destroy(f->ctx, train);
     ody_dataset_destroy(f->ctx, val);
 }
