@@ -131,9 +131,11 @@ uint64_t ody_reducer_bytes_sent(const ody_reducer *r);
  */
 typedef struct ody_exact ody_exact;
 
-/* The sum goes out in buckets of about bucket_bytes (int64 values). */
+/* The sum goes out in buckets of about bucket_bytes (int64 values);
+ * shared_memory: through node shared memory where ranks share a node
+ * (falls back to MPI when /dev/shm lacks room). Collective over ctx->comm. */
 ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_bytes,
-                            ody_exact **out);
+                            bool shared_memory, ody_exact **out);
 void ody_exact_destroy(ody_ctx *ctx, ody_exact *e);
 /* Start a step of `chunks` chunks over all ranks: zero the accumulator. */
 void ody_exact_begin(ody_exact *e, int64_t chunks);
@@ -149,6 +151,12 @@ void ody_exact_add(ody_exact *e, float *grads);
 void ody_exact_layer_ready(void *exact, int layer);
 /* Bytes this rank has handed to allreduce for gradients. */
 uint64_t ody_exact_bytes_sent(const ody_exact *e);
+/* With the shared-memory sum: carry a step vote (vote->local, summed into
+ * vote->total) in the next round instead of its own allreduce, so a step
+ * has one meeting of the ranks, not two; ody_vote_finish then returns at
+ * once. Every rank must do the same. Returns false, doing nothing, when
+ * the sum goes through MPI (start the vote with ody_vote_start then). */
+bool ody_exact_carry_vote(ody_exact *e, ody_vote *vote);
 /*
  * Collective. Wait for the sum of the accumulators over all ranks and the
  * maxima (whether any value overflowed the scale or was not finite).

@@ -82,6 +82,7 @@ typedef struct {
     int64_t chunk_size;          /* deterministic: samples per chunk of the global batch */
     char allreduce[16];          /* bucketed | blocking */
     int64_t bucket_bytes;        /* gradient bucket size for the bucketed allreduce */
+    bool shared_memory;          /* deterministic: sum in node shared memory */
 } ody_distributed_config;
 
 typedef struct {

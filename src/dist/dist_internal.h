@@ -26,4 +26,29 @@ bool ody_ranks_outnumber_cores(const ody_ctx *ctx);
 /* Wait for a request, polling with short sleeps when `sleepy`. */
 int ody_wait_request(MPI_Request *req, bool sleepy);
 
+/*
+ * Exact int64 sums through node shared memory (src/dist/shm.c): a round
+ * sums an n-value buffer, nmax float maxima and ncount int64 counts over
+ * every rank. Collective create over ctx->comm; *out stays NULL (and
+ * ODY_OK is returned) when /dev/shm lacks room on some node, and the
+ * caller sums with MPI. Every rank makes the same rounds:
+ * ody_shm_add any ranges, ody_shm_merge once, ody_shm_wait, then read the
+ * round's totals until the next round's first add.
+ */
+typedef struct ody_shm ody_shm;
+ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm **out);
+/* Release (NULL is fine). Collective over ctx->comm. */
+void ody_shm_destroy(ody_shm *s);
+/* Add src[begin, end) into this round's sum and zero it in src. */
+void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end);
+/* Merge this rank's maxima (nmax) and counts (ncount; count may be NULL). */
+void ody_shm_merge(ody_shm *s, const float *max, const int64_t *count);
+/* Arrive and sleep until every rank has (and, on several nodes, the node
+ * totals are summed across nodes). ODY_ERR_MPI, on every rank, when that failed. */
+ody_status ody_shm_wait(ody_shm *s);
+/* The last completed round's totals. */
+const int64_t *ody_shm_sum(const ody_shm *s);
+const float *ody_shm_max(const ody_shm *s);
+const int64_t *ody_shm_count(const ody_shm *s);
+
 #endif /* ODY_DIST_INTERNAL_H */

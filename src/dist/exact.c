@@ -16,6 +16,12 @@
  * own maxima, which then fits. Precision: at least 51 - 4 - log2(chunks)
  * bits relative to the tensor's largest value (44 bits with 8 chunks),
  * against float's 24; values below that are rounded to the quantum.
+ *
+ * The sum across ranks goes through node shared memory (src/dist/shm.c)
+ * when it can: each finished bucket is added into the node's sum at once,
+ * and the maxima ride along. Otherwise (distributed.shared_memory false, or
+ * no room in /dev/shm) through MPI_Iallreduce, bucket by bucket. Integer
+ * sums: both give the same bits.
  */
 #include "odyssey/dist.h"
 
@@ -49,6 +55,8 @@ struct ody_exact {
     ody_bucket *buckets;
     int *layer_tensor;    /* (nlayers + 1) first tensor index of each layer */
     MPI_Request max_req;  /* the maxima's MPI_MAX, started once every tensor is added */
+    ody_shm *shm;         /* the node's shared sum, or NULL: MPI */
+    ody_vote *carry;      /* a step vote riding in the next shared round */
     bool sleepy;
     uint64_t bytes_sent;
     ody_status error;
@@ -70,18 +78,24 @@ static int *map_layer_tensors(const ody_model *m)
     return first;
 }
 
-static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes)
+static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes, bool shared)
 {
     e->nbuckets = ody_plan_buckets(e->model, bucket_bytes / sizeof(int64_t), &e->buckets);
     e->layer_tensor = map_layer_tensors(e->model);
     if (e->nbuckets < 0 || !e->layer_tensor)
         return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
     e->sleepy = ody_ranks_outnumber_cores(ctx);
+    /* One rank per node has nobody to share memory with. */
+    int alone = ctx->node_size == 1, all_alone = 0;
+    if (shared && MPI_Allreduce(&alone, &all_alone, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
+        return ody_fail(ctx, ODY_ERR_MPI, "exact reduction: agreeing on shared memory failed");
+    if (shared && !all_alone)
+        return ody_shm_create(ctx, e->n, e->ntensors + 2, ODY_VOTE_COUNT, &e->shm);
     return ODY_OK;
 }
 
 ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_bytes,
-                            ody_exact **out)
+                            bool shared_memory, ody_exact **out)
 {
     *out = NULL;
     ody_exact *e = calloc(1, sizeof *e);
@@ -100,7 +114,7 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_
     if (st == ODY_OK && (!e->scale || !e->local_max || !e->global_max))
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
     if (st == ODY_OK)
-        st = plan(ctx, e, bucket_bytes);
+        st = plan(ctx, e, bucket_bytes, shared_memory);
     if (st != ODY_OK) {
         ody_exact_destroy(ctx, e);
         return st;
@@ -117,6 +131,7 @@ void ody_exact_destroy(ody_ctx *ctx, ody_exact *e)
     if (!e)
         return;
     ody_free(ctx, e->acc, e->n * sizeof(int64_t));
+    ody_shm_destroy(e->shm);
     free(e->scale);
     free(e->buckets);
     free(e->layer_tensor);
@@ -235,12 +250,16 @@ static void start_maxima(ody_exact *e)
 static void start_bucket(ody_exact *e, ody_bucket *b)
 {
     int count = (int)(b->end - b->begin);
+    e->bytes_sent += (uint64_t)count * sizeof(int64_t);
+    if (e->shm) { /* into the node's sum now; nothing to wait for but the barrier */
+        ody_shm_add(e->shm, e->acc, b->begin, b->end);
+        return;
+    }
     if (MPI_Iallreduce(MPI_IN_PLACE, e->acc + b->begin, count, MPI_INT64_T, MPI_SUM, e->ctx->comm,
                        &b->req) != MPI_SUCCESS &&
         e->error == ODY_OK)
         e->error = ody_fail(e->ctx, ODY_ERR_MPI, "exact gradient allreduce of %d values failed",
                             count);
-    e->bytes_sent += (uint64_t)count * sizeof(int64_t);
 }
 
 void ody_exact_layer_ready(void *exact, int layer)
@@ -253,17 +272,39 @@ void ody_exact_layer_ready(void *exact, int layer)
         start_bucket(e, &e->buckets[e->next++]);
     /* The last bucket holds the lowest layer with parameters: nothing is
      * added after it, so the maxima are final. */
-    if (!all_sent && e->next == e->nbuckets)
+    if (!all_sent && e->next == e->nbuckets && !e->shm)
         start_maxima(e);
-    ody_progress_buckets(e->buckets, e->next);
+    if (!e->shm)
+        ody_progress_buckets(e->buckets, e->next);
 }
 
 uint64_t ody_exact_bytes_sent(const ody_exact *e) { return e->bytes_sent; }
+
+bool ody_exact_carry_vote(ody_exact *e, ody_vote *vote)
+{
+    if (!e->shm)
+        return false;
+    e->carry = vote;
+    vote->req = MPI_REQUEST_NULL; /* ody_vote_finish finds it complete */
+    vote->started = true;
+    return true;
+}
 
 /* Start the buckets and the maxima not started yet and wait for all of
  * them. */
 static ody_status sum_buckets(ody_exact *e)
 {
+    if (e->shm) {
+        while (e->next < e->nbuckets)
+            start_bucket(e, &e->buckets[e->next++]);
+        ody_shm_merge(e->shm, e->local_max, e->carry ? e->carry->local : NULL);
+        ody_status st = ody_shm_wait(e->shm);
+        memcpy(e->global_max, ody_shm_max(e->shm), ((size_t)e->ntensors + 2) * sizeof(float));
+        if (e->carry)
+            memcpy(e->carry->total, ody_shm_count(e->shm), sizeof e->carry->total);
+        e->carry = NULL;
+        return st;
+    }
     if (e->next < e->nbuckets || e->nbuckets == 0) {
         while (e->next < e->nbuckets)
             start_bucket(e, &e->buckets[e->next++]);
@@ -280,9 +321,10 @@ static ody_status sum_buckets(ody_exact *e)
     return st;
 }
 
-/* g = acc * 2^-s rounded once to float, and acc cleared for the next step.
- * |acc| < 2^51, so the double is exact (the magic constant again). */
-static void unscale_tensor(int64_t *restrict acc, float *restrict g, size_t n, int s)
+/* g = sum * 2^-s rounded once to float, and clear (the sum itself, or
+ * NULL: a shared sum, read only) zeroed for the next step. |sum| < 2^51,
+ * so the double is exact (the magic constant again). */
+static void unscale_tensor(const int64_t *sum, int64_t *clear, float *restrict g, size_t n, int s)
 {
     const double unscale = ldexp(1.0, -s);
     size_t i = 0;
@@ -291,15 +333,17 @@ static void unscale_tensor(int64_t *restrict acc, float *restrict g, size_t n, i
     const __m256d vmagic = _mm256_set1_pd(6755399441055744.0);
     const __m256i vbias = _mm256_set1_epi64x(0x4338000000000000LL);
     for (; i + 4 <= n; i += 4) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(acc + i));
+        __m256i q = _mm256_loadu_si256((const __m256i *)(sum + i));
         __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q, vbias)), vmagic);
         _mm_storeu_ps(g + i, _mm256_cvtpd_ps(_mm256_mul_pd(d, vunscale)));
-        _mm256_storeu_si256((__m256i *)(acc + i), _mm256_setzero_si256());
+        if (clear)
+            _mm256_storeu_si256((__m256i *)(clear + i), _mm256_setzero_si256());
     }
 #endif
     for (; i < n; i++) {
-        g[i] = (float)((double)acc[i] * unscale);
-        acc[i] = 0;
+        g[i] = (float)((double)sum[i] * unscale);
+        if (clear)
+            clear[i] = 0;
     }
 }
 
@@ -335,17 +379,20 @@ ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfin
 
 void ody_exact_read(ody_exact *e, float *grads, bool redo)
 {
+    /* The shared sum is the node's; the buckets' adds already cleared acc. */
+    const int64_t *sum = e->shm ? ody_shm_sum(e->shm) : e->acc;
+    int64_t *clear = e->shm ? NULL : e->acc;
     for (int t = 0; t < e->ntensors; t++) {
         const ody_param *p = e->model->tensors[t];
         if (!redo)
-            unscale_tensor(e->acc + p->offset, grads + p->offset,
+            unscale_tensor(sum + p->offset, clear ? clear + p->offset : NULL, grads + p->offset,
                            (size_t)ody_shape_numel(&p->shape), e->scale[t]);
         /* The next step's scale (or this one's again, when redone). */
         if (e->global_max[t] > 0.0f)
             e->scale[t] = scale_for(e->global_max[t], e->chunks);
     }
     /* Every tensor was read out and cleared; the gaps between them stay 0. */
-    e->dirty = redo;
+    e->dirty = redo && !e->shm;
 }
 
 int ody_exact_tensors(const ody_exact *e) { return e->ntensors; }

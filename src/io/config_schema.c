@@ -245,6 +245,9 @@ static const ody_cfg_row schema[] = {
         .doc = "gradient reduction: bucketed (overlapped with backward) or blocking (one allreduce after it), in either mode"),
     ROW(distributed, bucket_bytes, ODY_CFG_INT, .def = "65536", IN(1024, 1073741824),
         .doc = "bucketed: gradient bytes per bucket (whole layers, last layers first)"),
+    ROW(distributed, shared_memory, ODY_CFG_BOOL, .def = "true",
+        .doc = "deterministic: ranks on one node sum gradients in shared memory (same bits as MPI, "
+               "no polling); across nodes, one rank per node sums with MPI"),
 
     /* checkpoint */
     ROW(checkpoint, every_steps, ODY_CFG_INT, .def = "0", AT_LEAST(0),

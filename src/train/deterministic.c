@@ -177,7 +177,8 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
     size_t bucket_bytes = strcmp(loop->cfg->distributed.allreduce, "blocking") == 0
                               ? SIZE_MAX
                               : (size_t)loop->cfg->distributed.bucket_bytes;
-    ody_status st = ody_exact_create(ctx, loop->model, bucket_bytes, &loop->exact);
+    ody_status st = ody_exact_create(ctx, loop->model, bucket_bytes,
+                                    loop->cfg->distributed.shared_memory, &loop->exact);
     if (st == ODY_OK && rows > 0)
         st = ody_alloc(ctx, rows * numel * sizeof(float), "deterministic step batches", &x);
     if (st == ODY_OK && rows > 0)

@@ -207,6 +207,8 @@ ody_status ody_loop_start_vote(ody_training_loop *loop, const ody_step_result *r
     loop->vote.local[ODY_VOTE_NONFINITE] = res->nonfinite;
     loop->vote.local[ODY_VOTE_STOP] = ody_loop_stop_requested(loop);
     loop->vote.local[ODY_VOTE_CHECKPOINT] = loop->want_checkpoint;
+    if (loop->exact && ody_exact_carry_vote(loop->exact, &loop->vote))
+        return ODY_OK;
     return ody_vote_start(loop->ctx, &loop->vote);
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deterministic mode: the sha256 of the final parameters is the same for
-# 1, 2, 3 and 4 ranks, run to run, and after a stop on 2 ranks resumed on 3.
+# 1, 2, 3 and 4 ranks (sums in shared memory, and through MPI), run to run,
+# and after a stop on 2 ranks resumed on 3.
 # (Batch 60 in chunks of 8: the last chunk of every step is short; dropout
 # on, so its random keys are covered too.)
 source "$(dirname "$0")/common.sh"
@@ -35,6 +36,11 @@ echo "P=2 again ${again}"
 for np in 2 3 4; do
   [ "${hash[$np]}" = "${hash[1]}" ] || fail "P=$np differs from P=1"
 done
+expect_in p4.log 'gradient sums: exact, in node shared memory \(4 rank'
+note "4 ranks summing through MPI instead of shared memory: the same bits"
+expect_exit 0 mpi4.log 4 "${args[@]}" distributed.shared_memory=false experiment.output_dir="$scratch/mpi4"
+grep -q 'shared memory' mpi4.log && fail "shared_memory=false still used shared memory"
+[ "$(params_sha256 "$scratch/mpi4")" = "${hash[1]}" ] || fail "MPI sums differ from shared-memory sums"
 [ "$again" = "${hash[1]}" ] || fail "a second run differs"
 cmp <(sed 's/"samples_per_sec.*//' "$scratch/p1/lenet5-baseline/metrics.jsonl") \
     <(sed 's/"samples_per_sec.*//' "$scratch/p4/lenet5-baseline/metrics.jsonl") \

@@ -324,15 +324,25 @@ static float chunk_value(int c, size_t i, float scale)
 }
 
 /* Sum `chunks` chunk gradients with the exact reducer, chunk c added by
- * rank owner(c); redo rounds as the reducer asks. */
+ * rank owner(c); redo rounds as the reducer asks. `overlap`: a rank's last
+ * chunk goes in layer by layer, last layer first, as backward sends it,
+ * with a vote (rank + 1 in every count) carried when the sum can carry it. */
 static void exact_sum(ody_ctx *ctx, ody_exact *e, ody_model *m, int chunks, float scale,
-                      int (*owner)(int c, int size), int *rounds, bool *nonfinite)
+                      int (*owner)(int c, int size), bool overlap, int *rounds, bool *nonfinite)
 {
     bool redo = true;
     *rounds = 0;
     while (redo) {
         ody_exact_begin(e, chunks);
         memset(m->grads.data, 0, m->grads.size * sizeof(float));
+        int last = -1;
+        for (int c = 0; c < chunks; c++)
+            last = owner(c, ctx->size) == ctx->rank ? c : last;
+        /* every rank votes, chunks or not, as the training loop does */
+        ody_vote vote = {.req = MPI_REQUEST_NULL};
+        for (int k = 0; k < ODY_VOTE_COUNT; k++)
+            vote.local[k] = ctx->rank + 1;
+        bool carried = overlap && *rounds == 0 && ody_exact_carry_vote(e, &vote);
         for (int c = 0; c < chunks; c++) {
             if (owner(c, ctx->size) != ctx->rank)
                 continue;
@@ -341,9 +351,19 @@ static void exact_sum(ody_ctx *ctx, ody_exact *e, ody_model *m, int chunks, floa
                 for (size_t i = 0; i < (size_t)ody_shape_numel(&p->shape); i++)
                     m->grads.data[p->offset + i] = chunk_value(c, p->offset + i, scale);
             }
-            ody_exact_add(e, m->grads.data);
+            if (!(overlap && c == last)) {
+                ody_exact_add(e, m->grads.data);
+                continue;
+            }
+            for (int l = m->nlayers - 1; l >= 0; l--)
+                ody_exact_layer_ready(e, l);
         }
         assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, nonfinite), ODY_OK);
+        if (carried) { /* the vote came back summed, with the sum */
+            assert_int_equal(ody_vote_finish(ctx, &vote), ODY_OK);
+            for (int k = 0; k < ODY_VOTE_COUNT; k++)
+                assert_int_equal(vote.total[k], (int64_t)ctx->size * (ctx->size + 1) / 2);
+        }
         (*rounds)++;
         if (*nonfinite)
             return;
@@ -359,8 +379,25 @@ static int owner_first(int c, int size)
     return 0;
 }
 
+/* Regroup the ranks into "nodes" of k (0: the real nodes), as if the job
+ * ran on several machines: the shared-memory sum then goes across nodes
+ * through each node's first rank. */
+static void fake_nodes(ody_ctx *ctx, int k)
+{
+    MPI_Comm_free(&ctx->node_comm);
+    if (k > 0)
+        MPI_Comm_split(ctx->comm, ctx->rank / k, ctx->rank, &ctx->node_comm);
+    else
+        MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL,
+                            &ctx->node_comm);
+    MPI_Comm_rank(ctx->node_comm, &ctx->node_rank);
+    MPI_Comm_size(ctx->node_comm, &ctx->node_size);
+}
+
 /* The exact sum has the same bits however the chunks are spread over the
- * ranks; values beyond the first guess of the scale are redone, once. */
+ * ranks, whether it goes through MPI, one node's shared memory or several
+ * nodes' (with or without overlap); values beyond the first guess of the
+ * scale are redone, once. */
 static void test_exact_sum_is_order_free_and_redoes(void **state)
 {
     ody_ctx *ctx = world(state);
@@ -369,22 +406,26 @@ static void test_exact_sum_is_order_free_and_redoes(void **state)
     ody_model *m = NULL;
     assert_int_equal(ody_model_create(ctx, &opt, &m), ODY_OK);
     size_t n = m->grads.size;
-    float *ref = malloc(n * sizeof *ref);
+    float *ref[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
     int (*owners[3])(int, int) = {owner_first, owner_round_robin, owner_contiguous};
     const float scales[2] = {1e-3f, 3e7f}; /* small, then far beyond the first guess */
+    /* MPI; shared memory; shared memory on "nodes" of 2 ranks, and of 1 */
+    const struct { bool shared; int node; } modes[4] = {{false, 0}, {true, 0}, {true, 2}, {true, 1}};
+    for (int md = 0; md < 4; md++) {
+    fake_nodes(ctx, modes[md].node);
     for (int sc = 0; sc < 2; sc++) {
-        for (int o = 0; o < 3; o++) {
+        for (int o = 0; o < 6; o++) {
             ody_exact *e = NULL;
-            assert_int_equal(ody_exact_create(ctx, m, 16 * 1024, &e), ODY_OK);
+            assert_int_equal(ody_exact_create(ctx, m, 16 * 1024, modes[md].shared, &e), ODY_OK);
             int rounds = 0;
             bool nonfinite = false;
-            exact_sum(ctx, e, m, 8, scales[sc], owners[o], &rounds, &nonfinite);
+            exact_sum(ctx, e, m, 8, scales[sc], owners[o % 3], o >= 3, &rounds, &nonfinite);
             assert_false(nonfinite);
             assert_int_equal(rounds, sc == 0 ? 1 : 2);
-            if (o == 0)
-                memcpy(ref, m->grads.data, n * sizeof *ref);
+            if (md == 0 && o == 0)
+                memcpy(ref[sc], m->grads.data, n * sizeof(float));
             else
-                assert_memory_equal(ref, m->grads.data, n * sizeof *ref);
+                assert_memory_equal(ref[sc], m->grads.data, n * sizeof(float));
             /* and it is the sum: within one float rounding of the double sum */
             for (size_t i = 0; i < (size_t)m->tensors[0]->shape.dims[0]; i++) {
                 double sum = 0;
@@ -395,9 +436,10 @@ static void test_exact_sum_is_order_free_and_redoes(void **state)
             ody_exact_destroy(ctx, e);
         }
     }
-    /* A NaN anywhere is reported on every rank, and nothing is summed. */
+    /* A NaN anywhere is reported on every rank, and nothing is summed;
+     * the next step sums again. */
     ody_exact *e = NULL;
-    assert_int_equal(ody_exact_create(ctx, m, 16 * 1024, &e), ODY_OK);
+    assert_int_equal(ody_exact_create(ctx, m, 16 * 1024, modes[md].shared, &e), ODY_OK);
     ody_exact_begin(e, 8);
     memset(m->grads.data, 0, n * sizeof(float));
     if (ctx->rank == ctx->size - 1)
@@ -406,8 +448,15 @@ static void test_exact_sum_is_order_free_and_redoes(void **state)
     bool redo = false, nonfinite = false;
     assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, &nonfinite), ODY_OK);
     assert_true(nonfinite);
+    int rounds = 0;
+    exact_sum(ctx, e, m, 8, scales[0], owners[1], true, &rounds, &nonfinite);
+    assert_false(nonfinite);
+    assert_memory_equal(ref[0], m->grads.data, n * sizeof(float));
     ody_exact_destroy(ctx, e);
-    free(ref);
+    }
+    fake_nodes(ctx, 0);
+    free(ref[0]);
+    free(ref[1]);
     ody_model_destroy(ctx, m);
 }
 

@@ -1,0 +1,324 @@
+/*
+ * dist: exact sums through node shared memory (deterministic mode).
+ *
+ * The ranks of a node add their int64 values straight into one shared
+ * buffer, under striped locks, as soon as each range is final: integer
+ * addition is associative, so the sum has the bits an MPI_SUM would give,
+ * in any order. A round ends with a barrier on a futex: the last rank to
+ * arrive releases the others (on several nodes, the node's first rank sums
+ * the node totals across nodes with MPI first). Nothing polls: a rank with
+ * nothing to do sleeps in the kernel, which is what lets 8 ranks share 2
+ * cores, and no message needs MPI's progress engine, which only moves when
+ * a rank calls into MPI.
+ *
+ * Three buffers rotate over rounds. In round k every rank adds into buffer
+ * k % 3 and, before it arrives, clears its own slice of buffer (k + 1) % 3:
+ * every rank finished reading that buffer (round k - 2) before it arrived
+ * in round k - 1, and nobody adds into it before round k's release.
+ */
+#define _GNU_SOURCE
+#include "dist/dist_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#define SHM_STRIPES 64 /* locks over equal ranges of the sum */
+#define SHM_ALIGN 64
+#define SHM_SPIN_SECONDS 50e-6 /* spin this long before sleeping, when ranks <= cores */
+
+typedef struct {
+    _Alignas(SHM_ALIGN) atomic_uint arrived; /* ranks of this node in the barrier */
+    _Alignas(SHM_ALIGN) atomic_uint generation; /* bumped by each release (futex word) */
+    atomic_int error;                        /* a release's MPI failed (stays set) */
+    _Alignas(SHM_ALIGN) pthread_mutex_t small; /* maxima and counts */
+    pthread_mutex_t stripe[SHM_STRIPES];
+} shm_header;
+
+struct ody_shm {
+    ody_ctx *ctx;
+    MPI_Win win;
+    MPI_Comm leaders;     /* first rank of each node, on node rank 0 when there are several nodes */
+    bool nodes;           /* several nodes: node rank 0 sums across them, then releases */
+    shm_header *h;
+    int64_t *sum[3];      /* (n) */
+    float *max[3];        /* (nmax) */
+    int64_t *count[3];    /* (ncount) */
+    size_t n;
+    int nmax, ncount;
+    int round;            /* rounds completed */
+    int cur;              /* buffer of the last completed round */
+    bool sleepy;
+};
+
+static size_t align_up(size_t x) { return (x + SHM_ALIGN - 1) / SHM_ALIGN * SHM_ALIGN; }
+
+static long futex(atomic_uint *word, int op, unsigned val)
+{
+    return syscall(SYS_futex, (unsigned *)word, op, val, NULL, NULL, 0);
+}
+
+static size_t segment_bytes(size_t n, int nmax, int ncount)
+{
+    return align_up(sizeof(shm_header)) +
+           3 * (align_up(n * sizeof(int64_t)) + align_up((size_t)nmax * sizeof(float)) +
+                align_up((size_t)ncount * sizeof(int64_t)));
+}
+
+/* Node rank 0: lay the segment out, zero it, make the locks shared. */
+static int init_segment(char *base, size_t bytes)
+{
+    memset(base, 0, bytes); /* also commits every page now, not in a step */
+    shm_header *h = (shm_header *)base;
+    pthread_mutexattr_t attr;
+    if (pthread_mutexattr_init(&attr) != 0 ||
+        pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0)
+        return -1;
+    int rc = pthread_mutex_init(&h->small, &attr);
+    for (int i = 0; i < SHM_STRIPES && rc == 0; i++)
+        rc = pthread_mutex_init(&h->stripe[i], &attr);
+    pthread_mutexattr_destroy(&attr);
+    return rc;
+}
+
+static void carve(ody_shm *s, char *base)
+{
+    char *p = base + align_up(sizeof(shm_header));
+    s->h = (shm_header *)base;
+    for (int b = 0; b < 3; b++) {
+        s->sum[b] = (int64_t *)p;
+        p += align_up(s->n * sizeof(int64_t));
+        s->max[b] = (float *)p;
+        p += align_up((size_t)s->nmax * sizeof(float));
+        s->count[b] = (int64_t *)p;
+        p += align_up((size_t)s->ncount * sizeof(int64_t));
+    }
+}
+
+/* Whether node rank 0 sees room for `bytes` in Open MPI's backing
+ * directory (a tmpfs: a mapping past its size faults, so ask first). */
+static bool room_for(size_t bytes)
+{
+    struct statvfs v;
+    if (statvfs("/dev/shm", &v) != 0)
+        return true; /* no /dev/shm: Open MPI falls back to the session directory */
+    return (double)v.f_bavail * (double)v.f_frsize > 1.25 * (double)bytes + (64 << 20);
+}
+
+ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm **out)
+{
+    *out = NULL;
+    size_t bytes = segment_bytes(n, nmax, ncount);
+    /* Every rank must take the same path: agree on the decision. */
+    int ok = ctx->node_rank == 0 ? room_for(bytes) : 1, all = 0;
+    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
+        return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: agreeing on /dev/shm space failed");
+    if (!all) {
+        ody_log(ctx, ODY_LOG_INFO, "shared-memory gradient sum off: /dev/shm has less than %.0f MiB "
+                "free on some node; summing with MPI", 1.25 * (double)bytes / 1048576.0);
+        return ODY_OK;
+    }
+    ody_shm *s = calloc(1, sizeof *s);
+    if (!s)
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the shared-memory sum");
+    s->ctx = ctx;
+    s->n = n;
+    s->nmax = nmax;
+    s->ncount = ncount;
+    s->leaders = MPI_COMM_NULL;
+    s->win = MPI_WIN_NULL;
+    s->sleepy = ody_ranks_outnumber_cores(ctx);
+    char *base = NULL;
+    int rc = MPI_Win_allocate_shared(ctx->node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL,
+                                     ctx->node_comm, &base, &s->win);
+    MPI_Aint size = 0;
+    int unit = 0;
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Win_shared_query(s->win, 0, &size, &unit, &base);
+    int init = 0;
+    if (rc == MPI_SUCCESS && ctx->node_rank == 0)
+        init = init_segment(base, bytes);
+    /* Every rank learns whether every node's segment is ready. */
+    int good = rc == MPI_SUCCESS && init == 0 && (size_t)size >= bytes, all_good = 0;
+    if (MPI_Allreduce(&good, &all_good, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS || !all_good) {
+        ody_shm_destroy(s);
+        return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: a %zu-byte node segment could not be "
+                        "set up on some node (set distributed.shared_memory: false)", bytes);
+    }
+    carve(s, base);
+    int nodes_first = ctx->node_rank == 0, nodes = 0;
+    MPI_Allreduce(&nodes_first, &nodes, 1, MPI_INT, MPI_SUM, ctx->comm);
+    s->nodes = nodes > 1;
+    if (nodes > 1 && MPI_Comm_split(ctx->comm, ctx->node_rank == 0 ? 0 : MPI_UNDEFINED, ctx->rank,
+                                    &s->leaders) != MPI_SUCCESS) {
+        ody_shm_destroy(s);
+        return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: node leader communicator failed");
+    }
+    ody_log(ctx, ODY_LOG_INFO, "gradient sums: exact, in node shared memory (%d rank(s) on this "
+            "node%s)", ctx->node_size, s->nodes ? "; one rank per node sums across nodes with MPI" : "");
+    *out = s;
+    return ODY_OK;
+}
+
+void ody_shm_destroy(ody_shm *s)
+{
+    if (!s)
+        return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) {
+        if (s->leaders != MPI_COMM_NULL)
+            MPI_Comm_free(&s->leaders);
+        if (s->win != MPI_WIN_NULL)
+            MPI_Win_free(&s->win);
+    }
+    free(s);
+}
+
+/* dst += src and src = 0 over [0, n). */
+static void move_add(int64_t *restrict dst, int64_t *restrict src, size_t n)
+{
+    size_t i = 0;
+#ifdef __AVX2__
+    for (; i + 4 <= n; i += 4) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(dst + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i));
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_add_epi64(a, b));
+        _mm256_storeu_si256((__m256i *)(src + i), _mm256_setzero_si256());
+    }
+#endif
+    for (; i < n; i++) {
+        dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
+        src[i] = 0;
+    }
+}
+
+void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end)
+{
+    int64_t *dst = s->sum[s->round % 3];
+    if (end > s->n)
+        end = s->n;
+    while (begin < end) {
+        size_t stripe = begin * SHM_STRIPES / s->n;
+        size_t stop = (stripe + 1) * s->n / SHM_STRIPES;
+        /* the stripe holding begin ends at stop (integer division rounds it) */
+        while (stop <= begin)
+            stop = (++stripe + 1) * s->n / SHM_STRIPES;
+        if (stop > end)
+            stop = end;
+        pthread_mutex_lock(&s->h->stripe[stripe]);
+        move_add(dst + begin, src + begin, stop - begin);
+        pthread_mutex_unlock(&s->h->stripe[stripe]);
+        begin = stop;
+    }
+}
+
+void ody_shm_merge(ody_shm *s, const float *max, const int64_t *count)
+{
+    float *m = s->max[s->round % 3];
+    int64_t *c = s->count[s->round % 3];
+    pthread_mutex_lock(&s->h->small);
+    for (int i = 0; i < s->nmax; i++)
+        m[i] = max[i] > m[i] ? max[i] : m[i];
+    for (int i = 0; i < s->ncount && count; i++)
+        c[i] += count[i];
+    pthread_mutex_unlock(&s->h->small);
+}
+
+/* Sleep until *word differs from old; spin a little first when every rank
+ * has a core (a release usually comes within microseconds then). */
+static void wait_change(const ody_shm *s, atomic_uint *word, unsigned old)
+{
+    if (!s->sleepy) {
+        double t0 = ody_now();
+        for (int i = 1; atomic_load_explicit(word, memory_order_acquire) == old; i++) {
+#ifdef __AVX2__
+            _mm_pause();
+#endif
+            if (i % 256 == 0 && ody_now() - t0 > SHM_SPIN_SECONDS)
+                break;
+        }
+    }
+    while (atomic_load_explicit(word, memory_order_acquire) == old)
+        futex(word, FUTEX_WAIT, old); /* EAGAIN (changed) or EINTR (a signal): look again */
+}
+
+static void release(shm_header *h)
+{
+    atomic_store_explicit(&h->arrived, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->generation, 1, memory_order_acq_rel);
+    futex(&h->generation, FUTEX_WAKE, INT_MAX);
+}
+
+/* Node leader with several nodes: wait for the node, sum across nodes. */
+static int sum_nodes(ody_shm *s, int b)
+{
+    shm_header *h = s->h;
+    unsigned size = (unsigned)s->ctx->node_size, a;
+    while ((a = atomic_load_explicit(&h->arrived, memory_order_acquire)) != size)
+        futex(&h->arrived, FUTEX_WAIT, a);
+    int rc = MPI_SUCCESS;
+    /* MPI counts are int: go in pieces of at most 2^30 values */
+    for (size_t at = 0; at < s->n && rc == MPI_SUCCESS; at += (size_t)1 << 30) {
+        size_t k = s->n - at < ((size_t)1 << 30) ? s->n - at : (size_t)1 << 30;
+        rc = MPI_Allreduce(MPI_IN_PLACE, s->sum[b] + at, (int)k, MPI_INT64_T, MPI_SUM, s->leaders);
+    }
+    if (rc == MPI_SUCCESS && s->nmax > 0)
+        rc = MPI_Allreduce(MPI_IN_PLACE, s->max[b], s->nmax, MPI_FLOAT, MPI_MAX, s->leaders);
+    if (rc == MPI_SUCCESS && s->ncount > 0)
+        rc = MPI_Allreduce(MPI_IN_PLACE, s->count[b], s->ncount, MPI_INT64_T, MPI_SUM, s->leaders);
+    return rc;
+}
+
+ody_status ody_shm_wait(ody_shm *s)
+{
+    shm_header *h = s->h;
+    const ody_ctx *ctx = s->ctx;
+    int b = s->round % 3, next = (s->round + 1) % 3;
+    /* my slice of the next round's buffer; the small arrays are node rank 0's */
+    size_t lo = s->n * (size_t)ctx->node_rank / (size_t)ctx->node_size;
+    size_t hi = s->n * ((size_t)ctx->node_rank + 1) / (size_t)ctx->node_size;
+    memset(s->sum[next] + lo, 0, (hi - lo) * sizeof(int64_t));
+    if (ctx->node_rank == 0) {
+        memset(s->max[next], 0, (size_t)s->nmax * sizeof(float));
+        memset(s->count[next], 0, (size_t)s->ncount * sizeof(int64_t));
+    }
+    unsigned gen = atomic_load_explicit(&h->generation, memory_order_acquire);
+    unsigned arrived = atomic_fetch_add_explicit(&h->arrived, 1, memory_order_acq_rel) + 1;
+    if (s->nodes) {
+        /* Several nodes: the leader sums across them, then releases. */
+        if (arrived == (unsigned)ctx->node_size)
+            futex(&h->arrived, FUTEX_WAKE, INT_MAX);
+        if (ctx->node_rank == 0) {
+            if (sum_nodes(s, b) != MPI_SUCCESS)
+                atomic_store_explicit(&h->error, 1, memory_order_relaxed);
+            release(h);
+        } else {
+            wait_change(s, &h->generation, gen);
+        }
+    } else if (arrived == (unsigned)ctx->node_size) {
+        release(h);
+    } else {
+        wait_change(s, &h->generation, gen);
+    }
+    s->cur = b;
+    s->round++;
+    if (atomic_load_explicit(&h->error, memory_order_relaxed))
+        return ody_fail(s->ctx, ODY_ERR_MPI, "shared-memory sum: the sum across nodes failed");
+    return ODY_OK;
+}
+
+const int64_t *ody_shm_sum(const ody_shm *s) { return s->sum[s->cur]; }
+const float *ody_shm_max(const ody_shm *s) { return s->max[s->cur]; }
+const int64_t *ody_shm_count(const ody_shm *s) { return s->count[s->cur]; }
