@@ -8,7 +8,8 @@
 #
 #   -np N           ranks (default: SLURM_NTASKS inside a SLURM job, else 2)
 #   --tcp           TCP-only transport (pml ob1, btl tcp,self): the stand-in
-#                   for a multi-node network on one machine
+#                   for a multi-node network on one machine (there it also
+#                   sets distributed.shared_memory=false)
 #   --tcp-if LIST   interfaces for --tcp (default: lo on one node, Open MPI's
 #                   choice across nodes), e.g. eth0 or 10.0.0.0/16
 #   --hostfile F    several nodes (mpirun): slots per host from its slots=N,
@@ -150,7 +151,12 @@ else
     cmd+=(--cpu-bind=cores)
   fi
 fi
-cmd+=("$bin" "$@")
+# One machine standing in for several (--tcp): the gradient sums leave
+# shared memory too (a later distributed.shared_memory on the line wins).
+cmd+=("$bin" "$1")
+shift
+[ "$tcp" = 1 ] && [ "$nodes" = 1 ] && cmd+=(distributed.shared_memory=false)
+cmd+=("$@")
 
 if [ "$dry" = 1 ]; then
   # Quote only the words a shell would need quoted, so the line reads plainly.

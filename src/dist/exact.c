@@ -78,20 +78,24 @@ static int *map_layer_tensors(const ody_model *m)
     return first;
 }
 
-static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes, bool shared)
+/* Buckets, and with `shared` the node segment: collective then, after
+ * agreeing on every rank's status so far (st). */
+static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes, bool shared, ody_status st)
 {
     e->nbuckets = ody_plan_buckets(e->model, bucket_bytes / sizeof(int64_t), &e->buckets);
     e->layer_tensor = map_layer_tensors(e->model);
-    if (e->nbuckets < 0 || !e->layer_tensor)
-        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
+    if (st == ODY_OK && (e->nbuckets < 0 || !e->layer_tensor))
+        st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
     e->sleepy = ody_ranks_outnumber_cores(ctx);
+    if (shared && (st = ody_dist_agree(ctx, st)) != ODY_OK) /* all ranks on to the segment, or none */
+        return st;
     /* One rank per node has nobody to share memory with. */
     int alone = ctx->node_size == 1, all_alone = 0;
     if (shared && MPI_Allreduce(&alone, &all_alone, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
         return ody_fail(ctx, ODY_ERR_MPI, "exact reduction: agreeing on shared memory failed");
     if (shared && !all_alone)
         return ody_shm_create(ctx, e->n, e->ntensors + 2, ODY_VOTE_COUNT, &e->shm);
-    return ODY_OK;
+    return st;
 }
 
 ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_bytes,
@@ -113,8 +117,8 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_
     e->global_max = calloc((size_t)e->ntensors + 2, sizeof *e->global_max);
     if (st == ODY_OK && (!e->scale || !e->local_max || !e->global_max))
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
-    if (st == ODY_OK)
-        st = plan(ctx, e, bucket_bytes, shared_memory);
+    if (st == ODY_OK || shared_memory) /* plan agrees on st before any collective */
+        st = plan(ctx, e, bucket_bytes, shared_memory, st);
     if (st != ODY_OK) {
         ody_exact_destroy(ctx, e);
         return st;

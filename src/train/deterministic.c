@@ -177,9 +177,8 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
     size_t bucket_bytes = strcmp(loop->cfg->distributed.allreduce, "blocking") == 0
                               ? SIZE_MAX
                               : (size_t)loop->cfg->distributed.bucket_bytes;
-    ody_status st = ody_exact_create(ctx, loop->model, bucket_bytes,
-                                    loop->cfg->distributed.shared_memory, &loop->exact);
-    if (st == ODY_OK && rows > 0)
+    ody_status st = ODY_OK;
+    if (rows > 0)
         st = ody_alloc(ctx, rows * numel * sizeof(float), "deterministic step batches", &x);
     if (st == ODY_OK && rows > 0)
         st = ody_alloc(ctx, rows * sizeof(int32_t), "deterministic step labels", &y);
@@ -188,6 +187,12 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
     loop->step_x = x;
     loop->step_y = y;
     loop->step_ids = ids;
+    /* The exact sum is collective (its shared memory is the node's): every
+     * rank creates it, or none. */
+    st = ody_dist_agree(ctx, st);
+    if (st == ODY_OK)
+        st = ody_exact_create(ctx, loop->model, bucket_bytes,
+                              loop->cfg->distributed.shared_memory, &loop->exact);
     if (st != ODY_OK)
         ody_loop_disable_exact(loop);
     return st;

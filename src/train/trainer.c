@@ -268,6 +268,9 @@ static ody_status build_loop(ody_trainer *t)
     if (t->cfg->distributed.deterministic && t->cfg->distributed.chunk_size > rows)
         rows = t->cfg->distributed.chunk_size;
     st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+    /* enable_exact is collective: agree first, so that all ranks or none go in */
+    if (t->cfg->distributed.deterministic)
+        st = ody_dist_agree(t->ctx, st);
     if (st == ODY_OK && t->cfg->distributed.deterministic)
         st = ody_loop_enable_exact(loop, (int64_t)t->cfg->distributed.chunk_size,
                                    (size_t)ody_sampler_max_local(t->sampler));

@@ -34,7 +34,7 @@ line "-np $((cores + 1))|--oversubscribe --bind-to none|--mca mpi_yield_when_idl
 no_word "--map-by" -np $((cores + 1)) c.yaml
 line "--bind-to none" -np 1 --bind none c.yaml
 note "TCP only"
-line "--mca pml ob1|--mca btl tcp,self|--mca btl_tcp_if_include lo" -np 2 --tcp c.yaml
+line "--mca pml ob1|--mca btl tcp,self|--mca btl_tcp_if_include lo|c.yaml distributed.shared_memory=false" -np 2 --tcp c.yaml
 line "--mca btl_tcp_if_include eth1|--mca oob_tcp_if_include eth1" -np 2 --tcp-if eth1 c.yaml
 line "--mca btl_base_verbose 5" --mca btl_base_verbose 5 c.yaml
 note "root"
@@ -45,6 +45,7 @@ printf '# two nodes\nnode1 slots=4\n\nnode2 slots=4 # second\n' >hosts
 line "-np 8 --hostfile hosts --bind-to core|--mca btl tcp,self" -np 8 --hostfile hosts --tcp c.yaml
 no_word "--oversubscribe" -np 8 --hostfile hosts c.yaml
 no_word "lo" -np 8 --hostfile hosts --tcp c.yaml
+no_word "distributed.shared_memory=false" -np 8 --hostfile hosts --tcp c.yaml
 no_word "OPENBLAS_NUM_THREADS" -np 8 --hostfile hosts c.yaml
 line "--oversubscribe" -np 9 --hostfile hosts c.yaml
 
@@ -79,6 +80,7 @@ note "a real run, TCP only: the ranks connect over TCP, shared memory unused"
 expect_in tcp.log 'epoch 1/1 done'
 expect_in tcp.log 'btl:tcp: now connected to'
 if grep -Eq 'initializing btl component (vader|sm)' tcp.log; then fail "--tcp still loaded shared memory"; fi
+if grep -q 'gradient sums: exact, in node shared memory' tcp.log; then fail "--tcp still summed in shared memory"; fi
 note "a relative config path works from any directory"
 cp "$ODY_SOURCE_DIR/configs/lenet5/baseline.yaml" my.yaml
 mkdir sub
