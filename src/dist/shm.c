@@ -24,6 +24,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -69,9 +70,17 @@ static long futex(atomic_uint *word, int op, unsigned val)
     return syscall(SYS_futex, (unsigned *)word, op, val, NULL, NULL, 0);
 }
 
+/* The window's base is not cache-line aligned (Open MPI puts it 8-aligned
+ * after its own header), so room is kept to align it: at the same offset in
+ * every process, since each maps the segment at a page boundary. */
+static char *align_base(char *base)
+{
+    return base + (SHM_ALIGN - (uintptr_t)base % SHM_ALIGN) % SHM_ALIGN;
+}
+
 static size_t segment_bytes(size_t n, int nmax, int ncount)
 {
-    return align_up(sizeof(shm_header)) +
+    return SHM_ALIGN + align_up(sizeof(shm_header)) +
            3 * (align_up(n * sizeof(int64_t)) + align_up((size_t)nmax * sizeof(float)) +
                 align_up((size_t)ncount * sizeof(int64_t)));
 }
@@ -80,7 +89,7 @@ static size_t segment_bytes(size_t n, int nmax, int ncount)
 static int init_segment(char *base, size_t bytes)
 {
     memset(base, 0, bytes); /* also commits every page now, not in a step */
-    shm_header *h = (shm_header *)base;
+    shm_header *h = (shm_header *)align_base(base);
     pthread_mutexattr_t attr;
     if (pthread_mutexattr_init(&attr) != 0 ||
         pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0)
@@ -94,6 +103,7 @@ static int init_segment(char *base, size_t bytes)
 
 static void carve(ody_shm *s, char *base)
 {
+    base = align_base(base);
     char *p = base + align_up(sizeof(shm_header));
     s->h = (shm_header *)base;
     for (int b = 0; b < 3; b++) {
