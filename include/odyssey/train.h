@@ -233,7 +233,8 @@ struct ody_training_loop {
  */
 ody_status ody_training_loop_init(ody_training_loop *loop, ody_ctx *ctx, const ody_config *cfg);
 void ody_training_loop_free(ody_training_loop *loop);
-/* Add a callback (the loop calls ops->destroy(self) when freed). */
+/* Add a callback. The loop owns self from here on, even on failure: it
+ * calls ops->destroy(self) when freed, or at once when it cannot add it. */
 ody_status ody_training_loop_add_callback(ody_training_loop *loop, const ody_callback_ops *ops,
                                           void *self);
 /*

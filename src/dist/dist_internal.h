@@ -30,8 +30,8 @@ int ody_wait_request(MPI_Request *req, bool sleepy);
  * Exact int64 sums through node shared memory (src/dist/shm.c): a round
  * sums an n-value buffer, nmax float maxima and ncount int64 counts over
  * every rank. Collective create over ctx->comm; *out stays NULL (and
- * ODY_OK is returned) when /dev/shm lacks room on some node, and the
- * caller sums with MPI. Every rank makes the same rounds:
+ * ODY_OK is returned) when every node has one rank, or /dev/shm lacks
+ * room on some node: the caller sums with MPI then. Every rank makes the same rounds:
  * ody_shm_add any ranges, ody_shm_merge once, ody_shm_wait, then read the
  * round's totals until the next round's first add.
  */

@@ -87,14 +87,9 @@ static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes, bool sha
     if (st == ODY_OK && (e->nbuckets < 0 || !e->layer_tensor))
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
     e->sleepy = ody_ranks_outnumber_cores(ctx);
-    if (shared && (st = ody_dist_agree(ctx, st)) != ODY_OK) /* all ranks on to the segment, or none */
-        return st;
-    /* One rank per node has nobody to share memory with. */
-    int alone = ctx->node_size == 1, all_alone = 0;
-    if (shared && MPI_Allreduce(&alone, &all_alone, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
-        return ody_fail(ctx, ODY_ERR_MPI, "exact reduction: agreeing on shared memory failed");
-    if (shared && !all_alone)
-        return ody_shm_create(ctx, e->n, e->ntensors + 2, ODY_VOTE_COUNT, &e->shm);
+    /* all ranks on to the segment, or none */
+    if (shared && (st = ody_dist_agree(ctx, st)) == ODY_OK)
+        st = ody_shm_create(ctx, e->n, e->ntensors + 2, ODY_VOTE_COUNT, &e->shm);
     return st;
 }
 
@@ -274,12 +269,13 @@ void ody_exact_layer_ready(void *exact, int layer)
     bool all_sent = e->next == e->nbuckets;
     while (e->next < e->nbuckets && e->buckets[e->next].ready_layer >= layer)
         start_bucket(e, &e->buckets[e->next++]);
+    if (e->shm) /* the maxima go with the meeting; nothing for MPI to progress */
+        return;
     /* The last bucket holds the lowest layer with parameters: nothing is
      * added after it, so the maxima are final. */
-    if (!all_sent && e->next == e->nbuckets && !e->shm)
+    if (!all_sent && e->next == e->nbuckets)
         start_maxima(e);
-    if (!e->shm)
-        ody_progress_buckets(e->buckets, e->next);
+    ody_progress_buckets(e->buckets, e->next);
 }
 
 uint64_t ody_exact_bytes_sent(const ody_exact *e) { return e->bytes_sent; }
@@ -294,26 +290,31 @@ bool ody_exact_carry_vote(ody_exact *e, ody_vote *vote)
     return true;
 }
 
+/* Shared memory: the round's maxima (and a carried vote) join the sum,
+ * and the ranks meet. */
+static ody_status meet_shared(ody_exact *e)
+{
+    ody_shm_merge(e->shm, e->local_max, e->carry ? e->carry->local : NULL);
+    ody_status st = ody_shm_wait(e->shm);
+    memcpy(e->global_max, ody_shm_max(e->shm), ((size_t)e->ntensors + 2) * sizeof(float));
+    if (e->carry)
+        memcpy(e->carry->total, ody_shm_count(e->shm), sizeof e->carry->total);
+    e->carry = NULL;
+    return st;
+}
+
 /* Start the buckets and the maxima not started yet and wait for all of
  * them. */
 static ody_status sum_buckets(ody_exact *e)
 {
-    if (e->shm) {
-        while (e->next < e->nbuckets)
-            start_bucket(e, &e->buckets[e->next++]);
-        ody_shm_merge(e->shm, e->local_max, e->carry ? e->carry->local : NULL);
-        ody_status st = ody_shm_wait(e->shm);
-        memcpy(e->global_max, ody_shm_max(e->shm), ((size_t)e->ntensors + 2) * sizeof(float));
-        if (e->carry)
-            memcpy(e->carry->total, ody_shm_count(e->shm), sizeof e->carry->total);
-        e->carry = NULL;
-        return st;
-    }
-    if (e->next < e->nbuckets || e->nbuckets == 0) {
-        while (e->next < e->nbuckets)
-            start_bucket(e, &e->buckets[e->next++]);
+    /* layer_ready started the maxima with the last bucket, if it got there */
+    bool maxima_due = e->next < e->nbuckets || e->nbuckets == 0;
+    while (e->next < e->nbuckets)
+        start_bucket(e, &e->buckets[e->next++]);
+    if (e->shm)
+        return meet_shared(e);
+    if (maxima_due)
         start_maxima(e);
-    }
     for (int i = 0; i < e->nbuckets; i++) {
         if (ody_wait_request(&e->buckets[i].req, e->sleepy) != MPI_SUCCESS && e->error == ODY_OK)
             e->error = ody_fail(e->ctx, ODY_ERR_MPI, "waiting for exact gradient bucket %d failed", i);

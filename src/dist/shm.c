@@ -130,11 +130,14 @@ ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm 
 {
     *out = NULL;
     size_t bytes = segment_bytes(n, nmax, ncount);
-    /* Every rank must take the same path: agree on the decision. */
-    int ok = ctx->node_rank == 0 ? room_for(bytes) : 1, all = 0;
-    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
+    /* Every rank must take the same path: agree on the decision. One rank
+     * per node everywhere: nobody to share memory with. */
+    int local[2] = {ctx->node_rank == 0 ? room_for(bytes) : 1, ctx->node_size == 1}, all[2];
+    if (MPI_Allreduce(local, all, 2, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
         return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: agreeing on /dev/shm space failed");
-    if (!all) {
+    if (all[1])
+        return ODY_OK;
+    if (!all[0]) {
         ody_log(ctx, ODY_LOG_INFO, "shared-memory gradient sum off: /dev/shm has less than %.0f MiB "
                 "free on some node; summing with MPI", 1.25 * (double)bytes / 1048576.0);
         return ODY_OK;
@@ -167,10 +170,8 @@ ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm 
                         "set up on some node (set distributed.shared_memory: false)", bytes);
     }
     carve(s, base);
-    int nodes_first = ctx->node_rank == 0, nodes = 0;
-    MPI_Allreduce(&nodes_first, &nodes, 1, MPI_INT, MPI_SUM, ctx->comm);
-    s->nodes = nodes > 1;
-    if (nodes > 1 && MPI_Comm_split(ctx->comm, ctx->node_rank == 0 ? 0 : MPI_UNDEFINED, ctx->rank,
+    s->nodes = ctx->node_size < ctx->size; /* the same answer on every rank */
+    if (s->nodes && MPI_Comm_split(ctx->comm, ctx->node_rank == 0 ? 0 : MPI_UNDEFINED, ctx->rank,
                                     &s->leaders) != MPI_SUCCESS) {
         ody_shm_destroy(s);
         return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: node leader communicator failed");

@@ -191,10 +191,7 @@ ody_status ody_callback_console_add(ody_training_loop *loop)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the console log");
     c->progress = progress;
     c->live = live;
-    ody_status st = ody_training_loop_add_callback(loop, &console_ops, c);
-    if (st != ODY_OK)
-        free(c);
-    return st;
+    return ody_training_loop_add_callback(loop, &console_ops, c);
 }
 
 /* ---------------------------------------------------------- metrics log */
@@ -307,9 +304,9 @@ ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run
         st = ody_metrics_log_open(loop->ctx, run_dir, append, &ms->log);
     if (st == ODY_OK && ms->log && loop->cfg->logging.csv)
         st = ody_metrics_log_enable_csv(loop->ctx, ms->log, append);
-    if (st == ODY_OK)
-        st = ody_training_loop_add_callback(loop, &metrics_ops, ms);
-    if (st != ODY_OK)
+    if (st != ODY_OK) {
         metrics_destroy(ms);
-    return st;
+        return st;
+    }
+    return ody_training_loop_add_callback(loop, &metrics_ops, ms);
 }

@@ -75,13 +75,9 @@ ody_status ody_callback_early_stopping_add(ody_training_loop *loop)
     if (!es)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for early stopping");
     es->cfg = cfg;
-    es->maximize = strcmp(cfg->mode, "max") == 0 ||
-                   (strcmp(cfg->mode, "auto") == 0 && strstr(cfg->monitor, "accuracy"));
+    es->maximize = ody_monitor_maximizes(cfg->mode, cfg->monitor);
     es->best = NAN;
-    ody_status st = ody_training_loop_add_callback(loop, &early_stopping_ops, es);
-    if (st != ODY_OK)
-        free(es);
-    return st;
+    return ody_training_loop_add_callback(loop, &early_stopping_ops, es);
 }
 
 /* ---------------------------------------------------- learning-rate monitor */
@@ -126,10 +122,7 @@ ody_status ody_callback_lr_monitor_add(ody_training_loop *loop)
     lr_monitor *m = calloc(1, sizeof *m);
     if (!m)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the lr monitor");
-    ody_status st = ody_training_loop_add_callback(loop, &lr_monitor_ops, m);
-    if (st != ODY_OK)
-        free(m);
-    return st;
+    return ody_training_loop_add_callback(loop, &lr_monitor_ops, m);
 }
 
 /* ---------------------------------------------------------------- trace */
@@ -178,8 +171,5 @@ ody_status ody_callback_trace_add(ody_training_loop *loop, const char *run_dir)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the trace writer");
     /* The trainer made <run_dir>/trace with the run directory. */
     snprintf(tw->path, sizeof tw->path, "%.1080s/trace/rank-%d.json", run_dir, loop->ctx->rank);
-    ody_status st = ody_training_loop_add_callback(loop, &trace_ops, tw);
-    if (st != ODY_OK)
-        free(tw);
-    return st;
+    return ody_training_loop_add_callback(loop, &trace_ops, tw);
 }

@@ -12,17 +12,16 @@
 ody_status ody_training_loop_add_callback(ody_training_loop *loop, const ody_callback_ops *ops,
                                           void *self)
 {
-    if (loop->ncallbacks == ODY_MAX_CALLBACKS)
+    if (loop->ncallbacks == ODY_MAX_CALLBACKS) {
+        if (ops->destroy)
+            ops->destroy(self);
         return ody_fail(loop->ctx, ODY_ERR_INTERNAL, "too many callbacks (at most %d)",
                         ODY_MAX_CALLBACKS);
+    }
     loop->callbacks[loop->ncallbacks++] = (ody_callback){ops, self};
     return ODY_OK;
 }
 
-/* Call one hook of every callback in order and return the first error.
- * Every hook runs even after one fails, because hooks may hold collectives
- * that every rank must reach. The hook is chosen by its offset in
- * ody_callback_ops. */
 /* The first failure of a round of hooks, with its message (a later hook
  * may overwrite the context's). */
 typedef struct {
@@ -43,6 +42,10 @@ static ody_status report_failure(ody_training_loop *loop, const first_failure *f
     return f->status == ODY_OK ? ODY_OK : ody_fail(loop->ctx, f->status, "%s", f->msg);
 }
 
+/* Call one hook of every callback in order and return the first error.
+ * Every hook runs even after one fails, because hooks may hold collectives
+ * that every rank must reach. The hook is chosen by its offset in
+ * ody_callback_ops. */
 ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset)
 {
     first_failure first = {ODY_OK, ""};

@@ -219,13 +219,8 @@ ody_status ody_callback_model_checkpoint_add(ody_training_loop *loop, const char
     mc->ctx = loop->ctx;
     mc->cfg = loop->cfg;
     snprintf(mc->run_dir, sizeof mc->run_dir, "%s", run_dir);
-    const char *mode = loop->cfg->checkpoint.mode;
-    mc->maximize = strcmp(mode, "max") == 0 ||
-                   (strcmp(mode, "auto") == 0 && strstr(loop->cfg->checkpoint.monitor, "accuracy"));
+    mc->maximize = ody_monitor_maximizes(loop->cfg->checkpoint.mode, loop->cfg->checkpoint.monitor);
     mc->best = NAN;
     mc->last_saved_step = -1;
-    ody_status st = ody_training_loop_add_callback(loop, &model_checkpoint_ops, mc);
-    if (st != ODY_OK)
-        free(mc);
-    return st;
+    return ody_training_loop_add_callback(loop, &model_checkpoint_ops, mc);
 }

@@ -200,8 +200,7 @@ static ody_status build_schedule(ody_trainer *t)
         p.eta_min = sc->eta_min;
         p.warmup_steps = sc->warmup_steps;
         p.warmup_start_factor = sc->warmup_start_factor;
-        p.maximize = strcmp(sc->plateau_mode, "max") == 0 ||
-                     (strcmp(sc->plateau_mode, "auto") == 0 && strstr(sc->monitor, "accuracy"));
+        p.maximize = ody_monitor_maximizes(sc->plateau_mode, sc->monitor);
         p.factor = sc->factor;
         p.patience = sc->patience;
         p.threshold = sc->threshold;
