@@ -173,4 +173,15 @@ typedef struct {
  * without AVX2 (src/core/core.c defines it). */
 uint64_t ody_checksum64(const void *data, size_t n);
 
+/* The same checksum over data that comes in pieces: init, update with each
+ * piece in order, final. Every piece but the last must be a multiple of 64
+ * bytes long (the checksum's block). */
+typedef struct {
+    uint64_t acc[8];
+    uint64_t n;
+} ody_checksum;
+void ody_checksum64_init(ody_checksum *c);
+void ody_checksum64_update(ody_checksum *c, const void *data, size_t n);
+uint64_t ody_checksum64_final(const ody_checksum *c);
+
 #endif /* ODYSSEY_CORE_H */

@@ -269,13 +269,16 @@ static inline void block_portable(uint64_t acc[CHECKSUM_LANES], const unsigned c
     }
 }
 
-uint64_t ody_checksum64(const void *data, size_t n)
+void ody_checksum64_init(ody_checksum *c) { memset(c, 0, sizeof *c); }
+
+void ody_checksum64_update(ody_checksum *c, const void *data, size_t n)
 {
     const unsigned char *p = data;
-    uint64_t acc[CHECKSUM_LANES] = {0};
+    uint64_t *acc = c->acc;
     size_t whole = n / CHECKSUM_BLOCK * CHECKSUM_BLOCK, i = 0;
 #ifdef __AVX2__
-    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    __m256i a0 = _mm256_loadu_si256((const __m256i *)acc);
+    __m256i a1 = _mm256_loadu_si256((const __m256i *)(acc + 4));
     const __m256i k0 = _mm256_loadu_si256((const __m256i *)lane_key);
     const __m256i k1 = _mm256_loadu_si256((const __m256i *)(lane_key + 4));
     for (; i < whole; i += CHECKSUM_BLOCK) {
@@ -299,8 +302,21 @@ uint64_t ody_checksum64(const void *data, size_t n)
         memcpy(last, p + i, n - i);
         block_portable(acc, last);
     }
-    uint64_t h = mix64((uint64_t)n ^ 0x9e3779b97f4a7c15ULL);
+    c->n += n;
+}
+
+uint64_t ody_checksum64_final(const ody_checksum *c)
+{
+    uint64_t h = mix64(c->n ^ 0x9e3779b97f4a7c15ULL);
     for (int l = 0; l < CHECKSUM_LANES; l++)
-        h = mix64(h ^ acc[l]);
+        h = mix64(h ^ c->acc[l]);
     return h;
+}
+
+uint64_t ody_checksum64(const void *data, size_t n)
+{
+    ody_checksum c;
+    ody_checksum64_init(&c);
+    ody_checksum64_update(&c, data, n);
+    return ody_checksum64_final(&c);
 }

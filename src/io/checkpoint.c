@@ -12,9 +12,12 @@
  *   /<group>/<name>    tensors: float32 (H5T_IEEE_F32LE) in the tensor's
  *                      shape; series: 1-D float64 (H5T_IEEE_F64LE) with an
  *                      unlimited maximum extent, so that an empty series is an
- *                      ordinary dataset. Tensors contiguous (HDF5 writes
- *                      them straight from the caller's buffer) with a uint64
- *                      attribute "checksum", ody_checksum64 of the bytes;
+ *                      ordinary dataset. Tensors contiguous with a uint64
+ *                      attribute "checksum", ody_checksum64 of the bytes
+ *                      (HDF5 writes small ones straight from the caller's
+ *                      buffer; those of 1 MiB or more start on a 4 KiB
+ *                      boundary and go past the page cache with O_DIRECT:
+ *                      checkpoint_direct.c);
  *                      series chunked (a chunk holds at most 1 MiB) with
  *                      Fletcher32. No compression. (Format 1 had tensors
  *                      chunked with Fletcher32; the reader takes both.)
@@ -81,6 +84,7 @@ static herr_t walk_error(unsigned n, const H5E_error2_t *rec, void *data)
 static void divert_writes(ody_ckpt *ck)
 {
     ck->failed = true;
+    ody_ckpt_direct_close(ck);
     if (!ck->fd || ck->diverted)
         return;
     int copy = memfd_create("odyssey-dist discarded checkpoint", MFD_CLOEXEC);
@@ -112,6 +116,17 @@ static herr_t record_error(hid_t stack, void *data)
     if (ck->writing && now.sys_errno)
         divert_writes(ck);
     return 0;
+}
+
+/* A write of ours (not HDF5's) failed with errno err: recorded as HDF5's would be. */
+static void record_errno(ody_ckpt *ck, int err)
+{
+    if (!ck->err.set) {
+        memset(&ck->err, 0, sizeof ck->err);
+        ck->err.set = true;
+        ck->err.sys_errno = err;
+    }
+    divert_writes(ck);
 }
 
 /* Every HDF5 call of this layer happens between quiet_begin and quiet_end,
@@ -243,6 +258,7 @@ ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out)
     if (!ck)
         return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for a checkpoint", path);
     ck->file = -1;
+    ck->direct_fd = -1;
     if (snprintf(ck->path, sizeof ck->path, "%s", path) >= (int)sizeof ck->path) {
         free(ck);
         return ody_fail(ctx, ODY_ERR_CHECKPOINT, "checkpoint path too long: %s", path);
@@ -255,6 +271,7 @@ void ody_ckpt_discard(ody_ckpt *ck)
 {
     if (!ck)
         return;
+    ody_ckpt_direct_close(ck);
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(NULL);
     if (ck->file >= 0)
         H5Fclose(ck->file);
@@ -359,20 +376,35 @@ static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, cons
     dapl = H5Pcreate(H5P_DATASET_ACCESS);
     /* No chunk cache: the data is written by H5Dwrite, whose failure can be handled. */
     bool made = space >= 0 && dcpl >= 0 && dapl >= 0;
+    size_t bytes = (size_t)numel * s->elem_size;
+    /* A large tensor gets its space now, unfilled, for direct_write (checkpoint_direct.c). */
+    bool direct = s->contiguous && bytes >= ODY_CKPT_DIRECT_MIN && ck->direct_fd >= 0;
     if (made && s->contiguous)
         made = H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0;
     else if (made)
         made = H5Pset_chunk(dcpl, s->rank, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0 &&
                H5Pset_chunk_cache(dapl, 0, 0, 1.0) >= 0;
+    if (made && direct)
+        made = H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0 &&
+               H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0;
     if (made)
         dset = H5Dcreate2(group, leaf, s->file_type, space, H5P_DEFAULT, dcpl, dapl);
-    herr_t rc = dset < 0 ? -1
-                : numel ? H5Dwrite(dset, s->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->data)
-                        : 0;
-    if (rc >= 0 && s->contiguous) { /* ody_checksum64 of the bytes just written */
-        uint64_t sum = ody_checksum64(s->data, (size_t)numel * s->elem_size);
-        rc = write_scalar_attr(dset, ODY_CKPT_CHECKSUM, H5T_STD_U64LE, H5T_NATIVE_UINT64, &sum);
+    haddr_t addr = direct && dset >= 0 ? H5Dget_offset(dset) : HADDR_UNDEF;
+    uint64_t sum = 0;
+    herr_t rc = dset < 0 ? -1 : 0;
+    if (rc >= 0 && addr != HADDR_UNDEF && addr % ODY_CKPT_DIRECT_ALIGN == 0) {
+        int err = ody_ckpt_direct_write(ck, addr, s->data, bytes, &sum);
+        if (err) {
+            record_errno(ck, err);
+            rc = -1;
+        }
+    } else if (rc >= 0 && numel) {
+        rc = H5Dwrite(dset, s->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->data);
+        if (s->contiguous)
+            sum = ody_checksum64(s->data, bytes);
     }
+    if (rc >= 0 && s->contiguous) /* ody_checksum64 of the bytes just written */
+        rc = write_scalar_attr(dset, ODY_CKPT_CHECKSUM, H5T_STD_U64LE, H5T_NATIVE_UINT64, &sum);
     if (dset >= 0 && H5Dclose(dset) < 0)
         rc = -1;
     ody_ckpt_release(dapl);
@@ -389,6 +421,8 @@ static ody_status create_file(ody_ctx *ctx, ody_ckpt *ck)
     herr_t rc = fapl < 0 ? -1 : H5Pset_fapl_sec2(fapl);
     if (rc >= 0)
         rc = H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+    if (rc >= 0) /* large tensors at block boundaries, for O_DIRECT */
+        rc = H5Pset_alignment(fapl, ODY_CKPT_DIRECT_MIN, ODY_CKPT_DIRECT_ALIGN);
 #if H5_VERSION_GE(1, 10, 7)
     if (rc >= 0) /* lock where the file system can, go on where it cannot */
         rc = H5Pset_file_locking(fapl, true, true);
@@ -398,6 +432,7 @@ static ody_status create_file(ody_ctx *ctx, ody_ckpt *ck)
     ody_ckpt_release(fapl);
     if (ck->file < 0 || H5Fget_vfd_handle(ck->file, H5P_DEFAULT, (void **)&ck->fd) < 0)
         return ody_ckpt_fail_write(ctx, ck, "checkpoint");
+    ody_ckpt_direct_open(ck);
     ody_status st = ody_ckpt_put_string(ctx, ck, "format", ODY_CKPT_FORMAT);
     if (st == ODY_OK)
         st = ody_ckpt_put_i64(ctx, ck, "format_version", ODY_CKPT_FORMAT_VERSION);
@@ -533,6 +568,7 @@ static ody_status finish_file(ody_ctx *ctx, ody_ckpt *ck)
     if (st != ODY_OK)
         return st;
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
+    ody_ckpt_direct_close(ck);
     herr_t rc = H5Fflush(ck->file, H5F_SCOPE_GLOBAL);
     if (rc >= 0) {
         ck->fd = NULL; /* a close that fails has freed the driver: nothing to divert */

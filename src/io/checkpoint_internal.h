@@ -34,6 +34,8 @@ struct ody_ckpt {
     bool failed;                       /* a write failed: commit refuses */
     int *fd;                           /* writing: the sec2 driver's file descriptor */
     bool diverted;                     /* writes go to a copy in memory (see checkpoint.c) */
+    int direct_fd;                     /* writing: the file opened O_DIRECT, or -1 */
+    unsigned char *bounce;             /* its aligned buffer, made at the first use */
     ody_ckpt_h5_error err;             /* see ody_ckpt_quiet_begin */
     char path[ODY_CKPT_PATH_MAX];      /* the checkpoint's (final) path */
     char tmp[ODY_CKPT_PATH_MAX + 32];  /* writing: "<path>.tmp.<pid>" */
@@ -80,6 +82,24 @@ int ody_ckpt_group_open(ody_ckpt *ck, const char *path, bool create, hid_t *out)
 
 /* A handle for path, no file open yet (errors: out of memory, path too long). */
 ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out);
+/*
+ * Large tensors written and read with O_DIRECT (checkpoint_direct.c). A
+ * tensor of at least ODY_CKPT_DIRECT_MIN bytes is placed at an
+ * ODY_CKPT_DIRECT_ALIGN boundary of the file; direct_open opens ck->tmp
+ * (writing) or ck->path (reading) a second time with O_DIRECT (direct_fd
+ * stays -1 where the file system refuses); direct_write puts n bytes of
+ * data at file address addr (aligned) and gives their ody_checksum64,
+ * returning 0 or an errno; direct_read reads n bytes at addr (any) into
+ * out and gives their checksum, returning 0, an errno, or -1 when the file
+ * ends first; direct_close closes and frees (safe to call twice).
+ */
+#define ODY_CKPT_DIRECT_MIN ((size_t)1 << 20)
+#define ODY_CKPT_DIRECT_ALIGN ((size_t)4096)
+void ody_ckpt_direct_open(ody_ckpt *ck);
+int ody_ckpt_direct_write(ody_ckpt *ck, uint64_t addr, const void *data, size_t n,
+                          uint64_t *checksum);
+int ody_ckpt_direct_read(ody_ckpt *ck, uint64_t addr, void *out, size_t n, uint64_t *checksum);
+void ody_ckpt_direct_close(ody_ckpt *ck);
 /* Close the file if open, remove the temporary file of a writer, free ck (NULL is fine). */
 void ody_ckpt_discard(ody_ckpt *ck);
 

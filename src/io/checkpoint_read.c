@@ -99,31 +99,69 @@ static ssize_t dataset_bytes(hid_t dset, hid_t mem_type)
     return n < 0 ? -1 : (ssize_t)n * (ssize_t)H5Tget_size(mem_type);
 }
 
-/* Whether `bytes` read from dset match its checksum attribute: 1 yes (or
- * it has none: format 1, or not a tensor), 0 no, -1 unreadable. */
-static int checksum_matches(hid_t dset, const void *data, size_t bytes)
+/* dset's checksum attribute into *want: 1, 0 when it has none (format 1,
+ * or not a tensor), -1 when unreadable. */
+static int stored_checksum(hid_t dset, uint64_t *want)
 {
     htri_t has = H5Aexists(dset, ODY_CKPT_CHECKSUM);
     if (has <= 0)
-        return has < 0 ? -1 : 1;
-    uint64_t want = 0;
+        return has < 0 ? -1 : 0;
     hid_t attr = H5Aopen(dset, ODY_CKPT_CHECKSUM, H5P_DEFAULT);
-    herr_t rc = attr >= 0 ? H5Aread(attr, H5T_NATIVE_UINT64, &want) : -1;
+    herr_t rc = attr >= 0 ? H5Aread(attr, H5T_NATIVE_UINT64, want) : -1;
     ody_ckpt_release(attr);
-    if (rc < 0)
+    return rc < 0 ? -1 : 1;
+}
+
+/* Where dset's `bytes` of data start in the file if they can be read
+ * there directly (contiguous, all stored, in mem_type already), else HADDR_UNDEF. */
+static haddr_t direct_address(hid_t dset, hid_t mem_type, size_t bytes)
+{
+    hid_t dcpl = H5Dget_create_plist(dset), type = H5Dget_type(dset);
+    bool plain = dcpl >= 0 && type >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
+                 H5Tequal(type, mem_type) > 0 && H5Dget_storage_size(dset) == bytes;
+    ody_ckpt_release(type);
+    ody_ckpt_release(dcpl);
+    return plain ? H5Dget_offset(dset) : HADDR_UNDEF;
+}
+
+/* Read all of dset (`bytes` in mem_type) into out and check it against its
+ * checksum, large tensors through O_DIRECT (checkpoint_direct.c): 1 read
+ * and matching (or no checksum), 0 a mismatch (marked in ck's error), -1
+ * a failed read. */
+static int read_checked(ody_ckpt *ck, hid_t dset, hid_t mem_type, void *out, size_t bytes)
+{
+    uint64_t want = 0, got = 0;
+    int has = stored_checksum(dset, &want);
+    if (has < 0)
         return -1;
-    return ody_checksum64(data, bytes) == want;
+    haddr_t addr = has && ck->direct_fd >= 0 && bytes >= ODY_CKPT_DIRECT_MIN
+                       ? direct_address(dset, mem_type, bytes)
+                       : HADDR_UNDEF;
+    if (addr != HADDR_UNDEF) {
+        int err = ody_ckpt_direct_read(ck, addr, out, bytes, &got);
+        if (err && !ck->err.set) {
+            ck->err.set = true;
+            ck->err.sys_errno = err > 0 ? err : 0;
+            ck->err.truncated = err < 0;
+        }
+        if (err)
+            return -1;
+    } else {
+        if (bytes && H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+            return -1;
+        if (has)
+            got = ody_checksum64(out, bytes);
+    }
+    if (has && got != want)
+        ck->err.checksum = true; /* reported as HDF5's own Fletcher32 failures are */
+    return !has || got == want ? 1 : 0;
 }
 
 static ody_status read_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t dset,
                                hid_t mem_type, void *out)
 {
-    if (H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-        return ody_ckpt_fail_read(ctx, ck, name);
     ssize_t bytes = dataset_bytes(dset, mem_type);
-    int ok = bytes < 0 ? -1 : checksum_matches(dset, out, (size_t)bytes);
-    if (ok == 0)
-        ck->err.checksum = true; /* reported as HDF5's own Fletcher32 failures are */
+    int ok = bytes < 0 ? -1 : read_checked(ck, dset, mem_type, out, (size_t)bytes);
     return ok == 1 ? ODY_OK : ody_ckpt_fail_read(ctx, ck, name);
 }
 
@@ -342,14 +380,7 @@ static herr_t read_summed(ody_ckpt *ck, hid_t dset, hid_t mem_type)
 {
     ssize_t bytes = dataset_bytes(dset, mem_type);
     void *buf = bytes >= 0 ? malloc((size_t)bytes + 1) : NULL;
-    herr_t rc = buf ? 0 : -1;
-    if (rc >= 0 && bytes > 0)
-        rc = H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-    int ok = rc >= 0 ? checksum_matches(dset, buf, (size_t)bytes) : -1;
-    if (ok == 0)
-        ck->err.checksum = true;
-    if (ok != 1)
-        rc = -1;
+    herr_t rc = buf && read_checked(ck, dset, mem_type, buf, (size_t)bytes) == 1 ? 0 : -1;
     free(buf);
     return rc;
 }
@@ -492,10 +523,15 @@ static ody_status open_file(ody_ctx *ctx, ody_ckpt *ck)
     if (rc >= 0)
         ck->file = H5Fopen(ck->path, H5F_ACC_RDONLY, fapl);
     ody_ckpt_release(fapl);
-    /* Ask the kernel to read the whole file ahead, so the disk works while
-     * chunks are checksummed and copied (a hint: nothing fails with it). */
+    /* Large tensors come through O_DIRECT (checkpoint_direct.c). Where the
+     * file system refuses it, ask the kernel to read the whole file ahead,
+     * so the disk works while tensors are checksummed and copied (a hint:
+     * nothing fails with it). */
     int *fd = NULL;
-    if (ck->file >= 0 && H5Fget_vfd_handle(ck->file, H5P_DEFAULT, (void **)&fd) >= 0 && fd) {
+    if (ck->file >= 0)
+        ody_ckpt_direct_open(ck);
+    if (ck->file >= 0 && ck->direct_fd < 0 &&
+        H5Fget_vfd_handle(ck->file, H5P_DEFAULT, (void **)&fd) >= 0 && fd) {
         posix_fadvise(*fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         posix_fadvise(*fd, 0, 0, POSIX_FADV_WILLNEED);
     }

@@ -205,11 +205,12 @@ static void test_tensors_round_trip(void **state)
         {"big/rows", {2, {1000, 700}}},    /* 2.8 MB */
         {"big/vector", {1, {300001}}},     /* 1.2 MB, not a multiple of the checksum's block */
         {"deep/a/b/c.d.e", {3, {3, 4, 5}}},
+        {"big/long", {1, {3000001}}},      /* 12 MB: more than one O_DIRECT buffer */
     };
     ody_ckpt *ck = NULL;
     assert_int_equal(ody_ckpt_create(f->ctx, path, &ck), ODY_OK);
     put_lenet(f, ck);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         float *v = make_values(100 + i, ody_shape_numel(&big[i].shape));
         assert_int_equal(ody_ckpt_put_tensor(f->ctx, ck, big[i].name, &big[i].shape, v), ODY_OK);
         free(v);
@@ -223,18 +224,18 @@ static void test_tensors_round_trip(void **state)
         total += ody_shape_numel(&lenet[i].shape);
     }
     assert_int_equal(total, 61706);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         assert_tensor(f, ck, big[i].name, &big[i].shape, 100 + i);
     assert_int_equal(ody_ckpt_verify(f->ctx, ck), ODY_OK);
     ody_ckpt_close(ck);
 
-    /* A tensor is one contiguous block (HDF5 writes and reads it straight
-     * from and into the caller's buffer), with the checksum of its bytes. */
+    /* A tensor is one contiguous block with the checksum of its bytes. */
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     hid_t dset = H5Dopen2(file, "big/rows", H5P_DEFAULT);
     hid_t dcpl = H5Dget_create_plist(dset);
     assert_int_equal(H5Pget_layout(dcpl), H5D_CONTIGUOUS);
     assert_int_equal(H5Pget_nfilters(dcpl), 0);
+    assert_int_equal(H5Dget_offset(dset) % 4096, 0); /* large: on a block boundary, for O_DIRECT */
     uint64_t sum = 0;
     hid_t attr = H5Aopen(dset, "checksum", H5P_DEFAULT);
     assert_true(attr >= 0 && H5Aread(attr, H5T_NATIVE_UINT64, &sum) >= 0);
@@ -513,10 +514,23 @@ static void data_location(const char *path, const char *name, haddr_t *addr, hsi
     H5Fclose(file);
 }
 
+/* Reading tensor `name` of ck, and verifying ck, both fail with a checksum mismatch. */
+static void assert_corrupt(fixture *f, ody_ckpt *ck, const char *path, const char *name,
+                           const ody_shape *shape, float *buf)
+{
+    char want[600];
+    assert_int_equal(ody_ckpt_get_tensor(f->ctx, ck, name, shape, buf), ODY_ERR_CHECKPOINT);
+    snprintf(want, sizeof want, "%s: %s: checksum mismatch (corrupt data)", path, name);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    ody_ctx_clear_error(f->ctx);
+    assert_int_equal(ody_ckpt_verify(f->ctx, ck), ODY_ERR_CHECKPOINT);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+}
+
 static void test_flipped_data_byte(void **state)
 {
     fixture *f = *state;
-    char path[300], want[600];
+    char path[300];
     path_in(f, "flip.h5", path, sizeof path);
     write_lenet(f, path, 1);
     haddr_t addr = 0;
@@ -529,15 +543,47 @@ static void test_flipped_data_byte(void **state)
     assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
     assert_tensor(f, ck, "model/fc2.weight", &lenet[6].shape, 6); /* the others still read */
     float *buf = malloc(120 * 400 * sizeof *buf);
-    assert_int_equal(ody_ckpt_get_tensor(f->ctx, ck, "model/fc1.weight", &lenet[4].shape, buf),
-                     ODY_ERR_CHECKPOINT);
-    snprintf(want, sizeof want, "%s: model/fc1.weight: checksum mismatch (corrupt data)", path);
-    assert_string_equal(ody_ctx_error(f->ctx), want);
-    ody_ctx_clear_error(f->ctx);
-    assert_int_equal(ody_ckpt_verify(f->ctx, ck), ODY_ERR_CHECKPOINT);
-    assert_string_equal(ody_ctx_error(f->ctx), want);
+    assert_corrupt(f, ck, path, "model/fc1.weight", &lenet[4].shape, buf);
     free(buf);
     ody_ckpt_close(ck);
+}
+
+/* Large tensors are written and read past the page cache (O_DIRECT), in
+ * pieces: a flipped byte in any piece, or in the bytes after the last whole
+ * block, is still found. */
+static void test_flipped_byte_in_large_tensor(void **state)
+{
+    fixture *f = *state;
+    char path[300];
+    const ody_shape shape = {1, {3000001}}; /* 12 MB, ends mid-block */
+    const long at[] = {0, 9 << 20, 3000001 * 4 - 2};
+    float *v = make_values(5, 3000001), *got = malloc(3000001 * sizeof *got);
+    assert_non_null(got);
+    for (int i = 0; i < 3; i++) {
+        path_in(f, "flip-large.h5", path, sizeof path);
+        ody_ckpt *ck = NULL;
+        assert_int_equal(ody_ckpt_create(f->ctx, path, &ck), ODY_OK);
+        assert_int_equal(ody_ckpt_put_tensor(f->ctx, ck, "model/large", &shape, v), ODY_OK);
+        assert_int_equal(ody_ckpt_commit(f->ctx, ck), ODY_OK);
+        haddr_t addr = 0;
+        hsize_t size = 0;
+        data_location(path, "model/large", &addr, &size);
+        assert_int_equal(addr % 4096, 0);
+        assert_true(size == 3000001 * 4);
+        flip_byte(path, (long)addr + at[i]);
+        assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+        assert_corrupt(f, ck, path, "model/large", &shape, got);
+        ody_ctx_clear_error(f->ctx);
+        ody_ckpt_close(ck);
+        flip_byte(path, (long)addr + at[i]); /* back: it reads whole again */
+        assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+        assert_int_equal(ody_ckpt_get_tensor(f->ctx, ck, "model/large", &shape, got), ODY_OK);
+        assert_memory_equal(got, v, 3000001 * sizeof *v);
+        ody_ckpt_close(ck);
+        remove(path);
+    }
+    free(got);
+    free(v);
 }
 
 /* Offset of the last v2 object header ("OHDR") in a file. */
@@ -874,6 +920,7 @@ static const struct CMUnitTest group[] = {
     FIXTURE(test_format_attributes),
     FIXTURE(test_commit_is_atomic),
     FIXTURE(test_truncated_file),
+    FIXTURE(test_flipped_byte_in_large_tensor),
     FIXTURE(test_flipped_data_byte),
     FIXTURE(test_flipped_metadata_byte),
     FIXTURE(test_not_a_checkpoint),

@@ -210,6 +210,14 @@ static void test_checksum_matches_its_definition(void **state)
         assert_true(ody_checksum64(bytes, n) == reference_checksum(bytes, n));
     uint64_t whole = ody_checksum64(bytes, N);
     assert_true(whole == reference_checksum(bytes, N));
+    /* In pieces of whole blocks (and a last partial one): the same value. */
+    for (size_t piece = 64; piece <= 1024; piece *= 4) {
+        ody_checksum c;
+        ody_checksum64_init(&c);
+        for (size_t at = 0; at < N; at += piece)
+            ody_checksum64_update(&c, bytes + at, N - at < piece ? N - at : piece);
+        assert_true(ody_checksum64_final(&c) == whole);
+    }
     /* Any one flipped bit, and two blocks swapped, change it. */
     for (size_t bit = 0; bit < 8 * N; bit += 97) {
         bytes[bit / 8] ^= (unsigned char)(1u << bit % 8);

@@ -1,0 +1,157 @@
+/*
+ * io: a checkpoint's large tensors written with O_DIRECT.
+ *
+ * A tensor of at least ODY_CKPT_DIRECT_MIN bytes gets its file space from
+ * HDF5 at creation (aligned to ODY_CKPT_DIRECT_ALIGN by the file access
+ * property list), and its bytes go to that space through a second
+ * descriptor of the temporary file opened with O_DIRECT: straight from a
+ * bounce buffer to the disk, past the page cache. Why:
+ * - a checkpoint is written once and read, if ever, at a resume: through
+ *   the page cache it would evict the data set and everything else a node
+ *   caches, and every page of it must first be found and filled;
+ * - the disk then sees large aligned writes, as dd's.
+ * The tensor's bytes are copied into the bounce buffer a piece at a time
+ * (O_DIRECT needs aligned memory; the model's arena is 64-byte aligned),
+ * and the checksum is taken from the piece while it is in the cache. The
+ * last bytes that do not fill an aligned block go through HDF5's own
+ * (buffered) descriptor. HDF5 never writes the tensor's space itself (no
+ * fill value), so the two descriptors never write the same block; the
+ * commit's fsync makes both durable.
+ *
+ * Reading takes the same way back for any large contiguous tensor with a
+ * checksum: aligned blocks into the bounce buffer, the tensor's bytes
+ * copied out and summed. (The whole file through the page cache would be
+ * read ahead into pages that are thrown away once the model has its copy.)
+ *
+ * Where the file system refuses O_DIRECT (EINVAL at open), every tensor
+ * goes through HDF5 as before.
+ */
+#define _GNU_SOURCE /* O_DIRECT */
+#include "io/checkpoint_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Bounce buffer size, and the piece checksummed while it is in the cache. */
+#define DIRECT_BUFFER ((size_t)8 << 20)
+#define CHECKSUM_PIECE ((size_t)256 << 10)
+
+void ody_ckpt_direct_open(ody_ckpt *ck)
+{
+    ck->direct_fd = ck->writing ? open(ck->tmp, O_WRONLY | O_DIRECT | O_CLOEXEC)
+                                : open(ck->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+}
+
+void ody_ckpt_direct_close(ody_ckpt *ck)
+{
+    if (ck->direct_fd >= 0)
+        close(ck->direct_fd);
+    ck->direct_fd = -1;
+    free(ck->bounce);
+    ck->bounce = NULL;
+}
+
+/* Write all n bytes at off through fd; 0 or an errno (ENOSPC for a write of 0). */
+static int write_all(int fd, const unsigned char *p, size_t n, uint64_t off, size_t *done)
+{
+    *done = 0;
+    while (*done < n) {
+        ssize_t w = pwrite(fd, p + *done, n - *done, (off_t)(off + *done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno;
+        if (w == 0)
+            return ENOSPC;
+        *done += (size_t)w;
+    }
+    return 0;
+}
+
+int ody_ckpt_direct_write(ody_ckpt *ck, uint64_t addr, const void *data, size_t n,
+                          uint64_t *checksum)
+{
+    const unsigned char *src = data;
+    ody_checksum sum;
+    ody_checksum64_init(&sum);
+    if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, DIRECT_BUFFER))
+        return ENOMEM;
+    size_t aligned = n / ODY_CKPT_DIRECT_ALIGN * ODY_CKPT_DIRECT_ALIGN, at = 0;
+    while (at < aligned) {
+        size_t piece = aligned - at < DIRECT_BUFFER ? aligned - at : DIRECT_BUFFER;
+        for (size_t c = 0; c < piece; c += CHECKSUM_PIECE) {
+            size_t len = piece - c < CHECKSUM_PIECE ? piece - c : CHECKSUM_PIECE;
+            memcpy(ck->bounce + c, src + at + c, len);
+            ody_checksum64_update(&sum, ck->bounce + c, len);
+        }
+        size_t done;
+        int err = write_all(ck->direct_fd, ck->bounce, piece, addr + at, &done);
+        if (err && done < piece) /* a short write leaves an unaligned rest: write it buffered, */
+            err = write_all(*ck->fd, ck->bounce + done, piece - done, addr + at + done, &done);
+        if (err) /* which says why it cannot go on */
+            return err;
+        at += piece;
+    }
+    size_t done;
+    ody_checksum64_update(&sum, src + at, n - at);
+    int err = write_all(*ck->fd, src + at, n - at, addr + at, &done);
+    *checksum = ody_checksum64_final(&sum);
+    return err;
+}
+
+/* Read up to n bytes at off through fd; the count read (short at the end
+ * of the file), or -1 with errno set. */
+static ssize_t read_all(int fd, unsigned char *p, size_t n, uint64_t off)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = pread(fd, p + done, n - done, (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+int ody_ckpt_direct_read(ody_ckpt *ck, uint64_t addr, void *out, size_t n, uint64_t *checksum)
+{
+    unsigned char *dst = out;
+    ody_checksum sum;
+    ody_checksum64_init(&sum);
+    if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, DIRECT_BUFFER))
+        return ENOMEM;
+    /* Whole aligned blocks from below addr to above addr + n; the bytes of
+     * the tensor are copied out of each, and summed in whole checksum
+     * blocks while they are in the cache (the rest waits for the next). */
+    uint64_t pos = addr / ODY_CKPT_DIRECT_ALIGN * ODY_CKPT_DIRECT_ALIGN;
+    uint64_t end = (addr + n + ODY_CKPT_DIRECT_ALIGN - 1) / ODY_CKPT_DIRECT_ALIGN *
+                   ODY_CKPT_DIRECT_ALIGN;
+    size_t copied = 0, summed = 0;
+    while (copied < n) {
+        size_t want = end - pos < DIRECT_BUFFER ? (size_t)(end - pos) : DIRECT_BUFFER;
+        ssize_t got = read_all(ck->direct_fd, ck->bounce, want, pos);
+        if (got < 0)
+            return errno;
+        uint64_t from = addr + copied; /* the next tensor byte, inside this piece */
+        if ((uint64_t)got <= from - pos)
+            return -1; /* the file ends before the tensor does */
+        size_t len = (size_t)(pos + (uint64_t)got - from);
+        len = len < n - copied ? len : n - copied;
+        memcpy(dst + copied, ck->bounce + (from - pos), len);
+        copied += len;
+        size_t whole = (copied - summed) / 64 * 64;
+        ody_checksum64_update(&sum, dst + summed, whole);
+        summed += whole;
+        pos += want;
+    }
+    ody_checksum64_update(&sum, dst + summed, n - summed);
+    *checksum = ody_checksum64_final(&sum);
+    return 0;
+}
