@@ -121,6 +121,34 @@ ody_status ody_reducer_finish(ody_reducer *r);
 /* Bytes this rank has handed to allreduce since creation. */
 uint64_t ody_reducer_bytes_sent(const ody_reducer *r);
 
+/* ------------------------------------------------------- chunk stealing */
+
+/*
+ * Deterministic mode: the ranks of a node share each step's chunks
+ * (src/dist/steal.c). Each rank has a slot of slot_bytes in node shared
+ * memory for its share of the step, and a queue of up to max_chunks chunk
+ * indices; a rank takes its own chunks first, then other ranks' from the
+ * back of their queues. Every chunk is taken exactly once.
+ */
+typedef struct ody_steal ody_steal;
+
+/* Collective over ctx->comm. *out stays NULL (ODY_OK) where no node has
+ * two ranks, /dev/shm lacks room, or max_chunks is 65535 or more. */
+ody_status ody_steal_create(ody_ctx *ctx, size_t slot_bytes, int max_chunks, ody_steal **out);
+void ody_steal_destroy(ody_steal *s);
+/* Rank node_rank's slot (64-byte aligned); this rank's node rank. */
+void *ody_steal_slot(ody_steal *s, int node_rank);
+int ody_steal_me(const ody_steal *s);
+/* After filling this rank's slot: its chunks 0..nchunks-1 are open for
+ * round (a number every rank of the node gives the same step, never 0). */
+void ody_steal_publish(ody_steal *s, uint32_t round, int nchunks);
+/*
+ * Take a chunk of round: *owner (a node rank) and its *index. *last: no
+ * chunk is left anywhere, so this rank takes no more. False when none is
+ * left; a rank calls until then (its own chunks are its to run).
+ */
+bool ody_steal_claim(ody_steal *s, uint32_t round, int *owner, int *index, bool *last);
+
 /* ------------------------------------------------------- exact reduction */
 
 /*
@@ -151,6 +179,8 @@ void ody_exact_add(ody_exact *e, float *grads);
 void ody_exact_layer_ready(void *exact, int layer);
 /* Bytes this rank has handed to allreduce for gradients. */
 uint64_t ody_exact_bytes_sent(const ody_exact *e);
+/* Whether the sum goes through node shared memory (the same on every rank). */
+bool ody_exact_shared(const ody_exact *e);
 /* With the shared-memory sum: carry a step vote (vote->local, summed into
  * vote->total) in the next round instead of its own allreduce, so a step
  * has one meeting of the ranks, not two; ody_vote_finish then returns at

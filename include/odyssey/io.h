@@ -83,6 +83,7 @@ typedef struct {
     char allreduce[16];          /* bucketed | blocking */
     int64_t bucket_bytes;        /* gradient bucket size for the bucketed allreduce */
     bool shared_memory;          /* deterministic: sum in node shared memory */
+    bool work_stealing;          /* deterministic, shared memory: ranks of a node share chunks */
 } ody_distributed_config;
 
 typedef struct {

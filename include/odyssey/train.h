@@ -219,6 +219,15 @@ struct ody_training_loop {
     ody_batch step_view;    /* the step's rows: step_x, or the loader's one batch */
     int step_rows[64];      /* rows of each micro-batch in step_x */
     int step_micro;         /* micro-batches held */
+    int max_chunks;         /* chunks a rank's share of a step has at most */
+    int32_t *chunk_table;   /* (2 x max_chunks) first row and rows of each held chunk */
+    ody_steal *steal;       /* chunk stealing between the ranks of a node, or NULL */
+    size_t steal_rows;      /* rows a rank's slot holds */
+    int32_t *claimed;       /* (2 x ranks on the node x max_chunks) owner and index of each
+                             * chunk this rank ran this step, for a redo */
+    int nclaimed;
+    int64_t chunks_stolen;  /* chunks this rank ran from other ranks' shares */
+    int64_t chunks_run;     /* chunks this rank ran (first rounds, with stealing) */
     const float *logits;
     ody_forward_info fwd;
     int ncallbacks;

@@ -39,6 +39,8 @@ typedef struct ody_shm ody_shm;
 ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm **out);
 /* Release (NULL is fine). Collective over ctx->comm. */
 void ody_shm_destroy(ody_shm *s);
+/* Whether /dev/shm has room for a segment of `bytes` (with a margin). */
+bool ody_shm_room_for(size_t bytes);
 /* Add src[begin, end) into this round's sum and zero it in src. */
 void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end);
 /* Merge this rank's maxima (nmax) and counts (ncount; count may be NULL). */

@@ -280,6 +280,8 @@ void ody_exact_layer_ready(void *exact, int layer)
 
 uint64_t ody_exact_bytes_sent(const ody_exact *e) { return e->bytes_sent; }
 
+bool ody_exact_shared(const ody_exact *e) { return e->shm != NULL; }
+
 bool ody_exact_carry_vote(ody_exact *e, ody_vote *vote)
 {
     if (!e->shm)

@@ -118,7 +118,7 @@ static void carve(ody_shm *s, char *base)
 
 /* Whether node rank 0 sees room for `bytes` in Open MPI's backing
  * directory (a tmpfs: a mapping past its size faults, so ask first). */
-static bool room_for(size_t bytes)
+bool ody_shm_room_for(size_t bytes)
 {
     struct statvfs v;
     if (statvfs("/dev/shm", &v) != 0)
@@ -132,7 +132,7 @@ ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm 
     size_t bytes = segment_bytes(n, nmax, ncount);
     /* Every rank must take the same path: agree on the decision. One rank
      * per node everywhere: nobody to share memory with. */
-    int local[2] = {ctx->node_rank == 0 ? room_for(bytes) : 1, ctx->node_size == 1}, all[2];
+    int local[2] = {ctx->node_rank == 0 ? ody_shm_room_for(bytes) : 1, ctx->node_size == 1}, all[2];
     if (MPI_Allreduce(local, all, 2, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
         return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: agreeing on /dev/shm space failed");
     if (all[1])

@@ -248,6 +248,9 @@ static const ody_cfg_row schema[] = {
     ROW(distributed, shared_memory, ODY_CFG_BOOL, .def = "true",
         .doc = "deterministic: ranks on one node sum gradients in shared memory (same bits as MPI, "
                "no polling); across nodes, one rank per node sums with MPI"),
+    ROW(distributed, work_stealing, ODY_CFG_BOOL, .def = "true",
+        .doc = "deterministic, shared memory: a rank that runs out of chunks takes chunks of "
+               "another rank on its node (same bits; the ranks finish each step together)"),
 
     /* checkpoint */
     ROW(checkpoint, every_steps, ODY_CFG_INT, .def = "0", AT_LEAST(0),

@@ -152,13 +152,31 @@ static ody_status log_memory(ody_training_loop *loop)
     return st;
 }
 
+/* Chunk stealing (every rank has it, or none): how many chunks ran on a
+ * rank other than their owner. */
+static ody_status log_stealing(ody_training_loop *loop)
+{
+    if (!loop->steal)
+        return ODY_OK;
+    double local[2] = {(double)loop->chunks_stolen, (double)loop->chunks_run}, mean[2], max[2];
+    ody_status st = ody_dist_mean_max(loop->ctx, local, mean, max, 2);
+    double n = loop->ctx->size;
+    if (st == ODY_OK)
+        ody_log(loop->ctx, ODY_LOG_INFO,
+                "chunk stealing: %.0f of %.0f chunks (%.1f%%) ran on a rank other than their "
+                "owner; the busiest rank took %.0f", mean[0] * n, mean[1] * n,
+                mean[1] > 0 ? 100.0 * mean[0] / mean[1] : 0.0, max[0]);
+    return st;
+}
+
 static ody_status console_train_end(void *self, ody_training_loop *loop)
 {
     console_state *c = self;
     ody_progress_clear(&c->progress);
     if (loop->ctx->rank == 0 && loop->ctx->log_level >= ODY_LOG_INFO)
         ody_training_metrics_print_summary(&loop->metrics, loop->ctx->log_stream);
-    return log_memory(loop);
+    ody_status st = log_stealing(loop);
+    return st == ODY_OK ? log_memory(loop) : st;
 }
 
 static void console_destroy(void *self)

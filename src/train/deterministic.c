@@ -12,7 +12,12 @@
  *   ody_exact), over chunks and over ranks, whatever the order;
  * - the loss is summed in fixed point and counts are integers, so metrics,
  *   and every decision taken from them, agree too;
- * - randomness (order, dropout) is keyed by seed, epoch, step and sample.
+ * - randomness (order, dropout) is keyed by seed, epoch, step and sample;
+ * - so who computes a chunk is free: with chunk stealing (dist's
+ *   ody_steal, distributed.work_stealing), each rank copies its share into
+ *   its slot in node shared memory and the node's ranks take chunks from
+ *   each other's queues until none is left; a redo runs the same chunks
+ *   on the same ranks again.
  * The batches of a step are kept (step_x) so that a step whose values
  * outgrow the fixed-point scale can be redone with a wider one.
  */
@@ -30,36 +35,147 @@ static int64_t step_chunks(const ody_training_loop *loop)
     return chunks;
 }
 
-/* Every local chunk of the held batches: forward, loss, backward, exact
- * add. With `overlap`, the last chunk's backward starts the vote and adds
- * layer by layer through ody_exact_layer_ready, which sends finished
- * buckets at once (the first round of a step); a redo goes without. */
-static ody_status run_chunks(ody_training_loop *loop, bool overlap)
+/* One chunk: forward, loss, backward, exact add. `last`: the rank's last
+ * chunk of the step, whose backward starts the vote and adds layer by layer
+ * through ody_exact_layer_ready, which sends finished buckets at once. */
+static ody_status run_chunk(ody_training_loop *loop, const ody_batch *chunk, bool last)
 {
-    const ody_model *m = loop->model;
-    size_t numel = (size_t)ody_shape_numel(&m->input_shape);
-    int total = 0;
-    for (int mb = 0; mb < loop->step_micro; mb++)
-        total += loop->step_rows[mb];
-    memset(&loop->last_step, 0, sizeof loop->last_step);
-    int row = 0;
-    ody_status st = ODY_OK;
-    for (int mb = 0; mb < loop->step_micro && st == ODY_OK; mb++) {
+    loop->last_micro = last;
+    /* No zero_grad: ody_exact_add leaves the gradients at zero. */
+    ody_status st = ody_training_step(&ody_loop_step_ops, loop, chunk, false, false,
+                                      &loop->last_step);
+    if (st == ODY_OK && !last)
+        ody_exact_add(loop->exact, loop->model->grads.data);
+    loop->last_micro = false;
+    return st;
+}
+
+/* The held batches cut into chunks: each chunk's (first row, rows) into
+ * table (2 per chunk); returns how many. */
+static int cut_chunks(const ody_training_loop *loop, int32_t *table)
+{
+    int row = 0, k = 0;
+    for (int mb = 0; mb < loop->step_micro; mb++) {
         int end = row + loop->step_rows[mb];
-        for (int n = 0; row < end && st == ODY_OK; row += n) {
+        for (int n = 0; row < end; row += n, k++) {
             n = end - row < loop->chunk ? end - row : (int)loop->chunk;
-            const ody_batch *held = &loop->step_view;
-            ody_batch chunk = {.n = n, .x = held->x + (size_t)row * numel, .y = held->y + row,
-                               .ids = held->ids + row};
-            loop->last_micro = overlap && row + n == total;
-            /* No zero_grad: ody_exact_add leaves the gradients at zero. */
-            st = ody_training_step(&ody_loop_step_ops, loop, &chunk, false, false,
-                                   &loop->last_step);
-            if (st == ODY_OK && !loop->last_micro)
-                ody_exact_add(loop->exact, m->grads.data);
+            table[2 * k] = row;
+            table[2 * k + 1] = n;
         }
     }
-    loop->last_micro = false;
+    return k;
+}
+
+/* A rank's slot in node shared memory (chunk stealing): its chunk table
+ * (2 x max_chunks), then its rows' samples, labels and ids. */
+typedef struct {
+    int32_t *table;
+    float *x;
+    int32_t *y;
+    int64_t *ids;
+} slot_view;
+
+static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
+
+static slot_view slot_of(const ody_training_loop *loop, int owner)
+{
+    size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape), rows = loop->steal_rows;
+    unsigned char *p = ody_steal_slot(loop->steal, owner);
+    slot_view v;
+    v.table = (int32_t *)p;
+    p += align64(2 * (size_t)loop->max_chunks * sizeof(int32_t));
+    v.x = (float *)p;
+    p += align64(rows * numel * sizeof(float));
+    v.y = (int32_t *)p;
+    p += align64(rows * sizeof(int32_t));
+    v.ids = (int64_t *)p;
+    return v;
+}
+
+static size_t slot_bytes(const ody_training_loop *loop)
+{
+    size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape), rows = loop->steal_rows;
+    return align64(2 * (size_t)loop->max_chunks * sizeof(int32_t)) +
+           align64(rows * numel * sizeof(float)) + align64(rows * sizeof(int32_t)) +
+           rows * sizeof(int64_t);
+}
+
+/* Chunk k of table (first row, rows) over the rows x, y, ids. */
+static ody_batch table_chunk(const ody_training_loop *loop, const int32_t *table, int k, float *x,
+                             int32_t *y, int64_t *ids)
+{
+    size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+    int row = table[2 * k];
+    return (ody_batch){.n = table[2 * k + 1], .x = x + (size_t)row * numel, .y = y + row,
+                       .ids = ids + row};
+}
+
+static ody_batch slot_chunk(const ody_training_loop *loop, int owner, int index)
+{
+    slot_view v = slot_of(loop, owner);
+    return table_chunk(loop, v.table, index, v.x, v.y, v.ids);
+}
+
+/* The step's number for the steal queues: the same on every rank, never 0. */
+static uint32_t steal_round(const ody_training_loop *loop)
+{
+    return (uint32_t)loop->state.global_step + 1 ? (uint32_t)loop->state.global_step + 1 : 1;
+}
+
+/* Chunk stealing: copy the held rows into this rank's slot, open its
+ * queue, and run chunks (own first, then others') until none is left. */
+static ody_status run_shared_chunks(ody_training_loop *loop, bool overlap)
+{
+    size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+    int me = ody_steal_me(loop->steal);
+    slot_view mine = slot_of(loop, me);
+    int nchunks = cut_chunks(loop, mine.table), rows = 0;
+    for (int mb = 0; mb < loop->step_micro; mb++)
+        rows += loop->step_rows[mb];
+    const ody_batch *held = &loop->step_view;
+    memcpy(mine.x, held->x, (size_t)rows * numel * sizeof(float));
+    memcpy(mine.y, held->y, (size_t)rows * sizeof *held->y);
+    memcpy(mine.ids, held->ids, (size_t)rows * sizeof *held->ids);
+    uint32_t round = steal_round(loop);
+    ody_steal_publish(loop->steal, round, nchunks);
+    loop->nclaimed = 0;
+    ody_status st = ODY_OK;
+    int owner = 0, index = 0;
+    bool last = false;
+    while (st == ODY_OK && !last && ody_steal_claim(loop->steal, round, &owner, &index, &last)) {
+        ody_batch chunk = slot_chunk(loop, owner, index);
+        loop->claimed[2 * loop->nclaimed] = owner;
+        loop->claimed[2 * loop->nclaimed++ + 1] = index;
+        loop->chunks_stolen += owner != me;
+        loop->chunks_run++;
+        st = run_chunk(loop, &chunk, overlap && last);
+    }
+    return st;
+}
+
+/* Every local chunk of the held batches (with stealing: the chunks this
+ * rank takes; in a redo, the same ones again). With `overlap`, the last
+ * chunk's backward starts the vote and sends buckets as they finish (the
+ * first round of a step); a redo goes without. */
+static ody_status run_chunks(ody_training_loop *loop, bool overlap)
+{
+    memset(&loop->last_step, 0, sizeof loop->last_step);
+    if (loop->steal && overlap)
+        return run_shared_chunks(loop, overlap);
+    ody_status st = ODY_OK;
+    if (loop->steal) {
+        for (int k = 0; k < loop->nclaimed && st == ODY_OK; k++) {
+            ody_batch chunk = slot_chunk(loop, loop->claimed[2 * k], loop->claimed[2 * k + 1]);
+            st = run_chunk(loop, &chunk, false);
+        }
+        return st;
+    }
+    const ody_batch *held = &loop->step_view;
+    int nchunks = cut_chunks(loop, loop->chunk_table);
+    for (int k = 0; k < nchunks && st == ODY_OK; k++) {
+        ody_batch chunk = table_chunk(loop, loop->chunk_table, k, held->x, held->y, held->ids);
+        st = run_chunk(loop, &chunk, overlap && k == nchunks - 1);
+    }
     return st;
 }
 
@@ -171,8 +287,12 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
                         sizeof loop->step_rows / sizeof *loop->step_rows);
     loop->chunk = chunk;
     loop->step_capacity = loop->accumulation > 1 ? step_capacity(loop, train_rows) : 0;
+    loop->max_chunks = (int)(loop->accumulation * (((int64_t)train_rows + chunk - 1) / chunk));
+    if (loop->max_chunks < 1)
+        loop->max_chunks = 1;
     size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
-    void *x = NULL, *y = NULL, *ids = NULL;
+    size_t claims = 2 * (size_t)ctx->node_size * (size_t)loop->max_chunks;
+    void *x = NULL, *y = NULL, *ids = NULL, *table = NULL, *claimed = NULL;
     /* blocking: one bucket of everything, sent when backward is done */
     size_t bucket_bytes = strcmp(loop->cfg->distributed.allreduce, "blocking") == 0
                               ? SIZE_MAX
@@ -184,15 +304,24 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
         st = ody_alloc(ctx, rows * sizeof(int32_t), "deterministic step labels", &y);
     if (st == ODY_OK && rows > 0)
         st = ody_alloc(ctx, rows * sizeof(int64_t), "deterministic step ids", &ids);
+    if (st == ODY_OK)
+        st = ody_alloc(ctx, 2 * (size_t)loop->max_chunks * sizeof(int32_t), "chunk table", &table);
+    if (st == ODY_OK)
+        st = ody_alloc(ctx, claims * sizeof(int32_t), "claimed chunks", &claimed);
     loop->step_x = x;
     loop->step_y = y;
     loop->step_ids = ids;
-    /* The exact sum is collective (its shared memory is the node's): every
-     * rank creates it, or none. */
+    loop->chunk_table = table;
+    loop->claimed = claimed;
+    /* The exact sum and the steal slots are collective (their shared
+     * memory is the node's): every rank creates them, or none. */
     st = ody_dist_agree(ctx, st);
     if (st == ODY_OK)
         st = ody_exact_create(ctx, loop->model, bucket_bytes,
                               loop->cfg->distributed.shared_memory, &loop->exact);
+    loop->steal_rows = (size_t)loop->accumulation * train_rows;
+    if (st == ODY_OK && ody_exact_shared(loop->exact) && loop->cfg->distributed.work_stealing)
+        st = ody_steal_create(ctx, slot_bytes(loop), loop->max_chunks, &loop->steal);
     if (st != ODY_OK)
         ody_loop_disable_exact(loop);
     return st;
@@ -202,14 +331,23 @@ void ody_loop_disable_exact(ody_training_loop *loop)
 {
     ody_ctx *ctx = loop->ctx;
     size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+    size_t claims = 2 * (size_t)ctx->node_size * (size_t)loop->max_chunks;
+    ody_steal_destroy(loop->steal);
     ody_exact_destroy(ctx, loop->exact);
     ody_free(ctx, loop->step_x, rows * numel * sizeof(float));
     ody_free(ctx, loop->step_y, rows * sizeof(int32_t));
     ody_free(ctx, loop->step_ids, rows * sizeof(int64_t));
+    ody_free(ctx, loop->chunk_table, 2 * (size_t)loop->max_chunks * sizeof(int32_t));
+    ody_free(ctx, loop->claimed, claims * sizeof(int32_t));
+    loop->steal = NULL;
     loop->exact = NULL;
     loop->step_x = NULL;
     loop->step_y = NULL;
     loop->step_ids = NULL;
+    loop->chunk_table = NULL;
+    loop->claimed = NULL;
     loop->step_capacity = 0;
+    loop->steal_rows = 0;
+    loop->max_chunks = 0;
     loop->chunk = 0;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deterministic mode: the sha256 of the final parameters is the same for
-# 1, 2, 3 and 4 ranks (sums in shared memory, and through MPI), run to run,
+# 1, 2, 3 and 4 ranks (sums in shared memory, and through MPI; with and
+# without chunk stealing), run to run, with steps redone at a wider scale,
 # and after a stop on 2 ranks resumed on 3.
 # (Batch 60 in chunks of 8: the last chunk of every step is short; dropout
 # on, so its random keys are covered too.)
@@ -37,6 +38,14 @@ for np in 2 3 4; do
   [ "${hash[$np]}" = "${hash[1]}" ] || fail "P=$np differs from P=1"
 done
 expect_in p4.log 'gradient sums: exact, in node shared memory \(4 rank'
+expect_in p4.log 'chunk stealing: the 4 ranks of a node share'
+expect_in p4.log 'chunk stealing: [0-9]+ of 1280 chunks'
+grep -o 'chunk stealing: [0-9]* of.*' p4.log
+note "4 ranks without chunk stealing: the same bits"
+expect_exit 0 nosteal4.log 4 "${args[@]}" distributed.work_stealing=false \
+  experiment.output_dir="$scratch/nosteal4"
+grep -q 'chunk stealing' nosteal4.log && fail "work_stealing=false still stole chunks"
+[ "$(params_sha256 "$scratch/nosteal4")" = "${hash[1]}" ] || fail "sums without stealing differ"
 note "4 ranks summing through MPI instead of shared memory: the same bits"
 expect_exit 0 mpi4.log 4 "${args[@]}" distributed.shared_memory=false experiment.output_dir="$scratch/mpi4"
 grep -q 'shared memory' mpi4.log && fail "shared_memory=false still used shared memory"
@@ -52,6 +61,14 @@ expect_exit 0 acc1.log 1 "${args[@]}" "${acc[@]}" experiment.output_dir="$scratc
 expect_exit 0 acc3.log 3 "${args[@]}" "${acc[@]}" experiment.output_dir="$scratch/acc3"
 [ "$(params_sha256 "$scratch/acc1")" = "$(params_sha256 "$scratch/acc3")" ] \
   || fail "accumulated steps differ between 1 and 3 ranks"
+
+note "steps redone with a wider scale, and skipped (learning rate 2): 1 rank = 3 ranks"
+hot=(optimizer.learning_rate=2 training.on_nonfinite=skip training.epochs=1 logging.level=debug)
+expect_exit 0 hot1.log 1 "${args[@]}" "${hot[@]}" experiment.output_dir="$scratch/hot1"
+expect_exit 0 hot3.log 3 "${args[@]}" "${hot[@]}" experiment.output_dir="$scratch/hot3"
+expect_in hot3.log 'redone with a wider fixed-point scale'
+[ "$(params_sha256 "$scratch/hot1")" = "$(params_sha256 "$scratch/hot3")" ] \
+  || fail "redone steps differ between 1 and 3 ranks"
 
 note "stop on 2 ranks mid-epoch, resume on 3"
 ody_bg 2 "${args[@]}" experiment.output_dir="$scratch/stop" >stop.log 2>&1

@@ -467,7 +467,90 @@ static void test_exact_sum_is_order_free_and_redoes(void **state)
     ody_model_destroy(ctx, m);
 }
 
+/*
+ * Chunk stealing, over 60 rounds on one node of 4 ranks and on "nodes" of
+ * 2: rank r opens (round + r) % 5 chunks (some none), works each chunk it
+ * takes for a random few microseconds, and every chunk of every rank of its
+ * node is taken exactly once, as the same node's gather of what each took
+ * shows. Half the rounds publish with no barrier before the taking, so
+ * queues open while others are already taking. After a take marked last
+ * (when every queue opened first), nothing is left to take.
+ */
+static void check_stealing(ody_ctx *ctx)
+{
+    enum { MAX = 4, ROUNDS = 60 };
+    ody_steal *s = NULL;
+    assert_int_equal(ody_steal_create(ctx, 256, MAX, &s), ODY_OK);
+    if (ctx->node_size == 1) {
+        assert_null(s);
+        return;
+    }
+    assert_non_null(s);
+    assert_int_equal(ody_steal_me(s), ctx->node_rank);
+    int k = ctx->node_size;
+    int *mine = malloc(2 * (size_t)k * MAX * sizeof *mine);
+    int *all = malloc(2 * (size_t)k * k * MAX * sizeof *all);
+    int *seen = malloc((size_t)k * MAX * sizeof *seen);
+    int *counts = malloc((size_t)k * sizeof *counts);
+    assert_true(mine && all && seen && counts);
+    srand(1234 + (unsigned)ctx->rank);
+    int64_t stolen = 0;
+    for (int round = 1; round <= ROUNDS; round++) {
+        int own = (round + ctx->node_rank) % (MAX + 1);
+        memset(ody_steal_slot(s, ctx->node_rank), round & 0xff, 256);
+        ody_steal_publish(s, (uint32_t)round, own);
+        if (round % 2)
+            MPI_Barrier(ctx->node_comm);
+        int n = 0, owner = -1, index = -1;
+        bool last = false;
+        while (!last && ody_steal_claim(s, (uint32_t)round, &owner, &index, &last)) {
+            assert_true(owner >= 0 && owner < k && index >= 0 && index < MAX);
+            /* the owner's slot holds this round's data */
+            assert_int_equal(((unsigned char *)ody_steal_slot(s, owner))[255], round & 0xff);
+            mine[2 * n] = owner;
+            mine[2 * n++ + 1] = index;
+            stolen += owner != ctx->node_rank;
+            double work = (rand() % 50) * 1e-6, t0 = ody_now(); /* compute, for a while */
+            while (ody_now() - t0 < work)
+                ;
+        }
+        if (last && round % 2) /* every queue was open before: none can open after */
+            assert_false(ody_steal_claim(s, (uint32_t)round, &owner, &index, &last));
+        for (int i = n; i < k * MAX; i++)
+            mine[2 * i] = mine[2 * i + 1] = -1;
+        MPI_Allgather(mine, 2 * k * MAX, MPI_INT, all, 2 * k * MAX, MPI_INT, ctx->node_comm);
+        MPI_Allgather(&own, 1, MPI_INT, counts, 1, MPI_INT, ctx->node_comm);
+        memset(seen, 0, (size_t)k * MAX * sizeof *seen);
+        for (int i = 0; i < k * k * MAX; i++)
+            if (all[2 * i] >= 0)
+                seen[all[2 * i] * MAX + all[2 * i + 1]]++;
+        for (int r = 0; r < k; r++)
+            for (int c = 0; c < MAX; c++)
+                assert_int_equal(seen[r * MAX + c], c < counts[r] ? 1 : 0);
+        MPI_Barrier(ctx->node_comm); /* the step's barrier: slots are refilled after it */
+    }
+    print_message("rank %d: took %lld chunks of other ranks\n", ctx->rank, (long long)stolen);
+    free(mine);
+    free(all);
+    free(seen);
+    free(counts);
+    ody_steal_destroy(s);
+}
+
+static void test_stealing_takes_every_chunk_once(void **state)
+{
+    ody_ctx *ctx = *state;
+    for (int node = 0; node <= 2; node += 2) {
+        fake_nodes(ctx, node);
+        check_stealing(ctx);
+    }
+    fake_nodes(ctx, 1); /* one rank per node: off */
+    check_stealing(ctx);
+    fake_nodes(ctx, 0);
+}
+
 static const struct CMUnitTest group[] = {
+    cmocka_unit_test_setup_teardown(test_stealing_takes_every_chunk_once, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_exact_sum_is_order_free_and_redoes, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_accumulation_equals_large_batch, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_half_precision_reduce, ody_test_ctx_setup, ody_test_ctx_teardown),
