@@ -31,12 +31,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Bounce buffer size, and the piece checksummed while it is in the cache. */
-#define DIRECT_BUFFER ((size_t)8 << 20)
+/* The bounce buffer: written from in one piece, read into in READ_SLOTS
+ * pieces; and the piece checksummed while it is in the cache. */
+#define READ_PIECE ((size_t)4 << 20)
+#define READ_SLOTS 4
+#define BOUNCE_BYTES (READ_PIECE * READ_SLOTS)
 #define CHECKSUM_PIECE ((size_t)256 << 10)
 
 void ody_ckpt_direct_open(ody_ckpt *ck)
@@ -77,11 +82,11 @@ int ody_ckpt_direct_write(ody_ckpt *ck, uint64_t addr, const void *data, size_t 
     const unsigned char *src = data;
     ody_checksum sum;
     ody_checksum64_init(&sum);
-    if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, DIRECT_BUFFER))
+    if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, BOUNCE_BYTES))
         return ENOMEM;
     size_t aligned = n / ODY_CKPT_DIRECT_ALIGN * ODY_CKPT_DIRECT_ALIGN, at = 0;
     while (at < aligned) {
-        size_t piece = aligned - at < DIRECT_BUFFER ? aligned - at : DIRECT_BUFFER;
+        size_t piece = aligned - at < BOUNCE_BYTES ? aligned - at : BOUNCE_BYTES;
         for (size_t c = 0; c < piece; c += CHECKSUM_PIECE) {
             size_t len = piece - c < CHECKSUM_PIECE ? piece - c : CHECKSUM_PIECE;
             memcpy(ck->bounce + c, src + at + c, len);
@@ -120,38 +125,114 @@ static ssize_t read_all(int fd, unsigned char *p, size_t n, uint64_t off)
     return (ssize_t)done;
 }
 
+/* A read-ahead thread fills READ_SLOTS pieces of the bounce buffer in
+ * turn while the caller copies and sums the previous ones, so the disk
+ * never waits for the copy. */
+typedef struct {
+    int fd;
+    unsigned char *buf;
+    uint64_t pos, end;             /* the aligned range, read piece by piece */
+    ssize_t got[READ_SLOTS];       /* bytes read into each slot, or -1 */
+    int err[READ_SLOTS];           /* errno of a failed read */
+    bool full[READ_SLOTS];
+    bool stop;                     /* the caller gives up: read no more */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} read_ahead;
+
+static size_t piece_len(const read_ahead *ra, uint64_t at)
+{
+    return ra->end - at < READ_PIECE ? (size_t)(ra->end - at) : READ_PIECE;
+}
+
+static void *read_pieces(void *arg)
+{
+    read_ahead *ra = arg;
+    for (uint64_t at = ra->pos, k = 0; at < ra->end; at += READ_PIECE, k++) {
+        int slot = (int)(k % READ_SLOTS);
+        pthread_mutex_lock(&ra->mu);
+        while (ra->full[slot] && !ra->stop)
+            pthread_cond_wait(&ra->cv, &ra->mu);
+        bool stop = ra->stop;
+        pthread_mutex_unlock(&ra->mu);
+        if (stop)
+            break;
+        ssize_t got = read_all(ra->fd, ra->buf + (size_t)slot * READ_PIECE, piece_len(ra, at), at);
+        int err = got < 0 ? errno : 0;
+        pthread_mutex_lock(&ra->mu);
+        ra->got[slot] = got;
+        ra->err[slot] = err;
+        ra->full[slot] = true;
+        pthread_cond_broadcast(&ra->cv);
+        pthread_mutex_unlock(&ra->mu);
+        if (got < (ssize_t)piece_len(ra, at))
+            break; /* an error or the end of the file: nothing after it */
+    }
+    return NULL;
+}
+
 int ody_ckpt_direct_read(ody_ckpt *ck, uint64_t addr, void *out, size_t n, uint64_t *checksum)
 {
     unsigned char *dst = out;
     ody_checksum sum;
     ody_checksum64_init(&sum);
-    if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, DIRECT_BUFFER))
+    if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, BOUNCE_BYTES))
         return ENOMEM;
     /* Whole aligned blocks from below addr to above addr + n; the bytes of
-     * the tensor are copied out of each, and summed in whole checksum
+     * the tensor are copied out of each piece, and summed in whole checksum
      * blocks while they are in the cache (the rest waits for the next). */
-    uint64_t pos = addr / ODY_CKPT_DIRECT_ALIGN * ODY_CKPT_DIRECT_ALIGN;
-    uint64_t end = (addr + n + ODY_CKPT_DIRECT_ALIGN - 1) / ODY_CKPT_DIRECT_ALIGN *
-                   ODY_CKPT_DIRECT_ALIGN;
+    read_ahead ra = {.fd = ck->direct_fd, .buf = ck->bounce};
+    ra.pos = addr / ODY_CKPT_DIRECT_ALIGN * ODY_CKPT_DIRECT_ALIGN;
+    ra.end = (addr + n + ODY_CKPT_DIRECT_ALIGN - 1) / ODY_CKPT_DIRECT_ALIGN * ODY_CKPT_DIRECT_ALIGN;
+    pthread_t thread;
+    if (pthread_mutex_init(&ra.mu, NULL) != 0)
+        return ENOMEM;
+    if (pthread_cond_init(&ra.cv, NULL) != 0) {
+        pthread_mutex_destroy(&ra.mu);
+        return ENOMEM;
+    }
+    bool started = pthread_create(&thread, NULL, read_pieces, &ra) == 0;
+    int rc = started ? 0 : ODY_CKPT_DIRECT_UNAVAILABLE;
     size_t copied = 0, summed = 0;
-    while (copied < n) {
-        size_t want = end - pos < DIRECT_BUFFER ? (size_t)(end - pos) : DIRECT_BUFFER;
-        ssize_t got = read_all(ck->direct_fd, ck->bounce, want, pos);
-        if (got < 0)
-            return errno;
+    for (uint64_t at = ra.pos, k = 0; rc == 0 && copied < n; at += READ_PIECE, k++) {
+        int slot = (int)(k % READ_SLOTS);
+        pthread_mutex_lock(&ra.mu);
+        while (!ra.full[slot])
+            pthread_cond_wait(&ra.cv, &ra.mu);
+        ssize_t got = ra.got[slot];
+        rc = ra.err[slot];
+        pthread_mutex_unlock(&ra.mu);
         uint64_t from = addr + copied; /* the next tensor byte, inside this piece */
-        if ((uint64_t)got <= from - pos)
-            return -1; /* the file ends before the tensor does */
-        size_t len = (size_t)(pos + (uint64_t)got - from);
+        if (rc == 0 && (got < 0 || (uint64_t)got <= from - at))
+            rc = -1; /* the file ends before the tensor does */
+        if (rc != 0)
+            break;
+        size_t len = (size_t)(at + (uint64_t)got - from);
         len = len < n - copied ? len : n - copied;
-        memcpy(dst + copied, ck->bounce + (from - pos), len);
+        memcpy(dst + copied, ra.buf + (size_t)slot * READ_PIECE + (from - at), len);
         copied += len;
         size_t whole = (copied - summed) / 64 * 64;
         ody_checksum64_update(&sum, dst + summed, whole);
         summed += whole;
-        pos += want;
+        if (copied < n && (size_t)got < piece_len(&ra, at))
+            rc = -1; /* the file ends before the tensor does (no more pieces come) */
+        pthread_mutex_lock(&ra.mu);
+        ra.full[slot] = false;
+        pthread_cond_broadcast(&ra.cv);
+        pthread_mutex_unlock(&ra.mu);
     }
-    ody_checksum64_update(&sum, dst + summed, n - summed);
-    *checksum = ody_checksum64_final(&sum);
-    return 0;
+    if (started) {
+        pthread_mutex_lock(&ra.mu);
+        ra.stop = true;
+        pthread_cond_broadcast(&ra.cv);
+        pthread_mutex_unlock(&ra.mu);
+        pthread_join(thread, NULL);
+    }
+    pthread_cond_destroy(&ra.cv);
+    pthread_mutex_destroy(&ra.mu);
+    if (rc == 0) {
+        ody_checksum64_update(&sum, dst + summed, n - summed);
+        *checksum = ody_checksum64_final(&sum);
+    }
+    return rc;
 }

@@ -90,9 +90,12 @@ ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out);
  * stays -1 where the file system refuses); direct_write puts n bytes of
  * data at file address addr (aligned) and gives their ody_checksum64,
  * returning 0 or an errno; direct_read reads n bytes at addr (any) into
- * out and gives their checksum, returning 0, an errno, or -1 when the file
- * ends first; direct_close closes and frees (safe to call twice).
+ * out and gives their checksum, returning 0, an errno, -1 when the file
+ * ends first, or ODY_CKPT_DIRECT_UNAVAILABLE when its read-ahead thread
+ * cannot start (read another way then); direct_close closes and frees
+ * (safe to call twice).
  */
+#define ODY_CKPT_DIRECT_UNAVAILABLE (-2)
 #define ODY_CKPT_DIRECT_MIN ((size_t)1 << 20)
 #define ODY_CKPT_DIRECT_ALIGN ((size_t)4096)
 void ody_ckpt_direct_open(ody_ckpt *ck);

@@ -137,8 +137,9 @@ static int read_checked(ody_ckpt *ck, hid_t dset, hid_t mem_type, void *out, siz
     haddr_t addr = has && ck->direct_fd >= 0 && bytes >= ODY_CKPT_DIRECT_MIN
                        ? direct_address(dset, mem_type, bytes)
                        : HADDR_UNDEF;
-    if (addr != HADDR_UNDEF) {
-        int err = ody_ckpt_direct_read(ck, addr, out, bytes, &got);
+    int err = addr != HADDR_UNDEF ? ody_ckpt_direct_read(ck, addr, out, bytes, &got)
+                                  : ODY_CKPT_DIRECT_UNAVAILABLE;
+    if (err != ODY_CKPT_DIRECT_UNAVAILABLE) {
         if (err && !ck->err.set) {
             ck->err.set = true;
             ck->err.sys_errno = err > 0 ? err : 0;

@@ -76,6 +76,9 @@ for ((r = 1; r <= rounds; r++)); do
   train 2 p2 training.batch_size_per_rank=64; got[p2]+="$(rate) "
   comm=$(field "$run_dir/metrics.jsonl" time_comm_wait) secs=$(field "$run_dir/metrics.jsonl" epoch_seconds)
   got[comm_bucketed]+="$(ratio "$comm" "$secs") "
+  train 2 p2n training.batch_size_per_rank=64 distributed.work_stealing=false; got[p2n]+="$(rate) "
+  comm=$(field "$run_dir/metrics.jsonl" time_comm_wait) secs=$(field "$run_dir/metrics.jsonl" epoch_seconds)
+  got[comm_nosteal]+="$(ratio "$comm" "$secs") "
   train 2 p2b training.batch_size_per_rank=64 distributed.allreduce=blocking; got[p2b]+="$(rate) "
   comm=$(field "$run_dir/metrics.jsonl" time_comm_wait) secs=$(field "$run_dir/metrics.jsonl" epoch_seconds)
   got[comm_blocking]+="$(ratio "$comm" "$secs") "
@@ -103,6 +106,9 @@ echo "2. weak scaling, 64 per rank: 2 ranks $p2 images/s = ${r}x one rank, targe
 pair=$(m pair)
 echo "   two independent one-rank runs at once (the machine's ceiling, no MPI): $pair images/s = $(ratio "$pair" "$p1")x one;"
 echo "   2 ranks reach $(awk -v a="$p2" -v b="$pair" 'BEGIN {printf "%.0f", 100 * a / b}')% of that"
+p2n=$(m p2n)
+echo "   without chunk stealing (distributed.work_stealing=false): $p2n images/s = $(ratio "$p2n" "$p1")x one,"
+echo "   comm wait $(awk -v c="$(m comm_nosteal)" 'BEGIN {printf "%.1f", 100 * c}')% of step time"
 [ "$torch_ok" = 1 ] && echo "   PyTorch DDP (gloo): 2 processes $(m t2) images/s = $(ratio "$(m t2)" "$(m t1)")x one"
 r=$(ratio "$p8" "$p2")
 echo "3. --oversubscribe -np 8 on $(nproc) cores: $p8 images/s = $(awk -v r="$r" 'BEGIN {printf "%.0f", 100 * r}')% of 2 ranks, target >= 80%: $(verdict "$r" 0.8 ">=")"
