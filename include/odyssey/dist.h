@@ -142,12 +142,13 @@ int ody_steal_me(const ody_steal *s);
 /* After filling this rank's slot: its chunks 0..nchunks-1 are open for
  * round (a number every rank of the node gives the same step, never 0). */
 void ody_steal_publish(ody_steal *s, uint32_t round, int nchunks);
-/*
- * Take a chunk of round: *owner (a node rank) and its *index. *last: no
- * chunk is left anywhere, so this rank takes no more. False when none is
- * left; a rank calls until then (its own chunks are its to run).
- */
-bool ody_steal_claim(ody_steal *s, uint32_t round, int *owner, int *index, bool *last);
+/* Take a chunk of round: *owner (a node rank) and its *index; false when
+ * none is left. A rank takes until then, or until drained says that every
+ * queue is empty (its own chunks are its to run). */
+bool ody_steal_claim(ody_steal *s, uint32_t round, int *owner, int *index);
+/* No chunk of round is left in any queue (one published later is its
+ * owner's to run): the chunk this rank is running is its last. */
+bool ody_steal_drained(const ody_steal *s, uint32_t round);
 
 /* ------------------------------------------------------- exact reduction */
 

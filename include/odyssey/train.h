@@ -228,6 +228,8 @@ struct ody_training_loop {
     int nclaimed;
     int64_t chunks_stolen;  /* chunks this rank ran from other ranks' shares */
     int64_t chunks_run;     /* chunks this rank ran (first rounds, with stealing) */
+    bool steal_decides;     /* op_backward decides last_micro: whether every queue is empty */
+    uint32_t steal_round;   /* the step's number for the steal queues */
     const float *logits;
     ody_forward_info fwd;
     int ncallbacks;

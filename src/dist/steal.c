@@ -156,38 +156,36 @@ static uint32_t left(const ody_steal *s, int r, uint32_t round)
     return round_of(w) == round && head_of(w) < tail_of(w) ? tail_of(w) - head_of(w) : 0;
 }
 
-bool ody_steal_claim(ody_steal *s, uint32_t round, int *owner, int *index, bool *last)
+bool ody_steal_claim(ody_steal *s, uint32_t round, int *owner, int *index)
 {
-    bool got = take(s, s->me, round, index);
-    if (got) {
+    if (take(s, s->me, round, index)) {
         *owner = s->me;
-    } else {
-        /* the rank with the most left, until one gives a chunk or none has any */
-        for (;;) {
-            int best = -1;
-            uint32_t most = 0;
-            for (int r = 0; r < s->nranks; r++) {
-                uint32_t n = r == s->me ? 0 : left(s, r, round);
-                if (n > most) {
-                    most = n;
-                    best = r;
-                }
-            }
-            if (best < 0)
-                break;
-            if (take(s, best, round, index)) {
-                *owner = best;
-                got = true;
-                break;
+        return true;
+    }
+    /* the rank with the most left, until one gives a chunk or none has any */
+    for (;;) {
+        int best = -1;
+        uint32_t most = 0;
+        for (int r = 0; r < s->nranks; r++) {
+            uint32_t n = r == s->me ? 0 : left(s, r, round);
+            if (n > most) {
+                most = n;
+                best = r;
             }
         }
+        if (best < 0)
+            return false;
+        if (take(s, best, round, index)) {
+            *owner = best;
+            return true;
+        }
     }
-    if (!got)
-        return false;
-    /* the last chunk this rank will take: none left anywhere (a queue
-     * published later is its owner's to run) */
-    *last = true;
-    for (int r = 0; r < s->nranks && *last; r++)
-        *last = left(s, r, round) == 0;
+}
+
+bool ody_steal_drained(const ody_steal *s, uint32_t round)
+{
+    for (int r = 0; r < s->nranks; r++)
+        if (left(s, r, round) > 0)
+            return false;
     return true;
 }

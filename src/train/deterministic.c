@@ -37,14 +37,17 @@ static int64_t step_chunks(const ody_training_loop *loop)
 
 /* One chunk: forward, loss, backward, exact add. `last`: the rank's last
  * chunk of the step, whose backward starts the vote and adds layer by layer
- * through ody_exact_layer_ready, which sends finished buckets at once. */
-static ody_status run_chunk(ody_training_loop *loop, const ody_batch *chunk, bool last)
+ * through ody_exact_layer_ready, which sends finished buckets at once (with
+ * chunk stealing, op_backward may decide it instead). *was_last: it was. */
+static ody_status run_chunk(ody_training_loop *loop, const ody_batch *chunk, bool last,
+                            bool *was_last)
 {
     loop->last_micro = last;
     /* No zero_grad: ody_exact_add leaves the gradients at zero. */
     ody_status st = ody_training_step(&ody_loop_step_ops, loop, chunk, false, false,
                                       &loop->last_step);
-    if (st == ODY_OK && !last)
+    *was_last = loop->last_micro;
+    if (st == ODY_OK && !*was_last)
         ody_exact_add(loop->exact, loop->model->grads.data);
     loop->last_micro = false;
     return st;
@@ -139,17 +142,20 @@ static ody_status run_shared_chunks(ody_training_loop *loop, bool overlap)
     uint32_t round = steal_round(loop);
     ody_steal_publish(loop->steal, round, nchunks);
     loop->nclaimed = 0;
+    loop->steal_round = round;
+    loop->steal_decides = overlap; /* op_backward: last when nothing is left to take */
     ody_status st = ODY_OK;
     int owner = 0, index = 0;
     bool last = false;
-    while (st == ODY_OK && !last && ody_steal_claim(loop->steal, round, &owner, &index, &last)) {
+    while (st == ODY_OK && !last && ody_steal_claim(loop->steal, round, &owner, &index)) {
         ody_batch chunk = slot_chunk(loop, owner, index);
         loop->claimed[2 * loop->nclaimed] = owner;
         loop->claimed[2 * loop->nclaimed++ + 1] = index;
         loop->chunks_stolen += owner != me;
         loop->chunks_run++;
-        st = run_chunk(loop, &chunk, overlap && last);
+        st = run_chunk(loop, &chunk, false, &last);
     }
+    loop->steal_decides = false;
     return st;
 }
 
@@ -164,17 +170,19 @@ static ody_status run_chunks(ody_training_loop *loop, bool overlap)
         return run_shared_chunks(loop, overlap);
     ody_status st = ODY_OK;
     if (loop->steal) {
+        bool last;
         for (int k = 0; k < loop->nclaimed && st == ODY_OK; k++) {
             ody_batch chunk = slot_chunk(loop, loop->claimed[2 * k], loop->claimed[2 * k + 1]);
-            st = run_chunk(loop, &chunk, false);
+            st = run_chunk(loop, &chunk, false, &last);
         }
         return st;
     }
     const ody_batch *held = &loop->step_view;
     int nchunks = cut_chunks(loop, loop->chunk_table);
+    bool last;
     for (int k = 0; k < nchunks && st == ODY_OK; k++) {
         ody_batch chunk = table_chunk(loop, loop->chunk_table, k, held->x, held->y, held->ids);
-        st = run_chunk(loop, &chunk, overlap && k == nchunks - 1);
+        st = run_chunk(loop, &chunk, overlap && k == nchunks - 1, &last);
     }
     return st;
 }

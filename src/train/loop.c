@@ -219,6 +219,10 @@ static ody_status op_backward(void *user, const ody_batch *b)
 {
     ody_training_loop *loop = user;
     ody_status st = ODY_OK;
+    /* Chunk stealing: this chunk is the rank's last when nothing is left to
+     * take, as seen now that its forward is done (deterministic.c). */
+    if (loop->steal_decides)
+        loop->last_micro = ody_steal_drained(loop->steal, loop->steal_round);
     if (loop->last_micro)
         st = ody_loop_start_vote(loop, &loop->last_step);
     double t0 = ody_now();

@@ -473,8 +473,9 @@ static void test_exact_sum_is_order_free_and_redoes(void **state)
  * takes for a random few microseconds, and every chunk of every rank of its
  * node is taken exactly once, as the same node's gather of what each took
  * shows. Half the rounds publish with no barrier before the taking, so
- * queues open while others are already taking. After a take marked last
- * (when every queue opened first), nothing is left to take.
+ * queues open while others are already taking. A rank stops once every
+ * queue is drained, as training does; then (when every queue opened
+ * first) nothing is left to take.
  */
 static void check_stealing(ody_ctx *ctx)
 {
@@ -503,7 +504,7 @@ static void check_stealing(ody_ctx *ctx)
             MPI_Barrier(ctx->node_comm);
         int n = 0, owner = -1, index = -1;
         bool last = false;
-        while (!last && ody_steal_claim(s, (uint32_t)round, &owner, &index, &last)) {
+        while (!last && ody_steal_claim(s, (uint32_t)round, &owner, &index)) {
             assert_true(owner >= 0 && owner < k && index >= 0 && index < MAX);
             /* the owner's slot holds this round's data */
             assert_int_equal(((unsigned char *)ody_steal_slot(s, owner))[255], round & 0xff);
@@ -513,9 +514,10 @@ static void check_stealing(ody_ctx *ctx)
             double work = (rand() % 50) * 1e-6, t0 = ody_now(); /* compute, for a while */
             while (ody_now() - t0 < work)
                 ;
+            last = ody_steal_drained(s, (uint32_t)round); /* then stop, as training does */
         }
         if (last && round % 2) /* every queue was open before: none can open after */
-            assert_false(ody_steal_claim(s, (uint32_t)round, &owner, &index, &last));
+            assert_false(ody_steal_claim(s, (uint32_t)round, &owner, &index));
         for (int i = n; i < k * MAX; i++)
             mine[2 * i] = mine[2 * i + 1] = -1;
         MPI_Allgather(mine, 2 * k * MAX, MPI_INT, all, 2 * k * MAX, MPI_INT, ctx->node_comm);
