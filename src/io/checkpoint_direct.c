@@ -92,11 +92,19 @@ int ody_ckpt_direct_write(ody_ckpt *ck, uint64_t addr, const void *data, size_t 
             memcpy(ck->bounce + c, src + at + c, len);
             ody_checksum64_update(&sum, ck->bounce + c, len);
         }
-        size_t done;
-        int err = write_all(ck->direct_fd, ck->bounce, piece, addr + at, &done);
-        if (err && done < piece) /* a short write leaves an unaligned rest: write it buffered, */
-            err = write_all(*ck->fd, ck->bounce + done, piece - done, addr + at + done, &done);
-        if (err) /* which says why it cannot go on */
+        size_t done = 0, rest = 0;
+        int err = ck->direct_fd >= 0
+                      ? write_all(ck->direct_fd, ck->bounce, piece, addr + at, &done)
+                      : EINVAL;
+        if (err == EINVAL && ck->direct_fd >= 0) { /* other alignment wanted: buffered from now on */
+            close(ck->direct_fd);
+            ck->direct_fd = -1;
+        }
+        /* What is left of the piece goes buffered (after a short write its
+         * offset is unaligned); a real failure says there why it cannot. */
+        if (err)
+            err = write_all(*ck->fd, ck->bounce + done, piece - done, addr + at + done, &rest);
+        if (err)
             return err;
         at += piece;
     }
@@ -220,6 +228,11 @@ int ody_ckpt_direct_read(ody_ckpt *ck, uint64_t addr, void *out, size_t n, uint6
         ra.full[slot] = false;
         pthread_cond_broadcast(&ra.cv);
         pthread_mutex_unlock(&ra.mu);
+    }
+    if (rc == EINVAL) { /* the file system wants other alignment: let HDF5 read, now and on */
+        rc = ODY_CKPT_DIRECT_UNAVAILABLE;
+        close(ck->direct_fd);
+        ck->direct_fd = -1;
     }
     if (started) {
         pthread_mutex_lock(&ra.mu);

@@ -92,8 +92,9 @@ ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out);
  * returning 0 or an errno; direct_read reads n bytes at addr (any) into
  * out and gives their checksum, returning 0, an errno, -1 when the file
  * ends first, or ODY_CKPT_DIRECT_UNAVAILABLE when its read-ahead thread
- * cannot start (read another way then); direct_close closes and frees
- * (safe to call twice).
+ * cannot start or the file system refuses the alignment (read another way
+ * then; after a refusal direct_fd is closed, and writes likewise go on
+ * buffered); direct_close closes and frees (safe to call twice).
  */
 #define ODY_CKPT_DIRECT_UNAVAILABLE (-2)
 #define ODY_CKPT_DIRECT_MIN ((size_t)1 << 20)

@@ -136,9 +136,11 @@ static ody_status run_shared_chunks(ody_training_loop *loop, bool overlap)
     for (int mb = 0; mb < loop->step_micro; mb++)
         rows += loop->step_rows[mb];
     const ody_batch *held = &loop->step_view;
-    memcpy(mine.x, held->x, (size_t)rows * numel * sizeof(float));
-    memcpy(mine.y, held->y, (size_t)rows * sizeof *held->y);
-    memcpy(mine.ids, held->ids, (size_t)rows * sizeof *held->ids);
+    if (rows > 0) { /* a rank without rows this step still takes others' chunks */
+        memcpy(mine.x, held->x, (size_t)rows * numel * sizeof(float));
+        memcpy(mine.y, held->y, (size_t)rows * sizeof *held->y);
+        memcpy(mine.ids, held->ids, (size_t)rows * sizeof *held->ids);
+    }
     uint32_t round = steal_round(loop);
     ody_steal_publish(loop->steal, round, nchunks);
     loop->nclaimed = 0;

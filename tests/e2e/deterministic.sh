@@ -70,6 +70,14 @@ expect_in hot3.log 'redone with a wider fixed-point scale'
 [ "$(params_sha256 "$scratch/hot1")" = "$(params_sha256 "$scratch/hot3")" ] \
   || fail "redone steps differ between 1 and 3 ranks"
 
+note "a last step of 10 samples (2 chunks): ranks without rows still take chunks; 1 rank = 4 ranks"
+tail=(data.synthetic_train=4810 training.epochs=1)
+expect_exit 0 tail1.log 1 "${args[@]}" "${tail[@]}" experiment.output_dir="$scratch/tail1"
+expect_exit 0 tail4.log 4 "${args[@]}" "${tail[@]}" experiment.output_dir="$scratch/tail4"
+expect_in tail4.log 'chunk stealing: [0-9]+ of 642 chunks'
+[ "$(params_sha256 "$scratch/tail1")" = "$(params_sha256 "$scratch/tail4")" ] \
+  || fail "a short last step differs between 1 and 4 ranks"
+
 note "stop on 2 ranks mid-epoch, resume on 3"
 ody_bg 2 "${args[@]}" experiment.output_dir="$scratch/stop" >stop.log 2>&1
 stop_at stop.log 'epoch 1/2 step 30/80' "output_dir=$scratch/stop"
