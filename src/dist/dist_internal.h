@@ -41,6 +41,18 @@ ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm 
 void ody_shm_destroy(ody_shm *s);
 /* Whether /dev/shm has room for a segment of `bytes` (with a margin). */
 bool ody_shm_room_for(size_t bytes);
+/*
+ * A window of node shared memory (src/dist/shm.c), shared by the exact sum
+ * and chunk stealing: ody_node_window allocates it, this rank's part
+ * `bytes` long (0: none), collectively over ctx->node_comm (false, *win
+ * MPI_WIN_NULL, when that failed); ody_node_window_part gives node rank
+ * r's part, 64-byte aligned, or NULL (it has none, or the query failed):
+ * a local failure, to be agreed on before the segment is used.
+ * ody_node_window_free is collective too (nothing after MPI_Finalize).
+ */
+bool ody_node_window(const ody_ctx *ctx, size_t bytes, MPI_Win *win);
+char *ody_node_window_part(MPI_Win win, int node_rank);
+void ody_node_window_free(MPI_Win *win);
 /* Add src[begin, end) into this round's sum and zero it in src. */
 void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end);
 /* Merge this rank's maxima (nmax) and counts (ncount; count may be NULL). */

@@ -70,26 +70,53 @@ static long futex(atomic_uint *word, int op, unsigned val)
     return syscall(SYS_futex, (unsigned *)word, op, val, NULL, NULL, 0);
 }
 
-/* The window's base is not cache-line aligned (Open MPI puts it 8-aligned
- * after its own header), so room is kept to align it: at the same offset in
- * every process, since each maps the segment at a page boundary. */
-static char *align_base(char *base)
-{
-    return base + (SHM_ALIGN - (uintptr_t)base % SHM_ALIGN) % SHM_ALIGN;
-}
-
 static size_t segment_bytes(size_t n, int nmax, int ncount)
 {
-    return SHM_ALIGN + align_up(sizeof(shm_header)) +
+    return align_up(sizeof(shm_header)) +
            3 * (align_up(n * sizeof(int64_t)) + align_up((size_t)nmax * sizeof(float)) +
                 align_up((size_t)ncount * sizeof(int64_t)));
+}
+
+bool ody_node_window(const ody_ctx *ctx, size_t bytes, MPI_Win *win)
+{
+    char *mine = NULL;
+    size_t padded = bytes ? bytes + SHM_ALIGN : 0; /* room to align the part */
+    if (MPI_Win_allocate_shared((MPI_Aint)padded, 1, MPI_INFO_NULL, ctx->node_comm, &mine, win) !=
+        MPI_SUCCESS) {
+        *win = MPI_WIN_NULL;
+        return false;
+    }
+    return true;
+}
+
+/* A part's base is not cache-line aligned (Open MPI puts it 8-aligned
+ * after its own header), so it is aligned here: at the same offset in
+ * every process, since each maps the segment at a page boundary. */
+char *ody_node_window_part(MPI_Win win, int node_rank)
+{
+    MPI_Aint size = 0;
+    int unit = 0;
+    char *p = NULL;
+    if (win == MPI_WIN_NULL || MPI_Win_shared_query(win, node_rank, &size, &unit, &p) != MPI_SUCCESS ||
+        size <= SHM_ALIGN)
+        return NULL;
+    return p + (SHM_ALIGN - (uintptr_t)p % SHM_ALIGN) % SHM_ALIGN;
+}
+
+void ody_node_window_free(MPI_Win *win)
+{
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && *win != MPI_WIN_NULL)
+        MPI_Win_free(win);
+    *win = MPI_WIN_NULL;
 }
 
 /* Node rank 0: lay the segment out, zero it, make the locks shared. */
 static int init_segment(char *base, size_t bytes)
 {
     memset(base, 0, bytes); /* also commits every page now, not in a step */
-    shm_header *h = (shm_header *)align_base(base);
+    shm_header *h = (shm_header *)base;
     pthread_mutexattr_t attr;
     if (pthread_mutexattr_init(&attr) != 0 ||
         pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) != 0)
@@ -103,7 +130,6 @@ static int init_segment(char *base, size_t bytes)
 
 static void carve(ody_shm *s, char *base)
 {
-    base = align_base(base);
     char *p = base + align_up(sizeof(shm_header));
     s->h = (shm_header *)base;
     for (int b = 0; b < 3; b++) {
@@ -130,21 +156,27 @@ ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm 
 {
     *out = NULL;
     size_t bytes = segment_bytes(n, nmax, ncount);
-    /* Every rank must take the same path: agree on the decision. One rank
-     * per node everywhere: nobody to share memory with. */
-    int local[2] = {ctx->node_rank == 0 ? ody_shm_room_for(bytes) : 1, ctx->node_size == 1}, all[2];
-    if (MPI_Allreduce(local, all, 2, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
+    ody_shm *s = calloc(1, sizeof *s);
+    /* Every rank must take the same path: agree on the decision, and on
+     * every rank's allocation before the collective window. One rank per
+     * node everywhere: nobody to share memory with. */
+    int local[3] = {ctx->node_rank == 0 ? ody_shm_room_for(bytes) : 1, ctx->node_size == 1, !!s};
+    int all[3];
+    if (MPI_Allreduce(local, all, 3, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS) {
+        free(s);
         return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: agreeing on /dev/shm space failed");
+    }
+    if (all[1] || !all[0] || !all[2])
+        free(s);
     if (all[1])
         return ODY_OK;
+    if (!all[2])
+        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the shared-memory sum on some rank");
     if (!all[0]) {
         ody_log(ctx, ODY_LOG_INFO, "shared-memory gradient sum off: /dev/shm has less than %.0f MiB "
                 "free on some node; summing with MPI", 1.25 * (double)bytes / 1048576.0);
         return ODY_OK;
     }
-    ody_shm *s = calloc(1, sizeof *s);
-    if (!s)
-        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the shared-memory sum");
     s->ctx = ctx;
     s->n = n;
     s->nmax = nmax;
@@ -152,18 +184,13 @@ ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm 
     s->leaders = MPI_COMM_NULL;
     s->win = MPI_WIN_NULL;
     s->sleepy = ody_ranks_outnumber_cores(ctx);
-    char *base = NULL;
-    int rc = MPI_Win_allocate_shared(ctx->node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL,
-                                     ctx->node_comm, &base, &s->win);
-    MPI_Aint size = 0;
-    int unit = 0;
-    if (rc == MPI_SUCCESS)
-        rc = MPI_Win_shared_query(s->win, 0, &size, &unit, &base);
-    int init = 0;
-    if (rc == MPI_SUCCESS && ctx->node_rank == 0)
-        init = init_segment(base, bytes);
+    /* node rank 0 holds the whole segment */
+    char *base = ody_node_window(ctx, ctx->node_rank == 0 ? bytes : 0, &s->win)
+                     ? ody_node_window_part(s->win, 0)
+                     : NULL;
+    int init = base && ctx->node_rank == 0 ? init_segment(base, bytes) : 0;
     /* Every rank learns whether every node's segment is ready. */
-    int good = rc == MPI_SUCCESS && init == 0 && (size_t)size >= bytes, all_good = 0;
+    int good = base && init == 0, all_good = 0;
     if (MPI_Allreduce(&good, &all_good, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS || !all_good) {
         ody_shm_destroy(s);
         return ody_fail(ctx, ODY_ERR_MPI, "shared-memory sum: a %zu-byte node segment could not be "
@@ -188,12 +215,9 @@ void ody_shm_destroy(ody_shm *s)
         return;
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized) {
-        if (s->leaders != MPI_COMM_NULL)
-            MPI_Comm_free(&s->leaders);
-        if (s->win != MPI_WIN_NULL)
-            MPI_Win_free(&s->win);
-    }
+    if (!finalized && s->leaders != MPI_COMM_NULL)
+        MPI_Comm_free(&s->leaders);
+    ody_node_window_free(&s->win);
     free(s);
 }
 

@@ -33,7 +33,6 @@ struct ody_steal {
     int nranks, me;
     _Atomic uint64_t **word; /* (nranks) each rank's queue word */
     unsigned char **slot;    /* (nranks) each rank's slot */
-    size_t slot_bytes;
 };
 
 static uint64_t pack(uint32_t round, uint32_t head, uint32_t tail)
@@ -49,41 +48,37 @@ static size_t align_up(size_t x) { return (x + STEAL_ALIGN - 1) / STEAL_ALIGN * 
 ody_status ody_steal_create(ody_ctx *ctx, size_t slot_bytes, int max_chunks, ody_steal **out)
 {
     *out = NULL;
-    /* my part: room to align, the word on its own cache line, the slot */
-    size_t part = STEAL_ALIGN + STEAL_ALIGN + align_up(slot_bytes);
-    int local[2] = {ody_shm_room_for(part * (size_t)ctx->node_size), max_chunks < 0xffff};
-    int all[2];
-    if (MPI_Allreduce(local, all, 2, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
-        return ody_fail(ctx, ODY_ERR_MPI, "chunk stealing: agreeing on /dev/shm space failed");
-    if (!all[0] || !all[1] || ctx->node_size == 1) {
-        if (!all[0] || !all[1])
-            ody_log(ctx, ODY_LOG_INFO, "chunk stealing off: %s", !all[1]
-                    ? "too many chunks per step (at most 65534 per rank)"
-                    : "not enough room in /dev/shm on some node");
-        return ODY_OK;
-    }
+    /* my part: the word on its own cache line, then the slot */
+    size_t part = STEAL_ALIGN + align_up(slot_bytes);
     ody_steal *s = calloc(1, sizeof *s);
     if (s) {
+        s->win = MPI_WIN_NULL;
         s->word = calloc((size_t)ctx->node_size, sizeof *s->word);
         s->slot = calloc((size_t)ctx->node_size, sizeof *s->slot);
     }
-    int good = s && s->word && s->slot, all_good = 0;
-    char *base = NULL;
-    if (s)
-        s->win = MPI_WIN_NULL;
-    if (good && MPI_Win_allocate_shared((MPI_Aint)part, 1, MPI_INFO_NULL, ctx->node_comm, &base,
-                                        &s->win) != MPI_SUCCESS)
-        good = 0;
+    /* Every rank takes the same path: agree on room, the chunk limit, one
+     * rank per node everywhere, and every rank's allocation (before the
+     * collective window). */
+    int local[4] = {ody_shm_room_for(part * (size_t)ctx->node_size), max_chunks < 0xffff,
+                    ctx->node_size == 1, s && s->word && s->slot};
+    int all[4];
+    ody_status st = ODY_OK;
+    if (MPI_Allreduce(local, all, 4, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS)
+        st = ody_fail(ctx, ODY_ERR_MPI, "chunk stealing: agreeing on /dev/shm space failed");
+    else if (!all[3])
+        st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for chunk stealing on some rank");
+    else if (!all[2] && (!all[0] || !all[1]))
+        ody_log(ctx, ODY_LOG_INFO, "chunk stealing off: %s", !all[1]
+                ? "too many chunks per step (at most 65534 per rank)"
+                : "not enough room in /dev/shm on some node");
+    if (st != ODY_OK || all[2] || !all[0] || !all[1]) {
+        ody_steal_destroy(s);
+        return st;
+    }
+    int good = ody_node_window(ctx, part, &s->win), all_good = 0;
     for (int r = 0; good && r < ctx->node_size; r++) {
-        MPI_Aint size = 0;
-        int unit = 0;
-        char *p = NULL;
-        if (MPI_Win_shared_query(s->win, r, &size, &unit, &p) != MPI_SUCCESS ||
-            (size_t)size < part) {
-            good = 0;
-            break;
-        }
-        p += (STEAL_ALIGN - (uintptr_t)p % STEAL_ALIGN) % STEAL_ALIGN;
+        char *p = ody_node_window_part(s->win, r);
+        good = p != NULL;
         s->word[r] = (_Atomic uint64_t *)p;
         s->slot[r] = (unsigned char *)p + STEAL_ALIGN;
     }
@@ -101,7 +96,6 @@ ody_status ody_steal_create(ody_ctx *ctx, size_t slot_bytes, int max_chunks, ody
     }
     s->nranks = ctx->node_size;
     s->me = ctx->node_rank;
-    s->slot_bytes = slot_bytes;
     ody_log(ctx, ODY_LOG_INFO, "chunk stealing: the %d ranks of a node share each step's chunks",
             ctx->node_size);
     *out = s;
@@ -112,10 +106,7 @@ void ody_steal_destroy(ody_steal *s)
 {
     if (!s)
         return;
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized && s->win != MPI_WIN_NULL)
-        MPI_Win_free(&s->win);
+    ody_node_window_free(&s->win);
     free(s->word);
     free(s->slot);
     free(s);

@@ -118,15 +118,16 @@ static herr_t record_error(hid_t stack, void *data)
     return 0;
 }
 
-/* A write of ours (not HDF5's) failed with errno err: recorded as HDF5's would be. */
-static void record_errno(ody_ckpt *ck, int err)
+void ody_ckpt_note_error(ody_ckpt *ck, int sys_errno, bool truncated)
 {
     if (!ck->err.set) {
         memset(&ck->err, 0, sizeof ck->err);
         ck->err.set = true;
-        ck->err.sys_errno = err;
+        ck->err.sys_errno = sys_errno;
+        ck->err.truncated = truncated;
     }
-    divert_writes(ck);
+    if (ck->writing)
+        divert_writes(ck);
 }
 
 /* Every HDF5 call of this layer happens between quiet_begin and quiet_end,
@@ -395,7 +396,7 @@ static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, cons
     if (rc >= 0 && addr != HADDR_UNDEF && addr % ODY_CKPT_DIRECT_ALIGN == 0) {
         int err = ody_ckpt_direct_write(ck, addr, s->data, bytes, &sum);
         if (err) {
-            record_errno(ck, err);
+            ody_ckpt_note_error(ck, err, false);
             rc = -1;
         }
     } else if (rc >= 0 && numel) {

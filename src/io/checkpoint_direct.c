@@ -92,18 +92,19 @@ int ody_ckpt_direct_write(ody_ckpt *ck, uint64_t addr, const void *data, size_t 
             memcpy(ck->bounce + c, src + at + c, len);
             ody_checksum64_update(&sum, ck->bounce + c, len);
         }
-        size_t done = 0, rest = 0;
-        int err = ck->direct_fd >= 0
-                      ? write_all(ck->direct_fd, ck->bounce, piece, addr + at, &done)
-                      : EINVAL;
-        if (err == EINVAL && ck->direct_fd >= 0) { /* other alignment wanted: buffered from now on */
-            close(ck->direct_fd);
-            ck->direct_fd = -1;
-        }
-        /* What is left of the piece goes buffered (after a short write its
-         * offset is unaligned); a real failure says there why it cannot. */
-        if (err)
+        bool direct = ck->direct_fd >= 0;
+        size_t done = 0;
+        int err = write_all(direct ? ck->direct_fd : *ck->fd, ck->bounce, piece, addr + at, &done);
+        if (err && direct) {
+            if (err == EINVAL) { /* other alignment wanted: buffered from now on */
+                close(ck->direct_fd);
+                ck->direct_fd = -1;
+            }
+            /* What is left of the piece goes buffered (after a short write its
+             * offset is unaligned); a real failure says there why it cannot. */
+            size_t rest = 0;
             err = write_all(*ck->fd, ck->bounce + done, piece - done, addr + at + done, &rest);
+        }
         if (err)
             return err;
         at += piece;

@@ -60,6 +60,10 @@ void ody_ckpt_release(hid_t id);
 
 /* "PATH: NAME: REASON" for a failed read (REASON from ck->err). */
 ody_status ody_ckpt_fail_read(ody_ctx *ctx, const ody_ckpt *ck, const char *name);
+/* A failure of our own I/O (not HDF5's): recorded as HDF5's would be, the
+ * system's errno or a file that ends early; a writer's further writes go
+ * to memory (it can no longer be committed). */
+void ody_ckpt_note_error(ody_ckpt *ck, int sys_errno, bool truncated);
 /* "PATH: cannot write NAME: REASON"; the checkpoint can no longer be committed. */
 ody_status ody_ckpt_fail_write(ody_ctx *ctx, ody_ckpt *ck, const char *name);
 /* "PATH: invalid checkpoint name 'NAME'". */

@@ -139,15 +139,11 @@ static int read_checked(ody_ckpt *ck, hid_t dset, hid_t mem_type, void *out, siz
                        : HADDR_UNDEF;
     int err = addr != HADDR_UNDEF ? ody_ckpt_direct_read(ck, addr, out, bytes, &got)
                                   : ODY_CKPT_DIRECT_UNAVAILABLE;
-    if (err != ODY_CKPT_DIRECT_UNAVAILABLE) {
-        if (err && !ck->err.set) {
-            ck->err.set = true;
-            ck->err.sys_errno = err > 0 ? err : 0;
-            ck->err.truncated = err < 0;
-        }
-        if (err)
-            return -1;
-    } else {
+    if (err != ODY_CKPT_DIRECT_UNAVAILABLE && err) {
+        ody_ckpt_note_error(ck, err > 0 ? err : 0, err < 0);
+        return -1;
+    }
+    if (err == ODY_CKPT_DIRECT_UNAVAILABLE) {
         if (bytes && H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
             return -1;
         if (has)

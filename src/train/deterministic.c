@@ -38,19 +38,17 @@ static int64_t step_chunks(const ody_training_loop *loop)
 /* One chunk: forward, loss, backward, exact add. `last`: the rank's last
  * chunk of the step, whose backward starts the vote and adds layer by layer
  * through ody_exact_layer_ready, which sends finished buckets at once (with
- * chunk stealing, op_backward may decide it instead). *was_last: it was. */
-static ody_status run_chunk(ody_training_loop *loop, const ody_batch *chunk, bool last,
-                            bool *was_last)
+ * chunk stealing, op_backward decides it instead). Returns whether it was. */
+static bool run_chunk(ody_training_loop *loop, const ody_batch *chunk, bool last, ody_status *st)
 {
     loop->last_micro = last;
     /* No zero_grad: ody_exact_add leaves the gradients at zero. */
-    ody_status st = ody_training_step(&ody_loop_step_ops, loop, chunk, false, false,
-                                      &loop->last_step);
-    *was_last = loop->last_micro;
-    if (st == ODY_OK && !*was_last)
+    *st = ody_training_step(&ody_loop_step_ops, loop, chunk, false, false, &loop->last_step);
+    bool was_last = loop->last_micro;
+    if (*st == ODY_OK && !was_last)
         ody_exact_add(loop->exact, loop->model->grads.data);
     loop->last_micro = false;
-    return st;
+    return was_last;
 }
 
 /* The held batches cut into chunks: each chunk's (first row, rows) into
@@ -80,27 +78,30 @@ typedef struct {
 
 static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 
-static slot_view slot_of(const ody_training_loop *loop, int owner)
+/* Owner's slot (base NULL: only its size): the layout, in one place. */
+static size_t slot_layout(const ody_training_loop *loop, int owner, slot_view *v)
 {
     size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape), rows = loop->steal_rows;
-    unsigned char *p = ody_steal_slot(loop->steal, owner);
-    slot_view v;
-    v.table = (int32_t *)p;
-    p += align64(2 * (size_t)loop->max_chunks * sizeof(int32_t));
-    v.x = (float *)p;
-    p += align64(rows * numel * sizeof(float));
-    v.y = (int32_t *)p;
-    p += align64(rows * sizeof(int32_t));
-    v.ids = (int64_t *)p;
-    return v;
+    size_t at[4], size = 0, len[4] = {2 * (size_t)loop->max_chunks * sizeof(int32_t),
+                                      rows * numel * sizeof(float), rows * sizeof(int32_t),
+                                      rows * sizeof(int64_t)};
+    for (int i = 0; i < 4; i++) {
+        at[i] = size;
+        size += align64(len[i]);
+    }
+    if (v) {
+        unsigned char *p = ody_steal_slot(loop->steal, owner);
+        *v = (slot_view){(int32_t *)(p + at[0]), (float *)(p + at[1]), (int32_t *)(p + at[2]),
+                         (int64_t *)(p + at[3])};
+    }
+    return size;
 }
 
-static size_t slot_bytes(const ody_training_loop *loop)
+static slot_view slot_of(const ody_training_loop *loop, int owner)
 {
-    size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape), rows = loop->steal_rows;
-    return align64(2 * (size_t)loop->max_chunks * sizeof(int32_t)) +
-           align64(rows * numel * sizeof(float)) + align64(rows * sizeof(int32_t)) +
-           rows * sizeof(int64_t);
+    slot_view v;
+    slot_layout(loop, owner, &v);
+    return v;
 }
 
 /* Chunk k of table (first row, rows) over the rows x, y, ids. */
@@ -122,27 +123,17 @@ static ody_batch slot_chunk(const ody_training_loop *loop, int owner, int index)
 /* The step's number for the steal queues: the same on every rank, never 0. */
 static uint32_t steal_round(const ody_training_loop *loop)
 {
-    return (uint32_t)loop->state.global_step + 1 ? (uint32_t)loop->state.global_step + 1 : 1;
+    uint32_t round = (uint32_t)(loop->state.global_step + 1);
+    return round ? round : 1;
 }
 
-/* Chunk stealing: copy the held rows into this rank's slot, open its
- * queue, and run chunks (own first, then others') until none is left. */
+/* Chunk stealing: open this rank's queue over the rows read_step put in
+ * its slot, and run chunks (own first, then others') until none is left. */
 static ody_status run_shared_chunks(ody_training_loop *loop, bool overlap)
 {
-    size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape);
     int me = ody_steal_me(loop->steal);
-    slot_view mine = slot_of(loop, me);
-    int nchunks = cut_chunks(loop, mine.table), rows = 0;
-    for (int mb = 0; mb < loop->step_micro; mb++)
-        rows += loop->step_rows[mb];
-    const ody_batch *held = &loop->step_view;
-    if (rows > 0) { /* a rank without rows this step still takes others' chunks */
-        memcpy(mine.x, held->x, (size_t)rows * numel * sizeof(float));
-        memcpy(mine.y, held->y, (size_t)rows * sizeof *held->y);
-        memcpy(mine.ids, held->ids, (size_t)rows * sizeof *held->ids);
-    }
     uint32_t round = steal_round(loop);
-    ody_steal_publish(loop->steal, round, nchunks);
+    ody_steal_publish(loop->steal, round, cut_chunks(loop, slot_of(loop, me).table));
     loop->nclaimed = 0;
     loop->steal_round = round;
     loop->steal_decides = overlap; /* op_backward: last when nothing is left to take */
@@ -155,7 +146,7 @@ static ody_status run_shared_chunks(ody_training_loop *loop, bool overlap)
         loop->claimed[2 * loop->nclaimed++ + 1] = index;
         loop->chunks_stolen += owner != me;
         loop->chunks_run++;
-        st = run_chunk(loop, &chunk, false, &last);
+        last = run_chunk(loop, &chunk, false, &st);
     }
     loop->steal_decides = false;
     return st;
@@ -172,19 +163,17 @@ static ody_status run_chunks(ody_training_loop *loop, bool overlap)
         return run_shared_chunks(loop, overlap);
     ody_status st = ODY_OK;
     if (loop->steal) {
-        bool last;
         for (int k = 0; k < loop->nclaimed && st == ODY_OK; k++) {
             ody_batch chunk = slot_chunk(loop, loop->claimed[2 * k], loop->claimed[2 * k + 1]);
-            st = run_chunk(loop, &chunk, false, &last);
+            run_chunk(loop, &chunk, false, &st);
         }
         return st;
     }
     const ody_batch *held = &loop->step_view;
     int nchunks = cut_chunks(loop, loop->chunk_table);
-    bool last;
     for (int k = 0; k < nchunks && st == ODY_OK; k++) {
         ody_batch chunk = table_chunk(loop, loop->chunk_table, k, held->x, held->y, held->ids);
-        st = run_chunk(loop, &chunk, overlap && k == nchunks - 1, &last);
+        run_chunk(loop, &chunk, overlap && k == nchunks - 1, &st);
     }
     return st;
 }
@@ -222,8 +211,10 @@ ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
     }
 }
 
-/* Read the step's micro-batches into step_x (kept for a redo). One
- * micro-batch stays in the loader's buffer, valid until the next read. */
+/* Read the step's micro-batches into step_view's rows (kept for a redo):
+ * step_x, or with chunk stealing this rank's slot, where other ranks can
+ * take them. Without stealing, one micro-batch stays in the loader's
+ * buffer, valid until the next read. */
 static ody_status read_step(ody_training_loop *loop, int64_t micro)
 {
     ody_loop_state *s = &loop->state;
@@ -240,12 +231,13 @@ static ody_status read_step(ody_training_loop *loop, int64_t micro)
                           (long long)(s->step_in_epoch + m));
         if (st != ODY_OK)
             return st;
-        if (micro == 1) {
-            loop->step_view = b;
-        } else {
-            memcpy(loop->step_x + (size_t)row * numel, b.x, (size_t)b.n * numel * sizeof(float));
-            memcpy(loop->step_y + row, b.y, (size_t)b.n * sizeof *b.y);
-            memcpy(loop->step_ids + row, b.ids, (size_t)b.n * sizeof *b.ids);
+        ody_batch *held = &loop->step_view;
+        if (micro == 1 && !loop->steal) {
+            *held = b;
+        } else if (b.n > 0) {
+            memcpy(held->x + (size_t)row * numel, b.x, (size_t)b.n * numel * sizeof(float));
+            memcpy(held->y + row, b.y, (size_t)b.n * sizeof *b.y);
+            memcpy(held->ids + row, b.ids, (size_t)b.n * sizeof *b.ids);
         }
         loop->step_rows[loop->step_micro++] = b.n;
         row += b.n;
@@ -257,7 +249,10 @@ static ody_status read_step(ody_training_loop *loop, int64_t micro)
 ody_status ody_loop_train_update_exact(ody_training_loop *loop)
 {
     int64_t micro = ody_loop_begin_update(loop);
-    loop->step_view = (ody_batch){.x = loop->step_x, .y = loop->step_y, .ids = loop->step_ids};
+    slot_view mine = loop->steal ? slot_of(loop, ody_steal_me(loop->steal)) : (slot_view){0};
+    loop->step_view = loop->steal
+                          ? (ody_batch){.x = mine.x, .y = mine.y, .ids = mine.ids}
+                          : (ody_batch){.x = loop->step_x, .y = loop->step_y, .ids = loop->step_ids};
     ody_status st = read_step(loop, micro);
     if (st != ODY_OK)
         return ody_loop_fail_step(loop, st);
@@ -286,6 +281,19 @@ ody_status ody_loop_train_update_exact(ody_training_loop *loop)
 static size_t step_capacity(const ody_training_loop *loop, size_t train_rows)
 {
     return (size_t)loop->accumulation * train_rows;
+}
+
+/* Release step_x and friends (step_capacity rows). */
+static void free_step_batches(ody_training_loop *loop)
+{
+    size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
+    ody_free(loop->ctx, loop->step_x, rows * numel * sizeof(float));
+    ody_free(loop->ctx, loop->step_y, rows * sizeof(int32_t));
+    ody_free(loop->ctx, loop->step_ids, rows * sizeof(int64_t));
+    loop->step_x = NULL;
+    loop->step_y = NULL;
+    loop->step_ids = NULL;
+    loop->step_capacity = 0;
 }
 
 ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t train_rows)
@@ -331,7 +339,9 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
                               loop->cfg->distributed.shared_memory, &loop->exact);
     loop->steal_rows = (size_t)loop->accumulation * train_rows;
     if (st == ODY_OK && ody_exact_shared(loop->exact) && loop->cfg->distributed.work_stealing)
-        st = ody_steal_create(ctx, slot_bytes(loop), loop->max_chunks, &loop->steal);
+        st = ody_steal_create(ctx, slot_layout(loop, 0, NULL), loop->max_chunks, &loop->steal);
+    if (st == ODY_OK && loop->steal)
+        free_step_batches(loop); /* the step's rows go to this rank's slot instead */
     if (st != ODY_OK)
         ody_loop_disable_exact(loop);
     return st;
@@ -340,23 +350,16 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
 void ody_loop_disable_exact(ody_training_loop *loop)
 {
     ody_ctx *ctx = loop->ctx;
-    size_t rows = loop->step_capacity, numel = (size_t)ody_shape_numel(&loop->model->input_shape);
     size_t claims = 2 * (size_t)ctx->node_size * (size_t)loop->max_chunks;
     ody_steal_destroy(loop->steal);
     ody_exact_destroy(ctx, loop->exact);
-    ody_free(ctx, loop->step_x, rows * numel * sizeof(float));
-    ody_free(ctx, loop->step_y, rows * sizeof(int32_t));
-    ody_free(ctx, loop->step_ids, rows * sizeof(int64_t));
+    free_step_batches(loop);
     ody_free(ctx, loop->chunk_table, 2 * (size_t)loop->max_chunks * sizeof(int32_t));
     ody_free(ctx, loop->claimed, claims * sizeof(int32_t));
     loop->steal = NULL;
     loop->exact = NULL;
-    loop->step_x = NULL;
-    loop->step_y = NULL;
-    loop->step_ids = NULL;
     loop->chunk_table = NULL;
     loop->claimed = NULL;
-    loop->step_capacity = 0;
     loop->steal_rows = 0;
     loop->max_chunks = 0;
     loop->chunk = 0;

@@ -11,7 +11,6 @@
 ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset);
 /* Size per-row buffers and the model's activations for max_rows rows. */
 ody_status ody_loop_prepare_buffers(ody_training_loop *loop, size_t max_rows);
-/* True when this process has received a stop signal. */
 /* Whether a monitored metric is better larger: mode "max", or "auto" on an
  * accuracy (early stopping, best checkpoint, plateau schedule). */
 static inline bool ody_monitor_maximizes(const char *mode, const char *monitor)
@@ -19,6 +18,7 @@ static inline bool ody_monitor_maximizes(const char *mode, const char *monitor)
     return strcmp(mode, "max") == 0 || (strcmp(mode, "auto") == 0 && strstr(monitor, "accuracy"));
 }
 
+/* True when this process has received a stop signal. */
 static inline bool ody_loop_stop_requested(const ody_training_loop *loop)
 {
     (void)loop;

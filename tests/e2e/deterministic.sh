@@ -55,28 +55,30 @@ cmp <(sed 's/"samples_per_sec.*//' "$scratch/p1/lenet5-baseline/metrics.jsonl") 
     <(sed 's/"samples_per_sec.*//' "$scratch/p4/lenet5-baseline/metrics.jsonl") \
   || fail "metrics differ between 1 and 4 ranks"
 
+# same_bits NAME P Q WHAT OVERRIDES...: runs NAME<P> on P ranks and NAME<Q> on
+# Q (logs NAME<P>.log, NAME<Q>.log) with args and OVERRIDES; their parameters
+# must match.
+same_bits() {
+  local name=$1 p=$2 q=$3 what=$4 np; shift 4
+  for np in "$p" "$q"; do
+    expect_exit 0 "$name$np.log" "$np" "${args[@]}" "$@" experiment.output_dir="$scratch/$name$np"
+  done
+  [ "$(params_sha256 "$scratch/$name$p")" = "$(params_sha256 "$scratch/$name$q")" ] \
+    || fail "$what differ between $p and $q ranks"
+}
+
 note "with gradient accumulation (3 micro-batches of 20 per step): 1 rank = 3 ranks"
-acc=(training.batch_size=20 training.accumulation_steps=3 training.epochs=1)
-expect_exit 0 acc1.log 1 "${args[@]}" "${acc[@]}" experiment.output_dir="$scratch/acc1"
-expect_exit 0 acc3.log 3 "${args[@]}" "${acc[@]}" experiment.output_dir="$scratch/acc3"
-[ "$(params_sha256 "$scratch/acc1")" = "$(params_sha256 "$scratch/acc3")" ] \
-  || fail "accumulated steps differ between 1 and 3 ranks"
+same_bits acc 1 3 "accumulated steps" training.batch_size=20 training.accumulation_steps=3 \
+  training.epochs=1
 
 note "steps redone with a wider scale, and skipped (learning rate 2): 1 rank = 3 ranks"
-hot=(optimizer.learning_rate=2 training.on_nonfinite=skip training.epochs=1 logging.level=debug)
-expect_exit 0 hot1.log 1 "${args[@]}" "${hot[@]}" experiment.output_dir="$scratch/hot1"
-expect_exit 0 hot3.log 3 "${args[@]}" "${hot[@]}" experiment.output_dir="$scratch/hot3"
+same_bits hot 1 3 "redone steps" optimizer.learning_rate=2 training.on_nonfinite=skip \
+  training.epochs=1 logging.level=debug
 expect_in hot3.log 'redone with a wider fixed-point scale'
-[ "$(params_sha256 "$scratch/hot1")" = "$(params_sha256 "$scratch/hot3")" ] \
-  || fail "redone steps differ between 1 and 3 ranks"
 
 note "a last step of 10 samples (2 chunks): ranks without rows still take chunks; 1 rank = 4 ranks"
-tail=(data.synthetic_train=4810 training.epochs=1)
-expect_exit 0 tail1.log 1 "${args[@]}" "${tail[@]}" experiment.output_dir="$scratch/tail1"
-expect_exit 0 tail4.log 4 "${args[@]}" "${tail[@]}" experiment.output_dir="$scratch/tail4"
+same_bits tail 1 4 "a short last step" data.synthetic_train=4810 training.epochs=1
 expect_in tail4.log 'chunk stealing: [0-9]+ of 642 chunks'
-[ "$(params_sha256 "$scratch/tail1")" = "$(params_sha256 "$scratch/tail4")" ] \
-  || fail "a short last step differs between 1 and 4 ranks"
 
 note "stop on 2 ranks mid-epoch, resume on 3"
 ody_bg 2 "${args[@]}" experiment.output_dir="$scratch/stop" >stop.log 2>&1
