@@ -179,19 +179,29 @@ static ody_status evaluate(ody_ctx *ctx, const ody_config *cfg, const char *path
 static int run(int argc, char **argv)
 {
     ody_ctx *ctx = NULL;
-    if (ody_ctx_create(&ctx, MPI_COMM_WORLD) != ODY_OK) {
-        fprintf(stderr, "odyssey-dist: cannot create the MPI context\n");
-        return 1;
+    ody_status st = ody_ctx_create(&ctx, MPI_COMM_WORLD);
+    if (st != ODY_OK) {
+        int rank = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        if (rank == 0)
+            fprintf(stderr, "odyssey-dist: %s: creating the MPI context failed on some rank\n",
+                    ody_status_name(st));
+        return ody_status_exit_code(st);
     }
     cli_args args;
     int code = parse_args(argc, argv, ctx->rank, &args);
-    if (code != 0) {
+    /* The command line is the same on every rank; memory may not be. */
+    st = ody_dist_agree(ctx, code == 1 ? ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the command line")
+                                       : ODY_OK);
+    if (st != ODY_OK || code != 0) {
+        if (st != ODY_OK && ctx->rank == 0)
+            fprintf(stderr, "odyssey-dist: %s: %s\n", ody_status_name(st), ody_ctx_error(ctx));
         free(args.overrides);
         ody_ctx_destroy(ctx);
-        return code < 0 ? 0 : code;
+        return st != ODY_OK ? ody_status_exit_code(st) : code < 0 ? 0 : code;
     }
     ody_config *cfg = calloc(1, sizeof *cfg);
-    ody_status st = cfg ? ODY_OK : ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the config");
+    st = cfg ? ODY_OK : ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the config");
     st = ody_dist_agree(ctx, st);
     if (st == ODY_OK && args.config)
         st = ody_config_resolve(ctx, args.config, args.noverrides, args.overrides, cfg);

@@ -43,8 +43,12 @@ ody_status ody_ctx_create(ody_ctx **out, MPI_Comm comm)
 {
     *out = NULL;
     ody_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    /* Collective from here: every rank goes on, or none. */
+    int have = ctx != NULL, all = 0;
+    if (MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS || !all) {
+        free(ctx);
         return ODY_ERR_NOMEM;
+    }
     if (MPI_Comm_dup(comm, &ctx->comm) != MPI_SUCCESS) {
         free(ctx);
         return ODY_ERR_MPI;

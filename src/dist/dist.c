@@ -1,6 +1,7 @@
 /* dist: agreement, broadcast, fingerprints, exact reductions, the step vote. */
 #include "odyssey/dist.h"
 
+#include <stdio.h>
 #include <string.h>
 
 ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
@@ -25,11 +26,11 @@ ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
     if (st != ODY_OK)
         return st;
     report.msg[sizeof report.msg - 1] = '\0';
-    /* A message agreed on before (an inner agreement) already names its rank. */
-    char named[32];
-    snprintf(named, sizeof named, "rank %d: ", first);
-    if (ctx->size > 1 && strncmp(report.msg, named, strlen(named)) != 0)
-        return ody_fail(ctx, (ody_status)report.status, "%s%s", named, report.msg);
+    /* A message agreed on before (an inner agreement) already names the
+     * rank it came from, which every rank now holds: keep that name. */
+    int named = 0, end = 0;
+    if (ctx->size > 1 && !(sscanf(report.msg, "rank %d: %n", &named, &end) == 1 && end > 0))
+        return ody_fail(ctx, (ody_status)report.status, "rank %d: %s", first, report.msg);
     return ody_fail(ctx, (ody_status)report.status, "%s", report.msg);
 }
 

@@ -98,8 +98,10 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_
 {
     *out = NULL;
     ody_exact *e = calloc(1, sizeof *e);
-    if (!e)
-        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
+    if (!e) { /* the others may be on their way to the node segment: agree */
+        ody_status st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
+        return shared_memory ? ody_dist_agree(ctx, st) : st;
+    }
     e->ctx = ctx;
     e->model = model;
     e->n = model->grads.size;

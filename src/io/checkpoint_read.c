@@ -209,23 +209,28 @@ static ody_status get_series(ody_ctx *ctx, ody_ckpt *ck, const char *name, doubl
 }
 
 /* Read a string attribute (variable-length or fixed-length) into malloc'd *text. */
-static herr_t read_string(hid_t attr, hid_t type, char **text)
+/* 0 read, -1 HDF5 could not, -2 out of memory (not the file's fault). */
+static int read_string(hid_t attr, hid_t type, char **text)
 {
     htri_t vlen = H5Tis_variable_str(type);
     size_t size = vlen > 0 ? sizeof(char *) : H5Tget_size(type);
     char *raw = NULL, *fixed = malloc(size + 1);
-    herr_t rc = vlen < 0 || !fixed ? -1 : H5Aread(attr, type, vlen > 0 ? (void *)&raw : fixed);
+    if (!fixed)
+        return -2;
+    herr_t rc = vlen < 0 ? -1 : H5Aread(attr, type, vlen > 0 ? (void *)&raw : fixed);
     if (rc >= 0 && vlen > 0) {
         *text = strdup(raw ? raw : "");
         H5free_memory(raw);
         free(fixed);
-    } else if (rc >= 0) {
-        fixed[size] = '\0';
-        *text = fixed;
-    } else {
-        free(fixed);
+        return *text ? 0 : -2;
     }
-    return rc >= 0 && *text ? 0 : -1;
+    if (rc < 0) {
+        free(fixed);
+        return -1;
+    }
+    fixed[size] = '\0';
+    *text = fixed;
+    return 0;
 }
 
 static const char *class_text(H5T_class_t cls)
@@ -253,7 +258,9 @@ static ody_status get_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, H5T_cla
     herr_t rc = -1;
     if (cls == want && npoints == 1)
         rc = want == H5T_STRING ? read_string(attr, type, out) : H5Aread(attr, mem_type, out);
-    if (cls == H5T_NO_CLASS || npoints < 0 || (cls == want && npoints == 1 && rc < 0))
+    if (rc == -2)
+        st = ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory reading %s", ck->path, name);
+    else if (cls == H5T_NO_CLASS || npoints < 0 || (cls == want && npoints == 1 && rc < 0))
         st = ody_ckpt_fail_read(ctx, ck, name);
     else if (cls != want || npoints != 1)
         st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s: %s is %s%s, not %s", ck->path, name,

@@ -353,10 +353,10 @@ static ody_status broadcast_result(ody_ctx *ctx, ody_status root_status, const c
     if (st != ODY_OK)
         return st;
     *payload = malloc((size_t)header[1] + 1);
-    int have = *payload != NULL, all = 0;
-    st = ody_mpi_check(ctx, MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, ctx->comm), what);
-    if (st == ODY_OK && !all)
-        st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory receiving the config");
+    int mine = *payload ? ctx->size : ctx->rank, first = ctx->size; /* the first rank without */
+    st = ody_mpi_check(ctx, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, ctx->comm), what);
+    if (st == ODY_OK && first < ctx->size)
+        st = ody_fail(ctx, ODY_ERR_NOMEM, "rank %d: out of memory receiving the config", first);
     if (st == ODY_OK && ctx->rank == 0)
         memcpy(*payload, root_payload, (size_t)header[1]);
     if (st == ODY_OK)

@@ -311,7 +311,7 @@ static ody_status check_identity(ody_ctx *ctx, ody_ckpt *ck, const ody_training_
         st = ody_ckpt_get_i64(ctx, ck, "model/parameters", &count);
     if (st == ODY_OK && with_optimizer)
         st = ody_ckpt_get_string(ctx, ck, "optimizer/name", &optimizer);
-    *unreadable = st != ODY_OK;
+    *unreadable = st == ODY_ERR_CHECKPOINT;
     if (st == ODY_OK)
         st = compare_identity(ctx, loop, name, arch, count, optimizer);
     free(name);
@@ -480,7 +480,9 @@ static ody_status read_checkpoint(ody_training_loop *loop, const char *path, res
     ody_status st = ody_ckpt_open(ctx, path, &ck);
     if (st == ODY_OK)
         st = get_header(ctx, ck, h);
-    *unreadable = st != ODY_OK;
+    /* Damaged or foreign, not out of memory: an older checkpoint is no
+     * answer to that, and resuming from one would drop the newer's steps. */
+    *unreadable = st == ODY_ERR_CHECKPOINT;
     if (st == ODY_OK)
         st = check_identity(ctx, ck, loop, true, unreadable);
     if (st == ODY_OK)
@@ -489,7 +491,7 @@ static ody_status read_checkpoint(ody_training_loop *loop, const char *path, res
         st = get_buffers(ctx, ck, loop);
         if (st == ODY_OK)
             st = get_history(ctx, ck, loop, h);
-        *unreadable = st != ODY_OK;
+        *unreadable = st == ODY_ERR_CHECKPOINT;
     }
     ody_ckpt_close(ck);
     if (st != ODY_OK && strstr(ctx->err, path) == NULL)
@@ -612,10 +614,11 @@ int ody_train_list_checkpoints(const char *run_dir, char ***names)
     *names = NULL;
     DIR *d = opendir(run_dir);
     if (!d)
-        return 0;
+        return errno == ENOENT ? 0 : -1;
     int n = 0, cap = 0;
     char **list = NULL;
     struct dirent *e;
+    errno = 0;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
         if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 8 || strcmp(e->d_name + len - 3, ".h5") != 0)
@@ -627,10 +630,18 @@ int ody_train_list_checkpoints(const char *run_dir, char ***names)
                 break;
             list = grown;
         }
-        if ((list[n] = strdup(e->d_name)) != NULL)
-            n++;
+        if ((list[n] = strdup(e->d_name)) == NULL)
+            break;
+        n++;
+        errno = 0;
     }
+    int failed = errno; /* a failed allocation or readdir */
     closedir(d);
+    if (failed) {
+        ody_train_free_names(list, n);
+        errno = failed;
+        return -1;
+    }
     if (n > 1)
         qsort(list, (size_t)n, sizeof *list, compare_desc);
     *names = list;
@@ -655,6 +666,9 @@ static ody_status read_newest(ody_training_loop *loop, const char *run_dir, resu
     char **names = NULL;
     int n = ody_train_list_checkpoints(run_dir, &names);
     path[0] = '\0';
+    if (n < 0)
+        return ody_fail(ctx, errno == ENOMEM ? ODY_ERR_NOMEM : ODY_ERR_CHECKPOINT,
+                        "cannot list the checkpoints in %s: %s", run_dir, strerror(errno));
     ody_status st = ODY_OK;
     char first_error[ODY_ERRMSG_MAX] = "";
     bool unreadable = false;

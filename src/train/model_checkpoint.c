@@ -70,6 +70,11 @@ static void prune(model_checkpoint *mc)
     link_target(mc, "best.h5", best, sizeof best);
     char **names = NULL;
     int n = ody_train_list_checkpoints(mc->run_dir, &names);
+    if (n < 0) { /* pruning from part of the list could delete a kept one */
+        ody_log(mc->ctx, ODY_LOG_WARN, "cannot list the checkpoints in %s to prune them: %s",
+                mc->run_dir, strerror(errno));
+        return;
+    }
     int64_t kept = 0;
     for (int i = 0; i < n; i++) {
         bool linked = strcmp(names[i], latest) == 0 || strcmp(names[i], best) == 0;

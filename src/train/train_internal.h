@@ -100,7 +100,10 @@ ody_status ody_train_checkpoint_load(ody_training_loop *loop, const char *path);
 ody_status ody_train_load_params(ody_training_loop *loop, const char *path);
 /* Resume from `what` ("auto": the newest valid checkpoint of run_dir). */
 ody_status ody_train_resume(ody_training_loop *loop, const char *run_dir, const char *what);
-/* Checkpoint file names in run_dir, newest first; free with ody_train_free_names. */
+/* Checkpoint file names in run_dir, newest first; free with
+ * ody_train_free_names. Returns how many (0 when run_dir does not exist),
+ * or -1 with errno set when they cannot all be listed: a caller must not
+ * take a partial list for the whole, or a missing one for none. */
 int ody_train_list_checkpoints(const char *run_dir, char ***names);
 void ody_train_free_names(char **names, int n);
 

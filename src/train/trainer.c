@@ -50,6 +50,9 @@ static ody_status move_earlier_run(ody_trainer *t)
     char **names = NULL;
     int n = ody_train_list_checkpoints(t->run_dir, &names);
     ody_train_free_names(names, n);
+    if (n < 0) /* it may hold checkpoints: do not write over them */
+        return ody_fail(t->ctx, errno == ENOMEM ? ODY_ERR_NOMEM : ODY_ERR_IO,
+                        "cannot list the checkpoints in %s: %s", t->run_dir, strerror(errno));
     if (n == 0)
         return ODY_OK;
     char aside[1100];
@@ -239,9 +242,9 @@ static ody_status build_loaders(ody_trainer *t)
 static ody_status build_loop(ody_trainer *t)
 {
     ody_training_loop *loop = &t->loop;
+    /* No early return: a failure goes on to the agreement before
+     * enable_exact, where the other ranks are headed. */
     ody_status st = ody_training_loop_init(loop, t->ctx, t->cfg);
-    if (st != ODY_OK)
-        return st;
     loop->model = t->model;
     loop->optimizer = t->optimizer;
     loop->reducer = t->reducer;
@@ -257,16 +260,17 @@ static ody_status build_loop(ody_trainer *t)
     loop->accumulation = t->cfg->training.accumulation_steps;
     bool fp16 = wire_type(t->cfg) == ODY_WIRE_F16;
     ody_loss_scaler_init(&loop->scaler, fp16 ? t->cfg->training.loss_scale : 0.0);
-    st = build_schedule(t);
-    if (st != ODY_OK)
-        return st;
-    loop->state.lr = ody_schedule_lr(&loop->schedule, 0, 0);
-    /* Activations for one training share; validation goes through in
-     * pieces of that size (of one chunk in deterministic mode). */
-    int64_t rows = ody_sampler_max_local(t->sampler);
-    if (t->cfg->distributed.deterministic && t->cfg->distributed.chunk_size > rows)
-        rows = t->cfg->distributed.chunk_size;
-    st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+    if (st == ODY_OK)
+        st = build_schedule(t);
+    if (st == ODY_OK) {
+        loop->state.lr = ody_schedule_lr(&loop->schedule, 0, 0);
+        /* Activations for one training share; validation goes through in
+         * pieces of that size (of one chunk in deterministic mode). */
+        int64_t rows = ody_sampler_max_local(t->sampler);
+        if (t->cfg->distributed.deterministic && t->cfg->distributed.chunk_size > rows)
+            rows = t->cfg->distributed.chunk_size;
+        st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
+    }
     /* enable_exact is collective: agree first, so that all ranks or none go in */
     if (t->cfg->distributed.deterministic)
         st = ody_dist_agree(t->ctx, st);

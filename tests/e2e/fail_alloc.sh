@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Out of memory on one rank, at every allocation the program's own code
+# makes, one run each: every rank must exit (no hang), all with exit 1 and
+# an "out of memory" error naming the rank (or exit 0 where the program can
+# do without that allocation), and a resumed run must not lose the
+# checkpoint it resumed from.
+#
+# fail_alloc.c (an LD_PRELOAD shim, built as ody_fail_alloc, path in $1)
+# makes allocation number ODY_FAIL_AT of rank ODY_FAIL_RANK fail.
+#   fresh run, 2 ranks: rank 1, then rank 0 (config, logs, checkpoints)
+#   --resume auto of that run on 3 ranks: rank 2, then rank 0 (which reads
+#   the checkpoint); the checkpoint files it resumed from must be unchanged
+#   after every run
+source "$(dirname "$0")/common.sh"
+shim="${1:?usage: fail_alloc.sh LIBODY_FAIL_ALLOC.so}"
+if ldd "$ODY_PROGRAM" | grep -q libasan; then
+  echo "SKIP: a sanitizer build has its own allocator in front of the shim"
+  exit 77
+fi
+# The first 1,024 training and 512 test images of Fashion-MNIST, as IDX
+# files like the originals (real data, read by the same code, in less time).
+mkdir data
+/usr/bin/python3 - "$FMNIST" data <<'PY'
+import gzip, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+for name, n in (("train", 1024), ("t10k", 512)):
+    for kind, dims in (("images-idx3", 3), ("labels-idx1", 1)):
+        f = f"{name}-{kind}-ubyte.gz"
+        raw = gzip.open(f"{src}/{f}").read()
+        head = list(struct.unpack(f">{1 + dims}I", raw[:4 * (1 + dims)]))
+        size = 1
+        for d in head[2:]:
+            size *= d
+        head[1] = n
+        body = raw[4 * (1 + dims):4 * (1 + dims) + n * size]
+        gzip.open(f"{dst}/{f}", "wb").write(struct.pack(f">{1 + dims}I", *head) + body)
+PY
+args=("$ODY_SOURCE_DIR/configs/lenet5/baseline.yaml" data.path=data training.epochs=1
+  training.max_steps=12 training.validate_interval=0 logging.plot=false)
+
+# mpiexec waits a second (SIGTERM, then SIGKILL) after a rank exits non-zero,
+# 200 times over here. Not waiting hides no hang: a rank stuck in a
+# collective keeps the others in MPI_Finalize, and nothing exits.
+export OMPI_MCA_odls_base_sigkill_timeout=0
+
+# attempt NP RANK AT DIR [ARGS...]: one run with allocation AT of RANK
+# failing, output in DIR.log; sets code and secs.
+attempt() {
+  local np="$1" rank="$2" at="$3" dir="$4"; shift 4
+  local start; start=$(date +%s.%N)
+  set +e
+  # shellcheck disable=SC2086
+  timeout -k 5 60 $ODY_MPIEXEC $ODY_NUMPROC_FLAG "$np" -x LD_PRELOAD="$shim" \
+    -x ODY_FAIL_RANK="$rank" -x ODY_FAIL_AT="$at" "$ODY_PROGRAM" "${args[@]}" \
+    experiment.output_dir="$scratch/$dir" "$@" >"$dir.log" 2>&1
+  code=$?
+  set -e
+  secs=$(echo "$(date +%s.%N) - $start" | bc)
+}
+
+# count NP RANK DIR [ARGS...]: how many allocations RANK makes in a whole run.
+count() {
+  attempt "$1" "$2" 0 "$3" "${@:4}"
+  [ "$code" = 0 ] || { cat "$3.log" >&2; fail "the counting run failed ($code)"; }
+  sed -n "s/^fail_alloc: rank $2: \([0-9]*\) allocations.*/\1/p" "$3.log"
+}
+
+# judge NAME RANK AT: the verdict on the attempt just made.
+judge() {
+  local log="$1.log" rank="$2" at="$3"
+  [ "$code" != 124 ] && [ "$code" != 137 ] || { cat "$log" >&2; fail "$1: hung (killed after 60 s)"; }
+  [ -z "$(rank_pids "$scratch/$1")" ] || fail "$1: rank processes left behind"
+  grep -q "^fail_alloc: rank $rank: allocation $at fails" "$log" ||
+    { cat "$log" >&2; fail "$1: allocation $at of rank $rank was not made"; }
+  case "$code" in
+    0) tolerated+=("$at") ;;
+    1)
+      local what
+      what=$(grep -m1 '^odyssey-dist: out of memory: ' "$log") ||
+        { cat "$log" >&2; fail "$1: exit 1 without an out-of-memory error"; }
+      # The error names the failing rank; rank 0's own config and the MPI
+      # context come before ranks share errors (the latter says so).
+      if [ "$rank" != 0 ] && ! grep -Eq "rank $rank: |on some rank" <<<"$what"; then
+        cat "$log" >&2; fail "$1: the error does not name rank $rank: $what"
+      fi ;;
+    *) cat "$log" >&2; fail "$1: exit $code (a crash?); expected 1, or 0" ;;
+  esac
+}
+
+# sweep NP RANK BASE [PREPARE] [ARGS...]: every allocation of RANK, one run each.
+sweep() {
+  local np="$1" rank="$2" base="$3" prepare="$4"; shift 4
+  $prepare "$base-count"
+  local total; total=$(count "$np" "$rank" "$base-count" "$@")
+  [ "$total" -gt 20 ] || fail "only $total allocations counted on rank $rank"
+  tolerated=()
+  local at worst=0
+  for ((at = 1; at <= total; at++)); do
+    $prepare "$base-$at"
+    attempt "$np" "$rank" "$at" "$base-$at" "$@"
+    judge "$base-$at" "$rank" "$at"
+    worst=$(echo "if ($secs > $worst) $secs else $worst" | bc)
+    rm -rf "$scratch/$base-$at"
+  done
+  echo "rank $rank of $np: $total allocations failed one at a time: every rank exited," \
+    "slowest in $worst s; exit 0 (done without it) at: ${tolerated[*]:-none}"
+}
+
+none() { :; }
+note "fresh run, 2 ranks: fail each allocation of rank 1"
+sweep 2 1 fresh1 none
+note "fresh run, 2 ranks: fail each allocation of rank 0"
+sweep 2 0 fresh0 none
+
+note "resume on 3 ranks: fail each allocation of rank 2; the checkpoint it resumes from stays"
+ody 2 "${args[@]}" experiment.output_dir="$scratch/origin" >origin.log 2>&1 ||
+  { cat origin.log; fail "the run to resume failed"; }
+(cd origin/lenet5-baseline && sha256sum ckpt-*.h5) >origin.sha
+from_origin() { rm -rf "$scratch/$1"; cp -a "$scratch/origin" "$scratch/$1"; }
+# sweep_resume RANK: as sweep, each run resuming a copy of origin.
+sweep_resume() {
+  local rank="$1" total at more=(--resume auto training.max_steps=24 checkpoint.keep_last=0)
+  from_origin resume-count
+  total=$(count 3 "$rank" resume-count "${more[@]}")
+  [ "$total" -gt 20 ] || fail "only $total allocations counted on rank $rank"
+  tolerated=()
+  for ((at = 1; at <= total; at++)); do
+    from_origin "resume-$at"
+    attempt 3 "$rank" "$at" "resume-$at" "${more[@]}"
+    judge "resume-$at" "$rank" "$at"
+    (cd "resume-$at/lenet5-baseline" && sha256sum --quiet -c "$scratch/origin.sha") ||
+      fail "resume-$at: the checkpoint it resumed from changed or is gone"
+    rm -rf "$scratch/resume-$at"
+  done
+  echo "rank $rank of 3, resuming: $total allocations failed one at a time: every rank exited," \
+    "the checkpoint resumed from intact each time; exit 0 (done without it) at: ${tolerated[*]:-none}"
+}
+sweep_resume 2
+note "resume on 3 ranks: fail each allocation of rank 0, which reads the checkpoint"
+sweep_resume 0
+exit 0
