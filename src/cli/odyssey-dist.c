@@ -41,9 +41,17 @@ typedef struct {
     char **overrides;
 } cli_args;
 
-/* Parse argv: options may stand anywhere; the first other argument is the
- * config and the rest are overrides. Returns 0 to run, -1 when done
- * (help, version, reference), or an exit code. */
+/* section.key=value, and not a file of that name: an override, never the
+ * config (with --eval the config may be left out). */
+static bool is_override(const char *arg)
+{
+    const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
+    return eq && dot && dot < eq && dot > arg && access(arg, F_OK) != 0;
+}
+
+/* Parse argv: options may stand anywhere; the first other argument that is
+ * no override is the config and the rest are overrides. Returns 0 to run,
+ * -1 when done (help, version, reference), or an exit code. */
 static int parse_args(int argc, char **argv, int rank, cli_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -53,7 +61,7 @@ static int parse_args(int argc, char **argv, int rank, cli_args *a)
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0) {
-            if (!a->config)
+            if (!a->config && !is_override(arg))
                 a->config = arg;
             else
                 a->overrides[a->noverrides++] = argv[i];

@@ -11,6 +11,7 @@
 #   --resume auto of that run on 3 ranks: rank 2, then rank 0 (which reads
 #   the checkpoint); the checkpoint files it resumed from must be unchanged
 #   after every run
+#   --eval of that checkpoint on 2 ranks: rank 0
 source "$(dirname "$0")/common.sh"
 shim="${1:?usage: fail_alloc.sh LIBODY_FAIL_ALLOC.so}"
 if ldd "$ODY_PROGRAM" | grep -q libasan; then
@@ -138,4 +139,8 @@ sweep_resume() {
 sweep_resume 2
 note "resume on 3 ranks: fail each allocation of rank 0, which reads the checkpoint"
 sweep_resume 0
+
+note "--eval on 2 ranks, no config but an override: fail each allocation of rank 0"
+args=(data.path=data)
+sweep 2 0 eval none --eval "$scratch/origin/lenet5-baseline/latest.h5"
 exit 0
