@@ -79,7 +79,10 @@ static herr_t walk_error(unsigned n, const H5E_error2_t *rec, void *data)
  * frees the object, fails, and leaves its identifier behind, and the
  * library crashes on it at exit. So at the first failed write the driver's
  * descriptor is pointed at an in-memory copy of the file: the closes that
- * follow succeed there, and the temporary file is removed anyway.
+ * follow succeed there, and the temporary file is removed anyway. Our
+ * file driver (checkpoint_vfd.c) calls this from inside the failed write
+ * itself and makes the write again in the copy, so HDF5 sees no failure
+ * at all, even one inside H5Fclose.
  */
 static void divert_writes(ody_ckpt *ck)
 {
@@ -100,6 +103,14 @@ static void divert_writes(ody_ckpt *ck)
         ck->diverted = dup2(copy, *ck->fd) >= 0;
     if (copy >= 0)
         close(copy);
+}
+
+/* The file driver's on_error: a write or truncate failed with sys_errno. */
+static bool driver_failed(void *owner, int sys_errno)
+{
+    ody_ckpt *ck = owner;
+    ody_ckpt_note_error(ck, sys_errno, false);
+    return ck->diverted;
 }
 
 /* HDF5 calls this when an API call fails: keep what the first failure said. */
@@ -198,6 +209,8 @@ ody_status ody_ckpt_fail_write(ody_ctx *ctx, ody_ckpt *ck, const char *name)
 {
     char why[256];
     ck->failed = true;
+    if (ck->err.sys_errno == ENOMEM) /* the machine's fault, not the disk's */
+        return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory writing %s", ck->path, name);
     return ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s: cannot write %s: %s", ck->path, name,
                     reason(&ck->err, false, why, sizeof why));
 }
@@ -326,7 +339,7 @@ static ody_status put_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t f
         return st;
     herr_t rc = write_scalar_attr(group, leaf, file_type, mem_type, value);
     ody_ckpt_release(group);
-    return rc < 0 ? ody_ckpt_fail_write(ctx, ck, name) : ODY_OK;
+    return rc < 0 || ck->failed ? ody_ckpt_fail_write(ctx, ck, name) : ODY_OK;
 }
 
 /* Chunk shape: the whole shape, its leading dimensions halved until a chunk fits CHUNK_BYTES. */
@@ -412,14 +425,15 @@ static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, cons
     ody_ckpt_release(dcpl);
     ody_ckpt_release(space);
     ody_ckpt_release(group);
-    return rc < 0 ? ody_ckpt_fail_write(ctx, ck, name) : ODY_OK;
+    return rc < 0 || ck->failed ? ody_ckpt_fail_write(ctx, ck, name) : ODY_OK;
 }
 
 /* The temporary file, with the attributes that say what it is. */
 static ody_status create_file(ody_ctx *ctx, ody_ckpt *ck)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    herr_t rc = fapl < 0 ? -1 : H5Pset_fapl_sec2(fapl);
+    ody_ckpt_vfd_info driver = {driver_failed, ck};
+    herr_t rc = fapl < 0 ? -1 : ody_ckpt_vfd_set(fapl, &driver);
     if (rc >= 0)
         rc = H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
     if (rc >= 0) /* large tensors at block boundaries, for O_DIRECT */
@@ -572,12 +586,12 @@ static ody_status finish_file(ody_ctx *ctx, ody_ckpt *ck)
     ody_ckpt_direct_close(ck);
     herr_t rc = H5Fflush(ck->file, H5F_SCOPE_GLOBAL);
     if (rc >= 0) {
-        ck->fd = NULL; /* a close that fails has freed the driver: nothing to divert */
-        rc = H5Fclose(ck->file);
-        ck->file = -1; /* nor to close again */
+        rc = H5Fclose(ck->file); /* its writes may still fail over to memory */
+        ck->file = -1;           /* not to close again */
+        ck->fd = NULL;           /* the driver is gone */
     }
     ody_ckpt_quiet_end(q);
-    return rc < 0 ? ody_ckpt_fail_write(ctx, ck, "checkpoint") : ODY_OK;
+    return rc < 0 || ck->failed ? ody_ckpt_fail_write(ctx, ck, "checkpoint") : ODY_OK;
 }
 
 /* After finish_file: the temporary file to disk, renamed, and the rename to disk. */

@@ -32,7 +32,7 @@ struct ody_ckpt {
     hid_t file;                        /* -1 once closed */
     bool writing;                      /* made by ody_ckpt_create, not yet renamed */
     bool failed;                       /* a write failed: commit refuses */
-    int *fd;                           /* writing: the sec2 driver's file descriptor */
+    int *fd;                           /* writing: the file driver's descriptor, until closed */
     bool diverted;                     /* writes go to a copy in memory (see checkpoint.c) */
     int direct_fd;                     /* writing: the file opened O_DIRECT, or -1 */
     unsigned char *bounce;             /* its aligned buffer, made at the first use */
@@ -45,6 +45,17 @@ typedef struct {
     H5E_auto2_t func;
     void *data;
 } ody_ckpt_quiet;
+
+/* The file driver checkpoints are written through (checkpoint_vfd.c):
+ * sec2's I/O, but a failed write or truncate first goes to on_error, and
+ * is made again when that returns true (the descriptor now points at a
+ * copy in memory), so that HDF5 never sees it fail. */
+typedef struct {
+    bool (*on_error)(void *owner, int sys_errno);
+    void *owner;
+} ody_ckpt_vfd_info;
+/* Make fapl use that driver, with info (copied). */
+herr_t ody_ckpt_vfd_set(hid_t fapl, const ody_ckpt_vfd_info *info);
 
 /*
  * Switch HDF5's error printing off and clear ck->err, which then records
