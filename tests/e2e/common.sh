@@ -108,3 +108,24 @@ print(f"max |diff| / max |param| = {diff / scale:.3g} over {len(names)} tensors"
 sys.exit(0 if diff / scale <= tol else 1)
 PY
 }
+
+# fmnist_cut DIR NTRAIN NTEST: the first NTRAIN training and NTEST test
+# images of Fashion-MNIST, as IDX files like the originals (real data, read
+# by the same code, in less time).
+fmnist_cut() {
+  /usr/bin/python3 - "$FMNIST" "$@" <<'PY'
+import gzip, struct, sys
+src, dst, ntrain, ntest = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for name, n in (("train", ntrain), ("t10k", ntest)):
+    for kind, dims in (("images-idx3", 3), ("labels-idx1", 1)):
+        f = f"{name}-{kind}-ubyte.gz"
+        raw = gzip.open(f"{src}/{f}").read()
+        head = list(struct.unpack(f">{1 + dims}I", raw[:4 * (1 + dims)]))
+        size = 1
+        for d in head[2:]:
+            size *= d
+        head[1] = n
+        body = raw[4 * (1 + dims):4 * (1 + dims) + n * size]
+        gzip.open(f"{dst}/{f}", "wb").write(struct.pack(f">{1 + dims}I", *head) + body)
+PY
+}

@@ -18,24 +18,8 @@ if ldd "$ODY_PROGRAM" | grep -q libasan; then
   echo "SKIP: a sanitizer build has its own allocator in front of the shim"
   exit 77
 fi
-# The first 1,024 training and 512 test images of Fashion-MNIST, as IDX
-# files like the originals (real data, read by the same code, in less time).
 mkdir data
-/usr/bin/python3 - "$FMNIST" data <<'PY'
-import gzip, struct, sys
-src, dst = sys.argv[1], sys.argv[2]
-for name, n in (("train", 1024), ("t10k", 512)):
-    for kind, dims in (("images-idx3", 3), ("labels-idx1", 1)):
-        f = f"{name}-{kind}-ubyte.gz"
-        raw = gzip.open(f"{src}/{f}").read()
-        head = list(struct.unpack(f">{1 + dims}I", raw[:4 * (1 + dims)]))
-        size = 1
-        for d in head[2:]:
-            size *= d
-        head[1] = n
-        body = raw[4 * (1 + dims):4 * (1 + dims) + n * size]
-        gzip.open(f"{dst}/{f}", "wb").write(struct.pack(f">{1 + dims}I", *head) + body)
-PY
+fmnist_cut data 1024 512
 args=("$ODY_SOURCE_DIR/configs/lenet5/baseline.yaml" data.path=data training.epochs=1
   training.max_steps=12 training.validate_interval=0 logging.plot=false)
 

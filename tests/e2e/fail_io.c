@@ -1,5 +1,5 @@
 /*
- * fail_io: an LD_PRELOAD shim for e2e_fail_io.
+ * fail_io: an LD_PRELOAD shim for e2e_fail_io (tests/e2e/fail_io.sh).
  *
  * On the rank whose OMPI_COMM_WORLD_RANK is ODY_FAIL_RANK, the
  * ODY_FAIL_AT-th call that writes a checkpoint fails with errno
@@ -11,12 +11,7 @@
  *
  * On that rank the shim writes to stderr which call failed, and at exit
  *   fail_io: rank R: K checkpoint writes, failed number N
- * so a test can find how many there are. By hand, from a run directory
- * that holds a checkpoint (rank 0 writes checkpoints):
- *   mpiexec -np 2 -x LD_PRELOAD=build/tests/e2e/libody_fail_io.so \
- *     -x ODY_FAIL_RANK=0 -x ODY_FAIL_AT=N build/odyssey-dist CONFIG --resume auto
- * Not in ctest yet: a failure in the last writes, which HDF5 1.10 makes
- * inside H5Fclose, still crashes the library at exit (README, Checkpoints).
+ * so a test can find how many there are.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
