@@ -239,23 +239,50 @@ static void move_add(int64_t *restrict dst, int64_t *restrict src, size_t n)
     }
 }
 
+/* The stripe holding element i. */
+static size_t stripe_of(const ody_shm *s, size_t i) { return i * SHM_STRIPES / s->n; }
+
+/* Where stripe k begins (stripe_of's inverse, rounded up). */
+static size_t stripe_begin(const ody_shm *s, size_t k)
+{
+    return (k * s->n + SHM_STRIPES - 1) / SHM_STRIPES;
+}
+
+/*
+ * The ranks of a node finish the same buckets at about the same time, so
+ * adding stripe after stripe in the same order they would queue on each
+ * stripe's lock, one adding while the others sleep. Each rank starts
+ * instead at its own place in the range (node rank / node size of the
+ * way in), takes the free stripes first, and waits only for those left.
+ */
 void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end)
 {
     int64_t *dst = s->sum[s->round % 3];
     if (end > s->n)
         end = s->n;
-    while (begin < end) {
-        size_t stripe = begin * SHM_STRIPES / s->n;
-        size_t stop = (stripe + 1) * s->n / SHM_STRIPES;
-        /* the stripe holding begin ends at stop (integer division rounds it) */
-        while (stop <= begin)
-            stop = (++stripe + 1) * s->n / SHM_STRIPES;
-        if (stop > end)
-            stop = end;
-        pthread_mutex_lock(&s->h->stripe[stripe]);
-        move_add(dst + begin, src + begin, stop - begin);
-        pthread_mutex_unlock(&s->h->stripe[stripe]);
-        begin = stop;
+    if (begin >= end)
+        return;
+    size_t first = stripe_of(s, begin), count = stripe_of(s, end - 1) - first + 1;
+    size_t start = count * (size_t)s->ctx->node_rank / (size_t)s->ctx->node_size;
+    uint64_t left[SHM_STRIPES / 64] = {0}; /* stripes not added yet */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t j = 0; j < count; j++) {
+            size_t k = first + (start + j) % count;
+            if (pass && !(left[k / 64] >> (k % 64) & 1))
+                continue;
+            pthread_mutex_t *lock = &s->h->stripe[k];
+            if (pass)
+                pthread_mutex_lock(lock);
+            else if (pthread_mutex_trylock(lock) != 0) { /* busy: come back to it */
+                left[k / 64] |= (uint64_t)1 << (k % 64);
+                continue;
+            }
+            size_t lo = stripe_begin(s, k), hi = stripe_begin(s, k + 1);
+            lo = lo > begin ? lo : begin;
+            hi = hi < end ? hi : end;
+            move_add(dst + lo, src + lo, hi - lo);
+            pthread_mutex_unlock(lock);
+        }
     }
 }
 
