@@ -188,6 +188,11 @@ bool ody_exact_shared(const ody_exact *e);
  * once. Every rank must do the same. Returns false, doing nothing, when
  * the sum goes through MPI (start the vote with ody_vote_start then). */
 bool ody_exact_carry_vote(ody_exact *e, ody_vote *vote);
+/* With the shared-memory sum: call busy(arg) once in the next round's
+ * meeting, after this rank has arrived, in the time it would spend
+ * waiting for the others (the first round of a step only: a redo's round
+ * calls nothing). Through MPI nothing is called. */
+void ody_exact_while_waiting(ody_exact *e, void (*busy)(void *), void *arg);
 /*
  * Collective. Wait for the sum of the accumulators over all ranks and the
  * maxima (whether any value overflowed the scale or was not finite).

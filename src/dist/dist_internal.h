@@ -58,8 +58,11 @@ void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end);
 /* Merge this rank's maxima (nmax) and counts (ncount; count may be NULL). */
 void ody_shm_merge(ody_shm *s, const float *max, const int64_t *count);
 /* Arrive and sleep until every rank has (and, on several nodes, the node
- * totals are summed across nodes). ODY_ERR_MPI, on every rank, when that failed. */
-ody_status ody_shm_wait(ody_shm *s);
+ * totals are summed across nodes). ODY_ERR_MPI, on every rank, when that
+ * failed. busy (or NULL): work of this rank's own, called once in the
+ * round, after it arrived, where it would otherwise wait. */
+typedef void (*ody_shm_busy)(void *arg);
+ody_status ody_shm_wait(ody_shm *s, ody_shm_busy busy, void *arg);
 /* The last completed round's totals. */
 const int64_t *ody_shm_sum(const ody_shm *s);
 const float *ody_shm_max(const ody_shm *s);

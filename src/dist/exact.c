@@ -57,6 +57,8 @@ struct ody_exact {
     MPI_Request max_req;  /* the maxima's MPI_MAX, started once every tensor is added */
     ody_shm *shm;         /* the node's shared sum, or NULL: MPI */
     ody_vote *carry;      /* a step vote riding in the next shared round */
+    void (*busy)(void *); /* work for the next shared round's wait, or NULL */
+    void *busy_arg;
     bool sleepy;
     uint64_t bytes_sent;
     ody_status error;
@@ -284,6 +286,12 @@ uint64_t ody_exact_bytes_sent(const ody_exact *e) { return e->bytes_sent; }
 
 bool ody_exact_shared(const ody_exact *e) { return e->shm != NULL; }
 
+void ody_exact_while_waiting(ody_exact *e, void (*busy)(void *), void *arg)
+{
+    e->busy = e->shm ? busy : NULL;
+    e->busy_arg = arg;
+}
+
 bool ody_exact_carry_vote(ody_exact *e, ody_vote *vote)
 {
     if (!e->shm)
@@ -299,7 +307,8 @@ bool ody_exact_carry_vote(ody_exact *e, ody_vote *vote)
 static ody_status meet_shared(ody_exact *e)
 {
     ody_shm_merge(e->shm, e->local_max, e->carry ? e->carry->local : NULL);
-    ody_status st = ody_shm_wait(e->shm);
+    ody_status st = ody_shm_wait(e->shm, e->busy, e->busy_arg);
+    e->busy = NULL;
     memcpy(e->global_max, ody_shm_max(e->shm), ((size_t)e->ntensors + 2) * sizeof(float));
     if (e->carry)
         memcpy(e->carry->total, ody_shm_count(e->shm), sizeof e->carry->total);

@@ -343,7 +343,7 @@ static int sum_nodes(ody_shm *s, int b)
     return rc;
 }
 
-ody_status ody_shm_wait(ody_shm *s)
+ody_status ody_shm_wait(ody_shm *s, ody_shm_busy busy, void *arg)
 {
     shm_header *h = s->h;
     const ody_ctx *ctx = s->ctx;
@@ -358,20 +358,31 @@ ody_status ody_shm_wait(ody_shm *s)
     }
     unsigned gen = atomic_load_explicit(&h->generation, memory_order_acquire);
     unsigned arrived = atomic_fetch_add_explicit(&h->arrived, 1, memory_order_acq_rel) + 1;
+    bool last = arrived == (unsigned)ctx->node_size;
+    /* busy's work goes where this rank would wait: before waiting, or
+     * (the rank that lets the others go) after releasing them */
     if (s->nodes) {
         /* Several nodes: the leader sums across them, then releases. */
-        if (arrived == (unsigned)ctx->node_size)
+        if (last)
             futex(&h->arrived, FUTEX_WAKE, INT_MAX);
+        if (busy && !(last && ctx->node_rank == 0))
+            busy(arg);
         if (ctx->node_rank == 0) {
             if (sum_nodes(s, b) != MPI_SUCCESS)
                 atomic_store_explicit(&h->error, 1, memory_order_relaxed);
             release(h);
+            if (busy && last)
+                busy(arg);
         } else {
             wait_change(s, &h->generation, gen);
         }
-    } else if (arrived == (unsigned)ctx->node_size) {
+    } else if (last) {
         release(h);
+        if (busy)
+            busy(arg);
     } else {
+        if (busy)
+            busy(arg);
         wait_change(s, &h->generation, gen);
     }
     s->cur = b;
