@@ -158,14 +158,17 @@ static ody_status log_stealing(ody_training_loop *loop)
 {
     if (!loop->steal)
         return ODY_OK;
-    double local[2] = {(double)loop->chunks_stolen, (double)loop->chunks_run}, mean[2], max[2];
-    ody_status st = ody_dist_mean_max(loop->ctx, local, mean, max, 2);
+    double local[4] = {(double)loop->chunks_stolen, (double)loop->chunks_run,
+                       (double)loop->steps_ahead, (double)loop->steps_shared},
+           mean[4], max[4];
+    ody_status st = ody_dist_mean_max(loop->ctx, local, mean, max, 4);
     double n = loop->ctx->size;
     if (st == ODY_OK)
         ody_log(loop->ctx, ODY_LOG_INFO,
                 "chunk stealing: %.0f of %.0f chunks (%.1f%%) ran on a rank other than their "
-                "owner; the busiest rank took %.0f", mean[0] * n, mean[1] * n,
-                mean[1] > 0 ? 100.0 * mean[0] / mean[1] : 0.0, max[0]);
+                "owner; the busiest rank took %.0f; %.0f of %.0f steps had their rows read "
+                "while the ranks waited for the step before", mean[0] * n, mean[1] * n,
+                mean[1] > 0 ? 100.0 * mean[0] / mean[1] : 0.0, max[0], mean[2], mean[3]);
     return st;
 }
 

@@ -68,7 +68,10 @@ static int cut_chunks(const ody_training_loop *loop, int32_t *table)
 }
 
 /* A rank's slot in node shared memory (chunk stealing): its chunk table
- * (2 x max_chunks), then its rows' samples, labels and ids. */
+ * (2 x max_chunks), then its rows' samples, labels and ids; twice, for
+ * steps of even and odd number (global_step before the step): while
+ * others may still run chunks of this step, the next step's rows are read
+ * into the other half (read_ahead). */
 typedef struct {
     int32_t *table;
     float *x;
@@ -78,8 +81,9 @@ typedef struct {
 
 static size_t align64(size_t x) { return (x + 63) / 64 * 64; }
 
-/* Owner's slot (base NULL: only its size): the layout, in one place. */
-static size_t slot_layout(const ody_training_loop *loop, int owner, slot_view *v)
+/* Owner's slot for steps of parity `half` (v NULL: only the size of one
+ * half): the layout, in one place. */
+static size_t slot_layout(const ody_training_loop *loop, int owner, int half, slot_view *v)
 {
     size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape), rows = loop->steal_rows;
     size_t at[4], size = 0, len[4] = {2 * (size_t)loop->max_chunks * sizeof(int32_t),
@@ -90,17 +94,21 @@ static size_t slot_layout(const ody_training_loop *loop, int owner, slot_view *v
         size += align64(len[i]);
     }
     if (v) {
-        unsigned char *p = ody_steal_slot(loop->steal, owner);
+        unsigned char *p = (unsigned char *)ody_steal_slot(loop->steal, owner) + (size_t)half * size;
         *v = (slot_view){(int32_t *)(p + at[0]), (float *)(p + at[1]), (int32_t *)(p + at[2]),
                          (int64_t *)(p + at[3])};
     }
     return size;
 }
 
+/* The half of a slot that step number global_step uses. */
+static int slot_half(int64_t global_step) { return (int)(global_step & 1); }
+
+/* Owner's slot for the step in progress. */
 static slot_view slot_of(const ody_training_loop *loop, int owner)
 {
     slot_view v;
-    slot_layout(loop, owner, &v);
+    slot_layout(loop, owner, slot_half(loop->state.global_step), &v);
     return v;
 }
 
@@ -190,8 +198,10 @@ ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
     for (;;) {
         bool redo = false, nonfinite = false;
         double t0 = ody_now();
+        loop->ahead_seconds = 0.0;
         ody_status st = ody_exact_wait(loop->exact, &redo, &nonfinite);
-        ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0);
+        /* reading ahead in the wait counts as data, not waiting */
+        ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0 + loop->ahead_seconds);
         if (st != ODY_OK)
             return st;
         loop->grads_nonfinite = nonfinite;
@@ -211,16 +221,16 @@ ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
     }
 }
 
-/* Read the step's micro-batches into step_view's rows (kept for a redo):
- * step_x, or with chunk stealing this rank's slot, where other ranks can
+/* Read `micro` micro-batches, the loader's next, into view's rows: step_x,
+ * or with chunk stealing a half of this rank's slot, where other ranks can
  * take them. Without stealing, one micro-batch stays in the loader's
- * buffer, valid until the next read. */
-static ody_status read_step(ody_training_loop *loop, int64_t micro)
+ * buffer (view points there), valid until the next read. rows: each
+ * one's row count. */
+static ody_status read_rows(ody_training_loop *loop, int64_t first, int64_t micro, ody_batch *view,
+                           int *rows)
 {
-    ody_loop_state *s = &loop->state;
     size_t numel = (size_t)ody_shape_numel(&loop->model->input_shape);
     int row = 0;
-    loop->step_micro = 0;
     for (int64_t m = 0; m < micro; m++) {
         ody_batch b;
         bool done = false;
@@ -228,22 +238,75 @@ static ody_status read_step(ody_training_loop *loop, int64_t micro)
         ody_status st = ody_loader_next(loop->ctx, loop->loader, &b, &done);
         if (st == ODY_OK && done)
             st = ody_fail(loop->ctx, ODY_ERR_INTERNAL, "loader ended the epoch early at step %lld",
-                          (long long)(s->step_in_epoch + m));
+                          (long long)(first + m));
         if (st != ODY_OK)
             return st;
-        ody_batch *held = &loop->step_view;
         if (micro == 1 && !loop->steal) {
-            *held = b;
+            *view = b;
         } else if (b.n > 0) {
-            memcpy(held->x + (size_t)row * numel, b.x, (size_t)b.n * numel * sizeof(float));
-            memcpy(held->y + row, b.y, (size_t)b.n * sizeof *b.y);
-            memcpy(held->ids + row, b.ids, (size_t)b.n * sizeof *b.ids);
+            memcpy(view->x + (size_t)row * numel, b.x, (size_t)b.n * numel * sizeof(float));
+            memcpy(view->y + row, b.y, (size_t)b.n * sizeof *b.y);
+            memcpy(view->ids + row, b.ids, (size_t)b.n * sizeof *b.ids);
         }
-        loop->step_rows[loop->step_micro++] = b.n;
+        rows[m] = b.n;
         row += b.n;
         ody_loop_phase(loop, ODY_PHASE_DATA, t0);
     }
     return ODY_OK;
+}
+
+/* Micro-batches in the optimizer step that starts at step_in_epoch. */
+static int64_t micro_at(const ody_training_loop *loop, int64_t step_in_epoch)
+{
+    int64_t left = loop->state.steps_per_epoch - step_in_epoch;
+    return loop->accumulation < left ? loop->accumulation : left;
+}
+
+/*
+ * Chunk stealing: called while this rank waits for the others at the end
+ * of a step (ody_exact_while_waiting), it reads the next step's rows into
+ * the other half of its slot, work the step start would do anyway. Not
+ * past the epoch's end; what it read is used only when the next step is
+ * the one it read (ody_loop_train_update_exact), an error only then.
+ */
+static void read_ahead(void *arg)
+{
+    ody_training_loop *loop = arg;
+    const ody_loop_state *s = &loop->state;
+    int64_t next = s->step_in_epoch + loop->step_micro;
+    if (next >= s->steps_per_epoch)
+        return;
+    double t0 = ody_now();
+    slot_view v;
+    slot_layout(loop, ody_steal_me(loop->steal), slot_half(s->global_step + 1), &v);
+    ody_batch view = {.x = v.x, .y = v.y, .ids = v.ids};
+    loop->ahead_micro = (int)micro_at(loop, next);
+    loop->ahead_status = read_rows(loop, next, loop->ahead_micro, &view, loop->ahead_rows);
+    loop->ahead_epoch = s->epoch;
+    loop->ahead_step = next;
+    loop->ahead = true;
+    loop->ahead_seconds += ody_now() - t0;
+}
+
+/* The step's rows into step_view: read ahead, or read now. */
+static ody_status read_step(ody_training_loop *loop, int64_t micro)
+{
+    const ody_loop_state *s = &loop->state;
+    bool ahead = loop->ahead;
+    loop->ahead = false;
+    loop->step_micro = (int)micro;
+    loop->steps_shared += loop->steal != NULL;
+    if (ahead && loop->ahead_epoch == s->epoch && loop->ahead_step == s->step_in_epoch &&
+        loop->ahead_micro == micro) {
+        loop->steps_ahead++;
+        memcpy(loop->step_rows, loop->ahead_rows, (size_t)micro * sizeof *loop->step_rows);
+        return loop->ahead_status;
+    }
+    ody_status st = ODY_OK;
+    if (ahead) /* read past where this step starts: back to it */
+        st = ody_loader_start_epoch(loop->ctx, loop->loader, s->epoch, s->step_in_epoch);
+    return st == ODY_OK ? read_rows(loop, s->step_in_epoch, micro, &loop->step_view, loop->step_rows)
+                        : st;
 }
 
 ody_status ody_loop_train_update_exact(ody_training_loop *loop)
@@ -259,9 +322,13 @@ ody_status ody_loop_train_update_exact(ody_training_loop *loop)
     ody_exact_begin(loop->exact, step_chunks(loop));
     ody_model_zero_grad(loop->model);
     loop->vote.started = false;
+    if (loop->steal) /* the next step's rows, while waiting for this one's sum */
+        ody_exact_while_waiting(loop->exact, read_ahead, loop);
     st = run_chunks(loop, true);
-    if (st != ODY_OK)
+    if (st != ODY_OK) {
+        ody_exact_while_waiting(loop->exact, NULL, NULL);
         return st;
+    }
     /* A rank without rows this step votes here, where the others' last
      * backward did: before any gradient bucket. */
     if (!loop->vote.started)
@@ -339,7 +406,8 @@ ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t 
                               loop->cfg->distributed.shared_memory, &loop->exact);
     loop->steal_rows = (size_t)loop->accumulation * train_rows;
     if (st == ODY_OK && ody_exact_shared(loop->exact) && loop->cfg->distributed.work_stealing)
-        st = ody_steal_create(ctx, slot_layout(loop, 0, NULL), loop->max_chunks, &loop->steal);
+        st = ody_steal_create(ctx, 2 * slot_layout(loop, 0, 0, NULL), loop->max_chunks,
+                              &loop->steal);
     if (st == ODY_OK && loop->steal)
         free_step_batches(loop); /* the step's rows go to this rank's slot instead */
     if (st != ODY_OK)

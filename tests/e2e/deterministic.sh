@@ -2,7 +2,9 @@
 # Deterministic mode: the sha256 of the final parameters is the same for
 # 1, 2, 3 and 4 ranks (sums in shared memory, and through MPI; with and
 # without chunk stealing), run to run, with steps redone at a wider scale,
-# and after a stop on 2 ranks resumed on 3.
+# with a loader thread, and after a stop on 2 ranks resumed on 3. With
+# stealing, a step's rows are read while waiting at the end of the step
+# before (all but an epoch's first step).
 # (Batch 60 in chunks of 8: the last chunk of every step is short; dropout
 # on, so its random keys are covered too.)
 source "$(dirname "$0")/common.sh"
@@ -40,6 +42,8 @@ done
 expect_in p4.log 'gradient sums: exact, in node shared memory \(4 rank'
 expect_in p4.log 'chunk stealing: the 4 ranks of a node share'
 expect_in p4.log 'chunk stealing: [0-9]+ of 1280 chunks'
+# every step but an epoch's first reads its rows while waiting for the last
+expect_in p4.log '158 of 160 steps had their rows read while the ranks waited'
 grep -o 'chunk stealing: [0-9]* of.*' p4.log
 note "4 ranks without chunk stealing: the same bits"
 expect_exit 0 nosteal4.log 4 "${args[@]}" distributed.work_stealing=false \
@@ -75,6 +79,11 @@ note "steps redone with a wider scale, and skipped (learning rate 2): 1 rank = 3
 same_bits hot 1 3 "redone steps" optimizer.learning_rate=2 training.on_nonfinite=skip \
   training.epochs=1 logging.level=debug
 expect_in hot3.log 'redone with a wider fixed-point scale'
+
+note "the loader on a thread (data.prefetch), validation between steps read ahead: 1 rank = 3 ranks"
+same_bits thread 1 3 "runs with a loader thread" data.prefetch=true training.validate_interval=7 \
+  training.epochs=1
+expect_in thread3.log '79 of 80 steps had their rows read'
 
 note "a last step of 10 samples (2 chunks): ranks without rows still take chunks; 1 rank = 4 ranks"
 same_bits tail 1 4 "a short last step" data.synthetic_train=4810 training.epochs=1
