@@ -331,11 +331,16 @@ static float chunk_value(int c, size_t i, float scale)
  * rank owner(c); redo rounds as the reducer asks. `overlap`: a rank's last
  * chunk goes in layer by layer, last layer first, as backward sends it,
  * with a vote (rank + 1 in every count) carried when the sum can carry it. */
+static void count_call(void *arg) { ++*(int *)arg; }
+
 static void exact_sum(ody_ctx *ctx, ody_exact *e, ody_model *m, int chunks, float scale,
                       int (*owner)(int c, int size), bool overlap, int *rounds, bool *nonfinite)
 {
     bool redo = true;
     *rounds = 0;
+    /* work for the wait: done once, in the first round's meeting, with shared memory */
+    int busy = 0;
+    ody_exact_while_waiting(e, count_call, &busy);
     while (redo) {
         ody_exact_begin(e, chunks);
         memset(m->grads.data, 0, m->grads.size * sizeof(float));
@@ -369,6 +374,7 @@ static void exact_sum(ody_ctx *ctx, ody_exact *e, ody_model *m, int chunks, floa
                 assert_int_equal(vote.total[k], (int64_t)ctx->size * (ctx->size + 1) / 2);
         }
         (*rounds)++;
+        assert_int_equal(busy, ody_exact_shared(e) ? 1 : 0);
         if (*nonfinite)
             return;
     }
