@@ -231,10 +231,8 @@ struct ody_training_loop {
     bool steal_decides;     /* op_backward decides last_micro: whether every queue is empty */
     uint32_t steal_round;   /* the step's number for the steal queues */
     /* with stealing: the next step's rows, read while waiting at this one's end */
-    bool ahead;             /* read: ahead_micro micro-batches of the step at ahead_step */
-    int64_t ahead_epoch, ahead_step;
-    int ahead_micro;
-    int ahead_rows[64];     /* rows of each */
+    int64_t ahead_for;      /* global_step of the step they are for; 0: none read */
+    int ahead_rows[64];     /* rows of each of its micro-batches */
     ody_status ahead_status;
     double ahead_seconds;   /* spent reading ahead in this wait */
     int64_t steps_ahead;    /* steps whose rows were read ahead (this run) */

@@ -264,17 +264,17 @@ void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end)
         return;
     size_t first = stripe_of(s, begin), count = stripe_of(s, end - 1) - first + 1;
     size_t start = count * (size_t)s->ctx->node_rank / (size_t)s->ctx->node_size;
-    uint64_t left[SHM_STRIPES / 64] = {0}; /* stripes not added yet */
+    bool left[SHM_STRIPES] = {false}; /* busy at the first pass: added at the second */
     for (int pass = 0; pass < 2; pass++) {
         for (size_t j = 0; j < count; j++) {
             size_t k = first + (start + j) % count;
-            if (pass && !(left[k / 64] >> (k % 64) & 1))
+            if (pass && !left[k])
                 continue;
             pthread_mutex_t *lock = &s->h->stripe[k];
             if (pass)
                 pthread_mutex_lock(lock);
-            else if (pthread_mutex_trylock(lock) != 0) { /* busy: come back to it */
-                left[k / 64] |= (uint64_t)1 << (k % 64);
+            else if (pthread_mutex_trylock(lock) != 0) {
+                left[k] = true;
                 continue;
             }
             size_t lo = stripe_begin(s, k), hi = stripe_begin(s, k + 1);
@@ -359,32 +359,30 @@ ody_status ody_shm_wait(ody_shm *s, ody_shm_busy busy, void *arg)
     unsigned gen = atomic_load_explicit(&h->generation, memory_order_acquire);
     unsigned arrived = atomic_fetch_add_explicit(&h->arrived, 1, memory_order_acq_rel) + 1;
     bool last = arrived == (unsigned)ctx->node_size;
-    /* busy's work goes where this rank would wait: before waiting, or
-     * (the rank that lets the others go) after releasing them */
+    /* The rank that lets the others go (the last to arrive, or on several
+     * nodes the leader once the node is in) does busy's work after it has;
+     * any other does it first, in the time it would wait. */
+    bool releases_now = last && (!s->nodes || ctx->node_rank == 0);
+    if (s->nodes && last) /* the leader waits for the node in sum_nodes */
+        futex(&h->arrived, FUTEX_WAKE, INT_MAX);
+    if (busy && !releases_now)
+        busy(arg);
     if (s->nodes) {
         /* Several nodes: the leader sums across them, then releases. */
-        if (last)
-            futex(&h->arrived, FUTEX_WAKE, INT_MAX);
-        if (busy && !(last && ctx->node_rank == 0))
-            busy(arg);
         if (ctx->node_rank == 0) {
             if (sum_nodes(s, b) != MPI_SUCCESS)
                 atomic_store_explicit(&h->error, 1, memory_order_relaxed);
             release(h);
-            if (busy && last)
-                busy(arg);
         } else {
             wait_change(s, &h->generation, gen);
         }
     } else if (last) {
         release(h);
-        if (busy)
-            busy(arg);
     } else {
-        if (busy)
-            busy(arg);
         wait_change(s, &h->generation, gen);
     }
+    if (busy && releases_now)
+        busy(arg);
     s->cur = b;
     s->round++;
     if (atomic_load_explicit(&h->error, memory_order_relaxed))

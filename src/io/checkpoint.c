@@ -77,12 +77,12 @@ static herr_t walk_error(unsigned n, const H5E_error2_t *rec, void *data)
 /*
  * HDF5 1.10 cannot close a file whose writes fail: H5Fclose (or H5Dclose)
  * frees the object, fails, and leaves its identifier behind, and the
- * library crashes on it at exit. So at the first failed write the driver's
- * descriptor is pointed at an in-memory copy of the file: the closes that
- * follow succeed there, and the temporary file is removed anyway. Our
- * file driver (checkpoint_vfd.c) calls this from inside the failed write
- * itself and makes the write again in the copy, so HDF5 sees no failure
- * at all, even one inside H5Fclose.
+ * library crashes on it at exit. So at the first failed write, whether
+ * HDF5's (our file driver, checkpoint_vfd.c, calls driver_failed from
+ * inside it) or our own O_DIRECT one, the driver's descriptor is pointed
+ * at an in-memory copy of the file. The driver makes its write again
+ * there, so HDF5 sees no failure at all, even inside H5Fclose; the
+ * closes succeed, and the temporary file is removed anyway.
  */
 static void divert_writes(ody_ckpt *ck)
 {
@@ -113,19 +113,16 @@ static bool driver_failed(void *owner, int sys_errno)
     return ck->diverted;
 }
 
-/* HDF5 calls this when an API call fails: keep what the first failure said. */
+/* HDF5 calls this when an API call fails: keep what the first failure
+ * said (a failed write was diverted already, in the driver). */
 static herr_t record_error(hid_t stack, void *data)
 {
     ody_ckpt *ck = data;
-    ody_ckpt_h5_error now;
-    memset(&now, 0, sizeof now);
-    H5Ewalk2(stack, H5E_WALK_UPWARD, walk_error, &now);
     if (!ck->err.set) {
-        ck->err = now;
+        memset(&ck->err, 0, sizeof ck->err);
+        H5Ewalk2(stack, H5E_WALK_UPWARD, walk_error, &ck->err);
         ck->err.set = true;
     }
-    if (ck->writing && now.sys_errno)
-        divert_writes(ck);
     return 0;
 }
 

@@ -266,8 +266,9 @@ static int64_t micro_at(const ody_training_loop *loop, int64_t step_in_epoch)
  * Chunk stealing: called while this rank waits for the others at the end
  * of a step (ody_exact_while_waiting), it reads the next step's rows into
  * the other half of its slot, work the step start would do anyway. Not
- * past the epoch's end; what it read is used only when the next step is
- * the one it read (ody_loop_train_update_exact), an error only then.
+ * past the epoch's end, so the next step (global_step + 1) is the one at
+ * the next position of this epoch; read_step uses the rows when that step
+ * comes (and reports an error of the read only then).
  */
 static void read_ahead(void *arg)
 {
@@ -280,11 +281,8 @@ static void read_ahead(void *arg)
     slot_view v;
     slot_layout(loop, ody_steal_me(loop->steal), slot_half(s->global_step + 1), &v);
     ody_batch view = {.x = v.x, .y = v.y, .ids = v.ids};
-    loop->ahead_micro = (int)micro_at(loop, next);
-    loop->ahead_status = read_rows(loop, next, loop->ahead_micro, &view, loop->ahead_rows);
-    loop->ahead_epoch = s->epoch;
-    loop->ahead_step = next;
-    loop->ahead = true;
+    loop->ahead_status = read_rows(loop, next, micro_at(loop, next), &view, loop->ahead_rows);
+    loop->ahead_for = s->global_step + 1;
     loop->ahead_seconds += ody_now() - t0;
 }
 
@@ -292,18 +290,17 @@ static void read_ahead(void *arg)
 static ody_status read_step(ody_training_loop *loop, int64_t micro)
 {
     const ody_loop_state *s = &loop->state;
-    bool ahead = loop->ahead;
-    loop->ahead = false;
+    int64_t ahead_for = loop->ahead_for;
+    loop->ahead_for = 0;
     loop->step_micro = (int)micro;
     loop->steps_shared += loop->steal != NULL;
-    if (ahead && loop->ahead_epoch == s->epoch && loop->ahead_step == s->step_in_epoch &&
-        loop->ahead_micro == micro) {
+    if (ahead_for != 0 && ahead_for == s->global_step) {
         loop->steps_ahead++;
         memcpy(loop->step_rows, loop->ahead_rows, (size_t)micro * sizeof *loop->step_rows);
         return loop->ahead_status;
     }
     ody_status st = ODY_OK;
-    if (ahead) /* read past where this step starts: back to it */
+    if (ahead_for != 0) /* read past where this step starts: back to it */
         st = ody_loader_start_epoch(loop->ctx, loop->loader, s->epoch, s->step_in_epoch);
     return st == ODY_OK ? read_rows(loop, s->step_in_epoch, micro, &loop->step_view, loop->step_rows)
                         : st;

@@ -47,6 +47,19 @@ expect_exit() {
   fi
 }
 
+# with_shim SHIM NP RANK AT ARGS...: one run on NP ranks with the LD_PRELOAD
+# shim SHIM (fail_shim.h) failing its call AT on RANK (AT=0: only
+# counting), killed after 60 s; sets code (124 or 137: it hung).
+with_shim() {
+  local shim="$1" np="$2" rank="$3" at="$4"; shift 4
+  set +e
+  # shellcheck disable=SC2086
+  timeout -k 5 60 $ODY_MPIEXEC $ODY_NUMPROC_FLAG "$np" -x LD_PRELOAD="$shim" \
+    -x ODY_FAIL_RANK="$rank" -x ODY_FAIL_AT="$at" "$ODY_PROGRAM" "$@"
+  code=$?
+  set -e
+}
+
 # expect_in FILE PATTERN: grep -E for PATTERN in FILE.
 expect_in() {
   grep -Eq -- "$2" "$1" || { cat "$1" >&2; fail "'$2' not found in $1"; }

@@ -12,17 +12,18 @@
  * On that rank the shim writes to stderr where the failed allocation was
  * called from (an offset into the executable, for addr2line), and at exit
  *   fail_alloc: rank R: K allocations, failed number N
- * (N is 0 when none was failed), so a test can find how many there are.
+ * (fail_shim.h), so a test can find how many there are.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <link.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#include "fail_shim.h"
 
 extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t count, size_t n);
@@ -31,11 +32,6 @@ extern void *__libc_memalign(size_t align, size_t n);
 
 #define MAX_SEGMENTS 8
 
-static bool active; /* this is the rank, and the executable's code is known */
-static int rank;
-static long fail_at;
-static atomic_long calls;
-static atomic_long failed;
 static uintptr_t seg_lo[MAX_SEGMENTS], seg_hi[MAX_SEGMENTS];
 static uintptr_t base; /* the executable's load address */
 static int nseg;
@@ -59,27 +55,18 @@ static int first_object(struct dl_phdr_info *info, size_t size, void *unused)
 
 __attribute__((constructor)) static void setup(void)
 {
-    const char *want = getenv("ODY_FAIL_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
-    const char *at = getenv("ODY_FAIL_AT");
-    if (!want || !me || atoi(want) != atoi(me))
+    if (!shim_this_rank())
         return;
-    rank = atoi(me);
-    fail_at = at ? atol(at) : 0;
     dl_iterate_phdr(first_object, NULL);
-    active = nseg > 0;
+    shim_active = nseg > 0; /* the executable's code is known */
 }
 
-__attribute__((destructor)) static void report(void)
-{
-    if (active)
-        fprintf(stderr, "fail_alloc: rank %d: %ld allocations, failed number %ld\n", rank,
-                atomic_load(&calls), atomic_load(&failed));
-}
+__attribute__((destructor)) static void report(void) { shim_report("fail_alloc", "allocations"); }
 
 /* Whether this allocation, called from `caller`, is the one to fail. */
 static bool fail_now(const void *caller)
 {
-    if (!active)
+    if (!shim_active)
         return false;
     uintptr_t a = (uintptr_t)caller;
     bool ours = false;
@@ -87,14 +74,13 @@ static bool fail_now(const void *caller)
         ours = a >= seg_lo[i] && a < seg_hi[i];
     if (!ours)
         return false;
-    long k = atomic_fetch_add(&calls, 1) + 1;
-    if (k != fail_at)
+    long k = shim_count();
+    if (!k)
         return false;
-    atomic_store(&failed, k);
     /* where, for addr2line -e odyssey-dist (no allocation on the way) */
     char line[128];
     int len = snprintf(line, sizeof line, "fail_alloc: rank %d: allocation %ld fails, called from 0x%lx\n",
-                       rank, k, (unsigned long)(a - base));
+                       shim_rank, k, (unsigned long)(a - base));
     if (len > 0 && write(2, line, (size_t)len) < 0)
         len = 0;
     errno = ENOMEM;

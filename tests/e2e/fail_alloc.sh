@@ -33,13 +33,8 @@ export OMPI_MCA_odls_base_sigkill_timeout=0
 attempt() {
   local np="$1" rank="$2" at="$3" dir="$4"; shift 4
   local start; start=$(date +%s.%N)
-  set +e
-  # shellcheck disable=SC2086
-  timeout -k 5 60 $ODY_MPIEXEC $ODY_NUMPROC_FLAG "$np" -x LD_PRELOAD="$shim" \
-    -x ODY_FAIL_RANK="$rank" -x ODY_FAIL_AT="$at" "$ODY_PROGRAM" "${args[@]}" \
-    experiment.output_dir="$scratch/$dir" "$@" >"$dir.log" 2>&1
-  code=$?
-  set -e
+  with_shim "$shim" "$np" "$rank" "$at" "${args[@]}" experiment.output_dir="$scratch/$dir" "$@" \
+    >"$dir.log" 2>&1
   secs=$(echo "$(date +%s.%N) - $start" | bc)
 }
 
@@ -72,9 +67,11 @@ judge() {
   esac
 }
 
-# sweep NP RANK BASE [PREPARE] [ARGS...]: every allocation of RANK, one run each.
+# sweep NP RANK BASE PREPARE CHECK [ARGS...]: every allocation of RANK,
+# one run each, in directory BASE-N made by PREPARE BASE-N and checked by
+# CHECK BASE-N after the verdict.
 sweep() {
-  local np="$1" rank="$2" base="$3" prepare="$4"; shift 4
+  local np="$1" rank="$2" base="$3" prepare="$4" check="$5"; shift 5
   $prepare "$base-count"
   local total; total=$(count "$np" "$rank" "$base-count" "$@")
   [ "$total" -gt 20 ] || fail "only $total allocations counted on rank $rank"
@@ -84,6 +81,7 @@ sweep() {
     $prepare "$base-$at"
     attempt "$np" "$rank" "$at" "$base-$at" "$@"
     judge "$base-$at" "$rank" "$at"
+    $check "$base-$at"
     worst=$(echo "if ($secs > $worst) $secs else $worst" | bc)
     rm -rf "$scratch/$base-$at"
   done
@@ -93,38 +91,25 @@ sweep() {
 
 none() { :; }
 note "fresh run, 2 ranks: fail each allocation of rank 1"
-sweep 2 1 fresh1 none
+sweep 2 1 fresh1 none none
 note "fresh run, 2 ranks: fail each allocation of rank 0"
-sweep 2 0 fresh0 none
+sweep 2 0 fresh0 none none
 
 note "resume on 3 ranks: fail each allocation of rank 2; the checkpoint it resumes from stays"
 ody 2 "${args[@]}" experiment.output_dir="$scratch/origin" >origin.log 2>&1 ||
   { cat origin.log; fail "the run to resume failed"; }
 (cd origin/lenet5-baseline && sha256sum ckpt-*.h5) >origin.sha
 from_origin() { rm -rf "$scratch/$1"; cp -a "$scratch/origin" "$scratch/$1"; }
-# sweep_resume RANK: as sweep, each run resuming a copy of origin.
-sweep_resume() {
-  local rank="$1" total at more=(--resume auto training.max_steps=24 checkpoint.keep_last=0)
-  from_origin resume-count
-  total=$(count 3 "$rank" resume-count "${more[@]}")
-  [ "$total" -gt 20 ] || fail "only $total allocations counted on rank $rank"
-  tolerated=()
-  for ((at = 1; at <= total; at++)); do
-    from_origin "resume-$at"
-    attempt 3 "$rank" "$at" "resume-$at" "${more[@]}"
-    judge "resume-$at" "$rank" "$at"
-    (cd "resume-$at/lenet5-baseline" && sha256sum --quiet -c "$scratch/origin.sha") ||
-      fail "resume-$at: the checkpoint it resumed from changed or is gone"
-    rm -rf "$scratch/resume-$at"
-  done
-  echo "rank $rank of 3, resuming: $total allocations failed one at a time: every rank exited," \
-    "the checkpoint resumed from intact each time; exit 0 (done without it) at: ${tolerated[*]:-none}"
+origin_intact() {
+  (cd "$1/lenet5-baseline" && sha256sum --quiet -c "$scratch/origin.sha") ||
+    fail "$1: the checkpoint it resumed from changed or is gone"
 }
-sweep_resume 2
+resume=(--resume auto training.max_steps=24 checkpoint.keep_last=0)
+sweep 3 2 resume from_origin origin_intact "${resume[@]}"
 note "resume on 3 ranks: fail each allocation of rank 0, which reads the checkpoint"
-sweep_resume 0
+sweep 3 0 resume from_origin origin_intact "${resume[@]}"
 
 note "--eval on 2 ranks, no config but an override: fail each allocation of rank 0"
 args=(data.path=data)
-sweep 2 0 eval none --eval "$scratch/origin/lenet5-baseline/latest.h5"
+sweep 2 0 eval none none --eval "$scratch/origin/lenet5-baseline/latest.h5"
 exit 0

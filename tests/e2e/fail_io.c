@@ -11,12 +11,11 @@
  *
  * On that rank the shim writes to stderr which call failed, and at exit
  *   fail_io: rank R: K checkpoint writes, failed number N
- * so a test can find how many there are.
+ * (fail_shim.h), so a test can find how many there are.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +23,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static bool active;
-static int rank, fail_errno = EIO;
-static long fail_at;
-static atomic_long calls, failed;
+#include "fail_shim.h"
+
+static int fail_errno = EIO;
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
@@ -46,23 +44,15 @@ __attribute__((constructor)) static void setup(void)
     real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     real_rename = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
     real_symlink = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "symlink");
-    const char *want = getenv("ODY_FAIL_RANK"), *me = getenv("OMPI_COMM_WORLD_RANK");
-    if (!want || !me || atoi(want) != atoi(me))
+    if (!shim_this_rank())
         return;
-    rank = atoi(me);
-    const char *at = getenv("ODY_FAIL_AT"), *err = getenv("ODY_FAIL_ERRNO");
-    fail_at = at ? atol(at) : 0;
+    const char *err = getenv("ODY_FAIL_ERRNO");
     if (err && atoi(err) > 0)
         fail_errno = atoi(err);
-    active = true;
+    shim_active = true;
 }
 
-__attribute__((destructor)) static void report(void)
-{
-    if (active)
-        fprintf(stderr, "fail_io: rank %d: %ld checkpoint writes, failed number %ld\n", rank,
-                atomic_load(&calls), atomic_load(&failed));
-}
+__attribute__((destructor)) static void report(void) { shim_report("fail_io", "checkpoint writes"); }
 
 static bool checkpoint_name(const char *name) { return name && strstr(name, ".h5") != NULL; }
 
@@ -80,14 +70,13 @@ static bool checkpoint_fd(int fd)
 /* Whether this call (`what` on `name`) is the one to fail. */
 static bool fail_now(bool counted, const char *what, const char *name)
 {
-    if (!active || !counted)
+    if (!shim_active || !counted)
         return false;
-    long k = atomic_fetch_add(&calls, 1) + 1;
-    if (k != fail_at)
+    long k = shim_count();
+    if (!k)
         return false;
-    atomic_store(&failed, k);
     char line[512];
-    int len = snprintf(line, sizeof line, "fail_io: rank %d: call %ld (%s %s) fails: %s\n", rank, k,
+    int len = snprintf(line, sizeof line, "fail_io: rank %d: call %ld (%s %s) fails: %s\n", shim_rank, k,
                        what, name ? name : "", strerror(fail_errno));
     if (len > 0)
         len = (int)real_write(2, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
@@ -97,7 +86,7 @@ static bool fail_now(bool counted, const char *what, const char *name)
 
 static bool fd_now(int fd, const char *what)
 {
-    return active && fail_now(checkpoint_fd(fd), what, "a checkpoint file");
+    return shim_active && fail_now(checkpoint_fd(fd), what, "a checkpoint file");
 }
 
 ssize_t write(int fd, const void *buf, size_t n)

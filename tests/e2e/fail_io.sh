@@ -36,23 +36,17 @@ sweep() {
   local more=(--resume auto training.max_steps=24)
   rm -rf "$scratch/try"
   cp -a "$scratch/$name" "$scratch/try"
-  # shellcheck disable=SC2086
-  $ODY_MPIEXEC $ODY_NUMPROC_FLAG "$np" -x LD_PRELOAD="$shim" -x ODY_FAIL_RANK=0 -x ODY_FAIL_AT=0 \
-    "$ODY_PROGRAM" "${args[@]}" "${more[@]}" experiment.output_dir="$scratch/try" >count.log 2>&1 ||
-    { cat count.log; fail "$name: the counting run failed"; }
-  local total at code done_anyway=()
+  with_shim "$shim" "$np" 0 0 "${args[@]}" "${more[@]}" experiment.output_dir="$scratch/try" \
+    >count.log 2>&1
+  [ "$code" = 0 ] || { cat count.log; fail "$name: the counting run failed"; }
+  local total at done_anyway=()
   total=$(sed -n 's/^fail_io: rank 0: \([0-9]*\) checkpoint writes.*/\1/p' count.log)
   [ "${total:-0}" -gt 20 ] || { cat count.log; fail "$name: only ${total:-0} writes counted"; }
   for ((at = 1; at <= total; at++)); do
     rm -rf "$scratch/try"
     cp -a "$scratch/$name" "$scratch/try"
-    set +e
-    # shellcheck disable=SC2086
-    timeout -k 5 60 $ODY_MPIEXEC $ODY_NUMPROC_FLAG "$np" -x LD_PRELOAD="$shim" -x ODY_FAIL_RANK=0 \
-      -x ODY_FAIL_AT="$at" "$ODY_PROGRAM" "${args[@]}" "${more[@]}" \
-      experiment.output_dir="$scratch/try" >try.log 2>&1
-    code=$?
-    set -e
+    with_shim "$shim" "$np" 0 "$at" "${args[@]}" "${more[@]}" experiment.output_dir="$scratch/try" \
+      >try.log 2>&1
     local dir="$scratch/try/$run"
     grep -q "^fail_io: rank 0: call $at " try.log || { cat try.log; fail "$name-$at: call $at not made"; }
     case "$code" in
