@@ -2,7 +2,9 @@
 # targets.sh [BUILD_DIR] [ROUNDS]: issue 7's performance figures, each next
 # to its target (and PyTorch's where it applies), measured side by side in
 # one run: every comparison alternates its runs ROUNDS times (default 3)
-# and takes medians, because this machine is shared and noisy.
+# and reports the median over the rounds of each round's own ratio (and
+# each round's), because this machine is shared and noisy: its speed moves
+# between rounds, and a ratio measured within one round cancels that.
 #
 #   1. one rank, one thread, LeNet-5, batch 64: images/s vs PyTorch (>= 2.0x)
 #   2. weak scaling 1 -> 2 ranks, 64 per rank: global images/s (>= 1.9x;
@@ -91,35 +93,45 @@ for ((r = 1; r <= rounds; r++)); do
   fi
 done
 m() { printf '%s\n' ${got[$1]} | median | awk '{printf ($1 < 10 ? "%.4g" : "%.0f"), $1}'; }
+# pm A B: the median over the rounds of A's figure over B's in the same
+# round. A round measures both within seconds of each other, so a change in
+# the machine's speed between rounds (common here) cancels; the verdicts
+# use it. rounds A B: each round's own ratio.
+pairs() { paste -d' ' <(printf '%s\n' ${got[$1]}) <(printf '%s\n' ${got[$2]}) | awk '{print $1 / $2}'; }
+pm() { pairs "$1" "$2" | median | awk '{printf "%.3f", $1}'; }
+rounds() { pairs "$1" "$2" | awk '{printf " %.2f", $1}'; }
+pct() { awk -v r="$1" 'BEGIN {printf "%.0f", 100 * r}'; }
 p1=$(m p1) p2=$(m p2) p2b=$(m p2b) p8=$(m p8)
 
 echo
 echo "1. one rank, one thread, batch 64: $p1 images/s"
 if [ "$torch_ok" = 1 ]; then
-  t1=$(m t1); r=$(ratio "$p1" "$t1")
-  echo "   PyTorch $t1 images/s; ratio ${r}x, target >= 2.0x: $(verdict "$r" 2.0 ">=")"
+  t1=$(m t1); r=$(pm p1 t1)
+  echo "   PyTorch $t1 images/s; ratio ${r}x (rounds:$(rounds p1 t1)), target >= 2.0x: $(verdict "$r" 2.0 ">=")"
 else
   echo "   PyTorch: not installed (apt-get install python3-torch)"
 fi
-r=$(ratio "$p2" "$p1")
-echo "2. weak scaling, 64 per rank: 2 ranks $p2 images/s = ${r}x one rank, target >= 1.9x: $(verdict "$r" 1.9 ">=")"
+r=$(pm p2 p1)
+echo "2. weak scaling, 64 per rank: 2 ranks $p2 images/s = ${r}x one rank (rounds:$(rounds p2 p1);"
+echo "   ratio of the two medians $(ratio "$p2" "$p1")x), target >= 1.9x: $(verdict "$r" 1.9 ">=")"
 pair=$(m pair)
-echo "   two independent one-rank runs at once (the machine's ceiling, no MPI): $pair images/s = $(ratio "$pair" "$p1")x one;"
-echo "   2 ranks reach $(awk -v a="$p2" -v b="$pair" 'BEGIN {printf "%.0f", 100 * a / b}')% of that"
+echo "   two independent one-rank runs at once (the machine's ceiling, no MPI): $pair images/s = $(pm pair p1)x one"
+echo "   (rounds:$(rounds pair p1)); 2 ranks reach $(pct "$(pm p2 pair)")% of that"
 p2n=$(m p2n)
-echo "   without chunk stealing (distributed.work_stealing=false): $p2n images/s = $(ratio "$p2n" "$p1")x one,"
+echo "   without chunk stealing (distributed.work_stealing=false): $p2n images/s = $(pm p2n p1)x one,"
 echo "   comm wait $(awk -v c="$(m comm_nosteal)" 'BEGIN {printf "%.1f", 100 * c}')% of step time"
 p1f=$(m p1f) p2f=$(m p2f)
-echo "   fast mode (distributed.deterministic=false): 2 ranks $p2f images/s = $(ratio "$p2f" "$p1f")x its one rank"
-[ "$torch_ok" = 1 ] && echo "   PyTorch DDP (gloo): 2 processes $(m t2) images/s = $(ratio "$(m t2)" "$(m t1)")x one"
-r=$(ratio "$p8" "$p2")
-echo "3. --oversubscribe -np 8 on $(nproc) cores: $p8 images/s = $(awk -v r="$r" 'BEGIN {printf "%.0f", 100 * r}')% of 2 ranks, target >= 80%: $(verdict "$r" 0.8 ">=")"
+echo "   fast mode (distributed.deterministic=false): 2 ranks $p2f images/s = $(pm p2f p1f)x its one rank"
+[ "$torch_ok" = 1 ] && echo "   PyTorch DDP (gloo): 2 processes $(m t2) images/s = $(pm t2 t1)x one"
+r=$(pm p8 p2)
+echo "3. --oversubscribe -np 8 on $(nproc) cores: $p8 images/s = $(pct "$r")% of 2 ranks, target >= 80%: $(verdict "$r" 0.8 ">=")"
 cb=$(m comm_bucketed) ck=$(m comm_blocking)
 echo "4. comm wait at 2 ranks: bucketed $(awk -v c="$cb" 'BEGIN {printf "%.1f", 100 * c}')% of step time ($p2 images/s), target <= 5%: $(verdict "$cb" 0.05 "<=")"
 echo "   blocking single allreduce: $(awk -v c="$ck" 'BEGIN {printf "%.1f", 100 * c}')% ($p2b images/s)"
-slower() { awk -v d="$1" -v f="$2" 'BEGIN {printf "%.1f", 100 * (f / d - 1)}'; }
-echo "   deterministic mode (default) vs fast mode: 1 rank $p1 vs $p1f images/s ($(slower "$p1" "$p1f")% slower),"
-echo "   2 ranks $p2 vs $p2f images/s ($(slower "$p2" "$p2f")% slower), aim <= 10%: $(verdict "$(slower "$p1" "$p1f")" 10 "<=")/$(verdict "$(slower "$p2" "$p2f")" 10 "<=")"
+slower() { awk -v r="$(pm "$2" "$1")" 'BEGIN {printf "%.1f", 100 * (r - 1)}'; }
+s1=$(slower p1 p1f) s2=$(slower p2 p2f)
+echo "   deterministic mode (default) vs fast mode: 1 rank $p1 vs $p1f images/s ($s1% slower),"
+echo "   2 ranks $p2 vs $p2f images/s ($s2% slower), aim <= 10%: $(verdict "$s1" 10 "<=")/$(verdict "$s2" 10 "<=")"
 
 ckpt_dir="$work/ckpt"
 mkdir -p "$ckpt_dir"
@@ -137,10 +149,11 @@ for ((r = 1; r <= rounds; r++)); do
   rm -f "$ckpt_dir/dd.bin"
 done
 cw=$(m cw) cr=$(m cr) dw=$(m dw) dr=$(m dr)
-r=$(ratio "$cw" "$dw")
-echo "5. checkpoint, $(sed 's/.*parameters=\([0-9]*\).*/\1/' <<<"$line") parameters ($((bytes >> 20)) MiB): write $cw MB/s, dd $dw MB/s = $(awk -v r="$r" 'BEGIN {printf "%.0f", 100 * r}')%, target >= 80%: $(verdict "$r" 0.8 ">=")"
-r=$(ratio "$cr" "$dr")
-echo "   read $cr MB/s, dd $dr MB/s = $(awk -v r="$r" 'BEGIN {printf "%.0f", 100 * r}')%, target >= 80%: $(verdict "$r" 0.8 ">=")$([ -w /proc/sys/vm/drop_caches ] || echo ' (page cache not dropped: not root)')"
+r=$(pm cw dw)
+echo "5. checkpoint, $(sed 's/.*parameters=\([0-9]*\).*/\1/' <<<"$line") parameters ($((bytes >> 20)) MiB): write $cw MB/s, dd $dw MB/s = $(pct "$r")%"
+echo "   (rounds:$(rounds cw dw)), target >= 80%: $(verdict "$r" 0.8 ">=")"
+r=$(pm cr dr)
+echo "   read $cr MB/s, dd $dr MB/s = $(pct "$r")% (rounds:$(rounds cr dr)), target >= 80%: $(verdict "$r" 0.8 ">=")$([ -w /proc/sys/vm/drop_caches ] || echo ' (page cache not dropped: not root)')"
 
 mem=$(grep -h 'memory per rank' "$work/p2.log" | tail -1)
 rss=$(sed 's/.*peak RSS \([0-9.]*\) MiB.*/\1/' <<<"$mem")
