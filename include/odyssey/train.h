@@ -234,7 +234,6 @@ struct ody_training_loop {
     int64_t ahead_for;      /* global_step of the step they are for; 0: none read */
     int ahead_rows[64];     /* rows of each of its micro-batches */
     ody_status ahead_status;
-    double ahead_seconds;   /* spent reading ahead in this wait */
     int64_t steps_ahead;    /* steps whose rows were read ahead (this run) */
     int64_t steps_shared;   /* steps run with stealing (this run) */
     const float *logits;

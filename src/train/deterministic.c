@@ -197,11 +197,11 @@ ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute)
         ody_exact_begin(loop->exact, step_chunks(loop));
     for (;;) {
         bool redo = false, nonfinite = false;
-        double t0 = ody_now();
-        loop->ahead_seconds = 0.0;
+        double t0 = ody_now(), data0 = loop->state.times.seconds[ODY_PHASE_DATA];
         ody_status st = ody_exact_wait(loop->exact, &redo, &nonfinite);
-        /* reading ahead in the wait counts as data, not waiting */
-        ody_loop_phase(loop, ODY_PHASE_COMM_WAIT, t0 + loop->ahead_seconds);
+        /* reading ahead in the wait (read_rows) counted as data, not waiting */
+        ody_loop_phase(loop, ODY_PHASE_COMM_WAIT,
+                       t0 + loop->state.times.seconds[ODY_PHASE_DATA] - data0);
         if (st != ODY_OK)
             return st;
         loop->grads_nonfinite = nonfinite;
@@ -255,13 +255,6 @@ static ody_status read_rows(ody_training_loop *loop, int64_t first, int64_t micr
     return ODY_OK;
 }
 
-/* Micro-batches in the optimizer step that starts at step_in_epoch. */
-static int64_t micro_at(const ody_training_loop *loop, int64_t step_in_epoch)
-{
-    int64_t left = loop->state.steps_per_epoch - step_in_epoch;
-    return loop->accumulation < left ? loop->accumulation : left;
-}
-
 /*
  * Chunk stealing: called while this rank waits for the others at the end
  * of a step (ody_exact_while_waiting), it reads the next step's rows into
@@ -277,13 +270,12 @@ static void read_ahead(void *arg)
     int64_t next = s->step_in_epoch + loop->step_micro;
     if (next >= s->steps_per_epoch)
         return;
-    double t0 = ody_now();
     slot_view v;
     slot_layout(loop, ody_steal_me(loop->steal), slot_half(s->global_step + 1), &v);
     ody_batch view = {.x = v.x, .y = v.y, .ids = v.ids};
-    loop->ahead_status = read_rows(loop, next, micro_at(loop, next), &view, loop->ahead_rows);
+    loop->ahead_status = read_rows(loop, next, ody_loop_micro_at(loop, next), &view,
+                                   loop->ahead_rows);
     loop->ahead_for = s->global_step + 1;
-    loop->ahead_seconds += ody_now() - t0;
 }
 
 /* The step's rows into step_view: read ahead, or read now. */

@@ -421,9 +421,7 @@ void ody_loop_count_update(ody_training_loop *loop, int64_t micro)
 int64_t ody_loop_begin_update(ody_training_loop *loop)
 {
     const ody_loop_state *s = &loop->state;
-    int64_t micro = loop->accumulation;
-    if (micro > s->steps_per_epoch - s->step_in_epoch)
-        micro = s->steps_per_epoch - s->step_in_epoch;
+    int64_t micro = ody_loop_micro_at(loop, s->step_in_epoch);
     loop->group_count = 0;
     for (int64_t m = 0; m < micro; m++)
         loop->group_count += ody_loop_step_count(loop, s->step_in_epoch + m);

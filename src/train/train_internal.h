@@ -38,6 +38,14 @@ static inline int64_t ody_loop_update_in_epoch(const ody_training_loop *loop)
     return (loop->state.step_in_epoch + loop->accumulation - 1) / loop->accumulation;
 }
 
+/* Micro-batches in the optimizer step that starts at step_in_epoch: the
+ * accumulation, or what is left of the epoch. */
+static inline int64_t ody_loop_micro_at(const ody_training_loop *loop, int64_t step_in_epoch)
+{
+    int64_t left = loop->state.steps_per_epoch - step_in_epoch;
+    return loop->accumulation < left ? loop->accumulation : left;
+}
+
 /* Add the seconds since t0 to a phase of this step (and to the trace). */
 static inline void ody_loop_phase(ody_training_loop *loop, ody_phase phase, double t0)
 {

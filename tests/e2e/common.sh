@@ -60,6 +60,42 @@ with_shim() {
   set -e
 }
 
+# shim_sweep SHIM NP RANK DIR PREPARE JUDGE ARGS...: what the fail_* shims
+# are for: every call the shim counts on RANK, failed in turn, one run of
+# ARGS each. PREPARE D makes output directory $scratch/D; a first run in
+# DIR-count, failing nothing, counts the calls (from the shim's exit line,
+# fail_shim.h); then for N = 1, 2, ... the run in DIR-N with call N failing
+# (output in DIR-N.log) must not hang nor leave a rank behind, and
+# JUDGE DIR-N RANK N gives the verdict (with the exit status in code)
+# before DIR-N is removed. Sets shim_total, and shim_worst (the slowest
+# run's seconds).
+shim_sweep() {
+  local shim="$1" np="$2" rank="$3" dir="$4" prepare="$5" judge="$6"; shift 6
+  $prepare "$dir-count"
+  with_shim "$shim" "$np" "$rank" 0 "$@" experiment.output_dir="$scratch/$dir-count" \
+    >"$dir-count.log" 2>&1
+  [ "$code" = 0 ] || { cat "$dir-count.log" >&2; fail "$dir: the counting run failed ($code)"; }
+  shim_total=$(sed -n "s/^[a-z_]*: rank $rank: \([0-9]*\) .*, failed number 0\$/\1/p" "$dir-count.log")
+  [ "${shim_total:-0}" -gt 20 ] ||
+    { cat "$dir-count.log" >&2; fail "$dir: only ${shim_total:-0} calls counted on rank $rank"; }
+  rm -rf "$scratch/$dir-count"
+  shim_worst=0
+  local at start secs
+  for ((at = 1; at <= shim_total; at++)); do
+    $prepare "$dir-$at"
+    start=$(date +%s.%N)
+    with_shim "$shim" "$np" "$rank" "$at" "$@" experiment.output_dir="$scratch/$dir-$at" \
+      >"$dir-$at.log" 2>&1
+    secs=$(echo "$(date +%s.%N) - $start" | bc)
+    shim_worst=$(echo "if ($secs > $shim_worst) $secs else $shim_worst" | bc)
+    [ "$code" != 124 ] && [ "$code" != 137 ] ||
+      { cat "$dir-$at.log" >&2; fail "$dir-$at: hung (killed after 60 s)"; }
+    [ -z "$(rank_pids "$scratch/$dir-$at")" ] || fail "$dir-$at: rank processes left behind"
+    $judge "$dir-$at" "$rank" "$at"
+    rm -rf "$scratch/$dir-$at"
+  done
+}
+
 # expect_in FILE PATTERN: grep -E for PATTERN in FILE.
 expect_in() {
   grep -Eq -- "$2" "$1" || { cat "$1" >&2; fail "'$2' not found in $1"; }

@@ -28,28 +28,9 @@ args=("$ODY_SOURCE_DIR/configs/lenet5/baseline.yaml" data.path=data training.epo
 # collective keeps the others in MPI_Finalize, and nothing exits.
 export OMPI_MCA_odls_base_sigkill_timeout=0
 
-# attempt NP RANK AT DIR [ARGS...]: one run with allocation AT of RANK
-# failing, output in DIR.log; sets code and secs.
-attempt() {
-  local np="$1" rank="$2" at="$3" dir="$4"; shift 4
-  local start; start=$(date +%s.%N)
-  with_shim "$shim" "$np" "$rank" "$at" "${args[@]}" experiment.output_dir="$scratch/$dir" "$@" \
-    >"$dir.log" 2>&1
-  secs=$(echo "$(date +%s.%N) - $start" | bc)
-}
-
-# count NP RANK DIR [ARGS...]: how many allocations RANK makes in a whole run.
-count() {
-  attempt "$1" "$2" 0 "$3" "${@:4}"
-  [ "$code" = 0 ] || { cat "$3.log" >&2; fail "the counting run failed ($code)"; }
-  sed -n "s/^fail_alloc: rank $2: \([0-9]*\) allocations.*/\1/p" "$3.log"
-}
-
-# judge NAME RANK AT: the verdict on the attempt just made.
+# judge DIR RANK AT: the verdict on the run just made (shim_sweep).
 judge() {
   local log="$1.log" rank="$2" at="$3"
-  [ "$code" != 124 ] && [ "$code" != 137 ] || { cat "$log" >&2; fail "$1: hung (killed after 60 s)"; }
-  [ -z "$(rank_pids "$scratch/$1")" ] || fail "$1: rank processes left behind"
   grep -q "^fail_alloc: rank $rank: allocation $at fails" "$log" ||
     { cat "$log" >&2; fail "$1: allocation $at of rank $rank was not made"; }
   case "$code" in
@@ -67,49 +48,38 @@ judge() {
   esac
 }
 
-# sweep NP RANK BASE PREPARE CHECK [ARGS...]: every allocation of RANK,
-# one run each, in directory BASE-N made by PREPARE BASE-N and checked by
-# CHECK BASE-N after the verdict.
+# sweep NP RANK BASE PREPARE JUDGE [ARGS...]: every allocation of RANK,
+# one run each (shim_sweep over args and ARGS).
 sweep() {
-  local np="$1" rank="$2" base="$3" prepare="$4" check="$5"; shift 5
-  $prepare "$base-count"
-  local total; total=$(count "$np" "$rank" "$base-count" "$@")
-  [ "$total" -gt 20 ] || fail "only $total allocations counted on rank $rank"
+  local np="$1" rank="$2"
   tolerated=()
-  local at worst=0
-  for ((at = 1; at <= total; at++)); do
-    $prepare "$base-$at"
-    attempt "$np" "$rank" "$at" "$base-$at" "$@"
-    judge "$base-$at" "$rank" "$at"
-    $check "$base-$at"
-    worst=$(echo "if ($secs > $worst) $secs else $worst" | bc)
-    rm -rf "$scratch/$base-$at"
-  done
-  echo "rank $rank of $np: $total allocations failed one at a time: every rank exited," \
-    "slowest in $worst s; exit 0 (done without it) at: ${tolerated[*]:-none}"
+  shim_sweep "$shim" "$np" "$rank" "$3" "$4" "$5" "${args[@]}" "${@:6}"
+  echo "rank $rank of $np: $shim_total allocations failed one at a time: every rank exited," \
+    "slowest in $shim_worst s; exit 0 (done without it) at: ${tolerated[*]:-none}"
 }
 
 none() { :; }
 note "fresh run, 2 ranks: fail each allocation of rank 1"
-sweep 2 1 fresh1 none none
+sweep 2 1 fresh1 none judge
 note "fresh run, 2 ranks: fail each allocation of rank 0"
-sweep 2 0 fresh0 none none
+sweep 2 0 fresh0 none judge
 
 note "resume on 3 ranks: fail each allocation of rank 2; the checkpoint it resumes from stays"
 ody 2 "${args[@]}" experiment.output_dir="$scratch/origin" >origin.log 2>&1 ||
   { cat origin.log; fail "the run to resume failed"; }
 (cd origin/lenet5-baseline && sha256sum ckpt-*.h5) >origin.sha
 from_origin() { rm -rf "$scratch/$1"; cp -a "$scratch/origin" "$scratch/$1"; }
-origin_intact() {
+judge_resume() {
+  judge "$@"
   (cd "$1/lenet5-baseline" && sha256sum --quiet -c "$scratch/origin.sha") ||
     fail "$1: the checkpoint it resumed from changed or is gone"
 }
 resume=(--resume auto training.max_steps=24 checkpoint.keep_last=0)
-sweep 3 2 resume from_origin origin_intact "${resume[@]}"
+sweep 3 2 resume from_origin judge_resume "${resume[@]}"
 note "resume on 3 ranks: fail each allocation of rank 0, which reads the checkpoint"
-sweep 3 0 resume from_origin origin_intact "${resume[@]}"
+sweep 3 0 resume from_origin judge_resume "${resume[@]}"
 
 note "--eval on 2 ranks, no config but an override: fail each allocation of rank 0"
 args=(data.path=data)
-sweep 2 0 eval none none --eval "$scratch/origin/lenet5-baseline/latest.h5"
+sweep 2 0 eval none judge --eval "$scratch/origin/lenet5-baseline/latest.h5"
 exit 0

@@ -23,47 +23,44 @@ export OMPI_MCA_odls_base_sigkill_timeout=0
 mkdir data
 fmnist_cut data 1024 512
 
+# from_origin D: a copy of the run being resumed, in $scratch/D.
+from_origin() { rm -rf "$scratch/$1"; cp -a "$scratch/$origin" "$scratch/$1"; }
+
+# judge DIR RANK AT: the verdict on the run just made (shim_sweep).
+judge() {
+  local dir="$scratch/$1/$run" log="$1.log" at="$3"
+  grep -q "^fail_io: rank $2: call $at " "$log" || { cat "$log"; fail "$1: call $at not made"; }
+  case "$code" in
+    0) done_anyway+=("$at") ;; # written another way (see the header)
+    4) expect_in "$log" "^odyssey-dist: checkpoint error: rank $2: .*$dir/.*(Input/output error)" ;;
+    *) cat "$log"; fail "$1: exit $code, expected 4 (or 0)" ;;
+  esac
+  (cd "$dir" && sha256sum --quiet -c "$scratch/$origin.sha") ||
+    fail "$1: the checkpoint it resumed from changed or is gone"
+  ! ls "$dir" | grep -q tmp || fail "$1: a temporary file was left: $(ls "$dir")"
+  [ -e "$dir/latest.h5" ] || fail "$1: latest.h5 points nowhere"
+  ody 1 "${args[@]}" "${more[@]}" experiment.output_dir="$scratch/$1" >again.log 2>&1 ||
+    { cat again.log; fail "$1: resuming after the failed save failed"; }
+}
+
 # sweep NAME NP RUN_NAME ARGS...: one origin run of ARGS (12 steps), then
 # for every checkpoint write of the resumed run (to step 24), that write
-# failing.
+# failing on rank 0.
 sweep() {
-  local name="$1" np="$2" run="$3"; shift 3
-  local args=("$@" training.epochs=1 training.validate_interval=0 logging.plot=false
+  local np="$2"
+  origin="$1" run="$3"
+  shift 3
+  args=("$@" training.epochs=1 training.validate_interval=0 logging.plot=false
     checkpoint.keep_last=0)
-  ody 2 "${args[@]}" training.max_steps=12 experiment.output_dir="$scratch/$name" >"$name.log" 2>&1 ||
-    { cat "$name.log"; fail "$name: the run to resume failed"; }
-  (cd "$name/$run" && sha256sum ckpt-*.h5) >"$name.sha"
-  local more=(--resume auto training.max_steps=24)
-  rm -rf "$scratch/try"
-  cp -a "$scratch/$name" "$scratch/try"
-  with_shim "$shim" "$np" 0 0 "${args[@]}" "${more[@]}" experiment.output_dir="$scratch/try" \
-    >count.log 2>&1
-  [ "$code" = 0 ] || { cat count.log; fail "$name: the counting run failed"; }
-  local total at done_anyway=()
-  total=$(sed -n 's/^fail_io: rank 0: \([0-9]*\) checkpoint writes.*/\1/p' count.log)
-  [ "${total:-0}" -gt 20 ] || { cat count.log; fail "$name: only ${total:-0} writes counted"; }
-  for ((at = 1; at <= total; at++)); do
-    rm -rf "$scratch/try"
-    cp -a "$scratch/$name" "$scratch/try"
-    with_shim "$shim" "$np" 0 "$at" "${args[@]}" "${more[@]}" experiment.output_dir="$scratch/try" \
-      >try.log 2>&1
-    local dir="$scratch/try/$run"
-    grep -q "^fail_io: rank 0: call $at " try.log || { cat try.log; fail "$name-$at: call $at not made"; }
-    case "$code" in
-      0) done_anyway+=("$at") ;; # written another way (see the header)
-      4) expect_in try.log "^odyssey-dist: checkpoint error: rank 0: .*$dir/.*(Input/output error)" ;;
-      *) cat try.log; fail "$name-$at: exit $code, expected 4 (or 0)" ;;
-    esac
-    (cd "$dir" && sha256sum --quiet -c "$scratch/$name.sha") ||
-      fail "$name-$at: the checkpoint it resumed from changed or is gone"
-    ! ls "$dir" | grep -q tmp || fail "$name-$at: a temporary file was left: $(ls "$dir")"
-    [ -e "$dir/latest.h5" ] || fail "$name-$at: latest.h5 points nowhere"
-    ody 1 "${args[@]}" "${more[@]}" experiment.output_dir="$scratch/try" >again.log 2>&1 ||
-      { cat again.log; fail "$name-$at: resuming after the failed save failed"; }
-  done
-  echo "$name: each of $total checkpoint writes failed in turn (EIO on rank 0): exit 4, or 0" \
-    "at ${done_anyway[*]:-none}; the checkpoint resumed from intact, no temporary file, and" \
-    "the run resumed (reading every tensor's checksum) each time"
+  more=(--resume auto training.max_steps=24)
+  ody 2 "${args[@]}" training.max_steps=12 experiment.output_dir="$scratch/$origin" \
+    >"$origin.log" 2>&1 || { cat "$origin.log"; fail "$origin: the run to resume failed"; }
+  (cd "$origin/$run" && sha256sum ckpt-*.h5) >"$origin.sha"
+  done_anyway=()
+  shim_sweep "$shim" "$np" 0 "$origin-try" from_origin judge "${args[@]}" "${more[@]}"
+  echo "$origin: each of $shim_total checkpoint writes failed in turn (EIO on rank 0): exit 4," \
+    "or 0 at ${done_anyway[*]:-none}; the checkpoint resumed from intact, no temporary file," \
+    "the run resumed (reading every tensor's checksum) each time; slowest in $shim_worst s"
 }
 
 note "LeNet-5 on 3 ranks, resuming a 2-rank run"
