@@ -83,6 +83,12 @@ static herr_t walk_error(unsigned n, const H5E_error2_t *rec, void *data)
  * at an in-memory copy of the file. The driver makes its write again
  * there, so HDF5 sees no failure at all, even inside H5Fclose; the
  * closes succeed, and the temporary file is removed anyway.
+ *
+ * The copy holds what the file gave back, for HDF5 to read again; where
+ * the disk fails reads too, zeros, at the file's length. It is diverted
+ * either way: the file is thrown away, and what matters is that no write
+ * fails from here on. Without memory for a copy, /dev/null takes the
+ * writes (reads then find the end of the file).
  */
 static void divert_writes(ody_ckpt *ck)
 {
@@ -92,6 +98,8 @@ static void divert_writes(ody_ckpt *ck)
         return;
     int copy = memfd_create("odyssey-dist discarded checkpoint", MFD_CLOEXEC);
     off_t end = copy < 0 ? -1 : lseek(*ck->fd, 0, SEEK_END), done = 0;
+    if (end > 0 && ftruncate(copy, end) != 0)
+        end = 0;
     char buf[65536];
     while (end > 0 && done < end) {
         ssize_t n = pread(*ck->fd, buf, sizeof buf, done);
@@ -99,10 +107,12 @@ static void divert_writes(ody_ckpt *ck)
             break;
         done += n;
     }
-    if (copy >= 0 && done == end)
+    if (copy < 0)
+        copy = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (copy >= 0) {
         ck->diverted = dup2(copy, *ck->fd) >= 0;
-    if (copy >= 0)
         close(copy);
+    }
 }
 
 /* The file driver's on_error: a write or truncate failed with sys_errno. */

@@ -7,7 +7,9 @@
  * write, pwrite, pwrite64 and fsync, fdatasync on a file whose name holds
  * ".h5" (checkpoints, their temporary files, HDF5's own writes and the
  * O_DIRECT ones alike), and rename or symlink onto such a name (the
- * commit, latest.h5). ODY_FAIL_AT=0 only counts.
+ * commit, latest.h5). ODY_FAIL_AT=0 only counts. With ODY_FAIL_READS=1,
+ * once that call has failed every read, pread and pread64 of a checkpoint
+ * file fails too (not counted), as a disk that has gone bad would.
  *
  * On that rank the shim writes to stderr which call failed, and at exit
  *   fail_io: rank R: K checkpoint writes, failed number N
@@ -26,10 +28,14 @@
 #include "fail_shim.h"
 
 static int fail_errno = EIO;
+static bool fail_reads;
 
 static ssize_t (*real_write)(int, const void *, size_t);
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
+static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_pread)(int, void *, size_t, off_t);
+static ssize_t (*real_pread64)(int, void *, size_t, off_t);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int (*real_rename)(const char *, const char *);
@@ -40,6 +46,9 @@ __attribute__((constructor)) static void setup(void)
     real_write = (ssize_t(*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
     real_pwrite = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
     real_pwrite64 = (ssize_t(*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite64");
+    real_read = (ssize_t(*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    real_pread = (ssize_t(*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread");
+    real_pread64 = (ssize_t(*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread64");
     real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     real_rename = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
@@ -49,6 +58,8 @@ __attribute__((constructor)) static void setup(void)
     const char *err = getenv("ODY_FAIL_ERRNO");
     if (err && atoi(err) > 0)
         fail_errno = atoi(err);
+    const char *reads = getenv("ODY_FAIL_READS");
+    fail_reads = reads && atoi(reads) == 1;
     shim_active = true;
 }
 
@@ -102,6 +113,27 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t at)
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t at)
 {
     return fd_now(fd, "pwrite64") ? -1 : real_pwrite64(fd, buf, n, at);
+}
+
+/* A read of a checkpoint file after the failed call, with ODY_FAIL_READS. */
+static bool read_fails(int fd)
+{
+    if (!shim_active || !fail_reads || !atomic_load(&shim_failed) || !checkpoint_fd(fd))
+        return false;
+    errno = fail_errno;
+    return true;
+}
+
+ssize_t read(int fd, void *buf, size_t n) { return read_fails(fd) ? -1 : real_read(fd, buf, n); }
+
+ssize_t pread(int fd, void *buf, size_t n, off_t at)
+{
+    return read_fails(fd) ? -1 : real_pread(fd, buf, n, at);
+}
+
+ssize_t pread64(int fd, void *buf, size_t n, off_t at)
+{
+    return read_fails(fd) ? -1 : real_pread64(fd, buf, n, at);
 }
 
 int fsync(int fd) { return fd_now(fd, "fsync") ? -1 : real_fsync(fd); }

@@ -10,7 +10,9 @@
 # fail_io.c (an LD_PRELOAD shim, built as ody_fail_io, path in $1) makes
 # call number ODY_FAIL_AT of rank 0 fail with EIO: a write, pwrite, fsync
 # or fdatasync of a .h5 file, or a rename or symlink onto one.
-#   LeNet-5 (HDF5's writes only), 3 ranks resuming a 2-rank run
+#   LeNet-5 (HDF5's writes only), 3 ranks resuming a 2-rank run, and the
+#     disk gone bad: every read of a .h5 file after the failed call fails
+#     too (ODY_FAIL_READS), the writer's copy of what it wrote included
 #   an MLP with 3 MB tensors (written with O_DIRECT past HDF5), 2 ranks
 source "$(dirname "$0")/common.sh"
 shim="${1:?usage: fail_io.sh LIBODY_FAIL_IO.so}"
@@ -63,8 +65,10 @@ sweep() {
     "the run resumed (reading every tensor's checksum) each time; slowest in $shim_worst s"
 }
 
-note "LeNet-5 on 3 ranks, resuming a 2-rank run"
+note "LeNet-5 on 3 ranks, resuming a 2-rank run; reads fail too after the failed call"
+export ODY_FAIL_READS=1
 sweep lenet 3 lenet5-baseline "$ODY_SOURCE_DIR/configs/lenet5/baseline.yaml" data.path=data
+unset ODY_FAIL_READS
 note "MLP 784-1024-10 with Adam (3 MB tensors, O_DIRECT) on 2 ranks"
 sweep mlp 2 mlp-baseline mlp/baseline 'model.hidden_sizes=[1024]' training.batch_size=64 \
   data.path=data
