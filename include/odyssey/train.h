@@ -181,6 +181,10 @@ typedef struct {
     size_t rss_at_start;    /* resident bytes when training started */
 } ody_loop_state;
 
+/* Micro-batches one optimizer step holds at most in deterministic mode
+ * (training.accumulation_steps there). */
+#define ODY_MAX_MICRO_BATCHES 64
+
 struct ody_training_loop {
     ody_ctx *ctx;
     const ody_config *cfg;
@@ -217,7 +221,7 @@ struct ody_training_loop {
     int64_t *step_ids;
     size_t step_capacity;   /* rows step_x holds (0 without accumulation) */
     ody_batch step_view;    /* the step's rows: step_x, or the loader's one batch */
-    int step_rows[64];      /* rows of each micro-batch in step_x */
+    int step_rows[ODY_MAX_MICRO_BATCHES]; /* rows of each micro-batch in step_x */
     int step_micro;         /* micro-batches held */
     int max_chunks;         /* chunks a rank's share of a step has at most */
     int32_t *chunk_table;   /* (2 x max_chunks) first row and rows of each held chunk */
@@ -232,7 +236,7 @@ struct ody_training_loop {
     uint32_t steal_round;   /* the step's number for the steal queues */
     /* with stealing: the next step's rows, read while waiting at this one's end */
     int64_t ahead_for;      /* global_step of the step they are for; 0: none read */
-    int ahead_rows[64];     /* rows of each of its micro-batches */
+    int ahead_rows[ODY_MAX_MICRO_BATCHES]; /* rows of each of its micro-batches */
     ody_status ahead_status;
     int64_t steps_ahead;    /* steps whose rows were read ahead (this run) */
     int64_t steps_shared;   /* steps run with stealing (this run) */

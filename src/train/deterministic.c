@@ -355,10 +355,10 @@ static void free_step_batches(ody_training_loop *loop)
 ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t train_rows)
 {
     ody_ctx *ctx = loop->ctx;
-    if (loop->accumulation > (int64_t)(sizeof loop->step_rows / sizeof *loop->step_rows))
+    if (loop->accumulation > ODY_MAX_MICRO_BATCHES)
         return ody_fail(ctx, ODY_ERR_CONFIG,
-                        "training.accumulation_steps: at most %zu in deterministic mode",
-                        sizeof loop->step_rows / sizeof *loop->step_rows);
+                        "training.accumulation_steps: at most %d in deterministic mode",
+                        ODY_MAX_MICRO_BATCHES);
     loop->chunk = chunk;
     loop->step_capacity = loop->accumulation > 1 ? step_capacity(loop, train_rows) : 0;
     loop->max_chunks = (int)(loop->accumulation * (((int64_t)train_rows + chunk - 1) / chunk));
