@@ -21,20 +21,8 @@
 #   Figures 1-4 and 6 are for the default, deterministic mode.
 #
 # Misses are reported, not errors: the exit status is 0 unless a run fails.
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-build="$(cd "${1:-$root/build}" && pwd)"
+source "$(dirname "$0")/common.sh" targets "${1:-}"
 rounds="${2:-3}"
-prog="$build/odyssey-dist"
-[ -x "$prog" ] || { echo "targets.sh: $prog not built (launch/setup.sh)" >&2; exit 2; }
-work="$(mktemp -d "${TMPDIR:-/tmp}/ody-targets.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
-export OPENBLAS_NUM_THREADS=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mpirun=(mpirun --oversubscribe --bind-to none)
-[ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
-py=/usr/bin/python3
 torch_ok=0
 [ -x "$py" ] && "$py" -c 'import torch' 2>/dev/null && torch_ok=1
 
