@@ -98,10 +98,12 @@ static void divert_writes(ody_ckpt *ck)
         return;
     int copy = memfd_create("odyssey-dist discarded checkpoint", MFD_CLOEXEC);
     off_t end = copy < 0 ? -1 : lseek(*ck->fd, 0, SEEK_END), done = 0;
-    if (end > 0 && ftruncate(copy, end) != 0)
-        end = 0;
+    if (end > 0 && ftruncate(copy, end) != 0) { /* no memory for the copy */
+        close(copy);
+        copy = -1;
+    }
     char buf[65536];
-    while (end > 0 && done < end) {
+    while (copy >= 0 && done < end) {
         ssize_t n = pread(*ck->fd, buf, sizeof buf, done);
         if (n <= 0 || pwrite(copy, buf, (size_t)n, done) != n)
             break;

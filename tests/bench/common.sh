@@ -4,7 +4,7 @@
 # which must be built), work (a scratch directory removed at exit), py (a
 # python3, /usr/bin's first: the one python3-torch installs into), the
 # environment for one BLAS thread per rank and MPI as root, and the mpirun
-# array that oversubscribes without binding.
+# array that oversubscribes without binding; defines field, train and rate.
 set -euo pipefail
 bench_name="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,3 +20,22 @@ mpirun=(mpirun --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
+
+# field FILE KEY: KEY of the last record of a metrics.jsonl
+field() { "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
+
+# train NP NAME OVERRIDES...: 400 steps (an override may say otherwise: the
+# last one given wins) of LeNet-5 on Fashion-MNIST, no validation or
+# checkpoints, in $work/NAME, its output in $work/NAME.log; sets run_dir.
+# A failed run ends the script with its output.
+train() {
+  local np="$1" name="$2"; shift 2
+  run_dir="$work/$name/lenet5-baseline"
+  rm -rf "$work/$name"
+  "${mpirun[@]}" -np "$np" "$prog" "$root/configs/lenet5/baseline.yaml" training.epochs=1 \
+    training.max_steps=400 training.validate_interval=0 training.save_checkpoints=false \
+    logging.level=info logging.plot=false experiment.output_dir="$work/$name" "$@" \
+    </dev/null >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }
+}
+# rate: images/s of the last train (its epoch record's samples_per_sec)
+rate() { field "$run_dir/metrics.jsonl" samples_per_sec; }

@@ -24,26 +24,11 @@
 source "$(dirname "$0")/common.sh" targets "${1:-}"
 rounds="${2:-3}"
 torch_ok=0
-[ -x "$py" ] && "$py" -c 'import torch' 2>/dev/null && torch_ok=1
+"$py" -c 'import torch' 2>/dev/null && torch_ok=1
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 verdict() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN {ok = dir == ">=" ? v >= t : v <= t; print ok ? "PASS" : "MISS"}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
-# field FILE KEY: KEY of the last record of a metrics.jsonl
-field() { "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
-
-# train NP NAME OVERRIDES...: 400 steps of LeNet-5 on Fashion-MNIST, no
-# validation or checkpoints; sets run_dir.
-train() {
-  local np="$1" name="$2"; shift 2
-  run_dir="$work/$name/lenet5-baseline"
-  rm -rf "$work/$name"
-  "${mpirun[@]}" -np "$np" "$prog" "$root/configs/lenet5/baseline.yaml" training.epochs=1 \
-    training.max_steps=400 training.validate_interval=0 training.save_checkpoints=false \
-    logging.level=info logging.plot=false experiment.output_dir="$work/$name" "$@" \
-    >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }
-}
-rate() { field "$run_dir/metrics.jsonl" samples_per_sec; }
 torch_rate() {  # NP: PyTorch (DDP when NP > 1), batch 64 per process
   local np="$1" r
   for ((r = 0; r < np; r++)); do

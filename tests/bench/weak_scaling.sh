@@ -19,21 +19,14 @@ source "$(dirname "$0")/common.sh" weak_scaling "${1:-}"
 rounds="${2:-12}"
 steps="${3:-400}"
 
-# rate NP NAME: images/s of STEPS steps (the epoch record's samples_per_sec)
-rate() {
-  local np="$1" name="$2"
-  rm -rf "$work/$name"
-  "${mpirun[@]}" -np "$np" "$prog" "$root/configs/lenet5/baseline.yaml" training.epochs=1 \
-    training.max_steps="$steps" training.validate_interval=0 training.save_checkpoints=false \
-    training.batch_size_per_rank=64 logging.level=warn logging.plot=false \
-    experiment.output_dir="$work/$name" </dev/null >"$work/$name.log" 2>&1 ||
-    { cat "$work/$name.log" >&2; exit 1; }
-  "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["samples_per_sec"])' \
-    "$work/$name/lenet5-baseline/metrics.jsonl"
+# rate_of NP NAME: images/s of STEPS steps, 64 per rank
+rate_of() {
+  train "$1" "$2" training.batch_size_per_rank=64 training.max_steps="$steps"
+  rate
 }
 pair() {
   local a b
-  rate 1 pair_a >"$work/pa" & rate 1 pair_b >"$work/pb" & wait
+  rate_of 1 pair_a >"$work/pa" & rate_of 1 pair_b >"$work/pb" & wait
   a=$(cat "$work/pa")
   b=$(cat "$work/pb")
   [ -n "$a" ] && [ -n "$b" ] || exit 1
@@ -43,12 +36,12 @@ pair() {
 echo "weak scaling: $(nproc) cores, $rounds rounds of one rank, 2 ranks, the pair, the pair, 2 ranks, one rank ($steps steps each)"
 : >"$work/rounds"
 for ((r = 1; r <= rounds; r++)); do
-  o1=$(rate 1 one)
-  t1=$(rate 2 two)
+  o1=$(rate_of 1 one)
+  t1=$(rate_of 2 two)
   q1=$(pair)
   q2=$(pair)
-  t2=$(rate 2 two)
-  o2=$(rate 1 one)
+  t2=$(rate_of 2 two)
+  o2=$(rate_of 1 one)
   echo "$o1 $o2 $t1 $t2 $q1 $q2" >>"$work/rounds"
   echo "  round $r: one $o1 $o2, 2 ranks $t1 $t2, pair $q1 $q2 images/s"
 done

@@ -460,7 +460,7 @@ static void check_exact_sums(ody_ctx *ctx, ody_model *m, bool shared, float *ref
     exact_sum(ctx, e, m, 8, scales[0], owners[1], true, &rounds, &nonfinite);
     assert_false(nonfinite);
     assert_memory_equal(ref[0], m->grads.data, n * sizeof(float));
-    /* Round after round on the same sum (buffers and stamps reused), every
+    /* Round after round on the same sum (its buffers reused), every
      * spread of the chunks in turn, so that a different rank comes first
      * to each piece: the same bits each time (those of the first, since the
      * scale now comes from the maxima seen), and the sum. */
