@@ -142,7 +142,8 @@ else
   cmd=(env)
   for ((i = 0; i < ${#mca[@]}; i += 2)); do cmd+=("OMPI_MCA_${mca[i]}=${mca[i + 1]}"); done
   for name in "${exported[@]}"; do cmd+=("$name=${!name}"); done
-  cmd+=(srun "--mpi=${ODY_SRUN_MPI:-pmix}" -n "$np")
+  # --kill-on-bad-exit: a rank that fails (or ends a stall) ends the step at once.
+  cmd+=(srun "--mpi=${ODY_SRUN_MPI:-pmix}" --kill-on-bad-exit=1 -n "$np")
   if [ "$oversubscribed" = 1 ]; then
     cmd+=(--overcommit --cpu-bind=none)
   elif [ "$bind" = none ]; then

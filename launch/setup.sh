@@ -32,6 +32,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools
   libcmocka-dev
   zlib1g-dev
+  libxxhash-dev
   librandom123-dev
   gnuplot-nox
   dataset-fashion-mnist

@@ -1,7 +1,7 @@
 /*
  * core: status codes and error messages, the context (communicator, rank,
  * log level), aligned allocation with accounting, the counter-based RNG
- * (Random123 Philox4x32-10) and wall-clock timers.
+ * (Random123 Philox4x32-10), wall-clock timers and checksums (xxHash's XXH3).
  *
  * Library code never exits: it returns an ody_status and leaves a message
  * in the context (ody_ctx_error). Only the program turns a status into an
@@ -12,10 +12,17 @@
 
 #include <mpi.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+/* XXH3_state_t declared in full, so a streamed checksum can live on the stack. */
+#ifndef XXH_STATIC_LINKING_ONLY
+#define XXH_STATIC_LINKING_ONLY
+#endif
+#include <xxhash.h>
 
 /* Status codes. The exit codes of the program follow DESIGN.md's contract. */
 typedef enum {
@@ -48,6 +55,36 @@ typedef enum {
 #define ODY_ERRMSG_MAX 1024
 
 /*
+ * What a rank is waiting for, read by the stall watchdog (src/dist/stall.c)
+ * of this rank and of its node peers: collectives ("meetings") are marked
+ * with ody_wait_begin/ody_wait_end, long work with ody_heartbeat. Every rank
+ * makes the same meetings in the same order, so a peer that has entered
+ * fewer has not arrived at the one this rank waits in. One cache line;
+ * it lives in node shared memory while a watchdog runs (times are
+ * CLOCK_MONOTONIC nanoseconds, the same clock in every process of a host).
+ */
+typedef enum {
+    ODY_WAIT_AGREE = 0,  /* an agreement (setup, epoch and checkpoint boundaries) */
+    ODY_WAIT_BROADCAST,  /* a broadcast or fingerprint check */
+    ODY_WAIT_VOTE,       /* the step's vote */
+    ODY_WAIT_GRADIENTS,  /* the gradient sum */
+    ODY_WAIT_NODE_SUM,   /* the gradient sum's meeting in node shared memory */
+    ODY_WAIT_NODES,      /* the node leaders' sum across nodes */
+    ODY_WAIT_METRICS,    /* metric and timing sums */
+    ODY_WAIT_KINDS
+} ody_wait_kind;
+
+typedef struct {
+    _Alignas(64) atomic_llong meetings; /* meetings entered */
+    atomic_llong since_ns;              /* when the current one began (0: not waiting) */
+    atomic_llong beat_ns;               /* the last sign of progress */
+    atomic_llong step;                  /* the optimizer step in progress (1-based; 0: none) */
+    atomic_int kind;                    /* ody_wait_kind of the current or last meeting */
+    atomic_int pid;
+    atomic_int rank;                    /* in ctx->comm */
+} ody_wait_record;
+
+/*
  * The context of one run on one rank: its communicator, rank and size, the
  * ranks sharing its node, the log level and the last error. Everything in
  * the library hangs off it; there is no global state.
@@ -64,6 +101,11 @@ typedef struct ody_ctx {
     char err[ODY_ERRMSG_MAX];
     size_t bytes_allocated; /* live bytes from ody_alloc */
     size_t bytes_peak;      /* high-water mark of bytes_allocated */
+    ody_wait_record *wait;  /* own_wait, or this rank's record in a stall watchdog's board */
+    ody_wait_record own_wait;
+    int wait_depth;         /* nested ody_wait_begin calls: only the outermost counts */
+#define ODY_WAIT_NESTING 4
+    ody_wait_kind wait_kinds[ODY_WAIT_NESTING]; /* the kinds of the nested waits */
 } ody_ctx;
 
 /*
@@ -96,6 +138,23 @@ void ody_log(const ody_ctx *ctx, ody_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ody_log_all(const ody_ctx *ctx, ody_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------- waits, progress */
+
+/* Mark the start and end of a collective every rank makes (a nested pair
+ * counts as part of the outer one). Cheap: a clock read and atomic stores. */
+void ody_wait_begin(ody_ctx *ctx, ody_wait_kind kind);
+void ody_wait_end(ody_ctx *ctx);
+/* A sign of progress in long work outside collectives (a chunk computed, a
+ * checkpoint dataset written): a peer waiting for this rank gives it the
+ * stall bound again from here. Safe from any thread of the rank. */
+void ody_heartbeat(ody_ctx *ctx);
+/* The optimizer step now in progress (1-based), for stall reports. */
+void ody_wait_set_step(ody_ctx *ctx, int64_t step);
+/* What a wait kind is ("the step's vote"); a static string. */
+const char *ody_wait_kind_name(int kind);
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t ody_now_ns(void);
 
 /* --------------------------------------------------------------- memory */
 
@@ -168,19 +227,51 @@ typedef struct {
 
 /* ---------------------------------------------------------------- hashing */
 
-/* A 64-bit checksum of bytes at memory speed (not cryptographic), for
- * checkpoint data and parameter fingerprints: the same value with or
- * without AVX2 (src/core/core.c defines it). */
+/*
+ * ody_checksum64: XXH3-64 of n bytes (xxHash's XXH3_64bits, seed 0), for
+ * checkpoint data and parameter fingerprints: the same value on every
+ * machine for the same bytes. What it guarantees is what xxHash documents:
+ * a 64-bit hash that passes the SMHasher suite, whose own collision tests
+ * on inputs a few bits apart find collisions at the rate of an ideal 64-bit
+ * hash; so a change of the bytes goes unnoticed with probability about
+ * 2^-64. No pattern of damage (one flipped bit included) is promised to be
+ * caught with certainty, and it is no defence against deliberate tampering
+ * (not cryptographic).
+ */
 uint64_t ody_checksum64(const void *data, size_t n);
 
-/* The same checksum over data that comes in pieces: init, update with each
- * piece in order, final. Every piece but the last must be a multiple of 64
- * bytes long (the checksum's block). */
+/*
+ * The checksum of format 2 checkpoints, KEPT ONLY TO READ THEM (legacy):
+ * a flipped bit can leave it unchanged (the word and the product of its
+ * halves go into the same lane and can cancel), so nothing new uses it.
+ * Defined, with its exact formula, in src/core/core.c.
+ */
+uint64_t ody_checksum64_legacy_v2(const void *data, size_t n);
+
+/* Which checksum a streamed ody_checksum computes. */
+typedef enum {
+    ODY_CHECKSUM_XXH3 = 0,  /* ody_checksum64 */
+    ODY_CHECKSUM_LEGACY_V2, /* ody_checksum64_legacy_v2: reading format 2 files only */
+} ody_checksum_kind;
+
+/*
+ * Either checksum over data that comes in pieces: init, update with each
+ * piece in order, final; the value equals the one-shot function's over the
+ * concatenated pieces. XXH3 takes pieces of any length; the legacy one
+ * needs every piece but the last to be a multiple of 64 bytes (its block).
+ * The state lives wherever the caller puts it (no allocation).
+ */
 typedef struct {
-    uint64_t acc[8];
-    uint64_t n;
+    ody_checksum_kind kind;
+    union {
+        XXH3_state_t xxh3;
+        struct {
+            uint64_t acc[8];
+            uint64_t n;
+        } legacy;
+    } u;
 } ody_checksum;
-void ody_checksum64_init(ody_checksum *c);
+void ody_checksum64_init(ody_checksum *c, ody_checksum_kind kind);
 void ody_checksum64_update(ody_checksum *c, const void *data, size_t n);
 uint64_t ody_checksum64_final(const ody_checksum *c);
 

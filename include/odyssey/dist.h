@@ -211,4 +211,30 @@ int ody_exact_tensors(const ody_exact *e);
 void ody_exact_save(const ody_exact *e, double *v);
 void ody_exact_load(ody_exact *e, const double *v, int n);
 
+/* ------------------------------------------------------- stall watchdog */
+
+/*
+ * A rank that is alive but stuck (a hung read on a network file system, a
+ * stopped process, a livelock) would leave the others asleep in the next
+ * collective until the job's time limit. The watchdog (src/dist/stall.c)
+ * is a thread per rank that watches this rank's marked waits
+ * (ody_wait_begin): once one has lasted half the bound it warns, and at
+ * `seconds` it writes the step, what it waits in and which ranks have not
+ * arrived (the node's peers whose meeting count is behind, with pid and
+ * process state), then ends the process with exit status 1 (the launcher
+ * then ends the job). A peer that has not arrived but shows progress
+ * (ody_heartbeat: chunks computed, checkpoint datasets written) gives the
+ * bound again from then. A peer of this node that no longer exists ends
+ * the wait at once. The peers' records are in node shared memory, so only
+ * a node's own ranks are named; a wait for other nodes says so.
+ *
+ * Collective over ctx->comm (a node shared-memory window). seconds 0:
+ * no watchdog (*out NULL, ODY_OK). The watchdog never calls MPI.
+ */
+typedef struct ody_stall ody_stall;
+ody_status ody_stall_create(ody_ctx *ctx, double seconds, ody_stall **out);
+/* Stop the watchdog and free its board (NULL is fine). Collective over
+ * ctx->comm, before ody_ctx_destroy. */
+void ody_stall_destroy(ody_stall *s);
+
 #endif /* ODYSSEY_DIST_H */

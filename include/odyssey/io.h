@@ -84,6 +84,7 @@ typedef struct {
     int64_t bucket_bytes;        /* gradient bucket size for the bucketed allreduce */
     bool shared_memory;          /* deterministic: sum in node shared memory */
     bool work_stealing;          /* deterministic, shared memory: ranks of a node share chunks */
+    double stall_seconds;        /* a rank waiting this long for others ends the job (0 = never) */
 } ody_distributed_config;
 
 typedef struct {
@@ -172,13 +173,16 @@ ody_status ody_config_resolve(ody_ctx *ctx, const char *arg, int noverrides,
 /*
  * A checkpoint file (HDF5), written by one rank and read by any. Names are
  * paths: "model/conv1.weight" is dataset conv1.weight in group /model
- * (groups are made as needed). Tensors and series are chunked datasets with
- * Fletcher32 checksums; scalars and strings are attributes of their group
- * ("state/epoch" is attribute epoch of /state). Metadata is checksummed too
- * (the file uses the HDF5 1.10 format), so a flipped byte anywhere is found
- * when the file is read, except inside the text of a string: strings are
- * variable-length UTF-8 (h5py reads them as str), kept in HDF5's global
- * heap, which has no checksum.
+ * (groups are made as needed). Tensors and series are datasets; scalars
+ * and strings are attributes of their group ("state/epoch" is attribute
+ * epoch of /state; strings are variable-length UTF-8, which h5py reads as
+ * str). Every dataset and every attribute carries an XXH3-64 checksum
+ * (ody_checksum64) that each read checks, and HDF5 checksums the file's
+ * metadata itself (the HDF5 1.10 format), so damage to anything the reader
+ * uses is reported as a checkpoint error, except with the probability that
+ * a 64-bit hash misses a change (about 2^-64; see core.h). Bytes the reader
+ * never uses (padding, freed space) may change unnoticed. Attribute names
+ * ending in ".checksum" are the checksums' own and are refused.
  *
  * Writing goes to "<path>.tmp.<pid>"; ody_ckpt_commit marks the file
  * complete, flushes, fsyncs, renames it to path and fsyncs the directory, so
@@ -189,7 +193,9 @@ ody_status ody_config_resolve(ody_ctx *ctx, const char *arg, int noverrides,
 typedef struct ody_ckpt ody_ckpt;
 
 #define ODY_CKPT_FORMAT "odyssey-dist checkpoint"
-#define ODY_CKPT_FORMAT_VERSION 2 /* 2: tensors contiguous with a checksum attribute; 1: chunked, Fletcher32 */
+/* 3: XXH3-64 checksums of every dataset and attribute. Still read: 2 (legacy
+ * checksum of tensors only) and 1 (tensors chunked with Fletcher32). */
+#define ODY_CKPT_FORMAT_VERSION 3
 
 /* Start writing a checkpoint that will become `path`. */
 ody_status ody_ckpt_create(ody_ctx *ctx, const char *path, ody_ckpt **out);
@@ -222,7 +228,7 @@ void ody_ckpt_abort(ody_ckpt *ck);
  * naming the path and the problem.
  */
 ody_status ody_ckpt_open(ody_ctx *ctx, const char *path, ody_ckpt **out);
-/* Read every dataset (checksums verified) and attribute; the first bad one is named. */
+/* Read every dataset and attribute, checksums verified; the first bad one is named. */
 ody_status ody_ckpt_verify(ody_ctx *ctx, ody_ckpt *ck);
 /* True when the object (dataset or attribute) exists. */
 bool ody_ckpt_has(ody_ckpt *ck, const char *name);

@@ -185,6 +185,29 @@ typedef struct {
  * (training.accumulation_steps there). */
 #define ODY_MAX_MICRO_BATCHES 64
 
+/*
+ * Test knob: tests reach a failure at a point by construction, not by
+ * timing. From the environment: rank ODY_FAIL_RANK (default 0), at the
+ * start of optimizer step ODY_FAIL_STEP (1-based, counted over the whole
+ * run; a comma-separated list of up to 8 steps), does ODY_FAIL_ACTION to
+ * itself: term or usr1 (raise that stop signal: the step's vote carries
+ * it, its checkpoint is written, exit 75), kill (SIGKILL), stop (SIGSTOP),
+ * stall (sleeps forever, alive), or hold (waits until a stop signal
+ * arrives from outside, so that a test's signal lands at that step). It
+ * writes one line first, with the wall-clock time. Unset: nothing happens.
+ */
+typedef enum {
+    ODY_FAULT_NONE = 0, ODY_FAULT_TERM, ODY_FAULT_USR1, ODY_FAULT_KILL, ODY_FAULT_STOP,
+    ODY_FAULT_STALL, ODY_FAULT_HOLD
+} ody_fault_action;
+#define ODY_FAULT_MAX_STEPS 8
+typedef struct {
+    int rank;
+    int nsteps;
+    int64_t steps[ODY_FAULT_MAX_STEPS];
+    ody_fault_action action;
+} ody_fault_knob;
+
 struct ody_training_loop {
     ody_ctx *ctx;
     const ody_config *cfg;
@@ -245,6 +268,7 @@ struct ody_training_loop {
     int ncallbacks;
     ody_callback callbacks[ODY_MAX_CALLBACKS];
     ody_trace *trace;       /* phase events of this rank (logging.trace), or NULL */
+    ody_fault_knob fault;   /* test knob (ODY_FAIL_RANK, _STEP, _ACTION) */
 };
 
 /*
@@ -292,6 +316,11 @@ ody_status ody_training_loop_run_epoch_manual(ody_training_loop *loop, const flo
 ody_status ody_stop_signals_install(ody_ctx *ctx);
 /* Number of stop signals received so far by this process. */
 int ody_stop_signals_received(void);
+
+/* Read the knob; ODY_ERR_USAGE naming the variable when a value is bad. */
+ody_status ody_fault_knob_read(ody_ctx *ctx, ody_fault_knob *knob);
+/* Act when this is the knob's rank and step (`step` 1-based). */
+void ody_fault_knob_fire(const ody_ctx *ctx, const ody_fault_knob *knob, int64_t step);
 
 /* ------------------------------------------------------------- trainer */
 

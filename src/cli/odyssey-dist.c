@@ -215,6 +215,9 @@ static int run(int argc, char **argv)
         st = ody_config_resolve(ctx, args.config, args.noverrides, args.overrides, cfg);
     else if (st == ODY_OK)
         st = config_from_checkpoint(ctx, &args, cfg);
+    ody_stall *stall = NULL;
+    if (st == ODY_OK && !args.print_config)
+        st = ody_stall_create(ctx, cfg->distributed.stall_seconds, &stall);
     if (st == ODY_OK) {
         ctx->log_level = level_from_name(cfg->logging.level);
         if (args.print_config)
@@ -224,6 +227,7 @@ static int run(int argc, char **argv)
         else if ((st = ody_stop_signals_install(ctx)) == ODY_OK)
             st = train(ctx, cfg, args.resume);
     }
+    ody_stall_destroy(stall);
     if (st != ODY_OK && ctx->rank == 0)
         fprintf(stderr, "odyssey-dist: %s: %s\n", ody_status_name(st), ody_ctx_error(ctx));
     free(cfg);

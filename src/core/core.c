@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #endif
 #include <time.h>
+#include <unistd.h>
 
 static const struct {
     const char *name;
@@ -65,6 +66,10 @@ ody_status ody_ctx_create(ody_ctx **out, MPI_Comm comm)
     MPI_Comm_size(ctx->node_comm, &ctx->node_size);
     ctx->log_level = ODY_LOG_INFO;
     ctx->log_stream = stderr;
+    ctx->wait = &ctx->own_wait;
+    atomic_store(&ctx->own_wait.pid, (int)getpid());
+    atomic_store(&ctx->own_wait.rank, ctx->rank);
+    atomic_store(&ctx->own_wait.beat_ns, (long long)ody_now_ns());
     *out = ctx;
     return ODY_OK;
 }
@@ -224,6 +229,67 @@ double ody_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int64_t ody_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void ody_wait_begin(ody_ctx *ctx, ody_wait_kind kind)
+{
+    ody_wait_record *w = ctx->wait;
+    /* a nested wait names itself (it is the more precise) but is part of
+     * the outer meeting */
+    if (ctx->wait_depth < ODY_WAIT_NESTING)
+        ctx->wait_kinds[ctx->wait_depth] = kind;
+    atomic_store_explicit(&w->kind, (int)kind, memory_order_relaxed);
+    if (ctx->wait_depth++ > 0)
+        return;
+    atomic_fetch_add_explicit(&w->meetings, 1, memory_order_relaxed);
+    atomic_store_explicit(&w->since_ns, (long long)ody_now_ns(), memory_order_release);
+}
+
+void ody_wait_end(ody_ctx *ctx)
+{
+    ody_wait_record *w = ctx->wait;
+    if (ctx->wait_depth <= 0)
+        return;
+    if (--ctx->wait_depth > 0) {
+        if (ctx->wait_depth <= ODY_WAIT_NESTING)
+            atomic_store_explicit(&w->kind, (int)ctx->wait_kinds[ctx->wait_depth - 1],
+                                  memory_order_relaxed);
+        return;
+    }
+    long long now = (long long)ody_now_ns();
+    atomic_store_explicit(&w->beat_ns, now, memory_order_relaxed);
+    atomic_store_explicit(&w->since_ns, 0, memory_order_release);
+}
+
+void ody_heartbeat(ody_ctx *ctx)
+{
+    atomic_store_explicit(&ctx->wait->beat_ns, (long long)ody_now_ns(), memory_order_relaxed);
+}
+
+void ody_wait_set_step(ody_ctx *ctx, int64_t step)
+{
+    atomic_store_explicit(&ctx->wait->step, (long long)step, memory_order_relaxed);
+    ody_heartbeat(ctx);
+}
+
+const char *ody_wait_kind_name(int kind)
+{
+    static const char *names[ODY_WAIT_KINDS] = {
+        [ODY_WAIT_AGREE] = "an agreement of the ranks",
+        [ODY_WAIT_BROADCAST] = "a broadcast from rank 0",
+        [ODY_WAIT_VOTE] = "the step's vote",
+        [ODY_WAIT_GRADIENTS] = "the gradient sum",
+        [ODY_WAIT_NODE_SUM] = "the gradient sum in node shared memory",
+        [ODY_WAIT_NODES] = "the sum across nodes",
+        [ODY_WAIT_METRICS] = "the metric sums"};
+    return kind >= 0 && kind < ODY_WAIT_KINDS ? names[kind] : "a collective";
+}
+
 const char *ody_phase_key(ody_phase p)
 {
     static const char *keys[ODY_PHASE_COUNT] = {
@@ -232,6 +298,27 @@ const char *ody_phase_key(ody_phase p)
     return (p < ODY_PHASE_COUNT) ? keys[p] : "time_unknown";
 }
 
+/* ------------------------------------------------------------- checksums */
+
+uint64_t ody_checksum64(const void *data, size_t n) { return XXH3_64bits(data, n); }
+
+/*
+ * LEGACY: the checksum of format 2 checkpoints, kept only so that they still
+ * load (src/io/checkpoint_read.c picks it by the file's format version).
+ * Nothing writes it any more: a flipped bit can leave it unchanged. When
+ * the upper 32 bits of a block's first word (lane 0) are hi32(key 0) ^ 1
+ * = 0xbe4ba422, the product term is lo32(d) ^ lo32(key 0), and flipping
+ * bit 3 of the lower 32 bits moves d by +8 and that term by -8 (or the
+ * reverse): the lane, and so the checksum, stays the same
+ * (tests/unit/test_core.c holds that case).
+ *
+ * The formula, exactly, for reading old files: eight 64-bit lanes; each
+ * 64-byte block adds, per lane, its little-endian word d and
+ * lo32(d ^ k) * hi32(d ^ k) (k a per-lane constant), after rotating the
+ * lane left by one bit. The last partial block is zero-padded; the lanes
+ * and the length are folded with splitmix64's finalizer. AVX2 computes the
+ * same value as the portable loop.
+ */
 /* splitmix64's finalizer: folds the checksum's lanes. */
 static inline uint64_t mix64(uint64_t x)
 {
@@ -242,19 +329,6 @@ static inline uint64_t mix64(uint64_t x)
     return x ^ (x >> 33);
 }
 
-/*
- * ody_checksum64: a fast 64-bit checksum for checkpoint data.
- *
- * Eight 64-bit lanes; each 64-byte block adds, per lane, its word d and
- * lo32(d ^ k) * hi32(d ^ k) (k a per-lane constant, the product as in
- * XXH3's accumulate), after rotating the lane left by one bit, so that
- * the result depends on the order of the blocks. The last partial block is
- * zero-padded; the lanes and the length are folded with splitmix64's
- * finalizer. Not cryptographic: it detects corruption (any one flipped bit
- * changes it; random damage passes with probability about 2^-64), at the
- * speed of memory (AVX2: two vectors of four lanes; the portable loop
- * computes the same value).
- */
 #define CHECKSUM_LANES 8
 #define CHECKSUM_BLOCK (CHECKSUM_LANES * 8)
 
@@ -273,12 +347,9 @@ static inline void block_portable(uint64_t acc[CHECKSUM_LANES], const unsigned c
     }
 }
 
-void ody_checksum64_init(ody_checksum *c) { memset(c, 0, sizeof *c); }
-
-void ody_checksum64_update(ody_checksum *c, const void *data, size_t n)
+static void legacy_update(uint64_t acc[CHECKSUM_LANES], uint64_t *total, const void *data, size_t n)
 {
     const unsigned char *p = data;
-    uint64_t *acc = c->acc;
     size_t whole = n / CHECKSUM_BLOCK * CHECKSUM_BLOCK, i = 0;
 #ifdef __AVX2__
     __m256i a0 = _mm256_loadu_si256((const __m256i *)acc);
@@ -306,21 +377,45 @@ void ody_checksum64_update(ody_checksum *c, const void *data, size_t n)
         memcpy(last, p + i, n - i);
         block_portable(acc, last);
     }
-    c->n += n;
+    *total += n;
+}
+
+static uint64_t legacy_final(const uint64_t acc[CHECKSUM_LANES], uint64_t total)
+{
+    uint64_t h = mix64(total ^ 0x9e3779b97f4a7c15ULL);
+    for (int l = 0; l < CHECKSUM_LANES; l++)
+        h = mix64(h ^ acc[l]);
+    return h;
+}
+
+uint64_t ody_checksum64_legacy_v2(const void *data, size_t n)
+{
+    uint64_t acc[CHECKSUM_LANES] = {0}, total = 0;
+    legacy_update(acc, &total, data, n);
+    return legacy_final(acc, total);
+}
+
+/* ---------------------------------------------------- streamed checksums */
+
+void ody_checksum64_init(ody_checksum *c, ody_checksum_kind kind)
+{
+    memset(c, 0, sizeof *c);
+    c->kind = kind;
+    if (kind == ODY_CHECKSUM_XXH3)
+        XXH3_64bits_reset(&c->u.xxh3); /* fails only for a NULL state */
+}
+
+void ody_checksum64_update(ody_checksum *c, const void *data, size_t n)
+{
+    if (c->kind == ODY_CHECKSUM_XXH3)
+        XXH3_64bits_update(&c->u.xxh3, data, n); /* fails only for NULL data with n > 0 */
+    else
+        legacy_update(c->u.legacy.acc, &c->u.legacy.n, data, n);
 }
 
 uint64_t ody_checksum64_final(const ody_checksum *c)
 {
-    uint64_t h = mix64(c->n ^ 0x9e3779b97f4a7c15ULL);
-    for (int l = 0; l < CHECKSUM_LANES; l++)
-        h = mix64(h ^ c->acc[l]);
-    return h;
-}
-
-uint64_t ody_checksum64(const void *data, size_t n)
-{
-    ody_checksum c;
-    ody_checksum64_init(&c);
-    ody_checksum64_update(&c, data, n);
-    return ody_checksum64_final(&c);
+    if (c->kind == ODY_CHECKSUM_XXH3)
+        return XXH3_64bits_digest(&c->u.xxh3);
+    return legacy_final(c->u.legacy.acc, c->u.legacy.n);
 }

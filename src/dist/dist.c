@@ -8,8 +8,10 @@ ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
 {
     int mine = (local == ODY_OK) ? ctx->size : ctx->rank;
     int first = ctx->size;
+    ody_wait_begin(ctx, ODY_WAIT_AGREE);
     ody_status st = ody_mpi_check(ctx, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, ctx->comm),
                               "agreement allreduce");
+    ody_wait_end(ctx);
     if (st != ODY_OK || first == ctx->size)
         return st;
     /* The first failing rank tells everyone its status and message. */
@@ -21,8 +23,10 @@ ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
         report.status = (int)local;
         snprintf(report.msg, sizeof report.msg, "%s", ctx->err);
     }
+    ody_wait_begin(ctx, ODY_WAIT_AGREE);
     st = ody_mpi_check(ctx, MPI_Bcast(&report, (int)sizeof report, MPI_BYTE, first, ctx->comm),
                    "agreement broadcast");
+    ody_wait_end(ctx);
     if (st != ODY_OK)
         return st;
     report.msg[sizeof report.msg - 1] = '\0';
@@ -38,28 +42,30 @@ ody_status ody_dist_bcast_floats(ody_ctx *ctx, float *buf, size_t n)
 {
     /* MPI counts are int: send in pieces for buffers beyond 2^31 floats. */
     const size_t piece = (size_t)1 << 30;
-    for (size_t off = 0; off < n; off += piece) {
+    ody_status st = ODY_OK;
+    ody_wait_begin(ctx, ODY_WAIT_BROADCAST);
+    for (size_t off = 0; off < n && st == ODY_OK; off += piece) {
         int count = (int)((n - off < piece) ? n - off : piece);
-        ody_status st = ody_mpi_check(ctx, MPI_Bcast(buf + off, count, MPI_FLOAT, 0, ctx->comm),
-                                  "parameter broadcast");
-        if (st != ODY_OK)
-            return st;
+        st = ody_mpi_check(ctx, MPI_Bcast(buf + off, count, MPI_FLOAT, 0, ctx->comm),
+                           "parameter broadcast");
     }
-    return ODY_OK;
+    ody_wait_end(ctx);
+    return st;
 }
 
 ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, const char *when)
 {
     unsigned long long mine = ody_checksum64(buf, n * sizeof *buf);
     unsigned long long root = mine;
+    ody_wait_begin(ctx, ODY_WAIT_BROADCAST);
     ody_status st = ody_mpi_check(ctx, MPI_Bcast(&root, 1, MPI_UNSIGNED_LONG_LONG, 0, ctx->comm),
                               "fingerprint broadcast");
-    if (st != ODY_OK)
-        return st;
     int differs = (mine != root) ? ctx->rank : ctx->size;
     int first = ctx->size;
-    st = ody_mpi_check(ctx, MPI_Allreduce(&differs, &first, 1, MPI_INT, MPI_MIN, ctx->comm),
-                   "fingerprint allreduce");
+    if (st == ODY_OK)
+        st = ody_mpi_check(ctx, MPI_Allreduce(&differs, &first, 1, MPI_INT, MPI_MIN, ctx->comm),
+                           "fingerprint allreduce");
+    ody_wait_end(ctx);
     if (st != ODY_OK)
         return st;
     if (first == ctx->size)
@@ -71,20 +77,25 @@ ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, c
 
 ody_status ody_dist_sum_i64(ody_ctx *ctx, int64_t *vals, int n)
 {
-    return ody_mpi_check(ctx, MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_INT64_T, MPI_SUM, ctx->comm),
-                     "metric allreduce");
+    ody_wait_begin(ctx, ODY_WAIT_METRICS);
+    ody_status st = ody_mpi_check(
+        ctx, MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_INT64_T, MPI_SUM, ctx->comm), "metric allreduce");
+    ody_wait_end(ctx);
+    return st;
 }
 
 ody_status ody_dist_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n)
 {
+    ody_wait_begin(ctx, ODY_WAIT_METRICS);
     ody_status st = ody_mpi_check(ctx, MPI_Allreduce(vals, mean, n, MPI_DOUBLE, MPI_SUM, ctx->comm),
                               "timing allreduce");
-    if (st != ODY_OK)
-        return st;
-    for (int i = 0; i < n; i++)
+    if (st == ODY_OK)
+        st = ody_mpi_check(ctx, MPI_Allreduce(vals, max, n, MPI_DOUBLE, MPI_MAX, ctx->comm),
+                           "timing allreduce");
+    ody_wait_end(ctx);
+    for (int i = 0; i < n && st == ODY_OK; i++)
         mean[i] /= ctx->size;
-    return ody_mpi_check(ctx, MPI_Allreduce(vals, max, n, MPI_DOUBLE, MPI_MAX, ctx->comm),
-                     "timing allreduce");
+    return st;
 }
 
 ody_status ody_vote_start(ody_ctx *ctx, ody_vote *vote)
@@ -99,7 +110,9 @@ ody_status ody_vote_finish(ody_ctx *ctx, ody_vote *vote)
 {
     if (!vote->started)
         return ody_fail(ctx, ODY_ERR_INTERNAL, "step vote finished before it started");
+    ody_wait_begin(ctx, ODY_WAIT_VOTE);
     ody_status st = ody_mpi_check(ctx, MPI_Wait(&vote->req, MPI_STATUS_IGNORE), "step vote");
+    ody_wait_end(ctx);
     vote->started = false;
     return st;
 }

@@ -379,7 +379,9 @@ ody_status ody_exact_wait(ody_exact *e, bool *redo, bool *nonfinite)
 {
     /* The sum and the maxima that say whether it is usable (both mostly
      * under way since backward); a sum that overflowed is thrown away. */
+    ody_wait_begin(e->ctx, ODY_WAIT_GRADIENTS);
     ody_status st = sum_buckets(e);
+    ody_wait_end(e->ctx);
     if (st != ODY_OK)
         return st;
     *nonfinite = e->global_max[e->ntensors + 1] != 0.0f;

@@ -150,6 +150,7 @@ void ody_reducer_layer_ready(void *reducer, int layer)
 
 ody_status ody_reducer_finish(ody_reducer *r)
 {
+    ody_wait_begin(r->ctx, ODY_WAIT_GRADIENTS);
     if (r->mode == ODY_REDUCE_BLOCKING) {
         ody_bucket *b = &r->buckets[0];
         MPI_Datatype type;
@@ -171,6 +172,7 @@ ody_status ody_reducer_finish(ody_reducer *r)
         }
     }
     r->next = 0;
+    ody_wait_end(r->ctx);
     ody_status st = r->error;
     r->error = ODY_OK;
     return st;

@@ -330,6 +330,8 @@ static int sum_nodes(ody_shm *s, int b)
     unsigned size = (unsigned)s->ctx->node_size, a;
     while ((a = atomic_load_explicit(&h->arrived, memory_order_acquire)) != size)
         futex(&h->arrived, FUTEX_WAIT, a);
+    /* the node is in: from here the wait is for the other nodes */
+    atomic_store_explicit(&s->ctx->wait->kind, ODY_WAIT_NODES, memory_order_relaxed);
     int rc = MPI_SUCCESS;
     /* MPI counts are int: go in pieces of at most 2^30 values */
     for (size_t at = 0; at < s->n && rc == MPI_SUCCESS; at += (size_t)1 << 30) {
@@ -346,7 +348,7 @@ static int sum_nodes(ody_shm *s, int b)
 ody_status ody_shm_wait(ody_shm *s, ody_shm_busy busy, void *arg)
 {
     shm_header *h = s->h;
-    const ody_ctx *ctx = s->ctx;
+    ody_ctx *ctx = s->ctx;
     int b = s->round % 3, next = (s->round + 1) % 3;
     /* my slice of the next round's buffer; the small arrays are node rank 0's */
     size_t lo = s->n * (size_t)ctx->node_rank / (size_t)ctx->node_size;
@@ -356,6 +358,7 @@ ody_status ody_shm_wait(ody_shm *s, ody_shm_busy busy, void *arg)
         memset(s->max[next], 0, (size_t)s->nmax * sizeof(float));
         memset(s->count[next], 0, (size_t)s->ncount * sizeof(int64_t));
     }
+    ody_wait_begin(s->ctx, ODY_WAIT_NODE_SUM);
     unsigned gen = atomic_load_explicit(&h->generation, memory_order_acquire);
     unsigned arrived = atomic_fetch_add_explicit(&h->arrived, 1, memory_order_acq_rel) + 1;
     bool last = arrived == (unsigned)ctx->node_size;
@@ -381,6 +384,7 @@ ody_status ody_shm_wait(ody_shm *s, ody_shm_busy busy, void *arg)
     } else {
         wait_change(s, &h->generation, gen);
     }
+    ody_wait_end(s->ctx);
     if (busy && releases_now)
         busy(arg);
     s->cur = b;

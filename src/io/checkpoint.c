@@ -2,9 +2,10 @@
  * io: checkpoint files (HDF5), the shared helpers and writing. Opening,
  * reading and verifying: checkpoint_read.c. Public API: odyssey/io.h.
  *
- * On disk (format version 2), through the default (sec2) driver and in the
- * HDF5 1.10 file format, so that the superblock, object headers, B-trees
- * and heap blocks carry checksums:
+ * On disk (format version 3), written through our own file driver with
+ * sec2's layout (checkpoint_vfd.c) in the HDF5 1.10 file format, so that
+ * HDF5 itself checksums the superblock, object headers, B-trees and
+ * fractal heap blocks (attributes included):
  *
  *   /                  attributes format and format_version (written by
  *                      create), program_version, created (ISO-8601 UTC) and,
@@ -12,22 +13,28 @@
  *   /<group>/<name>    tensors: float32 (H5T_IEEE_F32LE) in the tensor's
  *                      shape; series: 1-D float64 (H5T_IEEE_F64LE) with an
  *                      unlimited maximum extent, so that an empty series is an
- *                      ordinary dataset. Tensors contiguous with a uint64
- *                      attribute "checksum", ody_checksum64 of the bytes
- *                      (HDF5 writes small ones straight from the caller's
- *                      buffer; those of 1 MiB or more start on a 4 KiB
- *                      boundary and go past the page cache with O_DIRECT:
- *                      checkpoint_direct.c);
- *                      series chunked (a chunk holds at most 1 MiB) with
- *                      Fletcher32. No compression. (Format 1 had tensors
- *                      chunked with Fletcher32; the reader takes both.)
+ *                      ordinary dataset. Every dataset has a uint64
+ *                      attribute "checksum": XXH3-64 (ody_checksum64) of its
+ *                      data's little-endian bytes. Tensors contiguous (HDF5
+ *                      writes small ones straight from the caller's buffer;
+ *                      those of 1 MiB or more start on a 4 KiB boundary and
+ *                      go past the page cache with O_DIRECT:
+ *                      checkpoint_direct.c); series chunked (a chunk holds
+ *                      at most 1 MiB) with Fletcher32 as well. No compression.
  *   attributes         of the group named by the path: int64 (H5T_STD_I64LE)
  *                      and float64 (H5T_IEEE_F64LE) scalars; strings are scalar
- *                      variable-length UTF-8, which h5py reads as str.
+ *                      variable-length UTF-8, which h5py reads as str. Each
+ *                      attribute <name> has a uint64 companion
+ *                      "<name>.checksum": XXH3-64 of its value
+ *                      (ody_ckpt_value_sum), so that attributes are covered
+ *                      by the same checksum as the data, and strings at all:
+ *                      a variable-length string's text lives in HDF5's
+ *                      global heap, which HDF5 does not checksum.
  *
- * A variable-length string lives in HDF5's global heap, which has no
- * checksum: a flipped byte inside a string's text is the one corruption the
- * file format cannot detect.
+ * The reader takes older files too. Format 2 (legacy): tensors contiguous
+ * with "checksum" = ody_checksum64_legacy_v2, series with Fletcher32 only,
+ * attributes without companions. Format 1: tensors chunked with Fletcher32
+ * too. In those, a string's text has no checksum at all.
  */
 #define _GNU_SOURCE /* memfd_create */
 #include "io/checkpoint_internal.h"
@@ -193,6 +200,8 @@ static const char *reason(const ody_ckpt_h5_error *e, bool reading, char *buf, s
         snprintf(buf, len, "%s", strerror(e->sys_errno));
     else if (e->checksum)
         snprintf(buf, len, "checksum mismatch (corrupt data)");
+    else if (e->unsummed)
+        snprintf(buf, len, "checksum missing (corrupt file)");
     else if (e->truncated)
         snprintf(buf, len, "truncated or corrupt file");
     else if (reading) /* in a file that opened as ours, a failed read means damage */
@@ -205,6 +214,45 @@ static const char *reason(const ody_ckpt_h5_error *e, bool reading, char *buf, s
 const char *ody_ckpt_read_reason(const ody_ckpt *ck, char *buf, size_t len)
 {
     return reason(&ck->err, true, buf, len);
+}
+
+/* ---------------------------------------------------------------- checksums */
+
+ody_checksum_kind ody_ckpt_checksum_kind(const ody_ckpt *ck)
+{
+    return ck->version == 2 ? ODY_CHECKSUM_LEGACY_V2 : ODY_CHECKSUM_XXH3;
+}
+
+uint64_t ody_ckpt_data_sum(const ody_ckpt *ck, const void *data, size_t n)
+{
+    return ody_ckpt_checksum_kind(ck) == ODY_CHECKSUM_LEGACY_V2 ? ody_checksum64_legacy_v2(data, n)
+                                                                : ody_checksum64(data, n);
+}
+
+uint64_t ody_ckpt_value_sum(H5T_class_t cls, const void *value)
+{
+    if (cls == H5T_STRING) {
+        const char *text = *(const char *const *)value;
+        return text ? ody_checksum64(text, strlen(text)) : ody_checksum64("", 0);
+    }
+    uint64_t bits = 0;
+    unsigned char le[8];
+    if (cls == H5T_INTEGER) {
+        int64_t v;
+        memcpy(&v, value, sizeof v);
+        bits = (uint64_t)v;
+    } else {
+        memcpy(&bits, value, sizeof bits); /* a double's bits */
+    }
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(bits >> (8 * i));
+    return ody_checksum64(le, sizeof le);
+}
+
+bool ody_ckpt_is_value_checksum(const char *leaf)
+{
+    size_t n = strlen(leaf), k = strlen(ODY_CKPT_VALUE_CHECKSUM);
+    return n > k && strcmp(leaf + n - k, ODY_CKPT_VALUE_CHECKSUM) == 0;
 }
 
 ody_status ody_ckpt_fail_read(ody_ctx *ctx, const ody_ckpt *ck, const char *name)
@@ -337,16 +385,26 @@ static herr_t write_scalar_attr(hid_t loc, const char *leaf, hid_t file_type, hi
     return rc;
 }
 
-/* Scalar attribute `name` (a path: the group, then the attribute). */
-static ody_status put_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t file_type,
-                           hid_t mem_type, const void *value)
+/* Scalar attribute `name` (a path: the group, then the attribute) of class
+ * cls, and its checksum companion. */
+static ody_status put_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, H5T_class_t cls,
+                           hid_t file_type, hid_t mem_type, const void *value)
 {
     hid_t group = -1;
     const char *leaf = NULL;
+    char sum_leaf[ODY_CKPT_PATH_MAX + sizeof ODY_CKPT_VALUE_CHECKSUM];
     ody_status st = put_begin(ctx, ck, name, &group, &leaf);
     if (st != ODY_OK)
         return st;
+    if (ody_ckpt_is_value_checksum(leaf)) { /* the name of another attribute's checksum */
+        ody_ckpt_release(group);
+        return ody_ckpt_fail_name(ctx, ck, name);
+    }
+    uint64_t sum = ody_ckpt_value_sum(cls, value);
+    snprintf(sum_leaf, sizeof sum_leaf, "%s%s", leaf, ODY_CKPT_VALUE_CHECKSUM);
     herr_t rc = write_scalar_attr(group, leaf, file_type, mem_type, value);
+    if (rc >= 0)
+        rc = write_scalar_attr(group, sum_leaf, H5T_STD_U64LE, H5T_NATIVE_UINT64, &sum);
     ody_ckpt_release(group);
     return rc < 0 || ck->failed ? ody_ckpt_fail_write(ctx, ck, name) : ODY_OK;
 }
@@ -373,11 +431,11 @@ typedef struct {
     int rank;
     hsize_t dims[ODY_MAX_DIMS], maxdims[ODY_MAX_DIMS];
     const void *data; /* may be NULL when the dataset is empty */
-    bool contiguous;  /* a tensor: one contiguous block and a checksum attribute */
+    bool contiguous;  /* a tensor: one contiguous block */
 } dataset_spec;
 
-/* Create dataset `name` and write its data: a tensor contiguous (HDF5
- * writes it straight from the caller's buffer) with its checksum, anything
+/* Create dataset `name` and write its data with its checksum: a tensor
+ * contiguous (HDF5 writes it straight from the caller's buffer), anything
  * else chunked with Fletcher32. */
 static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, const dataset_spec *s)
 {
@@ -421,12 +479,12 @@ static ody_status put_dataset(ody_ctx *ctx, ody_ckpt *ck, const char *name, cons
             ody_ckpt_note_error(ck, err, false);
             rc = -1;
         }
-    } else if (rc >= 0 && numel) {
-        rc = H5Dwrite(dset, s->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->data);
-        if (s->contiguous)
-            sum = ody_checksum64(s->data, bytes);
+    } else if (rc >= 0) {
+        if (numel)
+            rc = H5Dwrite(dset, s->mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->data);
+        sum = ody_ckpt_data_sum(ck, numel ? s->data : "", bytes);
     }
-    if (rc >= 0 && s->contiguous) /* ody_checksum64 of the bytes just written */
+    if (rc >= 0) /* the checksum of the bytes just written */
         rc = write_scalar_attr(dset, ODY_CKPT_CHECKSUM, H5T_STD_U64LE, H5T_NATIVE_UINT64, &sum);
     if (dset >= 0 && H5Dclose(dset) < 0)
         rc = -1;
@@ -472,6 +530,7 @@ ody_status ody_ckpt_create(ody_ctx *ctx, const char *path, ody_ckpt **out)
         return st;
     snprintf(ck->tmp, sizeof ck->tmp, "%s.tmp.%ld", path, (long)getpid());
     ck->writing = true;
+    ck->version = ODY_CKPT_FORMAT_VERSION;
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
     st = create_file(ctx, ck);
     ody_ckpt_quiet_end(q);
@@ -501,6 +560,7 @@ ody_status ody_ckpt_put_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, con
     ody_status st = put_dataset(ctx, ck, name, &s);
     ody_ckpt_quiet_end(q);
     start_writeback(ck);
+    ody_heartbeat(ctx); /* ranks waiting for this checkpoint see it progress */
     return st;
 }
 
@@ -521,7 +581,7 @@ ody_status ody_ckpt_put_series(ody_ctx *ctx, ody_ckpt *ck, const char *name, con
 ody_status ody_ckpt_put_i64(ody_ctx *ctx, ody_ckpt *ck, const char *name, int64_t v)
 {
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
-    ody_status st = put_attr(ctx, ck, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+    ody_status st = put_attr(ctx, ck, name, H5T_INTEGER, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
     ody_ckpt_quiet_end(q);
     return st;
 }
@@ -529,7 +589,7 @@ ody_status ody_ckpt_put_i64(ody_ctx *ctx, ody_ckpt *ck, const char *name, int64_
 ody_status ody_ckpt_put_f64(ody_ctx *ctx, ody_ckpt *ck, const char *name, double v)
 {
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
-    ody_status st = put_attr(ctx, ck, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+    ody_status st = put_attr(ctx, ck, name, H5T_FLOAT, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
     ody_ckpt_quiet_end(q);
     return st;
 }
@@ -542,7 +602,7 @@ ody_status ody_ckpt_put_string(ody_ctx *ctx, ody_ckpt *ck, const char *name, con
     if (rc >= 0)
         rc = H5Tset_cset(type, H5T_CSET_UTF8);
     ody_status st = rc < 0 ? ody_ckpt_fail_write(ctx, ck, name)
-                           : put_attr(ctx, ck, name, type, type, &text);
+                           : put_attr(ctx, ck, name, H5T_STRING, type, type, &text);
     ody_ckpt_release(type);
     ody_ckpt_quiet_end(q);
     return st;

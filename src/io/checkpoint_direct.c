@@ -12,16 +12,19 @@
  * - the disk then sees large aligned writes, as dd's.
  * The tensor's bytes are copied into the bounce buffer a piece at a time
  * (O_DIRECT needs aligned memory; the model's arena is 64-byte aligned),
- * and the checksum is taken from the piece while it is in the cache. The
- * last bytes that do not fill an aligned block go through HDF5's own
- * (buffered) descriptor. HDF5 never writes the tensor's space itself (no
- * fill value), so the two descriptors never write the same block; the
- * commit's fsync makes both durable.
+ * and the checksum (XXH3-64, streamed) is taken from the piece while it is
+ * in the cache. The last bytes that do not fill an aligned block go
+ * through HDF5's own (buffered) descriptor. HDF5 never writes the tensor's
+ * space itself (no fill value), so the two descriptors never write the
+ * same block; the commit's fsync makes both durable.
  *
  * Reading takes the same way back for any large contiguous tensor with a
  * checksum: aligned blocks into the bounce buffer, the tensor's bytes
- * copied out and summed. (The whole file through the page cache would be
- * read ahead into pages that are thrown away once the model has its copy.)
+ * copied out and summed with the file's checksum (ody_ckpt_checksum_kind:
+ * the legacy one for format 2 files; the pieces summed are multiples of
+ * 64 bytes but the last, as it needs, where XXH3 takes any). (The whole
+ * file through the page cache would be read ahead into pages that are
+ * thrown away once the model has its copy.)
  *
  * Where the file system refuses O_DIRECT (EINVAL at open), every tensor
  * goes through HDF5 as before.
@@ -81,7 +84,7 @@ int ody_ckpt_direct_write(ody_ckpt *ck, uint64_t addr, const void *data, size_t 
 {
     const unsigned char *src = data;
     ody_checksum sum;
-    ody_checksum64_init(&sum);
+    ody_checksum64_init(&sum, ody_ckpt_checksum_kind(ck));
     if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, BOUNCE_BYTES))
         return ENOMEM;
     size_t aligned = n / ODY_CKPT_DIRECT_ALIGN * ODY_CKPT_DIRECT_ALIGN, at = 0;
@@ -184,7 +187,7 @@ int ody_ckpt_direct_read(ody_ckpt *ck, uint64_t addr, void *out, size_t n, uint6
 {
     unsigned char *dst = out;
     ody_checksum sum;
-    ody_checksum64_init(&sum);
+    ody_checksum64_init(&sum, ody_ckpt_checksum_kind(ck));
     if (!ck->bounce && posix_memalign((void **)&ck->bounce, ODY_CKPT_DIRECT_ALIGN, BOUNCE_BYTES))
         return ENOMEM;
     /* Whole aligned blocks from below addr to above addr + n; the bytes of

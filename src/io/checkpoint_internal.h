@@ -16,13 +16,23 @@
 #include "odyssey/io.h"
 
 #define ODY_CKPT_PATH_MAX 1024
-#define ODY_CKPT_CHECKSUM "checksum" /* uint64 attribute of a contiguous tensor (format 2) */
+/*
+ * Checksums (the layout: checkpoint.c). Format 3: every dataset has a
+ * uint64 attribute ODY_CKPT_CHECKSUM, ody_checksum64 (XXH3-64) of its
+ * data's little-endian bytes, and every attribute <name> of a group has a
+ * uint64 companion "<name>" ODY_CKPT_VALUE_CHECKSUM, the checksum of its
+ * value (ody_ckpt_value_sum). Format 2 (legacy): tensors only, with
+ * ody_checksum64_legacy_v2. Format 1: none (Fletcher32 chunks).
+ */
+#define ODY_CKPT_CHECKSUM "checksum"
+#define ODY_CKPT_VALUE_CHECKSUM ".checksum"
 
 /* What HDF5's error stack said about the first failed call. */
 typedef struct {
     bool set;        /* a call failed since quiet_begin */
     int sys_errno;   /* errno the file driver reported, 0 if none */
     bool checksum;   /* a checksum did not match */
+    bool unsummed;   /* format 3: a dataset or attribute without its checksum */
     bool truncated;  /* the file is shorter than its superblock says */
     bool unfinished; /* the superblock says a writer still has the file open */
     char inner[160]; /* the innermost message */
@@ -37,6 +47,8 @@ struct ody_ckpt {
     int direct_fd;                     /* writing: the file opened O_DIRECT, or -1 */
     unsigned char *bounce;             /* its aligned buffer, made at the first use */
     ody_ckpt_h5_error err;             /* see ody_ckpt_quiet_begin */
+    int64_t version;                   /* format version: the file's when reading (0 until
+                                          known), ODY_CKPT_FORMAT_VERSION when writing */
     char path[ODY_CKPT_PATH_MAX];      /* the checkpoint's (final) path */
     char tmp[ODY_CKPT_PATH_MAX + 32];  /* writing: "<path>.tmp.<pid>" */
 };
@@ -68,6 +80,22 @@ void ody_ckpt_quiet_end(ody_ckpt_quiet q);
 
 /* Close a property list, dataspace, datatype, group, dataset or attribute (< 0: nothing). */
 void ody_ckpt_release(hid_t id);
+
+/* The checksum of ck's datasets: the legacy one for format 2 files (read
+ * only), XXH3-64 (ody_checksum64) otherwise. */
+ody_checksum_kind ody_ckpt_checksum_kind(const ody_ckpt *ck);
+/* That checksum of n bytes. */
+uint64_t ody_ckpt_data_sum(const ody_ckpt *ck, const void *data, size_t n);
+/*
+ * Format 3: the checksum of an attribute's value, by its class:
+ * H5T_INTEGER *(const int64_t *)value and H5T_FLOAT *(const double *)value
+ * as 8 little-endian bytes, H5T_STRING *(const char *const *)value as its
+ * UTF-8 text without the terminating NUL; ody_checksum64 of those bytes.
+ */
+uint64_t ody_ckpt_value_sum(H5T_class_t cls, const void *value);
+/* True when an attribute's name (leaf) ends in ODY_CKPT_VALUE_CHECKSUM:
+ * another attribute's checksum, a name writers may not use. */
+bool ody_ckpt_is_value_checksum(const char *leaf);
 
 /* "PATH: NAME: REASON" for a failed read (REASON from ck->err). */
 ody_status ody_ckpt_fail_read(ody_ctx *ctx, const ody_ckpt *ck, const char *name);
@@ -103,9 +131,10 @@ ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out);
  * ODY_CKPT_DIRECT_ALIGN boundary of the file; direct_open opens ck->tmp
  * (writing) or ck->path (reading) a second time with O_DIRECT (direct_fd
  * stays -1 where the file system refuses); direct_write puts n bytes of
- * data at file address addr (aligned) and gives their ody_checksum64,
- * returning 0 or an errno; direct_read reads n bytes at addr (any) into
- * out and gives their checksum, returning 0, an errno, -1 when the file
+ * data at file address addr (aligned) and gives their checksum
+ * (ody_ckpt_data_sum's), returning 0 or an errno; direct_read reads n bytes
+ * at addr (any) into out and gives their checksum (the file's kind,
+ * ody_ckpt_checksum_kind), returning 0, an errno, -1 when the file
  * ends first, or ODY_CKPT_DIRECT_UNAVAILABLE when its read-ahead thread
  * cannot start or the file system refuses the alignment (read another way
  * then; after a refusal direct_fd is closed, and writes likewise go on

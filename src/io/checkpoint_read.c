@@ -18,15 +18,19 @@
 
 /*
  * Open dataset or attribute `name`. Missing: "PATH: no NAME in this
- * checkpoint"; a link that is not a dataset counts as missing too.
+ * checkpoint"; a link that is not a dataset counts as missing too. With
+ * parent, the group that holds it stays open there (release it), and
+ * *leaf_out (unless NULL) points at its name in name.
  */
 static ody_status open_member(ody_ctx *ctx, ody_ckpt *ck, const char *name, bool attribute,
-                              hid_t *out)
+                              hid_t *out, hid_t *parent, const char **leaf_out)
 {
     char path[ODY_CKPT_PATH_MAX];
     const char *leaf = NULL;
     hid_t group = -1;
     *out = -1;
+    if (parent)
+        *parent = -1;
     if (!ody_ckpt_parse_name(name, path, sizeof path, &leaf))
         return ody_ckpt_fail_name(ctx, ck, name);
     int found = ody_ckpt_group_open(ck, path, false, &group);
@@ -37,7 +41,13 @@ static ody_status open_member(ody_ctx *ctx, ody_ckpt *ck, const char *name, bool
                                 : H5Lexists(group, leaf, H5P_DEFAULT);
     if (exists > 0)
         *out = attribute ? H5Aopen(group, leaf, H5P_DEFAULT) : H5Oopen(group, leaf, H5P_DEFAULT);
-    ody_ckpt_release(group);
+    if (parent && exists > 0 && *out >= 0) {
+        *parent = group;
+        if (leaf_out)
+            *leaf_out = leaf;
+    } else {
+        ody_ckpt_release(group);
+    }
     if (exists < 0 || (exists > 0 && *out < 0))
         return ody_ckpt_fail_read(ctx, ck, name);
     if (*out >= 0 && !attribute && H5Iget_type(*out) != H5I_DATASET) {
@@ -67,7 +77,7 @@ static const char *dims_text(int rank, const hsize_t *dims, char *buf, size_t le
 static ody_status open_floats(ody_ctx *ctx, ody_ckpt *ck, const char *name, hid_t *dset, int *rank,
                               hsize_t *dims)
 {
-    ody_status st = open_member(ctx, ck, name, false, dset);
+    ody_status st = open_member(ctx, ck, name, false, dset, NULL, NULL);
     if (st != ODY_OK)
         return st;
     hid_t type = H5Dget_type(*dset), space = H5Dget_space(*dset);
@@ -100,7 +110,7 @@ static ssize_t dataset_bytes(hid_t dset, hid_t mem_type)
 }
 
 /* dset's checksum attribute into *want: 1, 0 when it has none (format 1,
- * or not a tensor), -1 when unreadable. */
+ * or a series of format 2), -1 when unreadable. */
 static int stored_checksum(hid_t dset, uint64_t *want)
 {
     htri_t has = H5Aexists(dset, ODY_CKPT_CHECKSUM);
@@ -125,8 +135,9 @@ static haddr_t direct_address(hid_t dset, hid_t mem_type, size_t bytes)
 }
 
 /* Read all of dset (`bytes` in mem_type) into out and check it against its
- * checksum, large tensors through O_DIRECT (checkpoint_direct.c): 1 read
- * and matching (or no checksum), 0 a mismatch (marked in ck's error), -1
+ * checksum (of the file's kind), large tensors through O_DIRECT
+ * (checkpoint_direct.c): 1 read and matching (or no checksum, before format
+ * 3), 0 a mismatch or, in format 3, no checksum (marked in ck's error), -1
  * a failed read. */
 static int read_checked(ody_ckpt *ck, hid_t dset, hid_t mem_type, void *out, size_t bytes)
 {
@@ -134,6 +145,10 @@ static int read_checked(ody_ckpt *ck, hid_t dset, hid_t mem_type, void *out, siz
     int has = stored_checksum(dset, &want);
     if (has < 0)
         return -1;
+    if (!has && ck->version >= 3) {
+        ck->err.unsummed = true;
+        return 0;
+    }
     haddr_t addr = has && ck->direct_fd >= 0 && bytes >= ODY_CKPT_DIRECT_MIN
                        ? direct_address(dset, mem_type, bytes)
                        : HADDR_UNDEF;
@@ -147,7 +162,7 @@ static int read_checked(ody_ckpt *ck, hid_t dset, hid_t mem_type, void *out, siz
         if (bytes && H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
             return -1;
         if (has)
-            got = ody_checksum64(out, bytes);
+            got = ody_ckpt_data_sum(ck, out, bytes);
     }
     if (has && got != want)
         ck->err.checksum = true; /* reported as HDF5's own Fletcher32 failures are */
@@ -243,12 +258,39 @@ static const char *class_text(H5T_class_t cls)
     }
 }
 
-/* Read scalar attribute `name` of class `want` (a string into char **out). */
+/*
+ * Format 3: compare got, the checksum of the value of attribute `leaf` of
+ * loc, with its companion "<leaf>.checksum": 1 equal; 0 different or no
+ * companion (marked in ck's error); -1 unreadable.
+ */
+static int value_sum_matches(ody_ckpt *ck, hid_t loc, const char *leaf, uint64_t got)
+{
+    char sum_leaf[ODY_CKPT_PATH_MAX + sizeof ODY_CKPT_VALUE_CHECKSUM];
+    snprintf(sum_leaf, sizeof sum_leaf, "%s%s", leaf, ODY_CKPT_VALUE_CHECKSUM);
+    htri_t has = H5Aexists(loc, sum_leaf);
+    if (has == 0)
+        ck->err.unsummed = true;
+    if (has <= 0)
+        return has < 0 ? -1 : 0;
+    uint64_t want = 0;
+    hid_t attr = H5Aopen(loc, sum_leaf, H5P_DEFAULT);
+    herr_t rc = attr >= 0 ? H5Aread(attr, H5T_NATIVE_UINT64, &want) : -1;
+    ody_ckpt_release(attr);
+    if (rc < 0)
+        return -1;
+    if (want != got)
+        ck->err.checksum = true;
+    return want == got;
+}
+
+/* Read scalar attribute `name` of class `want` (a string into char **out),
+ * checked against its checksum in format 3. */
 static ody_status get_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, H5T_class_t want,
                            hid_t mem_type, void *out)
 {
-    hid_t attr = -1, type = -1, space = -1;
-    ody_status st = open_member(ctx, ck, name, true, &attr);
+    hid_t attr = -1, type = -1, space = -1, group = -1;
+    const char *leaf = NULL;
+    ody_status st = open_member(ctx, ck, name, true, &attr, &group, &leaf);
     if (st != ODY_OK)
         return st;
     type = H5Aget_type(attr);
@@ -265,9 +307,18 @@ static ody_status get_attr(ody_ctx *ctx, ody_ckpt *ck, const char *name, H5T_cla
     else if (cls != want || npoints != 1)
         st = ody_fail(ctx, ODY_ERR_CHECKPOINT, "%s: %s is %s%s, not %s", ck->path, name,
                       class_text(cls), npoints != 1 ? " array" : "", class_text(want));
+    if (st == ODY_OK && ck->version >= 3 &&
+        value_sum_matches(ck, group, leaf, ody_ckpt_value_sum(want, out)) != 1) {
+        st = ody_ckpt_fail_read(ctx, ck, name);
+        if (want == H5T_STRING) { /* nothing trusted leaves */
+            free(*(char **)out);
+            *(char **)out = NULL;
+        }
+    }
     ody_ckpt_release(space);
     ody_ckpt_release(type);
     ody_ckpt_release(attr);
+    ody_ckpt_release(group);
     return st;
 }
 
@@ -290,6 +341,7 @@ bool ody_ckpt_has(ody_ckpt *ck, const char *name)
 ody_status ody_ckpt_get_tensor(ody_ctx *ctx, ody_ckpt *ck, const char *name, const ody_shape *shape,
                                float *out)
 {
+    ody_heartbeat(ctx); /* ranks waiting for this read see it progress */
     ody_ckpt_quiet q = ody_ckpt_quiet_begin(ck);
     ody_status st = get_tensor(ctx, ck, name, shape, out);
     ody_ckpt_quiet_end(q);
@@ -398,7 +450,10 @@ static herr_t verify_data(ody_ckpt *ck, hid_t dset)
     if (numeric)
         mem_type = H5Tget_native_type(type, H5T_DIR_ASCEND);
     htri_t summed = numeric ? H5Aexists(dset, ODY_CKPT_CHECKSUM) : 0;
-    herr_t rc = cls == H5T_NO_CLASS || summed < 0 ? -1
+    bool unsummed = summed == 0 && ck->version >= 3; /* format 3: every dataset has one */
+    if (unsummed)
+        ck->err.unsummed = true;
+    herr_t rc = cls == H5T_NO_CLASS || summed < 0 || unsummed ? -1
                 : !numeric                        ? 0
                 : mem_type < 0                    ? -1
                 : summed                          ? read_summed(ck, dset, mem_type)
@@ -408,15 +463,48 @@ static herr_t verify_data(ody_ckpt *ck, hid_t dset)
     return rc;
 }
 
-/* Read one attribute: strings as strings, anything else in its native type. */
-static herr_t verify_attr(hid_t attr)
+/* A scalar integer, float or string attribute's value, read as get_attr
+ * reads it, into *sum (ody_ckpt_value_sum); -1 when it is none of those
+ * or unreadable. */
+static herr_t read_value_sum(hid_t attr, hid_t type, H5T_class_t cls, uint64_t *sum)
+{
+    char *text = NULL;
+    int64_t i64 = 0;
+    double f64 = 0;
+    herr_t rc = -1;
+    if (cls == H5T_STRING && (rc = read_string(attr, type, &text)) == 0)
+        *sum = ody_ckpt_value_sum(cls, &text);
+    else if (cls == H5T_INTEGER && (rc = H5Aread(attr, H5T_NATIVE_INT64, &i64)) >= 0)
+        *sum = ody_ckpt_value_sum(cls, &i64);
+    else if (cls == H5T_FLOAT && (rc = H5Aread(attr, H5T_NATIVE_DOUBLE, &f64)) >= 0)
+        *sum = ody_ckpt_value_sum(cls, &f64);
+    free(text);
+    return rc < 0 ? -1 : 0;
+}
+
+/*
+ * Read attribute `leaf` of loc: strings as strings, anything else in its
+ * native type. In format 3 an attribute of a group (other than a checksum
+ * companion) must be a scalar that matches its checksum (-1 otherwise,
+ * marked in ck's error).
+ */
+static herr_t verify_attr(ody_ckpt *ck, hid_t loc, const char *leaf, hid_t attr)
 {
     hid_t type = H5Aget_type(attr), space = H5Aget_space(attr), mem_type = -1;
     hssize_t npoints = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
     H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+    bool summed = ck->version >= 3 && H5Iget_type(loc) == H5I_GROUP &&
+                  !ody_ckpt_is_value_checksum(leaf);
     herr_t rc = -1;
     char *text = NULL;
-    if (cls == H5T_STRING && npoints == 1) {
+    uint64_t sum = 0;
+    if (summed && npoints == 1) {
+        rc = read_value_sum(attr, type, cls, &sum);
+        if (rc >= 0 && value_sum_matches(ck, loc, leaf, sum) != 1)
+            rc = -1;
+    } else if (summed) {
+        ck->err.unsummed = npoints >= 0; /* not one of ours: it has none */
+    } else if (cls == H5T_STRING && npoints == 1) {
         rc = read_string(attr, type, &text);
         free(text);
     } else if (cls != H5T_NO_CLASS && npoints >= 0 &&
@@ -436,7 +524,7 @@ static herr_t visit_attr(hid_t loc, const char *attr_name, const H5A_info_t *inf
     verifier *v = data;
     size_t len = enter(v, attr_name);
     hid_t attr = H5Aopen(loc, attr_name, H5P_DEFAULT);
-    herr_t rc = attr < 0 ? -1 : verify_attr(attr);
+    herr_t rc = attr < 0 ? -1 : verify_attr(v->ck, loc, attr_name, attr);
     ody_ckpt_release(attr);
     if (rc < 0)
         v->st = ody_ckpt_fail_read(v->ctx, v->ck, v->name);
@@ -565,10 +653,21 @@ static ody_status check_identity(ody_ctx *ctx, ody_ckpt *ck)
     if (st == ODY_OK && (version < 1 || version > ODY_CKPT_FORMAT_VERSION))
         st = ody_fail(ctx, ODY_ERR_CHECKPOINT,
                       "%s: checkpoint format version %lld is not supported (this program "
-                      "reads version %d%s)",
+                      "reads versions 1 to %d%s)",
                       ck->path, (long long)version, ODY_CKPT_FORMAT_VERSION,
                       version > ODY_CKPT_FORMAT_VERSION ? "; the file is from a newer odyssey-dist"
                                                         : "");
+    /* From here on, attributes are checked against their checksums (format
+     * 3), the two read before as well; datasets get the version's checksum. */
+    if (st == ODY_OK)
+        ck->version = version;
+    if (st == ODY_OK && version >= 3) {
+        format = NULL;
+        st = get_attr(ctx, ck, "format", H5T_STRING, -1, &format);
+        free(format);
+        if (st == ODY_OK)
+            st = get_attr(ctx, ck, "format_version", H5T_INTEGER, H5T_NATIVE_INT64, &version);
+    }
     if (st == ODY_OK && ody_ckpt_has(ck, "complete"))
         st = get_attr(ctx, ck, "complete", H5T_INTEGER, H5T_NATIVE_INT64, &complete);
     if (st == ODY_OK && complete != 1)

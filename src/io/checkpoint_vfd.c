@@ -239,6 +239,12 @@ static herr_t vfd_unlock(H5FD_t *file)
 }
 
 static const H5FD_class_t vfd_class = {
+#if H5_VERSION_GE(1, 13, 0)
+    /* H5FDregister refuses a class without the struct's version; value:
+     * HDF5 keeps 256-511 for drivers not registered with The HDF Group. */
+    .version = H5FD_CLASS_VERSION,
+    .value = (H5FD_class_value_t)511,
+#endif
     .name = "odyssey_checkpoint",
     .maxaddr = VFD_MAXADDR,
     .fc_degree = H5F_CLOSE_WEAK,

@@ -251,6 +251,10 @@ static const ody_cfg_row schema[] = {
     ROW(distributed, work_stealing, ODY_CFG_BOOL, .def = "true",
         .doc = "deterministic, shared memory: a rank that runs out of chunks takes chunks of "
                "another rank on its node (same bits; the ranks finish each step together)"),
+    ROW(distributed, stall_seconds, ODY_CFG_FLOAT, .def = "300", AT_LEAST(0),
+        .doc = "a rank that waits this long in a collective for ranks that show no progress "
+               "reports the step, the wait and the ranks that have not arrived, and the job ends "
+               "with exit 1 (a warning at half of it; 0: wait forever)"),
 
     /* checkpoint */
     ROW(checkpoint, every_steps, ODY_CFG_INT, .def = "0", AT_LEAST(0),

@@ -206,7 +206,9 @@ ody_status ody_callback_console_add(ody_training_loop *loop)
     ody_progress progress;
     ody_progress_init(&progress, loop->ctx, loop->ctx->log_stream, loop->cfg->logging.progress);
     int live = loop->ctx->rank == 0 && progress.active;
+    ody_wait_begin(loop->ctx, ODY_WAIT_BROADCAST);
     MPI_Bcast(&live, 1, MPI_INT, 0, loop->ctx->comm);
+    ody_wait_end(loop->ctx);
     console_state *c = calloc(1, sizeof *c);
     if (!c)
         return ody_fail(loop->ctx, ODY_ERR_NOMEM, "out of memory for the console log");

@@ -136,7 +136,9 @@ typedef struct {
 static ody_status trace_train_begin(void *self, ody_training_loop *loop)
 {
     trace_writer *tw = self;
+    ody_wait_begin(loop->ctx, ODY_WAIT_AGREE);
     MPI_Barrier(loop->ctx->comm);
+    ody_wait_end(loop->ctx);
     return ody_trace_open(loop->ctx, tw->path, loop->ctx->rank, ody_now(), &loop->trace);
 }
 

@@ -468,9 +468,9 @@ static ody_status get_history(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loo
 }
 
 /* Rank 0: open, check and read `path` into the loop and h, in one pass:
- * every dataset read verifies its checksum. *unreadable tells a damaged or
- * foreign file (another checkpoint may do) from one that reads fine but
- * does not fit this run (none will). */
+ * every dataset and attribute read verifies its checksum. *unreadable
+ * tells a damaged or foreign file (another checkpoint may do) from one
+ * that reads fine but does not fit this run (none will). */
 static ody_status read_checkpoint(ody_training_loop *loop, const char *path, resume_header *h,
                                   bool *unreadable)
 {
@@ -503,7 +503,9 @@ static ody_status read_checkpoint(ody_training_loop *loop, const char *path, res
 static ody_status broadcast_state(ody_training_loop *loop, resume_header *h)
 {
     ody_ctx *ctx = loop->ctx;
+    ody_wait_begin(ctx, ODY_WAIT_BROADCAST);
     MPI_Bcast(h, (int)sizeof *h, MPI_BYTE, 0, ctx->comm);
+    ody_wait_end(ctx);
     ody_status st = ody_dist_bcast_floats(ctx, loop->model->params.data, loop->model->params.size);
     for (int s = 0; st == ODY_OK && s < loop->optimizer->nstate; s++)
         st = ody_dist_bcast_floats(ctx, loop->optimizer->state[s].data, loop->optimizer->n);
@@ -515,9 +517,12 @@ static ody_status broadcast_state(ody_training_loop *loop, resume_header *h)
                 st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the metric history");
     }
     st = ody_dist_agree(ctx, st);
-    if (st == ODY_OK && h->history_len > 0)
+    if (st == ODY_OK && h->history_len > 0) {
+        ody_wait_begin(ctx, ODY_WAIT_BROADCAST);
         MPI_Bcast(m->history, (int)(h->history_len * (int64_t)sizeof *m->history), MPI_BYTE, 0,
                   ctx->comm);
+        ody_wait_end(ctx);
+    }
     return st;
 }
 
@@ -713,12 +718,16 @@ ody_status ody_train_resume(ody_training_loop *loop, const char *run_dir, const 
     if (ctx->rank == 0)
         st = read_newest(loop, run_dir, &h, path, sizeof path);
     int fresh = st == ODY_OK && !path[0];
+    ody_wait_begin(ctx, ODY_WAIT_BROADCAST); /* while rank 0 reads (heartbeats per tensor) */
     MPI_Bcast(&fresh, 1, MPI_INT, 0, ctx->comm);
+    ody_wait_end(ctx);
     if (fresh) {
         ody_log(ctx, ODY_LOG_INFO, "--resume auto: no checkpoint in %s yet, starting fresh",
                 run_dir);
         return ODY_OK;
     }
+    ody_wait_begin(ctx, ODY_WAIT_BROADCAST);
     MPI_Bcast(path, (int)sizeof path, MPI_CHAR, 0, ctx->comm);
+    ody_wait_end(ctx);
     return share_loaded(loop, st, &h, path);
 }

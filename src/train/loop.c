@@ -81,7 +81,8 @@ ody_status ody_training_loop_init(ody_training_loop *loop, ody_ctx *ctx, const o
     loop->cfg = cfg;
     ody_training_metrics_init(&loop->metrics);
     loop->state.epoch_start_time = ody_now();
-    return ody_loss_tracker_init(ctx, &loop->tracker, (int)cfg->training.log_interval);
+    ody_status st = ody_fault_knob_read(ctx, &loop->fault);
+    return st != ODY_OK ? st : ody_loss_tracker_init(ctx, &loop->tracker, (int)cfg->training.log_interval);
 }
 
 /* Size the per-row buffers for the largest share of any sampler in use. */
@@ -159,6 +160,7 @@ static ody_status op_forward(void *user, const ody_batch *b)
 {
     ody_training_loop *loop = user;
     double t0 = ody_now();
+    ody_heartbeat(loop->ctx);
     loop->fwd = (ody_forward_info){.training = true,
                                    .seed = (uint64_t)loop->cfg->experiment.seed,
                                    .step = (uint64_t)loop->state.global_step,
@@ -465,6 +467,8 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
             st = ody_loop_fail_step(loop, deferred);
             break;
         }
+        ody_wait_set_step(loop->ctx, s->global_step + 1);
+        ody_fault_knob_fire(loop->ctx, &loop->fault, s->global_step + 1);
         st = train_one_update(loop);
         if (st == ODY_OK)
             deferred = FIRE(loop, on_batch_end);
@@ -571,6 +575,7 @@ ody_status ody_training_loop_validate(ody_training_loop *loop, double *loss, dou
         for (int row = 0; row < b.n; row += piece) {
             int rows = b.n - row < piece ? b.n - row : piece;
             info.sample_ids = b.ids + row;
+            ody_heartbeat(ctx);
             const float *logits =
                 ody_model_forward(loop->model, &info, rows, b.x + (size_t)row * numel);
             ody_loss_forward(loop->loss_kind, rows, classes, logits, b.y + row, loop->losses,

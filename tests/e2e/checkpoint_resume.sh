@@ -11,28 +11,21 @@ final() { readlink -f "$1/lenet5-baseline/latest.h5"; }
 note "uninterrupted run on 2 ranks"
 expect_exit 0 a.log 2 "${args[@]}" experiment.output_dir="$scratch/a"
 
-# start NP LOG: train in the background into $scratch/b; sets $bg.
-start() {
-  ody_bg "$1" "${args[@]}" experiment.output_dir="$scratch/b" ${3:+--resume auto} >"$2" 2>&1
-}
-# stop LOG PATTERN: SIGTERM the ranks once PATTERN is logged: exit 75 after a checkpoint.
+# stop STEP NP LOG [resume]: train into $scratch/b on NP ranks until the
+# last rank raises SIGTERM at optimizer step STEP: exit 75 after a checkpoint.
 stop() {
-  stop_at "$1" "$2" "output_dir=$scratch/b"
-  expect_in "$1" 'saved checkpoint .*\(stop signal\)'
-  expect_in "$1" 'stopped by a signal; continue with --resume auto'
+  stop_at "$1" "$3" "$2" "${args[@]}" experiment.output_dir="$scratch/b" ${4:+--resume auto}
+  expect_in "$3" 'saved checkpoint .*\(stop signal\)'
+  expect_in "$3" 'stopped by a signal; continue with --resume auto'
 }
 
-note "2 ranks, SIGTERM in epoch 1"
-start 2 b1.log
-stop b1.log 'epoch 1/2 step 60/200'
-note "resume on 1 rank, SIGTERM in epoch 2"
-start 1 b2.log resume
-stop b2.log 'epoch 2/2 step 40/200'
+note "2 ranks, SIGTERM in epoch 1 (step 61 of 200)"
+stop 61 2 b1.log
+note "resume on 1 rank, SIGTERM in epoch 2 (step 241, the 41st of the epoch)"
+stop 241 1 b2.log resume
 expect_in b2.log 'resumed from .*written on 2 rank\(s\), continuing on 1'
 note "resume on 3 ranks to the end"
-start 3 b3.log resume
-set +e; wait "$bg"; code=$?; set -e
-[ "$code" = 0 ] || { cat b3.log >&2; fail "final resume exited $code"; }
+expect_exit 0 b3.log 3 "${args[@]}" experiment.output_dir="$scratch/b" --resume auto
 expect_in b3.log 'continuing on 3'
 expect_in b3.log 'epoch 2/2 done'
 

@@ -8,12 +8,10 @@ export ODY_CONFIG_DIR="$ODY_SOURCE_DIR/configs"
 FMNIST=/usr/share/datasets/fashion-mnist
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ody-e2e.XXXXXX")
-# On any exit: stop what ody_bg started (mpirun, then any rank of a run in
-# the scratch directory), so a failed test leaves no training behind.
-bg_pids=()
+# On any exit: kill any rank of a run in the scratch directory, so a failed
+# test leaves no training behind.
 cleanup() {
   local pid
-  for pid in "${bg_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in $(rank_pids "$scratch"); do kill -KILL "$pid" 2>/dev/null || true; done
   rm -rf "$scratch"
 }
@@ -106,21 +104,28 @@ json_last() {
   /usr/bin/python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"
 }
 
-# ody_bg NP ARGS...: ody in the background (redirect the call); sets $bg.
-ody_bg() {
-  ody "$@" &
-  bg=$!
-  bg_pids+=("$bg")
+# with_knob RANK STEP ACTION CMD...: CMD with the program's test knob set
+# (README, Development): rank RANK does ACTION (term, usr1, kill, stop,
+# stall, hold) to itself at the start of optimizer step STEP (1-based over
+# the whole run; a comma-separated list for several), so a test reaches
+# its point by construction, never by timing.
+with_knob() {
+  local rank="$1" step="$2" action="$3"; shift 3
+  ODY_FAIL_RANK="$rank" ODY_FAIL_STEP="$step" ODY_FAIL_ACTION="$action" "$@"
 }
 
-# stop_at LOG PATTERN RANKS: once LOG matches PATTERN, SIGTERM the rank
-# processes whose command line contains RANKS; the run ($bg) must exit 75.
+# stop_at STEP LOG NP ARGS...: run on NP ranks with the last rank raising
+# SIGTERM at optimizer step STEP: that step's checkpoint is written and
+# every rank exits 75.
 stop_at() {
-  wait_for "$1" "$2" 120
-  kill -TERM $(rank_pids "$3")
-  set +e; wait "$bg"; local code=$?; set -e
-  [ "$code" = 75 ] || { cat "$1" >&2; fail "expected exit 75 after SIGTERM, got $code"; }
+  local step="$1" log="$2" np="$3"
+  local rank=$((np > 1 ? np - 1 : 0))
+  with_knob "$rank" "$step" term expect_exit 75 "$log" "${@:3}"
+  expect_in "$log" "test knob: rank $rank .* raises SIGTERM at step $step,"
 }
+
+# knob_time LOG: the wall-clock time (seconds) at which the knob acted.
+knob_time() { sed -n 's/.*test knob: .*, at \([0-9.]*\)$/\1/p' "$1" | head -1; }
 
 # rank_pids PATTERN: pids of the program's rank processes (not mpirun) whose
 # command line contains PATTERN.
@@ -132,15 +137,21 @@ rank_pids() {
   return 0
 }
 
-# wait_for FILE PATTERN SECONDS: wait until FILE has a line matching PATTERN.
-wait_for() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -Eq -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  cat "$1" >&2 || true
-  fail "no '$2' in $1 after $3 s"
+# params_sha256 CKPT.h5: sha256 of every parameter tensor's bytes, in
+# LeNet-5's layout order for LeNet-5, else in name order.
+params_sha256() {
+  /usr/bin/python3 - "$1" <<'PY'
+import hashlib, sys, h5py
+f = h5py.File(sys.argv[1], "r")
+order = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
+         "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+if sorted(order) != sorted(f["model"].keys()):
+    order = sorted(f["model"].keys())
+h = hashlib.sha256()
+for name in order:
+    h.update(f["model"][name][()].tobytes())
+print(h.hexdigest())
+PY
 }
 
 # params_close A.h5 B.h5 [TOL]: every model/* dataset agrees to TOL relative

@@ -56,7 +56,7 @@ got=$(env -u OPENBLAS_NUM_THREADS SLURM_JOB_ID=7 SLURM_NTASKS=6 SLURM_JOB_CPUS_P
 got=$(env -u OPENBLAS_NUM_THREADS SLURM_JOB_ID=7 SLURM_NTASKS=2 SLURM_JOB_CPUS_PER_NODE=2 \
       "$run_sh" --dry-run --launcher srun -np 3 --tcp c.yaml)
 for want in "OMPI_MCA_pml=ob1" "OMPI_MCA_btl=tcp,self" "OMPI_MCA_mpi_yield_when_idle=1" \
-            "OPENBLAS_NUM_THREADS=1" "srun --mpi=pmix -n 3 --overcommit"; do
+            "OPENBLAS_NUM_THREADS=1" "srun --mpi=pmix --kill-on-bad-exit=1 -n 3 --overcommit"; do
   [[ "$got" == *"$want"* ]] || fail "srun line lacks $want: $got"
 done
 echo "$got"

@@ -7,7 +7,12 @@
 #     requeued again from outside (scontrol requeue: SIGTERM to every
 #     process), and the third start runs to the end;
 #  2. the same with --launcher mpirun --tcp, preempted once;
-#  3. a two-task job array with a sweep file.
+#  3. a two-task job array with a sweep file;
+#  4. a rank that stalls (alive) under srun: the stall watchdog of the other
+#     names it and exits 1 within the bound, and srun (--kill-on-bad-exit)
+#     ends the step.
+# Signals land at known steps: the test knob holds rank 0 there until the
+# signal comes.
 # Both preempted runs end with the parameters and last metrics of an
 # uninterrupted run. Skips (exit 0) only when the SLURM packages are missing.
 source "$(dirname "$0")/common.sh"
@@ -184,13 +189,16 @@ print("last metrics match:", {k: b[-1][k] for k in ("epoch", "step", "train_loss
 PY
 }
 
+# The signals land at known steps: rank 0 holds at them (the test knob,
+# hold) until a stop signal comes, so the run cannot end first.
 note "job 1: SIGUSR1 to the batch shell, self-requeue; scontrol requeue from outside; run to the end"
-job=$(submit "${tasks[@]}" -- "${args[@]}" experiment.output_dir="$scratch/slurm1")
-wait_log "$job" 'epoch 1/2 step 200/1000' 120
+job=$(with_knob 0 200,1200 hold submit "${tasks[@]}" -- "${args[@]}" \
+      experiment.output_dir="$scratch/slurm1")
+wait_log "$job" 'test knob: rank 0 .* holds until a stop signal at step 200,' 120
 scancel --batch --signal=USR1 "$job"
 wait_log "$job" 'checkpoint written: requeueing' 60
 until_true 120 "job $job to restart" restarts_are "$job" 1
-wait_log "$job" 'epoch 2/2 step 200/1000' 120
+wait_log "$job" 'test knob: rank 0 .* holds until a stop signal at step 1200,' 120
 scontrol requeue "$job"
 until_true 120 "job $job to restart again" restarts_are "$job" 2
 expect_completed "$job"
@@ -207,8 +215,9 @@ show_history "$out"
 same_result "$scratch/slurm1/lenet5-baseline"
 
 note "job 2: --launcher mpirun --tcp, SIGUSR1 once"
-job=$(submit "${tasks[@]}" -- --launcher mpirun --tcp "${args[@]}" experiment.output_dir="$scratch/slurm2")
-wait_log "$job" 'epoch 1/2 step 600/1000' 120
+job=$(with_knob 0 600 hold submit "${tasks[@]}" -- --launcher mpirun --tcp "${args[@]}" \
+      experiment.output_dir="$scratch/slurm2")
+wait_log "$job" 'test knob: rank 0 .* holds until a stop signal at step 600,' 120
 scancel --batch --signal=USR1 "$job"
 until_true 120 "job $job to restart" restarts_are "$job" 1
 expect_completed "$job"
@@ -219,6 +228,22 @@ expect_in "$out" 'slurm.sbatch: odyssey-dist exited 75'
 expect_in "$out" 'resumed from .*ckpt-e0001'
 show_history "$out"
 same_result "$scratch/slurm2/lenet5-baseline"
+
+note "job 4: under srun, rank 1 stalls at step 5: rank 0 names it and exits 1, and the job fails"
+job=$(with_knob 1 5 stall submit "${tasks[@]}" -- --launcher srun "${args[@]}" training.epochs=1 \
+      distributed.stall_seconds=4 experiment.output_dir="$scratch/stall")
+until_true 120 "job $job to end" job_done "$job"
+ended=$(date +%s.%N)
+out=$(job_out "$job")
+cat "$out"
+[ "$(job_field "$job" JobState)" = FAILED ] || fail "job $job: $(job_field "$job" JobState), expected FAILED"
+# the waiting rank exits 1; srun then kills the stuck one (the step's code, 137)
+expect_in "$out" 'srun: error: .*: task 0: Exited with exit code 1'
+expect_in "$out" 'stalled: rank 0 \(host [^)]+\) has waited [0-9.]+ s in .* at step 5 for rank 1 \(pid [0-9]+, sleeping\); ending the job'
+elapsed=$(echo "$ended - $(knob_time "$out")" | bc)
+echo "--- the job ended $elapsed s after rank 1 stalled (bound 4 s)"
+(( $(echo "$elapsed < 15" | bc) )) || fail "job $job took $elapsed s to end"
+[ -z "$(rank_pids "output_dir=$scratch/stall")" ] || fail "rank processes left behind"
 
 note "job 3: a job array over a sweep file"
 cat >sweep.txt <<'EOF'

@@ -58,6 +58,19 @@ note "the plot is a PNG"
 png="$scratch/live/lenet5-baseline/metrics.png"
 [ "$(head -c 8 "$png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$png is not a PNG"
 
+note "a run name with a quote and a newline plots too (gnuplot gets the paths as arguments)"
+odd_name=$'it\'s a_b\nline 2'
+expect_exit 0 odd.log 1 lenet5/baseline "${syn[@]}" training.epochs=2 \
+  $'experiment.name="it\'s a_b\\nline 2"' experiment.output_dir="$scratch/odd"
+expect_in odd.log 'plot of loss and accuracy: '
+/usr/bin/python3 - "$scratch/odd" "$odd_name" <<'PY'
+import os, sys
+out, name = sys.argv[1], sys.argv[2]
+assert os.listdir(out) == [name], f"expected only {name!r} in {out}: {os.listdir(out)}"
+with open(os.path.join(out, name, "metrics.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n", "metrics.png is not a PNG"
+PY
+
 note "every shipped config resolves and trains a few steps"
 for cfg in "$ODY_SOURCE_DIR"/configs/*/*.yaml; do
   name=$(basename "$(dirname "$cfg")")-$(basename "$cfg" .yaml)

@@ -722,6 +722,244 @@ static void test_format_1_still_reads(void **state)
     ody_ckpt_close(ck);
 }
 
+/* A float32 dataset `name` of group, contiguous, with a uint64 attribute
+ * "checksum" = sum unless with_sum is false (format 2 as it was written). */
+static void put_raw_tensor(hid_t group, const char *name, const float *v, hsize_t n,
+                           bool with_sum, uint64_t sum)
+{
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t dset = H5Dcreate2(group, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                            H5P_DEFAULT);
+    assert_true(dset >= 0);
+    assert_true(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    if (with_sum) {
+        hid_t scalar = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(dset, "checksum", H5T_STD_U64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+        assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, &sum) >= 0);
+        H5Aclose(a);
+        H5Sclose(scalar);
+    }
+    H5Dclose(dset);
+    H5Sclose(space);
+}
+
+/* A variable-length UTF-8 string attribute of loc, as format 2 wrote it. */
+static void put_raw_string(hid_t loc, const char *name, const char *text)
+{
+    hid_t space = H5Screate(H5S_SCALAR), str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, H5T_VARIABLE);
+    H5Tset_cset(str, H5T_CSET_UTF8);
+    hid_t a = H5Acreate2(loc, name, str, space, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Awrite(a, str, &text) >= 0);
+    H5Aclose(a);
+    H5Tclose(str);
+    H5Sclose(space);
+}
+
+/*
+ * Format 2 (tensors contiguous with the legacy checksum, series chunked with
+ * Fletcher32 only, attributes without checksums), as version 2 of the
+ * program wrote it: it still reads and verifies, its tensors checked with
+ * the legacy checksum (the O_DIRECT path included, for the 1.2 MB one), and
+ * damage to a tensor is still found.
+ */
+static void test_format_2_still_reads(void **state)
+{
+    fixture *f = *state;
+    char path[300], *s = NULL;
+    path_in(f, "v2.h5", path, sizeof path);
+    write_foreign(path, ODY_CKPT_FORMAT, 2, 1);
+    enum { SMALL = 300 * 200, BIG = 300001 }; /* BIG: 1.2 MB, read through O_DIRECT */
+    float *small = make_values(7, SMALL), *big = make_values(8, BIG);
+    double loss[3] = {2.5, 1.25, 0.5};
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t model = H5Gcreate2(file, "model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put_raw_tensor(model, "w", small, SMALL, true,
+                   ody_checksum64_legacy_v2(small, SMALL * sizeof *small));
+    put_raw_tensor(model, "big", big, BIG, true, ody_checksum64_legacy_v2(big, BIG * sizeof *big));
+    /* XXH3 where format 2 has the legacy checksum: must not pass. */
+    put_raw_tensor(model, "xxh3", small, SMALL, true, ody_checksum64(small, SMALL * sizeof *small));
+    put_raw_string(file, "config", "model:\n  name: lenet5\n");
+    hid_t history = H5Gcreate2(file, "history", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t n = 3, unlimited = H5S_UNLIMITED, chunk = 3;
+    hid_t space = H5Screate_simple(1, &n, &unlimited), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    H5Pset_fletcher32(dcpl);
+    hid_t dset = H5Dcreate2(history, "loss", H5T_IEEE_F64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, loss) >= 0);
+    H5Dclose(dset);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Gclose(history);
+    H5Gclose(model);
+    H5Fclose(file);
+
+    ody_ckpt *ck = NULL;
+    const ody_shape small_shape = {1, {SMALL}}, big_shape = {1, {BIG}};
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    assert_tensor(f, ck, "model/w", &small_shape, 7);
+    assert_tensor(f, ck, "model/big", &big_shape, 8);
+    assert_int_equal(ody_ckpt_get_string(f->ctx, ck, "config", &s), ODY_OK);
+    assert_string_equal(s, "model:\n  name: lenet5\n");
+    free(s);
+    double *got = NULL;
+    int64_t len = 0;
+    assert_int_equal(ody_ckpt_get_series(f->ctx, ck, "history/loss", &got, &len), ODY_OK);
+    assert_int_equal(len, 3);
+    assert_memory_equal(got, loss, sizeof loss);
+    free(got);
+    float *buf = malloc(BIG * sizeof *buf);
+    assert_non_null(buf);
+    assert_corrupt(f, ck, path, "model/xxh3", &small_shape, buf);
+    ody_ctx_clear_error(f->ctx);
+    ody_ckpt_close(ck);
+
+    haddr_t addr = 0;
+    hsize_t size = 0;
+    data_location(path, "model/big", &addr, &size);
+    flip_byte(path, (long)(addr + size - 5));
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    assert_int_equal(ody_ckpt_get_tensor(f->ctx, ck, "model/big", &big_shape, buf),
+                     ODY_ERR_CHECKPOINT);
+    assert_error_has(f->ctx, "model/big: checksum mismatch (corrupt data)");
+    ody_ckpt_close(ck);
+    free(buf);
+    free(big);
+    free(small);
+}
+
+/* Offset of the first occurrence of text in the file at path. */
+static long find_text(const char *path, const char *text)
+{
+    long len = 0, found = -1;
+    unsigned char *bytes = slurp(path, &len);
+    size_t n = strlen(text);
+    for (long i = 0; found < 0 && i + (long)n <= len; i++)
+        if (!memcmp(bytes + i, text, n))
+            found = i;
+    free(bytes);
+    assert_true(found >= 0);
+    return found;
+}
+
+/* Format 3: a flipped byte in a string's text (HDF5's global heap, which
+ * HDF5 does not checksum) is a checkpoint error naming the attribute. */
+static void test_flipped_string_byte(void **state)
+{
+    fixture *f = *state;
+    char path[300], want[600], *s = NULL;
+    path_in(f, "str.h5", path, sizeof path);
+    write_lenet(f, path, 1);
+    flip_byte(path, find_text(path, "name: lenet5") + 7);
+    ody_ckpt *ck = NULL;
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    assert_int_equal(ody_ckpt_get_string(f->ctx, ck, "config", &s), ODY_ERR_CHECKPOINT);
+    assert_null(s);
+    snprintf(want, sizeof want, "%s: config: checksum mismatch (corrupt data)", path);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    ody_ctx_clear_error(f->ctx);
+    assert_int_equal(ody_ckpt_verify(f->ctx, ck), ODY_ERR_CHECKPOINT);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    ody_ckpt_close(ck);
+}
+
+/* Rewrite attribute `leaf` of object `obj` of the file behind our back:
+ * an int64, or a string when text is not NULL. */
+static void rewrite_attr(const char *path, const char *obj, const char *leaf, int64_t v,
+                         const char *text)
+{
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t loc = H5Oopen(file, obj, H5P_DEFAULT);
+    hid_t a = H5Aopen(loc, leaf, H5P_DEFAULT), type = H5Aget_type(a);
+    assert_true(a >= 0 && type >= 0);
+    assert_true((text ? H5Awrite(a, type, &text) : H5Awrite(a, H5T_NATIVE_INT64, &v)) >= 0);
+    H5Tclose(type);
+    H5Aclose(a);
+    H5Oclose(loc);
+    H5Fclose(file);
+}
+
+static void delete_attr(const char *path, const char *obj, const char *leaf)
+{
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(H5Adelete_by_name(file, obj, leaf, H5P_DEFAULT) >= 0);
+    H5Fclose(file);
+}
+
+/* Format 3: every attribute and every series has a checksum too; a value
+ * changed or a checksum missing is an error naming the attribute or series. */
+static void test_attribute_and_series_checksums(void **state)
+{
+    fixture *f = *state;
+    char path[300], want[600], *s = NULL;
+    int64_t v = 0;
+    double loss[3] = {2.5, 1.25, 0.5}, *got = NULL;
+    path_in(f, "sums.h5", path, sizeof path);
+    ody_ckpt *ck = NULL;
+    assert_int_equal(ody_ckpt_create(f->ctx, path, &ck), ODY_OK);
+    put_lenet(f, ck);
+    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/epoch", 3), ODY_OK);
+    assert_int_equal(ody_ckpt_put_string(f->ctx, ck, "config", "a: 1\n"), ODY_OK);
+    assert_int_equal(ody_ckpt_put_series(f->ctx, ck, "history/loss", loss, 3), ODY_OK);
+    assert_int_equal(ody_ckpt_put_i64(f->ctx, ck, "state/epoch.checksum", 1), ODY_ERR_CHECKPOINT);
+    assert_error_has(f->ctx, "invalid checkpoint name 'state/epoch.checksum'");
+    assert_int_equal(ody_ckpt_commit(f->ctx, ck), ODY_OK);
+    assert_int_equal(open_and_verify(f, path), ODY_OK);
+
+    rewrite_attr(path, "/state", "epoch", 4, NULL);
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    assert_int_equal(ody_ckpt_get_i64(f->ctx, ck, "state/epoch", &v), ODY_ERR_CHECKPOINT);
+    snprintf(want, sizeof want, "%s: state/epoch: checksum mismatch (corrupt data)", path);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    ody_ckpt_close(ck);
+    assert_int_equal(open_and_verify(f, path), ODY_ERR_CHECKPOINT);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    rewrite_attr(path, "/state", "epoch", 3, NULL);
+    assert_int_equal(open_and_verify(f, path), ODY_OK);
+
+    rewrite_attr(path, "/", "config", 0, "a: 2\n");
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    assert_int_equal(ody_ckpt_get_string(f->ctx, ck, "config", &s), ODY_ERR_CHECKPOINT);
+    assert_null(s);
+    assert_error_has(f->ctx, ": config: checksum mismatch (corrupt data)");
+    ody_ckpt_close(ck);
+    rewrite_attr(path, "/", "config", 0, "a: 1\n");
+
+    delete_attr(path, "/state", "epoch.checksum");
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    assert_int_equal(ody_ckpt_get_i64(f->ctx, ck, "state/epoch", &v), ODY_ERR_CHECKPOINT);
+    snprintf(want, sizeof want, "%s: state/epoch: checksum missing (corrupt file)", path);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    ody_ckpt_close(ck);
+    assert_int_equal(open_and_verify(f, path), ODY_ERR_CHECKPOINT);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+
+    /* A series' values changed (Fletcher32 recomputed by HDF5): its checksum. */
+    double other[3] = {2.5, 1.25, 0.75};
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t dset = H5Dopen2(file, "history/loss", H5P_DEFAULT);
+    assert_true(H5Dwrite(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, other) >= 0);
+    H5Dclose(dset);
+    H5Fclose(file);
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    int64_t n = 0;
+    assert_int_equal(ody_ckpt_get_series(f->ctx, ck, "history/loss", &got, &n), ODY_ERR_CHECKPOINT);
+    assert_null(got);
+    snprintf(want, sizeof want, "%s: history/loss: checksum mismatch (corrupt data)", path);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    ody_ckpt_close(ck);
+
+    /* A dataset without its checksum. */
+    delete_attr(path, "/model/fc1.bias", "checksum");
+    assert_int_equal(ody_ckpt_open(f->ctx, path, &ck), ODY_OK);
+    float bias[120];
+    assert_int_equal(ody_ckpt_get_tensor(f->ctx, ck, "model/fc1.bias", &lenet[5].shape, bias),
+                     ODY_ERR_CHECKPOINT);
+    snprintf(want, sizeof want, "%s: model/fc1.bias: checksum missing (corrupt file)", path);
+    assert_string_equal(ody_ctx_error(f->ctx), want);
+    ody_ckpt_close(ck);
+}
+
 static void test_not_a_checkpoint(void **state)
 {
     fixture *f = *state;
@@ -925,6 +1163,9 @@ static const struct CMUnitTest group[] = {
     FIXTURE(test_flipped_metadata_byte),
     FIXTURE(test_not_a_checkpoint),
     FIXTURE(test_format_1_still_reads),
+    FIXTURE(test_format_2_still_reads),
+    FIXTURE(test_flipped_string_byte),
+    FIXTURE(test_attribute_and_series_checksums),
     FIXTURE(test_crashed_writer),
     FIXTURE(test_create_in_missing_directory),
     FIXTURE(test_file_size_limit),

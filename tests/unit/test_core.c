@@ -162,9 +162,50 @@ static void test_hash_distinguishes_and_repeats(void **state)
     assert_true(ody_checksum64(a, sizeof a) != ody_checksum64(b, sizeof b));
 }
 
-/* ody_checksum64 written out plainly, as documented in src/core/core.c:
- * the vector path must give these values, so files are portable. */
-static uint64_t reference_checksum(const unsigned char *p, size_t n)
+/* n bytes from a seeded 64-bit LCG (malloc'd). */
+static unsigned char *random_bytes(size_t n, uint64_t seed)
+{
+    unsigned char *bytes = malloc(n + 1);
+    assert_non_null(bytes);
+    uint64_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        bytes[i] = (unsigned char)(x >> 56);
+    }
+    return bytes;
+}
+
+/* ody_checksum64 is xxHash's XXH3-64 with seed 0, one-shot and streamed. */
+static void test_checksum_is_xxh3(void **state)
+{
+    (void)state;
+    enum { N = 70001 }; /* past XXH3's 1 KiB stripe blocks, not a multiple of anything */
+    unsigned char *bytes = random_bytes(N, 1);
+    assert_true(ody_checksum64("", 0) == 0x2d06800538d394c2ULL); /* XXH3_64bits of nothing */
+    for (size_t n = 0; n <= 300; n++)
+        assert_true(ody_checksum64(bytes, n) == XXH3_64bits(bytes, n));
+    uint64_t whole = ody_checksum64(bytes, N);
+    assert_true(whole == XXH3_64bits(bytes, N));
+    /* Streamed in random pieces of any length (0 included): the same value. */
+    uint64_t x = 7;
+    for (int round = 0; round < 200; round++) {
+        ody_checksum c;
+        ody_checksum64_init(&c, ODY_CHECKSUM_XXH3);
+        for (size_t at = 0; at < N;) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t most = round % 2 ? 300 : 9000, piece = (size_t)(x >> 33) % (most + 1);
+            piece = piece < N - at ? piece : N - at;
+            ody_checksum64_update(&c, bytes + at, piece);
+            at += piece;
+        }
+        assert_true(ody_checksum64_final(&c) == whole);
+    }
+    free(bytes);
+}
+
+/* The legacy checksum (reading format 2 files) written out plainly, as
+ * documented in src/core/core.c: the vector path must give these values. */
+static uint64_t reference_legacy_checksum(const unsigned char *p, size_t n)
 {
     static const uint64_t key[8] = {
         0xbe4ba423396cfeb8ULL, 0x1cad21f72c81017cULL, 0xdb979083e96dd4deULL, 0x1f67b3b7a4a44072ULL,
@@ -195,36 +236,69 @@ static uint64_t reference_checksum(const unsigned char *p, size_t n)
     return h;
 }
 
-static void test_checksum_matches_its_definition(void **state)
+static void test_legacy_checksum_matches_its_definition(void **state)
 {
     (void)state;
     enum { N = 4099 };
-    unsigned char *bytes = malloc(N);
-    assert_non_null(bytes);
-    uint64_t x = 1;
-    for (size_t i = 0; i < N; i++) {
-        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-        bytes[i] = (unsigned char)(x >> 56);
-    }
+    unsigned char *bytes = random_bytes(N, 1);
     for (size_t n = 0; n <= 300; n++)
-        assert_true(ody_checksum64(bytes, n) == reference_checksum(bytes, n));
-    uint64_t whole = ody_checksum64(bytes, N);
-    assert_true(whole == reference_checksum(bytes, N));
+        assert_true(ody_checksum64_legacy_v2(bytes, n) == reference_legacy_checksum(bytes, n));
+    uint64_t whole = ody_checksum64_legacy_v2(bytes, N);
+    assert_true(whole == reference_legacy_checksum(bytes, N));
     /* In pieces of whole blocks (and a last partial one): the same value. */
     for (size_t piece = 64; piece <= 1024; piece *= 4) {
         ody_checksum c;
-        ody_checksum64_init(&c);
+        ody_checksum64_init(&c, ODY_CHECKSUM_LEGACY_V2);
         for (size_t at = 0; at < N; at += piece)
             ody_checksum64_update(&c, bytes + at, N - at < piece ? N - at : piece);
         assert_true(ody_checksum64_final(&c) == whole);
     }
-    /* Any one flipped bit, and two blocks swapped, change it. */
-    for (size_t bit = 0; bit < 8 * N; bit += 97) {
+    free(bytes);
+}
+
+/*
+ * Issue 19's counterexample: where the upper 32 bits of a block's first
+ * word are hi32(key 0) ^ 1 = 0xbe4ba422, flipping bit 3 of its lower 32
+ * bits leaves the legacy checksum unchanged (the word and the product of
+ * its halves move by +8 and -8 in the same lane). XXH3 adds the word into
+ * the neighbouring lane: it sees every one of these flips.
+ */
+static void test_legacy_checksum_misses_a_flip_that_xxh3_catches(void **state)
+{
+    (void)state;
+    enum { N = 4096 };
+    unsigned char *bytes = random_bytes(N, 19);
+    for (size_t block = 0; block < N / 64; block += 7) {
+        for (int bit3 = 0; bit3 < 2; bit3++) {
+            unsigned char *word = bytes + 64 * block; /* lane 0, little-endian */
+            const uint32_t hi = 0xbe4ba422u;
+            for (int b = 0; b < 4; b++)
+                word[4 + b] = (unsigned char)(hi >> (8 * b));
+            word[0] = (unsigned char)((word[0] & ~8u) | (unsigned)bit3 << 3);
+            uint64_t legacy = ody_checksum64_legacy_v2(bytes, N), xxh3 = ody_checksum64(bytes, N);
+            word[0] ^= 8; /* bit 3 of the lower 32 bits */
+            assert_true(ody_checksum64_legacy_v2(bytes, N) == legacy); /* missed */
+            assert_true(reference_legacy_checksum(bytes, N) == legacy);
+            assert_true(ody_checksum64(bytes, N) != xxh3);             /* caught */
+        }
+    }
+    free(bytes);
+}
+
+/* XXH3 over a 256 KiB buffer sees every single-bit flip tried (one in
+ * 1021 bits, all positions of a byte over the run). */
+static void test_xxh3_sees_flipped_bits(void **state)
+{
+    (void)state;
+    enum { N = 256 << 10 };
+    unsigned char *bytes = random_bytes(N, 3);
+    uint64_t whole = ody_checksum64(bytes, N);
+    for (size_t bit = 0; bit < 8 * (size_t)N; bit += 1021) {
         bytes[bit / 8] ^= (unsigned char)(1u << bit % 8);
         assert_true(ody_checksum64(bytes, N) != whole);
         bytes[bit / 8] ^= (unsigned char)(1u << bit % 8);
     }
-    unsigned char tmp[64];
+    unsigned char tmp[64]; /* and two blocks swapped */
     memcpy(tmp, bytes, 64);
     memcpy(bytes, bytes + 64, 64);
     memcpy(bytes + 64, tmp, 64);
@@ -276,7 +350,10 @@ static const struct CMUnitTest group[] = {
     cmocka_unit_test(test_normal_moments),
     cmocka_unit_test(test_permutation_is_a_permutation_and_keyed),
     cmocka_unit_test(test_hash_distinguishes_and_repeats),
-    cmocka_unit_test(test_checksum_matches_its_definition),
+    cmocka_unit_test(test_checksum_is_xxh3),
+    cmocka_unit_test(test_legacy_checksum_matches_its_definition),
+    cmocka_unit_test(test_legacy_checksum_misses_a_flip_that_xxh3_catches),
+    cmocka_unit_test(test_xxh3_sees_flipped_bits),
     cmocka_unit_test(test_phase_keys),
     cmocka_unit_test_setup_teardown(test_shapes_and_arena, ody_test_ctx_setup, ody_test_ctx_teardown),
 };
