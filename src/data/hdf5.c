@@ -434,6 +434,60 @@ static ody_status check_image_shape(ody_ctx *ctx, hdf5_dataset *d, const open_re
     return ODY_OK;
 }
 
+/* Chunks a chunked data set of this shape is cut into (saturating far above any real count). */
+static hsize_t chunks_needed(hid_t dcpl, hid_t space)
+{
+    hsize_t dims[H5S_MAX_RANK], chunk[H5S_MAX_RANK];
+    int rank = H5Sget_simple_extent_dims(space, dims, NULL);
+    if (rank < 0 || H5Pget_chunk(dcpl, rank, chunk) != rank)
+        return 0;
+    hsize_t need = 1;
+    for (int i = 0; i < rank; i++) {
+        hsize_t along = chunk[i] ? (dims[i] + chunk[i] - 1) / chunk[i] : 0;
+        need = along && need > ((hsize_t)1 << 62) / along ? (hsize_t)1 << 62 : need * along;
+    }
+    return need;
+}
+
+/*
+ * The file holds the data the shape of `dset` claims (`rows` rows of
+ * row_bytes bytes), checked before any memory is spent on the claim: a
+ * chunked data set has every chunk written (one never written would read
+ * back as zeros, so a small file could claim billions of samples), a
+ * contiguous or compact one holds rows * row_bytes bytes (HDF5 itself
+ * finds out only when a read runs past the end of the file). A virtual
+ * data set is left to HDF5.
+ */
+static ody_status check_stored(ody_ctx *ctx, hid_t dset, const char *where, hsize_t rows,
+                               size_t row_bytes)
+{
+    hid_t dcpl = H5Dget_create_plist(dset), space = H5Dget_space(dset);
+    H5D_layout_t layout = dcpl < 0 ? H5D_LAYOUT_ERROR : H5Pget_layout(dcpl);
+    hsize_t need = 0, have = 0;
+    ody_status st = ODY_OK;
+    if (layout == H5D_CHUNKED) {
+        need = chunks_needed(dcpl, space);
+        if (need == 0 || H5Dget_num_chunks(dset, space, &have) < 0)
+            st = h5_fail(ctx, where, "cannot count its chunks");
+        else if (have < need)
+            st = ody_fail(ctx, ODY_ERR_DATA,
+                          "%s: the file holds %llu of the %llu chunks its shape needs (a header "
+                          "claiming more samples than the file has?)",
+                          where, (unsigned long long)have, (unsigned long long)need);
+    } else if (layout == H5D_LAYOUT_ERROR) {
+        st = h5_fail(ctx, where, "cannot read the storage layout");
+    } else if (layout != H5D_VIRTUAL && H5Dget_storage_size(dset) / row_bytes < rows) {
+        st = ody_fail(ctx, ODY_ERR_DATA,
+                      "%s: the file holds %llu bytes of it but its shape needs %llu rows of %zu "
+                      "bytes (a header claiming more samples than the file has?)",
+                      where, (unsigned long long)H5Dget_storage_size(dset),
+                      (unsigned long long)rows, row_bytes);
+    }
+    close_id(space, H5Sclose);
+    close_id(dcpl, H5Pclose);
+    return st;
+}
+
 /* Open the images with no chunk cache (a read moves the selected samples only) and check them. */
 static ody_status open_images(ody_ctx *ctx, hdf5_dataset *d, const open_request *req)
 {
@@ -447,7 +501,9 @@ static ody_status open_images(ody_ctx *ctx, hdf5_dataset *d, const open_request 
     close_id(dapl, H5Pclose);
     if (st == ODY_OK)
         st = check_image_type(ctx, d, req);
-    return st == ODY_OK ? check_image_shape(ctx, d, req) : st;
+    if (st == ODY_OK)
+        st = check_image_shape(ctx, d, req);
+    return st == ODY_OK ? check_stored(ctx, d->images, req->where, d->dims[0], d->row_bytes) : st;
 }
 
 /* Labels are integers of shape (N) for the images' N. */
@@ -501,6 +557,11 @@ static ody_status read_labels(ody_ctx *ctx, hdf5_dataset *d, const open_request 
     if (labels < 0)
         return h5_fail(ctx, req->where_labels, "cannot open as a data set");
     ody_status st = check_labels_layout(ctx, labels, req, d->dims[0]);
+    hid_t type = st == ODY_OK ? H5Dget_type(labels) : H5I_INVALID_HID;
+    if (st == ODY_OK)
+        st = type < 0 ? h5_fail(ctx, req->where_labels, "cannot read the type")
+                      : check_stored(ctx, labels, req->where_labels, d->dims[0], H5Tget_size(type));
+    close_id(type, H5Tclose);
     void *buf = NULL;
     if (st == ODY_OK)
         st = ody_alloc(ctx, (size_t)d->dims[0] * sizeof(int32_t), req->where_labels, &buf);

@@ -1,13 +1,19 @@
 /* io: the metrics log (metrics.jsonl) and small file-system helpers. */
+#define _GNU_SOURCE /* memfd_create */
 #include "odyssey/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define CSV_MAX_COLUMNS 64
 
@@ -151,6 +157,82 @@ ody_status ody_metrics_log_truncate(ody_ctx *ctx, ody_metrics_log *log, int64_t 
     return st;
 }
 
+/*
+ * The gnuplot script of the plot. The CSV, the PNG and the run directory
+ * come in as ARG1, ARG2 and ARG3 (gnuplot -c), never pasted into the text,
+ * so an experiment name with a quote or a newline cannot break it; the
+ * title is noenhanced, so '_' and '^' in it stay as they are. %ld: the x
+ * tick step; %s: an x range for a run of one epoch, or nothing.
+ */
+static const char plot_script[] =
+    "set terminal pngcairo size 1200,480 font ',11'\n"
+    "set output ARG2\n"
+    "set datafile separator ','\n"
+    "set datafile columnheaders\n"
+    "set grid\n"
+    "set key top right\n"
+    "set xlabel 'epoch'\n"
+    "set xtics %ld\n"
+    "%s"
+    "set multiplot layout 1,2 title 'odyssey-dist: '.ARG3 noenhanced\n"
+    "set ylabel 'loss (mean per sample)'\n"
+    "plot ARG1 using 'epoch':'train_loss' with linespoints title 'train', \\\n"
+    "     '' using 'epoch':'val_loss' with linespoints title 'validation'\n"
+    "set ylabel 'accuracy (%%)'\n"
+    "set key bottom right\n"
+    "plot ARG1 using 'epoch':(100*column('train_accuracy')) with linespoints title 'train', \\\n"
+    "     '' using 'epoch':(100*column('val_accuracy')) with linespoints title 'validation'\n"
+    "unset multiplot\n";
+
+/* Lines of a file (0 if it cannot be read). */
+static long count_lines(const char *path)
+{
+    FILE *in = fopen(path, "r");
+    long lines = 0;
+    for (int c; in && (c = fgetc(in)) != EOF;)
+        lines += (c == '\n');
+    if (in)
+        fclose(in);
+    return lines;
+}
+
+/*
+ * Run `gnuplot -c /dev/stdin ARGS...` with the script as its stdin (a
+ * memfd: no pipe to break, no temporary file), its chatter to /dev/null;
+ * no shell is involved. Returns its wait status, or -1 with errno set.
+ */
+static int run_gnuplot(const char *script, char *const argv[])
+{
+    int fd = memfd_create("odyssey-dist plot", MFD_CLOEXEC);
+    size_t len = strlen(script);
+    if (fd < 0)
+        return -1;
+    if (write(fd, script, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0) {
+        int e = errno ? errno : EIO;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fd, STDIN_FILENO);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fd);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return status;
+}
+
 ody_status ody_metrics_plot(ody_ctx *ctx, const char *dir)
 {
     char csv[1100], png[1100];
@@ -159,44 +241,22 @@ ody_status ody_metrics_plot(ody_ctx *ctx, const char *dir)
     if (access(csv, R_OK) != 0)
         return ody_fail(ctx, ODY_ERR_IO, "%s: no metrics to plot", csv);
     /* Whole epochs on the x axis, at most about 10 ticks. */
-    FILE *in = fopen(csv, "r");
-    long rows = 0;
-    for (int c; in && (c = fgetc(in)) != EOF;)
-        rows += (c == '\n');
-    if (in)
-        fclose(in);
+    long rows = count_lines(csv);
     long tick = rows > 11 ? (rows - 1 + 9) / 10 : 1;
-    /* gnuplot's chatter stays out of the run's log; its exit status counts. */
-    FILE *gp = popen("gnuplot 2>/dev/null", "w");
-    if (!gp)
-        return ody_fail(ctx, ODY_ERR_IO, "cannot run gnuplot: %s", strerror(errno));
-    /* Columns by name; empty cells (epochs without validation) are gaps. */
-    fprintf(gp,
-            "set terminal pngcairo size 1200,480 font ',11'\n"
-            "set output '%s'\n"
-            "set datafile separator ','\n"
-            "set datafile columnheaders\n"
-            "set grid\n"
-            "set key top right\n"
-            "set xlabel 'epoch'\n"
-            "set xtics %ld\n"
-            "%s"
-            "set multiplot layout 1,2 title 'odyssey-dist: %s'\n"
-            "set ylabel 'loss (mean per sample)'\n"
-            "plot '%s' using 'epoch':'train_loss' with linespoints title 'train', \\\n"
-            "     '' using 'epoch':'val_loss' with linespoints title 'validation'\n"
-            "set ylabel 'accuracy (%%)'\n"
-            "set key bottom right\n"
-            "plot '%s' using 'epoch':(100*column('train_accuracy')) with linespoints title 'train', \\\n"
-            "     '' using 'epoch':(100*column('val_accuracy')) with linespoints title 'validation'\n"
-            "unset multiplot\n",
-            png, tick, rows <= 2 ? "set xrange [0.5:1.5]\n" : "", dir, csv, csv);
-    int rc = pclose(gp);
-    if (rc != 0)
+    char script[sizeof plot_script + 64];
+    snprintf(script, sizeof script, plot_script, tick,
+             rows <= 2 ? "set xrange [0.5:1.5]\n" : "");
+    char *argv[] = {"gnuplot", "-c", "/dev/stdin", csv, png, (char *)dir, NULL};
+    int status = run_gnuplot(script, argv);
+    if (status < 0)
         return ody_fail(ctx, ODY_ERR_IO,
-                        "gnuplot failed (exit %d) plotting %s: is gnuplot installed "
-                        "(apt-get install gnuplot-nox)?",
-                        rc, csv);
+                        "cannot run gnuplot: %s: is gnuplot installed (apt-get install "
+                        "gnuplot-nox)?",
+                        strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return ody_fail(ctx, ODY_ERR_IO, "gnuplot failed (%s %d) plotting %s",
+                        WIFEXITED(status) ? "exit" : "signal",
+                        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), csv);
     return ODY_OK;
 }
 

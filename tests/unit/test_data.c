@@ -197,6 +197,82 @@ static void test_idx_truncated(void **state)
     write_idx(f, "stub", 0x803, (uint32_t[]){5}, 1, NULL, 0);
     assert_open_fails(f, "stub", "lbl", 10,
                       "truncated: expected 12 bytes of header dimensions, got 4");
+    /* Every byte of data there, but the gzip trailer (CRC-32, length) cut short. */
+    char p[512];
+    write_images(f, "cut.gz", 5, 3, 4, SIZE_MAX);
+    FILE *fp = fopen(path_in(f, "cut.gz", p, sizeof p), "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    fclose(fp);
+    assert_int_equal(truncate(p, size - 3), 0);
+    assert_open_fails(f, "cut.gz", "lbl", 10, "cut.gz: truncated: the gzip stream ends before");
+}
+
+/*
+ * A header claiming 16 million images over 200 KB of data (raw and gzip)
+ * fails as truncated at once, holding memory of the order of the file, not
+ * of the 12.5 GB claimed: a raw file's size is checked before anything is
+ * allocated, a gzip file's buffer grows only as data arrives.
+ */
+static void test_idx_claim_beyond_data(void **state)
+{
+    fixture *f = *state;
+    const uint32_t claim = 16000000;
+    const size_t held = 255 * 784;
+    uint8_t *data = malloc(held);
+    for (size_t k = 0; k < held; k++)
+        data[k] = pixel((int64_t)(k / 784), (int)(k % 784));
+    write_labels(f, "lbl", 255, -1, 0);
+    for (int gz = 0; gz <= 1; gz++) {
+        const char *name = gz ? "claim.gz" : "claim";
+        char p[512];
+        write_idx(f, name, 0x803, (uint32_t[]){claim, 28, 28}, 3, data, held);
+        f->ctx->bytes_peak = f->ctx->bytes_allocated;
+        double start = ody_now();
+        assert_open_fails(f, name, "lbl", 10, path_in(f, name, p, sizeof p));
+        double seconds = ody_now() - start;
+        assert_error_has(f->ctx, "truncated: expected 12544000000 bytes of image data, got 199920 "
+                                 "(the header declares 16000000 images)");
+        print_message("%s: %.3f s, peak %zu bytes allocated\n", name, seconds,
+                      f->ctx->bytes_peak);
+        assert_true(f->ctx->bytes_peak <= ((size_t)2 << 20));
+        assert_true(seconds < 5.0);
+    }
+    free(data);
+    /* A raw file longer than its header says is refused before it is read too. */
+    write_idx(f, "few", 0x803, (uint32_t[]){3, 28, 28}, 3, (uint8_t[4 * 784]){0}, 4 * 784);
+    assert_open_fails(f, "few", "lbl", 10, "unexpected data after the 3 images");
+}
+
+/* A gzip file whose data outgrows the first buffer (1 MiB here) reads whole through the growth. */
+static void test_idx_gz_grows(void **state)
+{
+    fixture *f = *state;
+    const uint32_t n = 30000; /* 30000 x 8 x 8 = 1.92 MB: the 1 MiB buffer doubles once */
+    write_images(f, "big.gz", n, 8, 8, SIZE_MAX);
+    write_labels(f, "big-lbl.gz", n, -1, 0);
+    char ip[512], lp[512];
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_idx_open(f->ctx, path_in(f, "big.gz", ip, sizeof ip),
+                                  path_in(f, "big-lbl.gz", lp, sizeof lp), 10, plain(), &ds),
+                     ODY_OK);
+    assert_int_equal(ds->n, n);
+    assert_int_equal(ds->bytes_held, (size_t)n * 64 + n);
+    const int64_t rows[3] = {0, 16384, n - 1}; /* before, at and after the first buffer's end */
+    float x[3 * 64];
+    int32_t y[3];
+    assert_int_equal(ody_dataset_read(ds, f->ctx, rows, 3, x, y), ODY_OK);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(y[r], rows[r] % 10);
+        for (int p = 0; p < 64; p++)
+            assert_true(x[r * 64 + p] == (float)pixel(rows[r], p));
+    }
+    ody_dataset_destroy(f->ctx, ds);
+    /* The same data under a header claiming twice as many: truncated after the last byte. */
+    write_images(f, "short.gz", 2 * n, 8, 8, (size_t)n * 64);
+    assert_open_fails(f, "short.gz", "big-lbl.gz", 10,
+                      "truncated: expected 3840000 bytes of image data, got 1920000");
 }
 
 static void test_idx_bad_magic(void **state)
@@ -1235,6 +1311,74 @@ static void test_hdf5_errors(void **state)
                     "classes.h5: attribute num_classes is 10 but the model has 12 classes");
 }
 
+/* /train/images (n, 1, 3, 4) uint8 and /train/labels (n) int64 of which only the first `written`
+ * rows are written; chunk > 0: chunks of that many rows, else contiguous. */
+static void write_h5_sparse(const fixture *f, const char *name, hsize_t n, hsize_t written,
+                            hsize_t chunk)
+{
+    char path[512];
+    hid_t file = H5Fcreate(path_in(f, name, path, sizeof path), H5F_ACC_TRUNC, H5P_DEFAULT,
+                           H5P_DEFAULT);
+    hid_t group = H5Gcreate2(file, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(file >= 0 && group >= 0);
+    const hsize_t dims[2][4] = {{n, 1, 3, 4}, {n}}, rows[2][4] = {{written, 1, 3, 4}, {written}};
+    const int ranks[2] = {4, 1};
+    const char *names[2] = {"images", "labels"};
+    const hid_t types[2] = {H5T_STD_U8LE, H5T_STD_I64LE};
+    uint8_t zeros[64 * 12 * 8] = {0};
+    for (int k = 0; k < 2; k++) {
+        hid_t space = H5Screate_simple(ranks[k], dims[k], NULL);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        hsize_t chunk_dims[4] = {chunk, 1, 3, 4};
+        if (chunk)
+            assert_true(H5Pset_chunk(dcpl, ranks[k], chunk_dims) >= 0);
+        hid_t dset = H5Dcreate2(group, names[k], types[k], space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        assert_true(dset >= 0);
+        if (written) {
+            hsize_t start[4] = {0};
+            hid_t mem = H5Screate_simple(ranks[k], rows[k], NULL);
+            assert_true(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, rows[k], NULL) >=
+                        0);
+            assert_true(H5Dwrite(dset, k ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT8, mem, space,
+                                 H5P_DEFAULT, zeros) >= 0);
+            H5Sclose(mem);
+        }
+        H5Dclose(dset);
+        H5Pclose(dcpl);
+        H5Sclose(space);
+    }
+    H5Gclose(group);
+    assert_true(H5Fclose(file) >= 0);
+}
+
+/*
+ * A shape claiming more samples than the file holds is a data error found
+ * before the labels are read (else 1e9 unwritten labels would be read back
+ * as zeros into 4 GB): a chunked data set must have every chunk, a
+ * contiguous one its bytes.
+ */
+static void test_hdf5_claim_beyond_data(void **state)
+{
+    fixture *f = *state;
+    write_h5_sparse(f, "sparse.h5", 1000000000, 64, 64);
+    f->ctx->bytes_peak = f->ctx->bytes_allocated;
+    assert_h5_fails(f, "sparse.h5", 10,
+                    "sparse.h5:/train/images: the file holds 1 of the 15625000 chunks its shape "
+                    "needs");
+    assert_true(f->ctx->bytes_peak < ((size_t)1 << 20));
+    write_h5_sparse(f, "unwritten.h5", 1000, 0, 0);
+    assert_h5_fails(f, "unwritten.h5", 10,
+                    "unwritten.h5:/train/images: the file holds 0 bytes of it but its shape needs "
+                    "1000 rows of 12 bytes");
+    write_h5_sparse(f, "full.h5", 64, 64, 64); /* the same writer, every row written: fine */
+    char path[512];
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_hdf5_open(f->ctx, path_in(f, "full.h5", path, sizeof path), "train", 10,
+                                   plain(), &ds),
+                     ODY_OK);
+    ody_dataset_destroy(f->ctx, ds);
+}
+
 static ody_data_options h5_options(const char *path, const char *validation)
 {
     ody_data_options opt = {.name = "hdf5", .scale = true};
@@ -1389,6 +1533,8 @@ static void test_hdf5_concurrent_loaders(void **state)
 static const struct CMUnitTest group[] = {
     FIXTURE(test_idx_reads_and_normalises),
     FIXTURE(test_idx_truncated),
+    FIXTURE(test_idx_claim_beyond_data),
+    FIXTURE(test_idx_gz_grows),
     FIXTURE(test_idx_bad_magic),
     FIXTURE(test_idx_bad_dimensions_and_trailing_data),
     FIXTURE(test_idx_label_out_of_range),
@@ -1410,6 +1556,7 @@ static const struct CMUnitTest group[] = {
     FIXTURE(test_hdf5_reads_samples),
     FIXTURE(test_hdf5_float32),
     FIXTURE(test_hdf5_errors),
+    FIXTURE(test_hdf5_claim_beyond_data),
     FIXTURE(test_hdf5_data_open),
     FIXTURE(test_hdf5_holds_no_images),
     FIXTURE(test_hdf5_loader),
