@@ -55,7 +55,7 @@ typedef enum {
 #define ODY_ERRMSG_MAX 1024
 
 /*
- * What a rank is waiting for, read by the stall watchdog (src/dist/stall.c)
+ * What a rank is waiting for, read by the stall watchdog (src/comm/stall.c)
  * of this rank and of its node peers: collectives ("meetings") are marked
  * with ody_wait_begin/ody_wait_end, long work with ody_heartbeat. Every rank
  * makes the same meetings in the same order, so a peer that has entered

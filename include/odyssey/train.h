@@ -3,9 +3,13 @@
  * LossTracker), callbacks, and the trainer that wires a resolved config
  * into data, model, optimizer, reducer and logs.
  *
- * One step, as data flows: loader -> forward -> loss -> backward (bucket
- * allreduces start as layers finish) -> wait -> optimizer -> metrics ->
- * callbacks. The names follow the seed's training-infrastructure design:
+ * One step, as data flows (src/train/step.c, the same for every mode):
+ * this rank's rows -> its chunks at fixed global positions, each through
+ * forward -> loss -> backward (the sum of the gradients and the step's
+ * vote start in the last backward) -> the reduction strategy finishes the
+ * sum (exact fixed-point, or float bucketed allreduce) -> vote -> decide,
+ * clip, schedule, update -> metrics -> callbacks. The names follow the
+ * seed's training-infrastructure design:
  * training_step, TrainingLoop.run / run_epoch / run_epoch_manual,
  * TrainerConfig, TrainingMetrics, LossTracker.
  */
@@ -14,7 +18,7 @@
 
 #include "odyssey/core.h"
 #include "odyssey/data.h"
-#include "odyssey/dist.h"
+#include "odyssey/comm.h"
 #include "odyssey/io.h"
 #include "odyssey/nn.h"
 #include "odyssey/optim.h"
@@ -154,6 +158,18 @@ typedef struct {
 
 /* --------------------------------------------------------------- the loop */
 
+/* What the loop measures in the epoch in progress. */
+typedef struct {
+    double start_time;
+    double train_seconds;
+    int64_t samples;        /* global samples trained on */
+    ody_phase_times times;  /* this rank's phase seconds */
+    ody_phase_times times_mean, times_max; /* reduced at the epoch end */
+    double grad_norm_sum;   /* the steps' gradient norms, summed (for the mean) */
+    int64_t updates;        /* optimizer steps applied */
+    int64_t skipped;        /* optimizer steps skipped (non-finite) */
+} ody_epoch_stats;
+
 /* What the loop knows about the current position and speed. */
 typedef struct {
     int64_t epoch;          /* 0-based epoch in progress */
@@ -162,19 +178,12 @@ typedef struct {
     int64_t global_step;    /* optimizer steps done in all */
     int64_t samples_seen;   /* global samples trained on in all */
     double lr;
-    double epoch_start_time;
-    double epoch_train_seconds;
-    int64_t epoch_samples;  /* global samples trained on in this epoch */
-    ody_phase_times times;  /* this rank's phase seconds in this epoch */
-    ody_phase_times times_mean, times_max; /* reduced at the epoch end */
+    ody_epoch_stats this_epoch;
     bool validated;         /* validation ran at the end of this epoch */
     bool finishing;         /* this epoch is the run's last (epochs, max_steps or a stop) */
     bool stop;              /* a callback asked to stop after this epoch */
     bool stop_signal;       /* some rank got SIGTERM/SIGUSR1: stop at this step */
     double grad_norm;       /* global L2 norm of the last step's gradient, before clipping */
-    double grad_norm_sum;   /* this epoch's norms, summed (for the mean) */
-    int64_t epoch_updates;  /* optimizer steps applied in this epoch */
-    int64_t epoch_skipped;  /* optimizer steps skipped in this epoch (non-finite) */
     int64_t skipped_steps;  /* optimizer steps skipped in all */
     bool checkpoint_due;    /* rank 0 asked for a timed checkpoint at this step */
     size_t alloc_at_start;  /* library bytes allocated when training started */
@@ -208,76 +217,16 @@ typedef struct {
     ody_fault_action action;
 } ody_fault_knob;
 
-struct ody_training_loop {
-    ody_ctx *ctx;
-    const ody_config *cfg;
-    ody_model *model;
-    ody_optimizer *optimizer;
-    ody_reducer *reducer;
-    ody_dataset *train_set, *val_set;
-    ody_sampler *sampler, *val_sampler;
-    ody_loader *loader, *val_loader;
-    ody_loss_kind loss_kind;
-    int64_t global_batch;   /* samples per micro-step across ranks */
-    int64_t accumulation;   /* micro-steps per optimizer step */
-    ody_schedule schedule;  /* the lr of every optimizer step (kind none: constant) */
-    ody_loss_scaler scaler; /* fp16 gradients: dynamic loss scaling (else disabled) */
-    ody_training_metrics metrics;
-    ody_loss_tracker tracker;
-    ody_loop_state state;
-    ody_step_result last_step; /* local sums of the last optimizer step */
-    float *losses;          /* (max local rows) per-sample losses */
-    float *dlogits;         /* (max local rows, classes) */
-    size_t max_rows;        /* rows the buffers above hold */
-    /* the optimizer step in progress */
-    int64_t group_count;    /* global samples of this optimizer step */
-    bool last_micro;        /* this micro-batch ends the optimizer step */
-    bool local_failed;      /* this rank failed before its backward */
-    ody_vote vote;
-    bool want_checkpoint;   /* rank 0: ask the next vote for a timed checkpoint */
-    /* deterministic mode (distributed.deterministic) */
-    ody_exact *exact;       /* exact gradient sums, or NULL in the default mode */
-    int64_t chunk;          /* samples per chunk (0 in the default mode) */
-    bool grads_nonfinite;   /* the exact sum found inf or NaN in some chunk */
-    float *step_x;          /* (accumulation x max local rows, sample) the step's batches */
-    int32_t *step_y;
-    int64_t *step_ids;
-    size_t step_capacity;   /* rows step_x holds (0 without accumulation) */
-    ody_batch step_view;    /* the step's rows: step_x, or the loader's one batch */
-    int step_rows[ODY_MAX_MICRO_BATCHES]; /* rows of each micro-batch in step_x */
-    int step_micro;         /* micro-batches held */
-    int max_chunks;         /* chunks a rank's share of a step has at most */
-    int32_t *chunk_table;   /* (2 x max_chunks) first row and rows of each held chunk */
-    ody_steal *steal;       /* chunk stealing between the ranks of a node, or NULL */
-    size_t steal_rows;      /* rows a rank's slot holds */
-    int32_t *claimed;       /* (2 x ranks on the node x max_chunks) owner and index of each
-                             * chunk this rank ran this step, for a redo */
-    int nclaimed;
-    int64_t chunks_stolen;  /* chunks this rank ran from other ranks' shares */
-    int64_t chunks_run;     /* chunks this rank ran (first rounds, with stealing) */
-    bool steal_decides;     /* op_backward decides last_micro: whether every queue is empty */
-    uint32_t steal_round;   /* the step's number for the steal queues */
-    /* with stealing: the next step's rows, read while waiting at this one's end */
-    int64_t ahead_for;      /* global_step of the step they are for; 0: none read */
-    int ahead_rows[ODY_MAX_MICRO_BATCHES]; /* rows of each of its micro-batches */
-    ody_status ahead_status;
-    int64_t steps_ahead;    /* steps whose rows were read ahead (this run) */
-    int64_t steps_shared;   /* steps run with stealing (this run) */
-    const float *logits;
-    ody_forward_info fwd;
-    int ncallbacks;
-    ody_callback callbacks[ODY_MAX_CALLBACKS];
-    ody_trace *trace;       /* phase events of this rank (logging.trace), or NULL */
-    ody_fault_knob fault;   /* test knob (ODY_FAIL_RANK, _STEP, _ACTION) */
-};
-
 /*
- * Create the loop from parts the caller built (the trainer does this from
- * a config). The loop does not own model, optimizer, data or reducer.
- * Allocates its buffers for the sampler's largest share.
+ * The loop (opaque; the trainer builds it, ody_trainer_loop gives it) and
+ * what callbacks read of it: its state, metrics, model and config.
  */
-ody_status ody_training_loop_init(ody_training_loop *loop, ody_ctx *ctx, const ody_config *cfg);
-void ody_training_loop_free(ody_training_loop *loop);
+ody_ctx *ody_training_loop_ctx(const ody_training_loop *loop);
+const ody_config *ody_training_loop_config(const ody_training_loop *loop);
+ody_loop_state *ody_training_loop_state(ody_training_loop *loop);
+ody_training_metrics *ody_training_loop_metrics(ody_training_loop *loop);
+ody_model *ody_training_loop_model(ody_training_loop *loop);
+
 /* Add a callback. The loop owns self from here on, even on failure: it
  * calls ops->destroy(self) when freed, or at once when it cannot add it. */
 ody_status ody_training_loop_add_callback(ody_training_loop *loop, const ody_callback_ops *ops,

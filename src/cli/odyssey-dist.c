@@ -156,13 +156,13 @@ static ody_status config_from_checkpoint(ody_ctx *ctx, const cli_args *a, ody_co
             st = ody_ckpt_get_string(ctx, ck, "config", &text);
         ody_ckpt_close(ck);
     }
-    st = ody_dist_agree(ctx, st);
+    st = ody_comm_agree(ctx, st);
     long len = text ? (long)strlen(text) + 1 : 0;
     if (st == ODY_OK)
         MPI_Bcast(&len, 1, MPI_LONG, 0, ctx->comm);
     if (st == ODY_OK && ctx->rank != 0 && !(text = malloc((size_t)len)))
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the config");
-    st = ody_dist_agree(ctx, st);
+    st = ody_comm_agree(ctx, st);
     if (st == ODY_OK) {
         MPI_Bcast(text, (int)len, MPI_CHAR, 0, ctx->comm);
         ody_config_defaults(cfg);
@@ -199,7 +199,7 @@ static int run(int argc, char **argv)
     cli_args args;
     int code = parse_args(argc, argv, ctx->rank, &args);
     /* The command line is the same on every rank; memory may not be. */
-    st = ody_dist_agree(ctx, code == 1 ? ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the command line")
+    st = ody_comm_agree(ctx, code == 1 ? ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the command line")
                                        : ODY_OK);
     if (st != ODY_OK || code != 0) {
         if (st != ODY_OK && ctx->rank == 0)
@@ -210,7 +210,7 @@ static int run(int argc, char **argv)
     }
     ody_config *cfg = calloc(1, sizeof *cfg);
     st = cfg ? ODY_OK : ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the config");
-    st = ody_dist_agree(ctx, st);
+    st = ody_comm_agree(ctx, st);
     if (st == ODY_OK && args.config)
         st = ody_config_resolve(ctx, args.config, args.noverrides, args.overrides, cfg);
     else if (st == ODY_OK)

@@ -304,7 +304,7 @@ uint64_t ody_checksum64(const void *data, size_t n) { return XXH3_64bits(data, n
 
 /*
  * LEGACY: the checksum of format 2 checkpoints, kept only so that they still
- * load (src/io/checkpoint_read.c picks it by the file's format version).
+ * load (src/io/ckpt_read.c picks it by the file's format version).
  * Nothing writes it any more: a flipped bit can leave it unchanged. When
  * the upper 32 bits of a block's first word (lane 0) are hi32(key 0) ^ 1
  * = 0xbe4ba422, the product term is lo32(d) ^ lo32(key 0), and flipping

@@ -41,8 +41,8 @@ static void draw_live(console_state *c, ody_training_loop *loop)
 {
     const ody_loop_state *s = &loop->state;
     int64_t done = ody_loop_update_in_epoch(loop), per_epoch = ody_loop_updates_per_epoch(loop);
-    double elapsed = ody_now() - s->epoch_start_time;
-    double rate = elapsed > 0 ? (double)s->epoch_samples / elapsed : 0;
+    double elapsed = ody_now() - s->this_epoch.start_time;
+    double rate = elapsed > 0 ? (double)s->this_epoch.samples / elapsed : 0;
     int64_t left = (per_epoch - done) + per_epoch * (loop->cfg->training.epochs - s->epoch - 1);
     char eta[32];
     format_duration(done > 0 ? elapsed / (double)done * (double)left : 0, eta, sizeof eta);
@@ -59,7 +59,7 @@ static ody_status log_interval(console_state *c, ody_training_loop *loop)
 {
     const ody_loop_state *s = &loop->state;
     int64_t v[3] = {c->loss_fixed, c->correct, c->count};
-    ody_status st = ody_dist_sum_i64(loop->ctx, v, 3);
+    ody_status st = ody_comm_sum_i64(loop->ctx, v, 3);
     if (st != ODY_OK)
         return st;
     double now = ody_now();
@@ -85,9 +85,9 @@ static ody_status console_batch_end(void *self, ody_training_loop *loop)
             draw_live(c, loop);
         return ODY_OK;
     }
-    c->loss_fixed = ody_add_sat(c->loss_fixed, loop->last_step.loss_fixed);
-    c->correct += loop->last_step.correct;
-    c->count += loop->last_step.count;
+    c->loss_fixed = ody_add_sat(c->loss_fixed, loop->step.sums.loss_fixed);
+    c->correct += loop->step.sums.correct;
+    c->count += loop->step.sums.count;
     if (loop->state.global_step % loop->cfg->training.log_interval != 0)
         return ODY_OK;
     return log_interval(c, loop);
@@ -98,21 +98,21 @@ static ody_status console_epoch_end(void *self, ody_training_loop *loop)
     console_state *c = self;
     const ody_loop_state *s = &loop->state;
     const ody_training_metrics *m = &loop->metrics;
-    const double *t = s->times_mean.seconds;
+    const double *t = s->this_epoch.times_mean.seconds;
     char val[96] = "", skipped[48] = "";
     if (s->validated)
         snprintf(val, sizeof val, " val_loss %.4f val_acc %.2f%%", m->val_loss,
                  100.0 * m->val_accuracy);
-    if (s->epoch_skipped > 0)
-        snprintf(skipped, sizeof skipped, " skipped %lld step(s),", (long long)s->epoch_skipped);
+    if (s->this_epoch.skipped > 0)
+        snprintf(skipped, sizeof skipped, " skipped %lld step(s),", (long long)s->this_epoch.skipped);
     ody_progress_clear(&c->progress);
     ody_log(loop->ctx, ODY_LOG_INFO,
             "epoch %lld/%lld done: train_loss %.4f train_acc %.2f%%%s |%s %.0f img/s, %.1f s "
             "(data %.2f fwd %.2f bwd %.2f comm %.2f opt %.2f s, mean of %d ranks)",
             (long long)s->epoch + 1, (long long)loop->cfg->training.epochs, m->train_loss,
             100.0 * m->train_accuracy, val, skipped,
-            s->epoch_train_seconds > 0 ? s->epoch_samples / s->epoch_train_seconds : 0.0,
-            s->epoch_train_seconds, t[ODY_PHASE_DATA], t[ODY_PHASE_FORWARD],
+            s->this_epoch.train_seconds > 0 ? s->this_epoch.samples / s->this_epoch.train_seconds : 0.0,
+            s->this_epoch.train_seconds, t[ODY_PHASE_DATA], t[ODY_PHASE_FORWARD],
             t[ODY_PHASE_BACKWARD], t[ODY_PHASE_COMM_WAIT], t[ODY_PHASE_OPTIMIZER],
             loop->ctx->size);
     return ODY_OK;
@@ -142,7 +142,7 @@ static ody_status log_memory(ody_training_loop *loop)
                                     ? ctx->bytes_peak - loop->state.alloc_at_start
                                     : 0)};
     double mean[3], max[3];
-    ody_status st = ody_dist_mean_max(loop->ctx, local, mean, max, 3);
+    ody_status st = ody_comm_mean_max(loop->ctx, local, mean, max, 3);
     if (st == ODY_OK)
         ody_log(ctx, ODY_LOG_INFO,
                 "memory per rank (max over %d): peak RSS %.1f MiB; library allocations %.1f MiB "
@@ -152,33 +152,14 @@ static ody_status log_memory(ody_training_loop *loop)
     return st;
 }
 
-/* Chunk stealing (every rank has it, or none): how many chunks ran on a
- * rank other than their owner. */
-static ody_status log_stealing(ody_training_loop *loop)
-{
-    if (!loop->steal)
-        return ODY_OK;
-    double local[4] = {(double)loop->chunks_stolen, (double)loop->chunks_run,
-                       (double)loop->steps_ahead, (double)loop->steps_shared},
-           mean[4], max[4];
-    ody_status st = ody_dist_mean_max(loop->ctx, local, mean, max, 4);
-    double n = loop->ctx->size;
-    if (st == ODY_OK)
-        ody_log(loop->ctx, ODY_LOG_INFO,
-                "chunk stealing: %.0f of %.0f chunks (%.1f%%) ran on a rank other than their "
-                "owner; the busiest rank took %.0f; %.0f of %.0f steps had their rows read "
-                "while the ranks waited for the step before", mean[0] * n, mean[1] * n,
-                mean[1] > 0 ? 100.0 * mean[0] / mean[1] : 0.0, max[0], mean[2], mean[3]);
-    return st;
-}
-
 static ody_status console_train_end(void *self, ody_training_loop *loop)
 {
     console_state *c = self;
     ody_progress_clear(&c->progress);
     if (loop->ctx->rank == 0 && loop->ctx->log_level >= ODY_LOG_INFO)
         ody_training_metrics_print_summary(&loop->metrics, loop->ctx->log_stream);
-    ody_status st = log_stealing(loop);
+    ody_strategy *strategy = loop->strategy;
+    ody_status st = strategy->ops->report ? strategy->ops->report(strategy) : ODY_OK;
     return st == ODY_OK ? log_memory(loop) : st;
 }
 
@@ -244,26 +225,25 @@ static ody_status metrics_epoch_end(void *self, ody_training_loop *loop)
     rec[n++] = (ody_metric){"val_accuracy", val_acc, false, true};
     rec[n++] = (ody_metric){"lr", s->lr, false, false};
     rec[n++] = (ody_metric){"samples_per_sec",
-                            s->epoch_train_seconds > 0 ? s->epoch_samples / s->epoch_train_seconds
+                            s->this_epoch.train_seconds > 0 ? s->this_epoch.samples / s->this_epoch.train_seconds
                                                        : 0.0,
                             false, false};
     rec[n++] = (ody_metric){"world_size", (double)loop->ctx->size, true, false};
-    rec[n++] = (ody_metric){"epoch_seconds", s->epoch_train_seconds, false, false};
+    rec[n++] = (ody_metric){"epoch_seconds", s->this_epoch.train_seconds, false, false};
     rec[n++] = (ody_metric){"grad_norm",
-                            s->epoch_updates ? s->grad_norm_sum / (double)s->epoch_updates : NAN,
+                            s->this_epoch.updates ? s->this_epoch.grad_norm_sum / (double)s->this_epoch.updates : NAN,
                             false, true};
-    rec[n++] = (ody_metric){"skipped_steps", (double)s->epoch_skipped, true, false};
+    rec[n++] = (ody_metric){"skipped_steps", (double)s->this_epoch.skipped, true, false};
     rec[n++] = (ody_metric){"loss_scale", loop->scaler.enabled ? loop->scaler.scale : NAN, false,
                             true};
     static const char *max_keys[ODY_PHASE_COUNT] = {
         "time_data_max", "time_forward_max", "time_backward_max",
         "time_comm_wait_max", "time_optimizer_max", "time_checkpoint_max"};
     for (int p = 0; p < ODY_PHASE_COUNT; p++) {
-        rec[n++] = (ody_metric){ody_phase_key((ody_phase)p), s->times_mean.seconds[p], false, false};
-        rec[n++] = (ody_metric){max_keys[p], s->times_max.seconds[p], false, false};
+        rec[n++] = (ody_metric){ody_phase_key((ody_phase)p), s->this_epoch.times_mean.seconds[p], false, false};
+        rec[n++] = (ody_metric){max_keys[p], s->this_epoch.times_max.seconds[p], false, false};
     }
-    uint64_t bytes = loop->exact ? ody_exact_bytes_sent(loop->exact)
-                                 : ody_reducer_bytes_sent(loop->reducer);
+    uint64_t bytes = loop->strategy->ops->bytes_sent(loop->strategy);
     rec[n++] = (ody_metric){"comm_bytes", (double)bytes, true, false};
     return ody_metrics_log_write(ms->ctx, ms->log, rec, n);
 }

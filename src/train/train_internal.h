@@ -7,10 +7,133 @@
 
 #include "odyssey/train.h"
 
-/* Call one hook (by offset in ody_callback_ops) of every callback. */
-ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset);
+/* ------------------------------------------------------------ the step */
+
+/*
+ * A step's reduction strategy, chosen once at setup (the step function in
+ * step.c is the same for both; see there):
+ * - float (float_step.c): each micro-batch's share of the rank is one
+ *   chunk, gradients accumulate in the float buffer, and buckets go out
+ *   through ody_reducer (MPI_Iallreduce, float or half-precision wire)
+ *   from the last chunk's backward;
+ * - exact (exact_step.c): the global batch is cut into chunks of
+ *   distributed.chunk_size at fixed global positions; each chunk's
+ *   gradient is added in fixed point (ody_exact), so the sum has the same
+ *   bits at any rank count; a node's ranks may steal each other's chunks.
+ * The strategy knows where the step's rows are and which chunks this rank
+ * runs; the step runs them.
+ */
+typedef struct ody_strategy ody_strategy;
+typedef struct {
+    /* The step's start (every rank, even one whose rows cannot be read). */
+    void (*begin)(ody_strategy *s);
+    /* Read this rank's rows of the step's `micro` micro-batches. */
+    ody_status (*load)(ody_strategy *s, int64_t micro);
+    /* A round of chunks over the loaded rows: the step's first (the last
+     * chunk's backward starts the sum), or a redo (compute false: this rank
+     * has no chunks, it failed to load). */
+    void (*begin_round)(ody_strategy *s, bool first, bool compute);
+    /* The next chunk of this round; false when none is left. */
+    bool (*next_chunk)(ody_strategy *s, ody_batch *chunk);
+    /* Asked between the forward and the backward of a chunk of the first
+     * round: whether it is this rank's last. */
+    bool (*last_chunk)(ody_strategy *s);
+    /* After the backward of a chunk that was not the last: take its
+     * gradients (the exact sum adds and clears them). */
+    void (*add_chunk)(ody_strategy *s, float *grads);
+    /* The backward hook of the last chunk (user: the strategy): starts the
+     * sum of every bucket whose layers are done. */
+    void (*layer_ready)(void *s, int layer);
+    /* Start the step's vote: riding in the sum's meeting, or its own allreduce. */
+    ody_status (*start_vote)(ody_strategy *s, ody_vote *vote);
+    /* Wait for the sum. *redo: it outgrew its scale (run the round again
+     * after read); *nonfinite: some gradient was inf or NaN. */
+    ody_status (*wait)(ody_strategy *s, bool *redo, bool *nonfinite);
+    /* After wait, unless nonfinite: the sum into grads (unless redo). */
+    void (*read)(ody_strategy *s, float *grads, bool redo);
+    /* Bytes this rank has handed to the sum's allreduces. */
+    uint64_t (*bytes_sent)(const ody_strategy *s);
+    /* The end-of-run line ("chunk stealing: ..."), collective; NULL: none. */
+    ody_status (*report)(ody_strategy *s);
+    void (*destroy)(ody_strategy *s);
+} ody_strategy_ops;
+
+struct ody_strategy {
+    const ody_strategy_ops *ops;
+};
+
+/* Create a strategy for a built loop (strategy.c; exact: collective;
+ * *out NULL on failure). train_rows: the largest share of a micro-batch. */
+ody_status ody_float_step_create(ody_training_loop *loop, ody_reducer *reducer, size_t train_rows,
+                                 ody_strategy **out);
+ody_status ody_exact_step_create(ody_training_loop *loop, int64_t chunk, size_t train_rows,
+                                 ody_strategy **out);
+/* The exact strategy's ody_exact (its scales go into checkpoints), or NULL. */
+ody_exact *ody_exact_step_sum(ody_strategy *s);
+
+/* The optimizer step in progress. */
+typedef struct {
+    int64_t group_count;    /* global samples of this optimizer step */
+    ody_step_result sums;   /* this rank's sums of the step */
+    bool last;              /* the chunk being run is this rank's last of the step */
+    bool first_round;       /* the step's first round of chunks (not a redo) */
+    bool local_failed;      /* this rank failed before its backward */
+    bool grads_nonfinite;   /* the sum found inf or NaN */
+    ody_vote vote;
+    bool want_checkpoint;   /* rank 0: ask the next vote for a timed checkpoint */
+    const float *logits;
+    ody_forward_info fwd;
+    float *losses;          /* (max_rows) per-sample losses */
+    float *dlogits;         /* (max_rows, classes) */
+    size_t max_rows;        /* rows the buffers above hold */
+} ody_step_state;
+
+/* The data a loop reads (not owned). */
+typedef struct {
+    ody_dataset *train_set, *val_set;
+    ody_sampler *sampler, *val_sampler;
+    ody_loader *loader, *val_loader;
+} ody_loop_data;
+
+struct ody_training_loop {
+    ody_ctx *ctx;
+    const ody_config *cfg;
+    ody_model *model;        /* not owned, nor the optimizer or the data */
+    ody_optimizer *optimizer;
+    ody_loop_data data;
+    ody_loss_kind loss_kind;
+    int64_t global_batch;    /* samples per micro-step across ranks */
+    int64_t accumulation;    /* micro-steps per optimizer step */
+    ody_schedule schedule;   /* the lr of every optimizer step (kind none: constant) */
+    ody_loss_scaler scaler;  /* fp16 gradients: dynamic loss scaling (else disabled) */
+    ody_training_metrics metrics;
+    ody_loss_tracker tracker;
+    ody_loop_state state;
+    ody_step_state step;
+    ody_strategy *strategy;  /* owned */
+    int ncallbacks;
+    ody_callback callbacks[ODY_MAX_CALLBACKS];
+    ody_trace *trace;        /* phase events of this rank (logging.trace), or NULL */
+    ody_fault_knob fault;    /* test knob (ODY_FAIL_RANK, _STEP, _ACTION) */
+};
+
+/* Set up and release a loop (the trainer fills in its parts). */
+ody_status ody_training_loop_init(ody_training_loop *loop, ody_ctx *ctx, const ody_config *cfg);
+void ody_training_loop_free(ody_training_loop *loop);
 /* Size per-row buffers and the model's activations for max_rows rows. */
 ody_status ody_loop_prepare_buffers(ody_training_loop *loop, size_t max_rows);
+
+/* One optimizer step (step.c), collective: load, zero, forward, loss,
+ * backward, reduce, vote, decide, clip, schedule, update, count. */
+ody_status ody_step_run(ody_training_loop *loop);
+/* Add per-sample losses to res in fixed point (and flag a non-finite one). */
+void ody_sum_losses(const float *losses, int n, ody_step_result *res);
+/* A rank that failed before its chunks (a hook, a read) still takes part
+ * in the step's collectives; returns the agreed failure. */
+ody_status ody_step_fail(ody_training_loop *loop, ody_status local);
+
+/* Call one hook (by offset in ody_callback_ops) of every callback. */
+ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset);
 /* Whether a monitored metric is better larger: mode "max", or "auto" on an
  * accuracy (early stopping, best checkpoint, plateau schedule). */
 static inline bool ody_monitor_maximizes(const char *mode, const char *monitor)
@@ -46,42 +169,21 @@ static inline int64_t ody_loop_micro_at(const ody_training_loop *loop, int64_t s
     return loop->accumulation < left ? loop->accumulation : left;
 }
 
+/* Global samples in micro-step `step` of the epoch (the last may be short). */
+static inline int64_t ody_loop_step_count(const ody_training_loop *loop, int64_t step)
+{
+    int64_t left = loop->data.sampler->n - step * loop->global_batch;
+    return left < loop->global_batch ? left : loop->global_batch;
+}
+
 /* Add the seconds since t0 to a phase of this step (and to the trace). */
 static inline void ody_loop_phase(ody_training_loop *loop, ody_phase phase, double t0)
 {
     double now = ody_now();
-    loop->state.times.seconds[phase] += now - t0;
+    loop->state.this_epoch.times.seconds[phase] += now - t0;
     if (loop->trace)
         ody_trace_event(loop->trace, ody_phase_key(phase) + 5 /* past "time_" */, t0, now - t0);
 }
-
-/* The parts of a step that loop.c and deterministic.c share. */
-extern const ody_step_ops ody_loop_step_ops;
-int64_t ody_loop_step_count(const ody_training_loop *loop, int64_t step);
-ody_status ody_loop_start_vote(ody_training_loop *loop, const ody_step_result *res);
-/* Wait for the vote, act on it (failure, stop, timed checkpoint); st is the
- * status of the reduction before it. */
-ody_status ody_loop_finish_vote(ody_training_loop *loop, ody_status st);
-/* Start an optimizer step: its micro-batch count (returned), global sample
- * count (group_count) and zeroed sums. After it: add its sums to the
- * metrics and advance the position. */
-int64_t ody_loop_begin_update(ody_training_loop *loop);
-void ody_loop_count_update(ody_training_loop *loop, int64_t micro);
-/* After the reduction: skip or apply the update, count the step. */
-ody_status ody_loop_apply_step(ody_training_loop *loop);
-/* A rank that failed before its backward still takes part in the step's
- * collectives; returns the agreed failure. */
-ody_status ody_loop_fail_step(ody_training_loop *loop, ody_status local);
-
-/* Deterministic mode (deterministic.c): one optimizer step chunk by chunk
- * with exact sums; and the exact reduction alone (compute: this rank's
- * chunks are (re)computed on a redo; false on a rank that failed). */
-ody_status ody_loop_train_update_exact(ody_training_loop *loop);
-/* Turn deterministic mode on: chunks of `chunk` samples, step buffers for
- * accumulation x train_rows rows. Freed by ody_training_loop_free. */
-ody_status ody_loop_enable_exact(ody_training_loop *loop, int64_t chunk, size_t train_rows);
-void ody_loop_disable_exact(ody_training_loop *loop);
-ody_status ody_loop_exact_reduce(ody_training_loop *loop, bool compute);
 
 /* Call on_checkpoint_saved of every callback. */
 ody_status ody_loop_fire_checkpoint_saved(ody_training_loop *loop, const char *path);
@@ -98,7 +200,7 @@ ody_status ody_callback_early_stopping_add(ody_training_loop *loop);
 ody_status ody_callback_lr_monitor_add(ody_training_loop *loop);
 ody_status ody_callback_trace_add(ody_training_loop *loop, const char *run_dir);
 
-/* Checkpoints of the training state (checkpoint.c). Save and load are
+/* Checkpoints of the training state (train_state.c). Save and load are
  * collective: rank 0 writes or reads, every rank agrees, load broadcasts.
  * epoch_done: the epoch's end-of-epoch work is done, so the saved position
  * is the start of the next epoch when this one is complete. */

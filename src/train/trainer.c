@@ -136,13 +136,13 @@ static ody_status build_model(ody_trainer *t)
 {
     ody_ctx *ctx = t->ctx;
     ody_status st = ody_model_create(ctx, &t->cfg->model, &t->model);
-    st = ody_dist_agree(ctx, st);
+    st = ody_comm_agree(ctx, st);
     if (st != ODY_OK)
         return st;
     ody_model_init_params(t->model, (uint64_t)t->cfg->experiment.seed);
-    st = ody_dist_bcast_floats(ctx, t->model->params.data, t->model->params.size);
+    st = ody_comm_bcast_floats(ctx, t->model->params.data, t->model->params.size);
     if (st == ODY_OK)
-        st = ody_dist_check_consistent(ctx, t->model->params.data, t->model->params.size,
+        st = ody_comm_check_consistent(ctx, t->model->params.data, t->model->params.size,
                                        "at start");
     return st;
 }
@@ -247,13 +247,12 @@ static ody_status build_loop(ody_trainer *t)
     ody_status st = ody_training_loop_init(loop, t->ctx, t->cfg);
     loop->model = t->model;
     loop->optimizer = t->optimizer;
-    loop->reducer = t->reducer;
-    loop->train_set = t->train_set;
-    loop->val_set = t->val_set;
-    loop->sampler = t->sampler;
-    loop->val_sampler = t->val_sampler;
-    loop->loader = t->loader;
-    loop->val_loader = t->val_loader;
+    loop->data.train_set = t->train_set;
+    loop->data.val_set = t->val_set;
+    loop->data.sampler = t->sampler;
+    loop->data.val_sampler = t->val_sampler;
+    loop->data.loader = t->loader;
+    loop->data.val_loader = t->val_loader;
     loop->global_batch = t->sampler->batch;
     loop->loss_kind = strcmp(t->cfg->training.loss, "mse") == 0 ? ODY_LOSS_MSE
                                                                  : ODY_LOSS_CROSS_ENTROPY;
@@ -271,12 +270,15 @@ static ody_status build_loop(ody_trainer *t)
             rows = t->cfg->distributed.chunk_size;
         st = ody_loop_prepare_buffers(loop, (size_t)(rows > 0 ? rows : 1));
     }
-    /* enable_exact is collective: agree first, so that all ranks or none go in */
+    /* the exact strategy is collective: agree first, so that all ranks or none go in */
     if (t->cfg->distributed.deterministic)
-        st = ody_dist_agree(t->ctx, st);
+        st = ody_comm_agree(t->ctx, st);
+    size_t share = (size_t)ody_sampler_max_local(t->sampler);
     if (st == ODY_OK && t->cfg->distributed.deterministic)
-        st = ody_loop_enable_exact(loop, (int64_t)t->cfg->distributed.chunk_size,
-                                   (size_t)ody_sampler_max_local(t->sampler));
+        st = ody_exact_step_create(loop, (int64_t)t->cfg->distributed.chunk_size, share,
+                                   &loop->strategy);
+    else if (st == ODY_OK)
+        st = ody_float_step_create(loop, t->reducer, share, &loop->strategy);
     return st;
 }
 
@@ -325,23 +327,23 @@ static ody_status build(ody_ctx *ctx, const ody_config *cfg, build_mode mode, od
     *out = NULL;
     ody_trainer *t = calloc(1, sizeof *t);
     if (!t)
-        return ody_dist_agree(ctx, ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the trainer"));
+        return ody_comm_agree(ctx, ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the trainer"));
     t->ctx = ctx;
     t->cfg = cfg;
     openblas_set_num_threads(blas_threads(ctx, cfg));
     ody_status st = ODY_OK;
     if (mode != BUILD_EVAL)
-        st = ody_dist_agree(ctx, make_run_dir(t, mode == BUILD_FRESH));
+        st = ody_comm_agree(ctx, make_run_dir(t, mode == BUILD_FRESH));
     if (st == ODY_OK)
-        st = ody_dist_agree(ctx, open_data(t));
+        st = ody_comm_agree(ctx, open_data(t));
     if (st == ODY_OK)
         st = build_model(t);
     if (st == ODY_OK)
-        st = ody_dist_agree(ctx, build_optimizer(t));
+        st = ody_comm_agree(ctx, build_optimizer(t));
     if (st == ODY_OK)
-        st = ody_dist_agree(ctx, build_loaders(t));
+        st = ody_comm_agree(ctx, build_loaders(t));
     if (st == ODY_OK)
-        st = ody_dist_agree(ctx, build_loop(t));
+        st = ody_comm_agree(ctx, build_loop(t));
     if (st != ODY_OK) {
         ody_trainer_destroy(t);
         return st;
@@ -357,7 +359,7 @@ ody_status ody_trainer_create(ody_ctx *ctx, const ody_config *cfg, const char *r
     ody_status st = build(ctx, cfg, resume ? BUILD_RESUME : BUILD_FRESH, &t);
     if (st != ODY_OK)
         return st;
-    st = ody_dist_agree(ctx, add_callbacks(t, resume != NULL));
+    st = ody_comm_agree(ctx, add_callbacks(t, resume != NULL));
     if (st == ODY_OK) {
         log_start(t);
         if (resume)
@@ -377,7 +379,7 @@ ody_status ody_evaluate_checkpoint(ody_ctx *ctx, const ody_config *cfg, const ch
     ody_trainer *t = NULL;
     ody_status st = build(ctx, cfg, BUILD_EVAL, &t);
     if (st == ODY_OK && !t->val_set)
-        st = ody_dist_agree(ctx, ody_fail(ctx, ODY_ERR_CONFIG,
+        st = ody_comm_agree(ctx, ody_fail(ctx, ODY_ERR_CONFIG,
                                           "--eval needs a validation set (data.validation is none)"));
     if (st == ODY_OK)
         st = ody_train_load_params(&t->loop, path);

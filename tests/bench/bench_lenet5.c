@@ -30,6 +30,7 @@
 
 #include "odyssey/io.h"
 #include "odyssey/train.h"
+#include "train/train_internal.h"
 
 #define BATCH 64
 /* Issue 7: at least 2.0x PyTorch 1.13's ~13,000 images/s on this model, batch and thread count. */
@@ -103,12 +104,12 @@ static void timed_step(ody_training_loop *loop, const float *x, const int32_t *y
     double t0 = ody_now();
     ody_model_zero_grad(m);
     t->zero_grad += ody_now() - t0;
-    const float *logits = ody_model_forward(m, &loop->fwd, BATCH, x);
+    const float *logits = ody_model_forward(m, &loop->step.fwd, BATCH, x);
     t0 = ody_now();
     ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, BATCH, m->num_classes, logits, y, losses, NULL);
     ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, BATCH, m->num_classes, logits, y, 1.0f / BATCH, dlogits);
     t->loss += ody_now() - t0;
-    ody_model_backward(m, &loop->fwd, BATCH, x, dlogits, NULL, NULL);
+    ody_model_backward(m, &loop->step.fwd, BATCH, x, dlogits, NULL, NULL);
     t0 = ody_now();
     ody_optimizer_step(loop->optimizer, m->params.data, m->grads.data, 0.01);
     t->optimizer += ody_now() - t0;
@@ -151,7 +152,7 @@ static void print_breakdown(const ody_model *m, const other_times *t, int steps)
 static int breakdown(ody_ctx *ctx, ody_trainer *tr, int steps)
 {
     ody_training_loop *loop = ody_trainer_loop(tr);
-    ody_dataset *ds = loop->train_set;
+    ody_dataset *ds = loop->data.train_set;
     size_t numel = (size_t)ody_shape_numel(&ds->sample_shape);
     float *x = malloc(BATCH * numel * sizeof *x), *dlogits = malloc(BATCH * 10 * sizeof *dlogits);
     float *losses = malloc(BATCH * sizeof *losses);
@@ -159,7 +160,7 @@ static int breakdown(ody_ctx *ctx, ody_trainer *tr, int steps)
     int64_t ids[BATCH];
     other_times t = {0}, warm = {0};
     int status = x && dlogits && losses && y && loop->model->max_batch >= BATCH ? 0 : 1;
-    loop->fwd = (ody_forward_info){.training = true, .seed = 1, .sample_ids = ids};
+    loop->step.fwd = (ody_forward_info){.training = true, .seed = 1, .sample_ids = ids};
     for (int s = -10; s < steps && status == 0; s++) { /* 10 warm-up steps */
         for (int i = 0; i < BATCH; i++)
             ids[i] = ((int64_t)(s + 10) * BATCH + i) % ds->n;

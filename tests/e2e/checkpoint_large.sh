@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checkpoints of a model with tensors of several MiB (written and read past
-# the page cache with O_DIRECT, src/io/checkpoint_direct.c): an MLP with
+# the page cache with O_DIRECT, src/io/ckpt_direct.c): an MLP with
 # Adam, stopped with SIGTERM on 2 ranks mid-epoch and resumed on 3, ends
 # with bitwise the parameters and optimizer state of an uninterrupted run
 # (deterministic mode); the large tensors sit on 4 KiB boundaries of the

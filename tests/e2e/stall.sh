@@ -27,6 +27,10 @@ stalled() {
   elapsed=$(echo "$end - $(knob_time "$name.log")" | bc)
   echo "--- $name: the job ended $elapsed s after rank 1 stopped (bound $bound s)"
   (( $(echo "$elapsed < $bound + 6" | bc) )) || fail "$name: took $elapsed s (bound $bound s)"
+  local waited
+  waited=$(sed -n 's/.*stalled: rank [02] .* has waited \([0-9.]*\) s in .*/\1/p' "$name.log" | head -1)
+  (( $(echo "$waited >= $bound && $waited < $bound + 5" | bc) )) \
+    || fail "$name: a rank ended its wait after $waited s (bound $bound s)"
   expect_in "$name.log" "warning: rank [02] \(host [^)]+\) has waited [0-9.]+ s in .* at step 5 for rank 1 \(pid [0-9]+, $state\); the job ends at $bound s"
   expect_in "$name.log" "stalled: rank [02] \(host [^)]+\) has waited [0-9.]+ s in .* at step 5 for rank 1 \(pid [0-9]+, $state\); ending the job \(distributed.stall_seconds: $bound\)"
   [ -z "$(rank_pids "output_dir=$scratch/out")" ] || fail "$name: rank processes left behind"

@@ -1,5 +1,5 @@
-/* dist: gradient buckets and waiting, shared by the reducers. */
-#include "dist/dist_internal.h"
+/* comm: gradient buckets and waiting, shared by the reducers. */
+#include "comm/comm_internal.h"
 
 #include <stdlib.h>
 #include <time.h>

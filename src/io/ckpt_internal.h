@@ -1,7 +1,7 @@
 /*
- * Checkpoint internals shared by checkpoint.c (writing) and
- * checkpoint_read.c (opening, reading, verifying) only. Public API:
- * odyssey/io.h; the on-disk layout is described in checkpoint.c.
+ * Checkpoint internals shared by ckpt_common.c, ckpt_write.c (writing) and
+ * ckpt_read.c (opening, reading, verifying) only. Public API:
+ * odyssey/io.h; the on-disk layout: README.md, "On-disk layout".
  *
  * Every public checkpoint call runs between ody_ckpt_quiet_begin and
  * ody_ckpt_quiet_end: HDF5 prints nothing, and the first HDF5 call that
@@ -17,7 +17,7 @@
 
 #define ODY_CKPT_PATH_MAX 1024
 /*
- * Checksums (the layout: checkpoint.c). Format 3: every dataset has a
+ * Checksums (the layout: README.md, "On-disk layout"). Format 3: every dataset has a
  * uint64 attribute ODY_CKPT_CHECKSUM, ody_checksum64 (XXH3-64) of its
  * data's little-endian bytes, and every attribute <name> of a group has a
  * uint64 companion "<name>" ODY_CKPT_VALUE_CHECKSUM, the checksum of its
@@ -43,7 +43,7 @@ struct ody_ckpt {
     bool writing;                      /* made by ody_ckpt_create, not yet renamed */
     bool failed;                       /* a write failed: commit refuses */
     int *fd;                           /* writing: the file driver's descriptor, until closed */
-    bool diverted;                     /* writes go to a copy in memory (see checkpoint.c) */
+    bool diverted;                     /* writes go to a copy in memory (see ckpt_common.c) */
     int direct_fd;                     /* writing: the file opened O_DIRECT, or -1 */
     unsigned char *bounce;             /* its aligned buffer, made at the first use */
     ody_ckpt_h5_error err;             /* see ody_ckpt_quiet_begin */
@@ -58,7 +58,7 @@ typedef struct {
     void *data;
 } ody_ckpt_quiet;
 
-/* The file driver checkpoints are written through (checkpoint_vfd.c):
+/* The file driver checkpoints are written through (ckpt_driver.c):
  * sec2's I/O, but a failed write or truncate first goes to on_error, and
  * is made again when that returns true (the descriptor now points at a
  * copy in memory), so that HDF5 never sees it fail. */
@@ -102,6 +102,10 @@ ody_status ody_ckpt_fail_read(ody_ctx *ctx, const ody_ckpt *ck, const char *name
 /* A failure of our own I/O (not HDF5's): recorded as HDF5's would be, the
  * system's errno or a file that ends early; a writer's further writes go
  * to memory (it can no longer be committed). */
+/* The file driver's hook for a failed system call (its owner is the
+ * ody_ckpt): notes the error; a write's failure diverts the rest of the
+ * file to memory, so HDF5 can finish cleanly (returns true: retry). */
+bool ody_ckpt_driver_failed(void *owner, int sys_errno);
 void ody_ckpt_note_error(ody_ckpt *ck, int sys_errno, bool truncated);
 /* "PATH: cannot write NAME: REASON"; the checkpoint can no longer be committed. */
 ody_status ody_ckpt_fail_write(ody_ctx *ctx, ody_ckpt *ck, const char *name);
@@ -126,7 +130,7 @@ int ody_ckpt_group_open(ody_ckpt *ck, const char *path, bool create, hid_t *out)
 /* A handle for path, no file open yet (errors: out of memory, path too long). */
 ody_status ody_ckpt_alloc(ody_ctx *ctx, const char *path, ody_ckpt **out);
 /*
- * Large tensors written and read with O_DIRECT (checkpoint_direct.c). A
+ * Large tensors written and read with O_DIRECT (ckpt_direct.c). A
  * tensor of at least ODY_CKPT_DIRECT_MIN bytes is placed at an
  * ODY_CKPT_DIRECT_ALIGN boundary of the file; direct_open opens ck->tmp
  * (writing) or ck->path (reading) a second time with O_DIRECT (direct_fd

@@ -1,10 +1,10 @@
-/* dist: agreement, broadcast, fingerprints, exact reductions, the step vote. */
-#include "odyssey/dist.h"
+/* comm: agreement, broadcast, fingerprints, exact reductions, the step vote. */
+#include "odyssey/comm.h"
 
 #include <stdio.h>
 #include <string.h>
 
-ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
+ody_status ody_comm_agree(ody_ctx *ctx, ody_status local)
 {
     int mine = (local == ODY_OK) ? ctx->size : ctx->rank;
     int first = ctx->size;
@@ -38,7 +38,7 @@ ody_status ody_dist_agree(ody_ctx *ctx, ody_status local)
     return ody_fail(ctx, (ody_status)report.status, "%s", report.msg);
 }
 
-ody_status ody_dist_bcast_floats(ody_ctx *ctx, float *buf, size_t n)
+ody_status ody_comm_bcast_floats(ody_ctx *ctx, float *buf, size_t n)
 {
     /* MPI counts are int: send in pieces for buffers beyond 2^31 floats. */
     const size_t piece = (size_t)1 << 30;
@@ -53,7 +53,7 @@ ody_status ody_dist_bcast_floats(ody_ctx *ctx, float *buf, size_t n)
     return st;
 }
 
-ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, const char *when)
+ody_status ody_comm_check_consistent(ody_ctx *ctx, const float *buf, size_t n, const char *when)
 {
     unsigned long long mine = ody_checksum64(buf, n * sizeof *buf);
     unsigned long long root = mine;
@@ -75,7 +75,7 @@ ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, c
                     when, first);
 }
 
-ody_status ody_dist_sum_i64(ody_ctx *ctx, int64_t *vals, int n)
+ody_status ody_comm_sum_i64(ody_ctx *ctx, int64_t *vals, int n)
 {
     ody_wait_begin(ctx, ODY_WAIT_METRICS);
     ody_status st = ody_mpi_check(
@@ -84,7 +84,7 @@ ody_status ody_dist_sum_i64(ody_ctx *ctx, int64_t *vals, int n)
     return st;
 }
 
-ody_status ody_dist_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n)
+ody_status ody_comm_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n)
 {
     ody_wait_begin(ctx, ODY_WAIT_METRICS);
     ody_status st = ody_mpi_check(ctx, MPI_Allreduce(vals, mean, n, MPI_DOUBLE, MPI_SUM, ctx->comm),

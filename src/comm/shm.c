@@ -1,5 +1,5 @@
 /*
- * dist: exact sums through node shared memory (deterministic mode).
+ * comm: exact sums through node shared memory (deterministic mode).
  *
  * The ranks of a node add their int64 values straight into one shared
  * buffer, under striped locks, as soon as each range is final: integer
@@ -17,7 +17,7 @@
  * in round k - 1, and nobody adds into it before round k's release.
  */
 #define _GNU_SOURCE
-#include "dist/dist_internal.h"
+#include "comm/comm_internal.h"
 
 #include <errno.h>
 #include <limits.h>

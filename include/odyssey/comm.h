@@ -1,15 +1,17 @@
 /*
- * dist: what ranks do together. Agreement ("did every rank succeed?"),
+ * comm: what ranks do together. Agreement ("did every rank succeed?"),
  * parameter broadcast and fingerprints, exact integer reductions for
- * metrics, and the gradient reducer: a bucketed MPI_Iallreduce over the
- * flat gradient buffer that starts each bucket as soon as backward has
- * finished its layers, or one blocking allreduce for comparison.
+ * metrics, the step vote, the gradient sums (the float reducer: a
+ * bucketed MPI_Iallreduce over the flat gradient buffer that starts each
+ * bucket as soon as backward has finished its layers, or one blocking
+ * allreduce; the exact fixed-point sum through node shared memory or
+ * MPI), chunk stealing between a node's ranks, and the stall watchdog.
  *
  * Every function here is collective over ctx->comm: every rank must make
  * the same calls in the same order.
  */
-#ifndef ODYSSEY_DIST_H
-#define ODYSSEY_DIST_H
+#ifndef ODYSSEY_COMM_H
+#define ODYSSEY_COMM_H
 
 #include "odyssey/core.h"
 #include "odyssey/nn.h"
@@ -20,22 +22,22 @@
  * "rank N: " when the job has more than one rank, lands in every ctx.
  * Returns ODY_OK only when every rank passed ODY_OK.
  */
-ody_status ody_dist_agree(ody_ctx *ctx, ody_status local);
+ody_status ody_comm_agree(ody_ctx *ctx, ody_status local);
 
 /* Broadcast n floats from rank 0. */
-ody_status ody_dist_bcast_floats(ody_ctx *ctx, float *buf, size_t n);
+ody_status ody_comm_bcast_floats(ody_ctx *ctx, float *buf, size_t n);
 
 /*
  * Compare a fingerprint (hash of n floats) across ranks. On a mismatch
  * returns ODY_ERR_INTERNAL on every rank naming the first rank whose
  * fingerprint differs from rank 0's and `when` ("after step 300").
  */
-ody_status ody_dist_check_consistent(ody_ctx *ctx, const float *buf, size_t n, const char *when);
+ody_status ody_comm_check_consistent(ody_ctx *ctx, const float *buf, size_t n, const char *when);
 
 /* Sum n int64 values across ranks in place (exact). */
-ody_status ody_dist_sum_i64(ody_ctx *ctx, int64_t *vals, int n);
+ody_status ody_comm_sum_i64(ody_ctx *ctx, int64_t *vals, int n);
 /* Mean and max across ranks of n doubles (for per-phase times). */
-ody_status ody_dist_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n);
+ody_status ody_comm_mean_max(ody_ctx *ctx, const double *vals, double *mean, double *max, int n);
 
 /* Loss values are summed as fixed point with this many fraction bits, so
  * metric sums do not depend on how samples are spread over ranks. A loss
@@ -125,7 +127,7 @@ uint64_t ody_reducer_bytes_sent(const ody_reducer *r);
 
 /*
  * Deterministic mode: the ranks of a node share each step's chunks
- * (src/dist/steal.c). Each rank has a slot of slot_bytes in node shared
+ * (src/comm/steal.c). Each rank has a slot of slot_bytes in node shared
  * memory for its share of the step, and a queue of up to max_chunks chunk
  * indices; a rank takes its own chunks first, then other ranks' from the
  * back of their queues. Every chunk is taken exactly once.
@@ -156,7 +158,7 @@ bool ody_steal_drained(const ody_steal *s, uint32_t round);
  * Deterministic mode's gradient sum: each chunk's gradient is added as
  * int64 fixed point (a power-of-two scale per tensor), and the sum over
  * chunks and ranks is exact, so it has the same bits for any number of
- * ranks and any order. Precision and scale choice: src/dist/exact.c.
+ * ranks and any order. Precision and scale choice: src/comm/exact.c.
  */
 typedef struct ody_exact ody_exact;
 
@@ -216,7 +218,7 @@ void ody_exact_load(ody_exact *e, const double *v, int n);
 /*
  * A rank that is alive but stuck (a hung read on a network file system, a
  * stopped process, a livelock) would leave the others asleep in the next
- * collective until the job's time limit. The watchdog (src/dist/stall.c)
+ * collective until the job's time limit. The watchdog (src/comm/stall.c)
  * is a thread per rank that watches this rank's marked waits
  * (ody_wait_begin): once one has lasted half the bound it warns, and at
  * `seconds` it writes the step, what it waits in and which ranks have not
@@ -237,4 +239,4 @@ ody_status ody_stall_create(ody_ctx *ctx, double seconds, ody_stall **out);
  * ctx->comm, before ody_ctx_destroy. */
 void ody_stall_destroy(ody_stall *s);
 
-#endif /* ODYSSEY_DIST_H */
+#endif /* ODYSSEY_COMM_H */

@@ -1,8 +1,8 @@
-/* dist: what the files of src/dist share (not public). */
-#ifndef ODY_DIST_INTERNAL_H
-#define ODY_DIST_INTERNAL_H
+/* comm: what the files of src/comm share (not public). */
+#ifndef ODY_COMM_INTERNAL_H
+#define ODY_COMM_INTERNAL_H
 
-#include "odyssey/dist.h"
+#include "odyssey/comm.h"
 
 /* A contiguous range of a gradient-shaped buffer reduced as one message. */
 typedef struct {
@@ -27,7 +27,7 @@ bool ody_ranks_outnumber_cores(const ody_ctx *ctx);
 int ody_wait_request(MPI_Request *req, bool sleepy);
 
 /*
- * Exact int64 sums through node shared memory (src/dist/shm.c): a round
+ * Exact int64 sums through node shared memory (src/comm/shm.c): a round
  * sums an n-value buffer, nmax float maxima and ncount int64 counts over
  * every rank. Collective create over ctx->comm; *out stays NULL (and
  * ODY_OK is returned) when every node has one rank, or /dev/shm lacks
@@ -42,7 +42,7 @@ void ody_shm_destroy(ody_shm *s);
 /* Whether /dev/shm has room for a segment of `bytes` (with a margin). */
 bool ody_shm_room_for(size_t bytes);
 /*
- * A window of node shared memory (src/dist/shm.c), shared by the exact sum
+ * A window of node shared memory (src/comm/shm.c), shared by the exact sum
  * and chunk stealing: ody_node_window allocates it, this rank's part
  * `bytes` long (0: none), collectively over ctx->node_comm (false, *win
  * MPI_WIN_NULL, when that failed); ody_node_window_part gives node rank
@@ -68,4 +68,4 @@ const int64_t *ody_shm_sum(const ody_shm *s);
 const float *ody_shm_max(const ody_shm *s);
 const int64_t *ody_shm_count(const ody_shm *s);
 
-#endif /* ODY_DIST_INTERNAL_H */
+#endif /* ODY_COMM_INTERNAL_H */

@@ -1,5 +1,5 @@
 /*
- * dist: exact, order-free gradient sums for deterministic mode.
+ * comm: exact, order-free gradient sums for deterministic mode.
  *
  * Every chunk's float gradient is added into an int64 accumulator as fixed
  * point: element e of tensor t becomes round(g * 2^s[t]), rounding to
@@ -17,15 +17,15 @@
  * bits relative to the tensor's largest value (44 bits with 8 chunks),
  * against float's 24; values below that are rounded to the quantum.
  *
- * The sum across ranks goes through node shared memory (src/dist/shm.c)
+ * The sum across ranks goes through node shared memory (src/comm/shm.c)
  * when it can: each finished bucket is added into the node's sum at once,
  * and the maxima ride along. Otherwise (distributed.shared_memory false, or
  * no room in /dev/shm) through MPI_Iallreduce, bucket by bucket. Integer
  * sums: both give the same bits.
  */
-#include "odyssey/dist.h"
+#include "odyssey/comm.h"
 
-#include "dist/dist_internal.h"
+#include "comm/comm_internal.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -90,7 +90,7 @@ static ody_status plan(ody_ctx *ctx, ody_exact *e, size_t bucket_bytes, bool sha
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
     e->sleepy = ody_ranks_outnumber_cores(ctx);
     /* all ranks on to the segment, or none */
-    if (shared && (st = ody_dist_agree(ctx, st)) == ODY_OK)
+    if (shared && (st = ody_comm_agree(ctx, st)) == ODY_OK)
         st = ody_shm_create(ctx, e->n, e->ntensors + 2, ODY_VOTE_COUNT, &e->shm);
     return st;
 }
@@ -102,7 +102,7 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_
     ody_exact *e = calloc(1, sizeof *e);
     if (!e) { /* the others may be on their way to the node segment: agree */
         ody_status st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
-        return shared_memory ? ody_dist_agree(ctx, st) : st;
+        return shared_memory ? ody_comm_agree(ctx, st) : st;
     }
     e->ctx = ctx;
     e->model = model;

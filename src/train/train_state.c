@@ -5,7 +5,7 @@
  * rank) and rank 0 reads and checks; what it read is broadcast, so a run
  * resumes on any number of ranks. The position is kept in global samples:
  * the epoch's order depends only on (seed, epoch), so step k of an epoch
- * is the same samples at any rank count. Layout: README.md, "Checkpoints".
+ * is the same samples at any rank count. Layout: README.md, "On-disk layout".
  */
 #include <dirent.h>
 #include <errno.h>
@@ -157,7 +157,7 @@ static ody_status put_state(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop 
         {"state/samples_seen", s->samples_seen},
         {"state/global_batch", loop->global_batch},
         {"state/world_size", loop->ctx->size},
-        {"state/train_samples", loop->sampler->n},
+        {"state/train_samples", loop->data.sampler->n},
         {"state/epoch_loss_fixed", h.epoch_loss_fixed},
         {"state/epoch_correct", h.epoch_correct},
         {"state/epoch_count", h.epoch_count},
@@ -178,8 +178,9 @@ static ody_status put_state(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loop 
         st = ody_ckpt_put_series(ctx, ck, "scheduler/state", v, ody_schedule_save(&loop->schedule, v));
     if (st == ODY_OK)
         st = ody_ckpt_put_series(ctx, ck, "scaler/state", v, ody_loss_scaler_save(&loop->scaler, v));
-    if (st == ODY_OK && loop->exact)
-        st = put_exact_scales(ctx, ck, loop->exact);
+    ody_exact *exact = ody_exact_step_sum(loop->strategy);
+    if (st == ODY_OK && exact)
+        st = put_exact_scales(ctx, ck, exact);
     if (st == ODY_OK)
         st = ody_ckpt_put_f64(ctx, ck, "metrics/best_val_loss", loop->metrics.best_val_loss);
     if (st == ODY_OK)
@@ -257,10 +258,10 @@ ody_status ody_train_checkpoint_save(ody_training_loop *loop, const char *path, 
     /* The epoch's train sums are each rank's own: the checkpoint keeps their total. */
     const ody_training_metrics *m = &loop->metrics;
     int64_t sums[3] = {m->epoch_loss_fixed, m->epoch_correct, m->epoch_count};
-    ody_status st = ody_dist_sum_i64(loop->ctx, sums, 3);
+    ody_status st = ody_comm_sum_i64(loop->ctx, sums, 3);
     if (st == ODY_OK && loop->ctx->rank == 0)
         st = write_checkpoint(loop, path, epoch_done, sums);
-    st = ody_dist_agree(loop->ctx, st);
+    st = ody_comm_agree(loop->ctx, st);
     ody_loop_phase(loop, ODY_PHASE_CHECKPOINT, t0);
     return st;
 }
@@ -416,11 +417,11 @@ static ody_status check_compatible(ody_training_loop *loop, const resume_header 
                         "(on %lld ranks), this run has %lld; resume with training.batch_size=%lld",
                         (long long)h->global_batch, (long long)h->world_size,
                         (long long)loop->global_batch, (long long)h->global_batch);
-    if (h->train_samples != loop->sampler->n)
+    if (h->train_samples != loop->data.sampler->n)
         return ody_fail(ctx, ODY_ERR_CHECKPOINT,
                         "training set does not match: the checkpoint saw %lld samples, this run has %lld",
-                        (long long)h->train_samples, (long long)loop->sampler->n);
-    if (h->step_in_epoch > ody_sampler_steps(loop->sampler))
+                        (long long)h->train_samples, (long long)loop->data.sampler->n);
+    if (h->step_in_epoch > ody_sampler_steps(loop->data.sampler))
         return ody_fail(ctx, ODY_ERR_CHECKPOINT, "position step %lld is past the end of the epoch",
                         (long long)h->step_in_epoch);
     return ODY_OK;
@@ -506,9 +507,9 @@ static ody_status broadcast_state(ody_training_loop *loop, resume_header *h)
     ody_wait_begin(ctx, ODY_WAIT_BROADCAST);
     MPI_Bcast(h, (int)sizeof *h, MPI_BYTE, 0, ctx->comm);
     ody_wait_end(ctx);
-    ody_status st = ody_dist_bcast_floats(ctx, loop->model->params.data, loop->model->params.size);
+    ody_status st = ody_comm_bcast_floats(ctx, loop->model->params.data, loop->model->params.size);
     for (int s = 0; st == ODY_OK && s < loop->optimizer->nstate; s++)
-        st = ody_dist_bcast_floats(ctx, loop->optimizer->state[s].data, loop->optimizer->n);
+        st = ody_comm_bcast_floats(ctx, loop->optimizer->state[s].data, loop->optimizer->n);
     ody_training_metrics *m = &loop->metrics;
     if (ctx->rank != 0) {
         m->history_len = 0;
@@ -516,7 +517,7 @@ static ody_status broadcast_state(ody_training_loop *loop, resume_header *h)
             if (!ody_training_metrics_push_epoch(m, 0, 0))
                 st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the metric history");
     }
-    st = ody_dist_agree(ctx, st);
+    st = ody_comm_agree(ctx, st);
     if (st == ODY_OK && h->history_len > 0) {
         ody_wait_begin(ctx, ODY_WAIT_BROADCAST);
         MPI_Bcast(m->history, (int)(h->history_len * (int64_t)sizeof *m->history), MPI_BYTE, 0,
@@ -539,8 +540,9 @@ static void apply_header(ody_training_loop *loop, const resume_header *h)
     loop->optimizer->steps = h->optimizer_steps;
     ody_schedule_load(&loop->schedule, h->schedule, h->nschedule);
     ody_loss_scaler_load(&loop->scaler, h->scaler, h->nscaler);
-    if (loop->exact && h->nscales > 0)
-        ody_exact_load(loop->exact, h->scales, h->nscales);
+    ody_exact *exact = ody_exact_step_sum(loop->strategy);
+    if (exact && h->nscales > 0)
+        ody_exact_load(exact, h->scales, h->nscales);
     /* The epoch's sums so far go to rank 0 alone: the epoch's end adds up
      * every rank's sums, and the others start this part of the epoch at 0. */
     ody_training_metrics *m = &loop->metrics;
@@ -560,7 +562,7 @@ static void apply_header(ody_training_loop *loop, const resume_header *h)
 static ody_status share_loaded(ody_training_loop *loop, ody_status st, resume_header *h,
                                const char *path)
 {
-    st = ody_dist_agree(loop->ctx, st);
+    st = ody_comm_agree(loop->ctx, st);
     if (st == ODY_OK)
         st = broadcast_state(loop, h);
     if (st != ODY_OK)
@@ -571,7 +573,7 @@ static ody_status share_loaded(ody_training_loop *loop, ody_status st, resume_he
             "seen); written on %lld rank(s), continuing on %d",
             path, (long long)h->epoch + 1, (long long)h->step_in_epoch, (long long)h->global_step,
             (long long)h->samples_seen, (long long)h->world_size, loop->ctx->size);
-    return ody_dist_check_consistent(loop->ctx, loop->model->params.data,
+    return ody_comm_check_consistent(loop->ctx, loop->model->params.data,
                                      loop->model->params.size, "after resuming");
 }
 
@@ -600,9 +602,9 @@ ody_status ody_train_load_params(ody_training_loop *loop, const char *path)
             st = get_params(ctx, ck, m);
         ody_ckpt_close(ck);
     }
-    st = ody_dist_agree(ctx, st);
+    st = ody_comm_agree(ctx, st);
     if (st == ODY_OK)
-        st = ody_dist_bcast_floats(ctx, m->params.data, m->params.size);
+        st = ody_comm_bcast_floats(ctx, m->params.data, m->params.size);
     return st;
 }
 

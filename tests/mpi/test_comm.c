@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "odyssey/dist.h"
+#include "odyssey/comm.h"
 #include "odyssey/io.h"
 #include "odyssey/train.h"
 
@@ -29,11 +29,11 @@ static ody_model *lenet5(ody_ctx *ctx)
 static void test_agree_names_first_failing_rank(void **state)
 {
     ody_ctx *ctx = world(state);
-    assert_int_equal(ody_dist_agree(ctx, ODY_OK), ODY_OK);
+    assert_int_equal(ody_comm_agree(ctx, ODY_OK), ODY_OK);
     ody_status local = ODY_OK;
     if (ctx->rank == 2 || ctx->rank == 3)
         local = ody_fail(ctx, ODY_ERR_DATA, "file%d.idx: truncated", ctx->rank);
-    ody_status st = ody_dist_agree(ctx, local);
+    ody_status st = ody_comm_agree(ctx, local);
     assert_int_equal(st, ODY_ERR_DATA);
     assert_string_equal(ody_ctx_error(ctx), "rank 2: file2.idx: truncated");
     ody_ctx_clear_error(ctx);
@@ -58,10 +58,10 @@ static void test_fingerprint_mismatch_is_reported(void **state)
     float buf[100];
     for (int i = 0; i < 100; i++)
         buf[i] = (float)i;
-    assert_int_equal(ody_dist_check_consistent(ctx, buf, 100, "at start"), ODY_OK);
+    assert_int_equal(ody_comm_check_consistent(ctx, buf, 100, "at start"), ODY_OK);
     if (ctx->rank == ctx->size - 1)
         buf[50] = 50.0001f;
-    ody_status st = ody_dist_check_consistent(ctx, buf, 100, "after step 7");
+    ody_status st = ody_comm_check_consistent(ctx, buf, 100, "after step 7");
     if (ctx->size == 1) {
         assert_int_equal(st, ODY_OK);
         return;
@@ -164,12 +164,14 @@ static void train_yaml_on(ody_ctx *world_ctx, int ranks, const char *yaml, const
     if (st != ODY_OK)
         fail_msg("%s", ody_ctx_error(ctx));
     ody_training_loop *loop = ody_trainer_loop(t);
-    out->n = loop->model->params.size;
+    const ody_model *model = ody_training_loop_model(loop);
+    const ody_training_metrics *metrics = ody_training_loop_metrics(loop);
+    out->n = model->params.size;
     out->params = malloc(out->n * sizeof(float));
-    memcpy(out->params, loop->model->params.data, out->n * sizeof(float));
-    out->val_accuracy = loop->metrics.val_accuracy;
-    out->val_loss = loop->metrics.val_loss;
-    out->train_loss = loop->metrics.train_loss;
+    memcpy(out->params, model->params.data, out->n * sizeof(float));
+    out->val_accuracy = metrics->val_accuracy;
+    out->val_loss = metrics->val_loss;
+    out->train_loss = metrics->train_loss;
     ody_trainer_destroy(t);
     free(cfg);
     ody_ctx_destroy(ctx);

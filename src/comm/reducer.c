@@ -1,9 +1,9 @@
-/* dist: the gradient reducer (bucketed nonblocking or one blocking allreduce,
+/* comm: the gradient reducer (bucketed nonblocking or one blocking allreduce,
  * in float32 or, for half the bytes, bfloat16/float16). */
-#include "odyssey/dist.h"
+#include "odyssey/comm.h"
 #include "odyssey/tensor.h"
 
-#include "dist/dist_internal.h"
+#include "comm/comm_internal.h"
 
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 /*
- * dist: the stall watchdog (contract in odyssey/dist.h).
+ * comm: the stall watchdog (contract in odyssey/comm.h).
  *
  * Every rank's ody_wait_record sits in a node shared-memory window (its
  * board), so the watchdog of a waiting rank reads its peers' meeting
@@ -9,7 +9,7 @@
  * second), which costs nothing measurable.
  */
 #define _GNU_SOURCE
-#include "dist/dist_internal.h"
+#include "comm/comm_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -182,7 +182,9 @@ static bool open_board(ody_stall *s)
     ody_ctx *ctx = s->ctx;
     s->peers = calloc((size_t)ctx->node_size, sizeof *s->peers);
     s->behind = calloc((size_t)ctx->node_size, sizeof *s->behind);
-    int good = s->peers && s->behind && ody_node_window(ctx, sizeof(ody_wait_record), &s->win);
+    /* the window is collective: every rank makes it, whatever it has */
+    bool window = ody_node_window(ctx, sizeof(ody_wait_record), &s->win);
+    int good = s->peers && s->behind && window;
     for (int r = 0; good && r < ctx->node_size; r++)
         good = (s->peers[r] = (ody_wait_record *)ody_node_window_part(s->win, r)) != NULL;
     int all = 0;
@@ -212,10 +214,11 @@ ody_status ody_stall_create(ody_ctx *ctx, double seconds, ody_stall **out)
 {
     *out = NULL;
     ody_stall *s = calloc(1, sizeof *s);
-    int have = s != NULL, all = 0;
-    if (MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, ctx->comm) != MPI_SUCCESS || !all) {
+    ody_status st = ody_comm_agree(
+        ctx, s ? ODY_OK : ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the stall watchdog"));
+    if (st != ODY_OK) {
         free(s);
-        return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the stall watchdog on some rank");
+        return st;
     }
     if (seconds <= 0) {
         free(s);
@@ -232,12 +235,15 @@ ody_status ody_stall_create(ody_ctx *ctx, double seconds, ody_stall **out)
                 "reported without naming the ranks that have not arrived");
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
-    s->running = pthread_create(&s->thread, NULL, watch, s) == 0;
-    int up = s->running, all_up = 0;
-    MPI_Allreduce(&up, &all_up, 1, MPI_INT, MPI_MIN, ctx->comm);
-    if (!all_up) {
+    int rc = pthread_create(&s->thread, NULL, watch, s);
+    s->running = rc == 0;
+    st = ody_comm_agree(ctx, rc == 0 ? ODY_OK
+                                     : ody_fail(ctx, rc == EAGAIN ? ODY_ERR_NOMEM : ODY_ERR_INTERNAL,
+                                                "cannot start the stall watchdog's thread: %s",
+                                                strerror(rc)));
+    if (st != ODY_OK) {
         ody_stall_destroy(s);
-        return ody_fail(ctx, ODY_ERR_NOMEM, "cannot start the stall watchdog's thread on some rank");
+        return st;
     }
     *out = s;
     return ODY_OK;

@@ -30,7 +30,7 @@
  * goes through HDF5 as before.
  */
 #define _GNU_SOURCE /* O_DIRECT */
-#include "io/checkpoint_internal.h"
+#include "io/ckpt_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /*
- * dist: chunk stealing between the ranks of a node (deterministic mode).
+ * comm: chunk stealing between the ranks of a node (deterministic mode).
  *
  * In deterministic mode a chunk's gradient has the same bits whichever
  * rank computes it, and the sum over chunks is exact, so who computes a
@@ -19,7 +19,7 @@
  * only after the step's barrier, which every rank reaches only when no
  * chunk of the step is left, and publishes the new round after the data.
  */
-#include "dist/dist_internal.h"
+#include "comm/comm_internal.h"
 
 #include <stdatomic.h>
 #include <stdint.h>

@@ -10,12 +10,12 @@
  * crashes on it when the library shuts down. So a failed write (or
  * truncate) calls the owner's hook first. The checkpoint writer records
  * the error there and points the descriptor at a copy of the file in
- * memory (checkpoint.c, divert_writes), and the write is then made again
+ * memory (ckpt_common.c, divert_writes), and the write is then made again
  * into that copy. HDF5 goes on and closes cleanly; the writer sees the
  * failure in ck->failed, reports the first error, and removes the file.
  */
 #define _GNU_SOURCE
-#include "io/checkpoint_internal.h"
+#include "io/ckpt_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +39,7 @@ typedef struct {
 static hid_t driver = -1;
 
 /* An HDF5 error with the errno in sec2's words ("errno = N"), which
- * checkpoint.c's error walk reads. */
+ * ckpt_common.c's error walk reads. */
 static herr_t fail(H5E_major_t major, H5E_minor_t minor, const char *what, int err)
 {
     H5Epush2(H5E_DEFAULT, __FILE__, what, __LINE__, H5E_ERR_CLS, major, minor,

@@ -113,7 +113,7 @@ static ody_status save(model_checkpoint *mc, ody_training_loop *loop, bool epoch
         if (st == ODY_OK)
             prune(mc);
     }
-    st = ody_dist_agree(loop->ctx, st);
+    st = ody_comm_agree(loop->ctx, st);
     if (st != ODY_OK)
         return st;
     mc->last_saved_step = s->global_step;
@@ -139,7 +139,7 @@ static ody_status mc_batch_begin(void *self, ody_training_loop *loop)
     int64_t every = mc->cfg->checkpoint.every_seconds;
     if (enabled(mc) && every > 0 && loop->ctx->rank == 0 &&
         ody_now() - mc->last_save_time >= (double)every)
-        loop->want_checkpoint = true;
+        loop->step.want_checkpoint = true;
     return ODY_OK;
 }
 
@@ -186,7 +186,7 @@ static ody_status mc_epoch_end(void *self, ody_training_loop *loop)
         const char *name = strrchr(mc->last_path, '/');
         st = relink(mc, "best.h5", name ? name + 1 : mc->last_path);
     }
-    return ody_dist_agree(loop->ctx, st);
+    return ody_comm_agree(loop->ctx, st);
 }
 
 static int mc_save_state(void *self, const ody_training_loop *loop, double *v)

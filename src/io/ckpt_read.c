@@ -1,8 +1,8 @@
 /*
  * io: checkpoint files (HDF5), opening, reading and verifying. The layout
- * and the shared helpers: checkpoint.c. Public API: odyssey/io.h.
+ * and the shared helpers: ckpt_common.c. Public API: odyssey/io.h.
  */
-#include "io/checkpoint_internal.h"
+#include "io/ckpt_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -136,7 +136,7 @@ static haddr_t direct_address(hid_t dset, hid_t mem_type, size_t bytes)
 
 /* Read all of dset (`bytes` in mem_type) into out and check it against its
  * checksum (of the file's kind), large tensors through O_DIRECT
- * (checkpoint_direct.c): 1 read and matching (or no checksum, before format
+ * (ckpt_direct.c): 1 read and matching (or no checksum, before format
  * 3), 0 a mismatch or, in format 3, no checksum (marked in ck's error), -1
  * a failed read. */
 static int read_checked(ody_ckpt *ck, hid_t dset, hid_t mem_type, void *out, size_t bytes)
@@ -615,7 +615,7 @@ static ody_status open_file(ody_ctx *ctx, ody_ckpt *ck)
     if (rc >= 0)
         ck->file = H5Fopen(ck->path, H5F_ACC_RDONLY, fapl);
     ody_ckpt_release(fapl);
-    /* Large tensors come through O_DIRECT (checkpoint_direct.c). Where the
+    /* Large tensors come through O_DIRECT (ckpt_direct.c). Where the
      * file system refuses it, ask the kernel to read the whole file ahead,
      * so the disk works while tensors are checksummed and copied (a hint:
      * nothing fails with it). */
