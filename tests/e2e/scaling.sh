@@ -52,7 +52,7 @@ print("merged trace:", len(events), "events, phases", sorted(phases))
 PY
 
 note "usage errors exit 2"
-for bad in "--ranks 0" "--ranks x" "--batch 0" "--mode sideways"; do
+for bad in "--ranks 0" "--ranks x" "--batch 0" "--mode sideways" "--hosts 0" "--hosts x" "--ranks 1 --hosts 2"; do
   set +e
   # shellcheck disable=SC2086  # $bad is a word list on purpose
   "${scaling[@]}" $bad --out "$scratch/bad" >bad.log 2>&1
