@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Run odyssey-dist under mpirun (or srun) with the right settings for this machine.
+# Installed as odyssey-run.
 #
-#   launch/run.sh [-np N] [--tcp] [--tcp-if IFACES] [--hostfile FILE]
-#                 [--bind cores|none] [--threads T] [--mca KEY VALUE]...
-#                 [--launcher mpirun|srun] [--dry-run]
-#                 [--] CONFIG [section.key=value ...] [odyssey-dist options]
+#   odyssey-run [-np N] [--tcp] [--tcp-if IFACES] [--hostfile FILE]
+#               [--bind cores|none] [--threads T] [--mca KEY VALUE]...
+#               [--launcher mpirun|srun] [--dry-run]
+#               [odyssey-dist options] [--] [CONFIG] [section.key=value ...]
 #
 #   -np N           ranks (default: SLURM_NTASKS inside a SLURM job, else 2)
 #   --tcp           TCP-only transport (pml ob1, btl tcp,self): the stand-in
@@ -24,18 +25,27 @@
 #                   ranks directly, Open MPI parameters go as OMPI_MCA_* variables
 #   --dry-run       print the command line instead of running it
 #
+# odyssey-dist's options (--resume, --eval, --print-config, --config-reference,
+# --version, as --opt VALUE or --opt=VALUE) go to the program, with or without
+# a CONFIG: odyssey-run -np 2 --eval run/latest.h5. After "--" or the CONFIG
+# every argument goes to the program as it is.
+#
 # Cores: this machine's, a hostfile's slots, or the SLURM allocation's
 # (mpirun then takes the nodes from SLURM itself). More ranks than cores:
 # --oversubscribe (srun: --overcommit), no binding, and idle ranks yield
 # (mpi_yield_when_idle) instead of spinning. Running as root adds
-# --allow-run-as-root. ODYSSEY_BIN overrides the program; MODEL/NAME configs
-# are looked up in ODY_CONFIG_DIR (default: this repository's configs/).
+# --allow-run-as-root. The program: ODYSSEY_BIN, else build/odyssey-dist when
+# this script runs from a checkout (launch/run.sh), else the odyssey-dist
+# installed beside it, else the one on PATH. From a checkout, MODEL/NAME
+# configs are looked up in ODY_CONFIG_DIR (default: the checkout's configs/);
+# installed, odyssey-dist finds its own (./configs first).
 # The launcher replaces this script (exec): a signal sent to its pid reaches
 # mpirun or srun, and both forward SIGUSR1 and SIGTERM to every rank.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-die() { echo "run.sh: $*" >&2; exit 2; }
+here=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+me=$(basename "$0")
+die() { echo "$me: $*" >&2; exit 2; }
 need_value() { [ "$2" -ge 2 ] || die "$1 needs a value (try --help)"; }
 
 np="${SLURM_NTASKS:-2}"
@@ -47,6 +57,7 @@ threads="${OPENBLAS_NUM_THREADS:-}"
 mca=()
 launcher=mpirun
 dry=0
+program_opts=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -np|-n) need_value "$1" $#; np="$2"; shift 2 ;;
@@ -58,13 +69,15 @@ while [ $# -gt 0 ]; do
     --mca) [ $# -ge 3 ] || die "--mca needs KEY VALUE"; mca+=("$2" "$3"); shift 3 ;;
     --launcher) need_value "$1" $#; launcher="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
+    --resume|--eval) need_value "$1" $#; program_opts+=("$1" "$2"); shift 2 ;;
+    --resume=*|--eval=*|--print-config|--config-reference|-V|--version) program_opts+=("$1"); shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     -*) die "unknown option $1 (try --help)" ;;
     *) break ;;
   esac
 done
-[ $# -gt 0 ] || die "missing CONFIG (try --help)"
+[ $# -gt 0 ] || [ ${#program_opts[@]} -gt 0 ] || die "missing CONFIG (try --help)"
 is_count() { case "$1" in ''|*[!0-9]*|0*) return 1 ;; esac; }
 is_count "$np" || die "-np needs a positive integer, got '$np'"
 [ -z "$threads" ] || is_count "$threads" || die "--threads needs a positive integer, got '$threads'"
@@ -72,7 +85,19 @@ case "$bind" in cores|none) ;; *) die "--bind is cores or none, got '$bind'" ;; 
 case "$launcher" in mpirun|srun) ;; *) die "--launcher is mpirun or srun, got '$launcher'" ;; esac
 [ "$launcher" = srun ] && [ -n "$hostfile" ] && die "--hostfile is for mpirun; srun takes the nodes from SLURM"
 
-bin="${ODYSSEY_BIN:-$root/build/odyssey-dist}"
+# The program: a checkout's build (this is its launch/run.sh), the installed
+# one beside this script (odyssey-run), or PATH's.
+checkout=""
+[ -f "$here/run.sh" ] && [ -f "$here/../CMakeLists.txt" ] && checkout=$(cd "$here/.." && pwd)
+if [ -n "${ODYSSEY_BIN:-}" ]; then
+  bin="$ODYSSEY_BIN"
+elif [ -n "$checkout" ]; then
+  bin="$checkout/build/odyssey-dist"
+elif [ -x "$here/odyssey-dist" ]; then
+  bin="$here/odyssey-dist"
+else
+  bin=$(command -v odyssey-dist) || die "odyssey-dist not found beside $here nor on PATH"
+fi
 [ -x "$bin" ] || die "$bin not found: run launch/setup.sh first"
 
 # slots: cores the ranks may use in all; nodes: how many machines.
@@ -116,8 +141,10 @@ if [ -z "$threads" ] && [ "$nodes" = 1 ]; then
   threads=$((slots / np))
   [ "$threads" -ge 1 ] || threads=1
 fi
-export ODY_CONFIG_DIR="${ODY_CONFIG_DIR:-$root/configs}"
-exported=(ODY_CONFIG_DIR)
+# From a checkout, its configs/ stand in for the installed ones.
+[ -n "$checkout" ] && export ODY_CONFIG_DIR="${ODY_CONFIG_DIR:-$checkout/configs}"
+exported=()
+[ -n "${ODY_CONFIG_DIR:-}" ] && exported+=(ODY_CONFIG_DIR)
 if [ -n "$threads" ]; then
   export OPENBLAS_NUM_THREADS="$threads"
   exported+=(OPENBLAS_NUM_THREADS)
@@ -154,8 +181,13 @@ else
 fi
 # One machine standing in for several (--tcp): the gradient sums leave
 # shared memory too (a later distributed.shared_memory on the line wins).
-cmd+=("$bin" "$1")
-shift
+# The program's options first, then the CONFIG (when the line names one
+# before "--"), then the --tcp override and everything else.
+cmd+=("$bin" "${program_opts[@]}")
+if [ $# -gt 0 ] && [[ "$1" != -* && "$1" != *.*=* ]]; then
+  cmd+=("$1")
+  shift
+fi
 [ "$tcp" = 1 ] && [ "$nodes" = 1 ] && cmd+=(distributed.shared_memory=false)
 cmd+=("$@")
 

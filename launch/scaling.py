@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Data-parallel scaling study: the same training at several rank counts.
 
-  launch/scaling.py [--ranks 1,2,4,8] [--mode strong|weak|both]
+  launch/scaling.py [--ranks 1,2,4,8] [--hosts 1,2] [--mode strong|weak|both]
                     [--batch B] [--batch-per-rank b] [--data synthetic|fashion_mnist]
                     [--samples N] [--epochs E | --steps K] [--tcp] [--hostfile F] [--threads T]
-                    [--trace] [--repeat R] [--timeout S] [--out DIR] [CONFIG] [section.key=value ...]
+                    [--trace] [--repeat R] [--timeout S] [--out DIR]
+                    [--config CONFIG | CONFIG] [section.key=value ...]
 
 Strong scaling keeps the global batch (training.batch_size=B) and the epoch
 (N samples) fixed; weak scaling keeps the per-rank batch
@@ -17,6 +18,18 @@ thread (--threads), so that R ranks use R cores: at 1 rank the other cores
 stay idle instead of running BLAS threads, which would blur what the ranks
 gain (for LeNet-5 a second thread even slows a rank down).
 
+CONFIG (default lenet5/baseline) is any config of the zoo (--config or the
+first argument), e.g. configs/vgg/plain.yaml.
+
+Hosts (--hosts H1,H2,...; checkout and root only): --ranks counts all ranks;
+with H hosts every rank count R in --ranks that H divides runs as H hosts x
+R/H ranks on namespace hosts of this machine (tests/e2e/hosts.sh: each its
+own network, hostname, /dev/shm and /tmp; TCP between them over a bridge,
+shared memory within; mpirun on the first, run.sh --hostfile, --bind none,
+and mpi_yield_when_idle when the ranks outnumber this machine's cores).
+H = 1 is a plain run on this machine. --out must then be outside /tmp (each
+host has its own /tmp).
+
 Measured epoch: the last record of each run's metrics.jsonl. With --epochs 2
 (the default) the first epoch is a warm-up (first touch of buffers, BLAS
 start-up) and is discarded; with --steps K the last, possibly partial, epoch
@@ -26,24 +39,30 @@ disturbed by other work on the machine); scaling.json lists every attempt
 with the load average before it.
 
 Writes into DIR (default studies/scaling-<UTC time>):
-  scaling.csv     one row per run: mode, ranks, global_batch, per_rank_batch,
+  scaling.csv     one row per run: mode, ranks, hosts, ranks_per_host,
+                  global_batch, per_rank_batch,
                   steps, epoch_seconds, throughput (images/s), speedup,
-                  efficiency, ms_per_step, time_<phase> (seconds of the epoch,
+                  efficiency, ms_per_step, comm_share (the share of the step
+                  spent waiting for the gradient sum: time_comm_wait /
+                  epoch_seconds), time_<phase> (seconds of the epoch,
                   mean over ranks) and time_<phase>_max (max over ranks) for
                   data, forward, backward, comm_wait, optimizer, checkpoint,
                   and time_other (epoch seconds not in any phase)
   scaling.json    the study's settings and every run (with its metrics record);
                   paths in it and in the CSV are relative to DIR
   table.md        the same as a markdown table
-  throughput.png, efficiency.png   against ranks, with the ideal
+  throughput.png, efficiency.png   against ranks (a line per mode and host
+                                   count), with the ideal
   breakdown-<mode>.png             per-phase ms per step, stacked, per rank count
+                                   (HxR: H hosts x R ranks)
   plots.gp        the gnuplot script that drew them (rerun: gnuplot plots.gp)
   trace/          with --trace: <mode>-r<R>/rank-N.json as the ranks wrote them
                   (logging.trace=true) and <mode>-r<R>.json, all ranks in one
                   Chrome trace (open in chrome://tracing or ui.perfetto.dev)
 
-Speedup is throughput over the smallest rank count's throughput; efficiency is
-speedup x smallest count / ranks (1.0 = perfect scaling, strong or weak).
+Speedup is throughput over the smallest rank count's throughput (on the fewest
+hosts); efficiency is speedup x smallest count / ranks (1.0 = perfect scaling,
+strong or weak).
 Exit status: 0 when every run succeeded, 1 when some failed (the rest is still
 written), 2 on a usage error.
 """
@@ -58,8 +77,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUN_SH = ROOT / "launch" / "run.sh"
+HERE = Path(__file__).resolve().parent
+if (HERE / "run.sh").exists() and (HERE.parent / "CMakeLists.txt").exists():
+    # launch/scaling.py in a checkout: its launcher, build and studies/
+    RUN_SH = HERE / "run.sh"
+    PROGRAM = HERE.parent / "build" / "odyssey-dist"
+    STUDIES = HERE.parent / "studies"
+else:
+    # installed as odyssey-scaling: the commands beside it, studies/ here
+    RUN_SH = HERE / "odyssey-run"
+    PROGRAM = HERE / "odyssey-dist"
+    STUDIES = Path("studies")
 PHASES = ["data", "forward", "backward", "comm_wait", "optimizer", "checkpoint"]
 FASHION_MNIST_TRAIN = 60000
 
@@ -82,6 +110,9 @@ def parse_args(argv):
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2; the last is measured)")
     length.add_argument("--steps", type=int, help="optimizer steps per run (training.max_steps) instead of epochs")
+    p.add_argument("--hosts", default="1",
+                   help="host counts, comma-separated (default 1): H > 1 runs on H namespace hosts")
+    p.add_argument("--config", dest="config_opt", metavar="CONFIG", help="the config (as the CONFIG argument)")
     p.add_argument("--tcp", action="store_true", help="TCP-only transport (run.sh --tcp)")
     p.add_argument("--hostfile", help="several nodes (run.sh --hostfile)")
     p.add_argument("--threads", type=int, default=1,
@@ -100,6 +131,14 @@ def parse_args(argv):
         fail(f"--ranks wants comma-separated integers, got '{a.ranks}'")
     if not a.ranks or a.ranks[0] < 1:
         fail("--ranks wants positive integers")
+    try:
+        a.hosts = sorted({int(h) for h in a.hosts.split(",")})
+    except ValueError:
+        fail(f"--hosts wants comma-separated integers, got '{a.hosts}'")
+    if not a.hosts or a.hosts[0] < 1 or a.hosts[-1] > 250:
+        fail("--hosts wants integers from 1 to 250")
+    if a.hosts[-1] > 1 and (a.tcp or a.hostfile):
+        fail("--hosts makes its own hosts: no --tcp or --hostfile with it")
     for name in ("batch", "batch_per_rank", "samples", "epochs", "steps", "repeat"):
         value = getattr(a, name)
         if value is not None and value < 1:
@@ -109,12 +148,22 @@ def parse_args(argv):
     if "=" in a.config:
         a.overrides.insert(0, a.config)
         a.config = "lenet5/baseline"
+    if a.config_opt:
+        if a.config != "lenet5/baseline":
+            a.overrides.insert(0, a.config)
+        a.config = a.config_opt
+    if os.path.isfile(a.config):  # a file: the same from the study's directories
+        a.config = os.path.abspath(a.config)
+    # (hosts, total ranks): H hosts for every rank count H divides
+    a.points = [(h, r) for h in a.hosts for r in a.ranks if r % h == 0]
+    if not a.points:
+        fail("no rank count in --ranks is a multiple of a host count in --hosts")
     a.modes = ["strong", "weak"] if a.mode == "both" else [a.mode]
     return a
 
 
 def program():
-    return os.environ.get("ODYSSEY_BIN", str(ROOT / "build" / "odyssey-dist"))
+    return os.environ.get("ODYSSEY_BIN", str(PROGRAM))
 
 
 def run_overrides(a, mode, ranks, study, name):
@@ -137,17 +186,65 @@ def run_overrides(a, mode, ranks, study, name):
     return o + a.overrides
 
 
+class NamespaceHosts:
+    """Hosts ody-h1 .. ody-hN out of Linux namespaces, made by the test
+    harness (tests/e2e/hosts.sh) in a bash that holds them until its stdin
+    closes; every process on them and the hosts themselves end with it."""
+
+    HARNESS = HERE.parent / "tests" / "e2e" / "hosts.sh"
+    AGENT = HERE.parent / "tests" / "e2e" / "hosts_agent.sh"
+    SCRIPT = ('source "$1"; hosts_up "$2" >&2; echo "$hosts_dir $HOSTS_SUBNET"; '
+              'read -r _ || true')
+
+    def __init__(self, count):
+        if not self.HARNESS.exists():
+            fail(f"--hosts needs the test harness {self.HARNESS} (a checkout)")
+        env = dict(os.environ, ODY_PROGRAM=program(), ODY_SOURCE_DIR=str(HERE.parent),
+                   ODY_BINARY_DIR=str(Path(program()).resolve().parent))
+        self.proc = subprocess.Popen(["bash", "-c", self.SCRIPT, "hosts", str(self.HARNESS), str(count)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2:
+            code = self.proc.wait()
+            fail(f"could not make {count} namespace hosts (exit {code}; 77: namespaces not permitted)", 1)
+        self.dir, self.subnet = Path(line[0]), line[1]
+        self.pids = dict(l.split() for l in (self.dir / "map").read_text().splitlines())
+
+    def command(self, hosts, ranks, study, threads):
+        """run.sh on hosts x ranks/hosts ranks, mpirun on ody-h1."""
+        hostfile = study / "hostfiles" / f"h{hosts}x{ranks // hosts}"
+        hostfile.parent.mkdir(exist_ok=True)
+        hostfile.write_text("".join(f"ody-h{i} slots={ranks // hosts}\n" for i in range(1, hosts + 1)))
+        cmd = ["nsenter", "-t", self.pids["ody-h1"], "-n", "-u", "-m", f"--wd={study}", "env", "-u", "TMPDIR",
+               f"ODY_HOSTS_MAP={self.dir / 'map'}", str(RUN_SH), "-np", str(ranks), "--hostfile", str(hostfile),
+               "--bind", "none", "--mca", "plm_rsh_agent", str(self.AGENT), "--mca", "btl", "tcp,self,vader",
+               "--mca", "btl_tcp_if_include", self.subnet, "--mca", "oob_tcp_if_include", self.subnet]
+        if ranks > (os.cpu_count() or 1):  # the hosts share this machine's cores
+            cmd += ["--mca", "mpi_yield_when_idle", "1"]
+        return cmd + (["--threads", str(threads)] if threads else [])
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 def run_study(a, study):
     """Every configuration --repeat times, round by round (so that a burst of
     other work on the machine does not hit every attempt at one point); per
     configuration the fastest successful run's row, with every attempt listed
     (the fastest is the least disturbed)."""
-    points = [(mode, ranks) for mode in a.modes for ranks in a.ranks]
+    points = [(mode, hosts, ranks) for mode in a.modes for hosts, ranks in a.points]
     attempts = {point: [] for point in points}
-    for k in range(1, a.repeat + 1):
-        for mode, ranks in points:
-            name = f"{mode}-r{ranks}" + (f"-{k}" if a.repeat > 1 else "")
-            attempts[(mode, ranks)].append(run_one(a, mode, ranks, study, name))
+    cluster = NamespaceHosts(a.hosts[-1]) if a.hosts[-1] > 1 else None
+    try:
+        for k in range(1, a.repeat + 1):
+            for mode, hosts, ranks in points:
+                name = f"{mode}-" + (f"h{hosts}-" if hosts > 1 else "") + f"r{ranks}" + \
+                       (f"-{k}" if a.repeat > 1 else "")
+                attempts[(mode, hosts, ranks)].append(run_one(a, mode, ranks, study, name, hosts, cluster))
+    finally:
+        if cluster:
+            cluster.close()
     rows = []
     for point in points:
         ok = [r for r in attempts[point] if r["exit_code"] == 0]
@@ -158,12 +255,15 @@ def run_study(a, study):
     return rows
 
 
-def run_one(a, mode, ranks, study, name):
+def run_one(a, mode, ranks, study, name, hosts=1, cluster=None):
     """Run one configuration once; returns its row (without speedup/efficiency)."""
-    cmd = [str(RUN_SH), "-np", str(ranks)] + (["--tcp"] if a.tcp else []) + \
-          (["--hostfile", a.hostfile] if a.hostfile else []) + \
-          (["--threads", str(a.threads)] if a.threads else []) + [a.config] + \
-          run_overrides(a, mode, ranks, study, name)
+    if hosts > 1:
+        cmd = cluster.command(hosts, ranks, study, a.threads)
+    else:
+        cmd = [str(RUN_SH), "-np", str(ranks)] + (["--tcp"] if a.tcp else []) + \
+              (["--hostfile", a.hostfile] if a.hostfile else []) + \
+              (["--threads", str(a.threads)] if a.threads else [])
+    cmd += [a.config] + run_overrides(a, mode, ranks, study, name)
     log_path = study / "logs" / f"{name}.log"
     load_before = os.getloadavg()[0]
     print(f"scaling.py: {name}: {' '.join(cmd)}", flush=True)
@@ -174,7 +274,8 @@ def run_one(a, mode, ranks, study, name):
             code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=a.timeout).returncode
         except subprocess.TimeoutExpired:
             code = 124
-    row = {"mode": mode, "ranks": ranks, "exit_code": code, "load_before": load_before,
+    row = {"mode": mode, "ranks": ranks, "hosts": hosts, "ranks_per_host": ranks // hosts,
+           "exit_code": code, "load_before": load_before,
            "run_dir": f"runs/{name}", "log": f"logs/{name}.log", "command": cmd}
     if code != 0:
         tail = log_path.read_text().strip().splitlines()[-3:]
@@ -196,6 +297,7 @@ def run_one(a, mode, ranks, study, name):
         row[f"time_{p}"] = last[f"time_{p}"]
         row[f"time_{p}_max"] = last[f"time_{p}_max"]
     row["time_other"] = max(0.0, last["epoch_seconds"] - phase_sum)
+    row["comm_share"] = last["time_comm_wait"] / last["epoch_seconds"] if last["epoch_seconds"] else 0.0
     row["metrics"] = last
     if a.trace:
         row["trace"] = collect_traces(study, name)
@@ -232,7 +334,8 @@ def collect_traces(study, name):
 
 def add_speedup(rows):
     for mode in {r["mode"] for r in rows}:
-        ok = sorted((r for r in rows if r["mode"] == mode and r["exit_code"] == 0), key=lambda r: r["ranks"])
+        ok = sorted((r for r in rows if r["mode"] == mode and r["exit_code"] == 0),
+                    key=lambda r: (r["ranks"], r["hosts"]))
         if not ok:
             continue
         base = ok[0]
@@ -241,9 +344,17 @@ def add_speedup(rows):
             r["efficiency"] = r["speedup"] * base["ranks"] / r["ranks"]
 
 
-CSV_FIELDS = (["mode", "ranks", "global_batch", "per_rank_batch", "epoch", "steps", "epoch_seconds",
-               "throughput", "speedup", "efficiency", "ms_per_step"]
+CSV_FIELDS = (["mode", "ranks", "hosts", "ranks_per_host", "global_batch", "per_rank_batch", "epoch", "steps",
+               "epoch_seconds", "throughput", "speedup", "efficiency", "ms_per_step", "comm_share"]
               + [f"time_{p}{s}" for p in PHASES for s in ("", "_max")] + ["time_other", "exit_code", "run_dir"])
+
+
+def ranks_label(r, short=False):
+    """'4' on this machine; '4 (2 hosts x 2)' (short: '2x2') on namespace hosts."""
+    if r.get("hosts", 1) == 1:
+        return str(r["ranks"])
+    return f"{r['hosts']}x{r['ranks_per_host']}" if short else \
+        f"{r['ranks']} ({r['hosts']} hosts x {r['ranks_per_host']})"
 
 
 def write_tables(rows, study):
@@ -252,19 +363,20 @@ def write_tables(rows, study):
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    lines = ["| mode | ranks | global batch | images/s | speedup | efficiency | ms/step | "
+    lines = ["| mode | ranks | global batch | images/s | speedup | efficiency | ms/step | waiting for the sum | "
              + " | ".join(PHASES) + " | other |",
-             "| --- " * (8 + len(PHASES)) + "|"]
+             "| --- " * (9 + len(PHASES)) + "|"]
     for r in rows:
         if r["exit_code"] != 0:
-            lines.append(f"| {r['mode']} | {r['ranks']} | failed (exit {r['exit_code']}) |")
+            lines.append(f"| {r['mode']} | {ranks_label(r)} | failed (exit {r['exit_code']}) |")
             continue
         per_step = [1000 * r[f"time_{p}"] / r["steps"] for p in PHASES + ["other"]]
-        lines.append(f"| {r['mode']} | {r['ranks']} | {r['global_batch']} | {r['throughput']:.0f} | "
+        lines.append(f"| {r['mode']} | {ranks_label(r)} | {r['global_batch']} | {r['throughput']:.0f} | "
                      f"{r['speedup']:.2f} | {r['efficiency']:.0%} | {r['ms_per_step']:.2f} | "
-                     + " | ".join(f"{t:.2f}" for t in per_step) + " |")
+                     f"{r['comm_share']:.0%} | " + " | ".join(f"{t:.2f}" for t in per_step) + " |")
     (study / "table.md").write_text(
-        "Per-phase columns: ms per step, mean over ranks.\n\n" + "\n".join(lines) + "\n")
+        "Per-phase columns: ms per step, mean over ranks; waiting for the sum: time_comm_wait / "
+        "epoch time.\n\n" + "\n".join(lines) + "\n")
     return "\n".join(lines)
 
 
@@ -284,16 +396,28 @@ def write_plots(rows, study, a):
     modes = [m for m in a.modes if any(r["mode"] == m for r in ok)]
     if not modes:
         return []
+    series = []  # (mode, hosts, data file): a line in the throughput and efficiency plots
     for m in modes:
-        with open(study / f"plot-{m}.dat", "w") as f:
-            f.write("# ranks throughput ideal efficiency " + " ".join(PHASES) + " other (ms per step)\n")
-            mode_rows = sorted((r for r in ok if r["mode"] == m), key=lambda r: r["ranks"])
-            base = mode_rows[0]
-            for r in mode_rows:
-                ideal = base["throughput"] * r["ranks"] / base["ranks"]
-                per_step = [1000 * r[f"time_{p}"] / r["steps"] for p in PHASES + ["other"]]
-                f.write(f"{r['ranks']} {r['throughput']:.6g} {ideal:.6g} {100 * r['efficiency']:.6g} "
-                        + " ".join(f"{t:.6g}" for t in per_step) + "\n")
+        mode_rows = sorted((r for r in ok if r["mode"] == m), key=lambda r: (r["ranks"], r["hosts"]))
+        base = mode_rows[0]
+
+        def line(r, first):
+            ideal = base["throughput"] * r["ranks"] / base["ranks"]
+            per_step = [1000 * r[f"time_{p}"] / r["steps"] for p in PHASES + ["other"]]
+            return (f"{first} {r['throughput']:.6g} {ideal:.6g} {100 * r['efficiency']:.6g} "
+                    + " ".join(f"{t:.6g}" for t in per_step) + "\n")
+        head = " throughput ideal efficiency " + " ".join(PHASES) + " other (ms per step)\n"
+        for h in sorted({r["hosts"] for r in mode_rows}):
+            name = f"plot-{m}.dat" if h == 1 else f"plot-{m}-h{h}.dat"
+            with open(study / name, "w") as f:
+                f.write(f"# ranks ({h} host(s))" + head)
+                f.writelines(line(r, r["ranks"]) for r in mode_rows if r["hosts"] == h)
+            series.append((m, h, name))
+        # the breakdown: every point of the mode, a label per bar (HxR on hosts)
+        with open(study / f"breakdown-{m}.dat", "w") as f:
+            f.write("# point" + head)
+            f.writelines(line(r, ranks_label(r, short=True))
+                         for r in sorted(mode_rows, key=lambda r: (r["hosts"], r["ranks"])))
     ranks = sorted({r["ranks"] for r in ok})
     xtics = ", ".join(f'"{n}" {n}' for n in ranks)
     where = f"{socket.gethostname()}, {os.cpu_count()} cores"
@@ -308,20 +432,28 @@ def write_plots(rows, study, a):
     gp = [f"set terminal {gnuplot_terminal() or 'pngcairo'}",
           f"set output '{study / 'throughput.png'}'",
           f"set title 'Training throughput ({where})'", "set ylabel 'images / s'", "set yrange [0:*]"] + setup
+    points = {1: 7, 2: 5, 3: 9, 4: 13}
+
+    def title(m, h):
+        return f"{m} scaling" if h == 1 else f"{m}, {h} hosts"
     gp.append("plot " + ", ".join(
-        f"'{study / f'plot-{m}.dat'}' using 1:2 with linespoints lw 2 pt 7 lc rgb '{colors[m]}' title '{m} scaling', "
-        f"'' using 1:3 with lines dt 2 lc rgb '{colors[m]}' title '{m}: ideal'" for m in modes))
+        f"'{study / name}' using 1:2 with linespoints lw 2 pt {points.get(h, 7)} lc rgb '{colors[m]}' "
+        f"dt {1 if h == 1 else 4} title '{title(m, h)}'" for m, h, name in series) + ", " + ", ".join(
+        f"'{study / name}' using 1:3 with lines dt 2 lc rgb '{colors[m]}' title '{m}: ideal'"
+        for m, h, name in series if h == min(hh for mm, hh, _ in series if mm == m)))
     gp += [f"set output '{study / 'efficiency.png'}'", f"set title 'Parallel efficiency ({where})'",
            "set ylabel 'efficiency (%)'", "set yrange [0:*]", "set key top right"]
     gp.append("plot 100 with lines dt 2 lc rgb 'gray40' title 'ideal', " + ", ".join(
-        f"'{study / f'plot-{m}.dat'}' using 1:4 with linespoints lw 2 pt 7 lc rgb '{colors[m]}' title '{m} scaling'"
-        for m in modes))
+        f"'{study / name}' using 1:4 with linespoints lw 2 pt {points.get(h, 7)} lc rgb '{colors[m]}' "
+        f"dt {1 if h == 1 else 4} title '{title(m, h)}'" for m, h, name in series))
     gp += ["unset arrow 1", "unset label 1", "unset logscale x", "set autoscale x", "set xtics ()", "set yrange [0:*]", "set key invert",
            "set style data histograms", "set style histogram rowstacked", "set style fill solid 0.85 border -1",
            "set boxwidth 0.6", "set key outside right top", "set ylabel 'ms per step (mean over ranks)'"]
+    if a.hosts[-1] > 1:
+        gp.append("set xlabel 'MPI ranks (HxR: H namespace hosts x R ranks)'")
     for m in modes:
         columns = ", ".join(
-            (f"'{study / f'plot-{m}.dat'}' using {5 + i}:xtic(1)" if i == 0 else f"'' using {5 + i}")
+            (f"'{study / f'breakdown-{m}.dat'}' using {5 + i}:xtic(1)" if i == 0 else f"'' using {5 + i}")
             + f" title '{p.replace('_', ' ')}'" for i, p in enumerate(PHASES + ["other"]))
         batch = f"global batch {a.batch}" if m == "strong" else f"{a.batch_per_rank} per rank"
         gp += [f"set output '{study / f'breakdown-{m}.png'}'",
@@ -343,7 +475,9 @@ def main(argv):
     if not os.access(program(), os.X_OK):
         fail(f"{program()} not found: run launch/setup.sh first")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    study = Path(a.out or ROOT / "studies" / f"scaling-{stamp}").resolve()
+    study = Path(a.out or STUDIES / f"scaling-{stamp}").resolve()
+    if a.hosts[-1] > 1 and (str(study) + "/").startswith(("/tmp/", "/dev/shm/")):
+        fail(f"--hosts: {study} is under /tmp or /dev/shm, which each namespace host has of its own")
     (study / "logs").mkdir(parents=True, exist_ok=True)
     rows = run_study(a, study)
     add_speedup(rows)

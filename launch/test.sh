@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install, build and run the whole test suite (what CI runs).
+# Install the packages, build and run the whole test suite (what CI runs;
+# the suite installs into a scratch prefix itself, e2e_install).
 #
 #   launch/test.sh [--sanitize] [ctest arguments ...]
 #
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-setup_args=()
+setup_args=(--build-only)
 build_dir="$root/build"
 if [ "${1:-}" = "--sanitize" ]; then
   setup_args+=(--sanitize)

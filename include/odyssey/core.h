@@ -94,6 +94,7 @@ typedef struct ody_ctx {
     MPI_Comm node_comm;     /* ranks on this node (MPI_COMM_TYPE_SHARED) */
     int rank, size;
     int node_rank, node_size;
+    int node_cores;         /* cores the node's ranks may use (ody_node_cores) */
     ody_log_level log_level;
     FILE *log_stream;       /* where ody_log writes (stderr by default) */
     bool line_active;       /* a live progress line is on log_stream: clear it first */
@@ -201,6 +202,28 @@ void ody_rng_uniform(ody_rng_key key, uint64_t c0, size_t n, float lo, float hi,
 void ody_rng_normal(ody_rng_key key, uint64_t c0, size_t n, float stddev, float *out);
 /* Write a uniformly random permutation of 0..n-1 for counter c0 (Fisher-Yates). */
 void ody_rng_permutation(ody_rng_key key, uint64_t c0, int64_t n, int64_t *perm);
+
+/* ----------------------------------------------------------------- cores */
+
+/*
+ * Cores a cgroup v2 cpu.max text allows: "max PERIOD" gives 0 (no limit),
+ * "QUOTA PERIOD" QUOTA/PERIOD rounded up; -1 when the text is neither.
+ */
+int ody_cpu_max_parse(const char *text);
+/* The same from the file at path; 0 (no limit known) when it is missing or bad. */
+int ody_cpu_max_read(const char *path);
+/* The cgroup v2 CPU quota of this process in cores: the smallest cpu.max
+ * from its cgroup up to the root of /sys/fs/cgroup; 0 when there is none. */
+int ody_cgroup_cpu_limit(void);
+/* CPUs in this process's affinity mask (the online count if it cannot be read). */
+int ody_affinity_cores(void);
+/*
+ * The cores a node's ranks may use: the CPUs of the union of their
+ * affinity masks, at most the cgroup quota (rounded up). Collective over
+ * node_comm (ody_ctx_create fills ctx->node_cores with it). Returns an
+ * MPI error code; *cores is set (to a fallback) even then.
+ */
+int ody_node_cores(MPI_Comm node_comm, int *cores);
 
 /* ---------------------------------------------------------------- timers */
 

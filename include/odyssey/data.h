@@ -21,7 +21,18 @@ typedef struct {
     float scale; /* 1/255 for "scale to [0,1]" on uint8 data, 1 otherwise */
     float mean;  /* 0 when not normalising */
     float std;   /* 1 when not normalising */
+    /* ody_hdf5_open: take mean and std from the images' pixel_mean and
+     * pixel_std attributes when it has them (odyssey-convert writes them) */
+    bool from_file;
 } ody_normalize;
+
+/*
+ * The pixel mean and standard deviation (after scaling to [0, 1]) of the
+ * training set of a data set known by name (fashion_mnist, mnist): the
+ * constants data.standardize uses for the IDX files, and odyssey-convert
+ * stores with them. False for other names.
+ */
+bool ody_data_known_stats(const char *name, float *mean, float *std);
 
 typedef struct ody_dataset ody_dataset;
 
@@ -103,7 +114,10 @@ ody_status ody_idx_open(ody_ctx *ctx, const char *images_path, const char *label
  * (N, H, W), uint8 or float32; /GROUP/labels (N), integers in
  * [0, num_classes); optional root attribute num_classes (must equal
  * num_classes). uint8 images are normalised with norm; float32 ones with
- * norm's mean and std only (scale 1). Reads select only the samples asked
+ * norm's mean and std only (scale 1). With norm.from_file, mean and std
+ * are the images' pixel_mean and pixel_std attributes (float; both or
+ * neither; std > 0), and without them norm's own, with a warning that the
+ * images are not standardised. Reads select only the samples asked
  * for: the data set holds the labels and small read buffers, never the
  * images, and keeps the file open until it is destroyed. Errors
  * (ODY_ERR_DATA) name the file and the object. Not collective.

@@ -145,8 +145,12 @@ ody_status ody_config_load(ody_ctx *ctx, const char *path, int noverrides, char 
                            ody_config *cfg);
 /*
  * The config file for an argument: the path itself when it exists, else
- * "<configs>/<arg>.yaml" and "<configs>/<model>/<name>.yaml" for
- * "model/name", where <configs> is $ODY_CONFIG_DIR or ./configs.
+ * "<configs>/<arg>.yaml" or "<configs>/<arg>" ("model/name" ->
+ * <configs>/model/name.yaml) in the first of the config directories that
+ * has it: $ODY_CONFIG_DIR, ./configs, the installed configs beside the
+ * running program (<bindir>/../share/odyssey-dist/configs), then those of
+ * the configured install prefix. ODY_ERR_CONFIG naming every directory
+ * searched when none has it.
  */
 ody_status ody_config_find(ody_ctx *ctx, const char *arg, char *path, size_t len);
 /* load_experiment_config("lenet5", "baseline") of the seed design. */
@@ -262,10 +266,21 @@ typedef struct ody_metrics_log ody_metrics_log;
  * append). Call on the rank that writes (rank 0). Errors name the path.
  */
 ody_status ody_metrics_log_open(ody_ctx *ctx, const char *dir, bool append, ody_metrics_log **out);
+/* The same for <dir>/<name>.jsonl (and <name>.csv), e.g. "steps". */
+ody_status ody_metrics_log_open_named(ody_ctx *ctx, const char *dir, const char *name, bool append,
+                                      ody_metrics_log **out);
 /* Write one record as one JSON object on one line, flushed. */
 ody_status ody_metrics_log_write(ody_ctx *ctx, ody_metrics_log *log, const ody_metric *m, int n);
 /* Keep only the first `records` lines of the log (after a resume). */
 ody_status ody_metrics_log_truncate(ody_ctx *ctx, ody_metrics_log *log, int64_t records);
+/*
+ * Keep the log's lines up to the first whose integer `key` exceeds `max`
+ * (records in increasing order of key: after a resume at step max, the
+ * rows of the steps the resumed run trains again go). The CSV keeps its
+ * header and finds key among its columns. A line without key is kept.
+ */
+ody_status ody_metrics_log_truncate_after(ody_ctx *ctx, ody_metrics_log *log, const char *key,
+                                          int64_t max);
 /* Close (NULL is fine). */
 void ody_metrics_log_close(ody_metrics_log *log);
 
@@ -294,8 +309,20 @@ typedef struct {
     double last_draw;
 } ody_progress;
 
-/* mode: "auto" (on when out is a terminal), "always" or "never". */
+/*
+ * mode (logging.progress): "always", "never", or "auto": then
+ * ODY_PROGRESS from the environment (auto, always, never) decides, and
+ * when that is unset or auto, whether out reaches a terminal
+ * (ody_progress_terminal). Call on rank 0 (a bad ODY_PROGRESS is logged).
+ */
 void ody_progress_init(ody_progress *p, ody_ctx *ctx, FILE *out, const char *mode);
+/*
+ * Whether what is written to out reaches a terminal: out itself, or under
+ * Open MPI's mpirun (OMPI_COMM_WORLD_SIZE set), the same stream of the
+ * parent process (mpirun gives ranks a pty as stdout and a pipe as stderr
+ * whatever its own are, and forwards each to its own stdout or stderr).
+ */
+bool ody_progress_terminal(FILE *out);
 /* Redraw the line with printf-style text (skipped when drawn < 0.2 s ago, unless force). */
 void ody_progress_draw(ody_progress *p, bool force, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

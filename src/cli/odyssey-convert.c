@@ -2,7 +2,12 @@
  * odyssey-convert: MNIST-format IDX files -> one HDF5 file in the layout
  * of data.name: hdf5 (see src/data/hdf5.c): /train and /test, each with
  * images (N, C, H, W) and labels (N), and the root attribute num_classes
- * (the largest label + 1).
+ * (the largest label + 1). For a data set it knows (fashion_mnist, mnist:
+ * by name, or by its default directory) each images data set gets the
+ * attributes pixel_mean and pixel_std, the constants data.standardize uses
+ * for the IDX files (ody_data_known_stats): the HDF5 reader standardises
+ * with them, so training from the file gives the same bits as from the
+ * IDX files.
  *
  * The IDX files are read with the library's reader (ody_idx_open) and
  * taken back out through ody_dataset_read with the identity normalisation,
@@ -16,7 +21,9 @@
  * but 2.1 ms from one in chunks of 64 (or of 1024) samples, HDF5 mapping
  * the selection onto every chunk it touches.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +49,9 @@ static const char usage_text[] =
     "              the fastest for random batches)\n"
     "  --help      this text\n"
     "\n"
+    "Images of fashion_mnist and mnist (by name or default directory) get the\n"
+    "attributes pixel_mean and pixel_std (after scaling to [0, 1]), with which\n"
+    "data.name: hdf5 standardises them as the IDX reader does.\n"
     "OUT.h5 is written as OUT.h5.tmp and renamed when complete.\n"
     "exit status: 0 done, 2 usage error, 3 data error, 1 other failure.\n";
 
@@ -54,6 +64,8 @@ typedef struct {
     long chunk;
     const char *input; /* a directory, or fashion_mnist / mnist */
     const char *output;
+    bool have_stats;   /* the input is a data set with known statistics: */
+    float mean, std;   /* written as pixel_mean, pixel_std */
 } convert_options;
 
 /* The IDX file names of the four files, MNIST's. */
@@ -104,6 +116,21 @@ static const char *input_dir(const char *input)
     if (strcmp(input, "mnist") == 0)
         return "/usr/share/datasets/mnist";
     return input;
+}
+
+/* The statistics of the input when it is a known data set: by name, or by
+ * its default directory (whatever path leads there). */
+static void find_stats(convert_options *o)
+{
+    static const char *const known[] = {"fashion_mnist", "mnist"};
+    char input[PATH_MAX], dir[PATH_MAX];
+    bool resolved = realpath(o->input, input) != NULL;
+    for (size_t i = 0; i < sizeof known / sizeof *known && !o->have_stats; i++) {
+        bool same = strcmp(o->input, known[i]) == 0 ||
+                    (resolved && realpath(input_dir(known[i]), dir) && strcmp(input, dir) == 0);
+        if (same)
+            o->have_stats = ody_data_known_stats(known[i], &o->mean, &o->std);
+    }
 }
 
 /* dir/name, or dir/name.gz when only that exists. */
@@ -229,6 +256,21 @@ static ody_status write_samples(ody_ctx *ctx, group_writer *w, ody_dataset *ds, 
     return st;
 }
 
+/* A float32 scalar attribute `name` = value on object obj. */
+static herr_t write_float_attr(hid_t obj, const char *name, float value)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = space < 0 ? -1
+                           : H5Acreate2(obj, name, H5T_IEEE_F32LE, space, H5P_DEFAULT,
+                                        H5P_DEFAULT);
+    herr_t rc = attr < 0 ? -1 : H5Awrite(attr, H5T_NATIVE_FLOAT, &value);
+    if (attr >= 0 && H5Aclose(attr) < 0)
+        rc = -1;
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
 /* /name/images and /name/labels from ds. */
 static ody_status write_group(ody_ctx *ctx, hid_t file, const char *name, ody_dataset *ds,
                               const convert_options *o, int *max_label)
@@ -245,6 +287,11 @@ static ody_status write_group(ody_ctx *ctx, hid_t file, const char *name, ody_da
     if (w.images < 0 || w.labels < 0)
         st = ody_fail(ctx, ODY_ERR_IO, "%s: cannot create /%s/images and /%s/labels", o->output,
                       name, name);
+    if (st == ODY_OK && o->have_stats &&
+        (write_float_attr(w.images, "pixel_mean", o->mean) < 0 ||
+         write_float_attr(w.images, "pixel_std", o->std) < 0))
+        st = ody_fail(ctx, ODY_ERR_IO, "%s: cannot write attributes pixel_mean and pixel_std of "
+                      "/%s/images", o->output, name);
     if (st == ODY_OK)
         st = write_samples(ctx, &w, ds, o->float32, max_label);
     herr_t closed = 0;
@@ -317,6 +364,7 @@ int main(int argc, char **argv)
     int code = parse_args(argc, argv, &o);
     if (code != 0)
         return code < 0 ? 0 : code;
+    find_stats(&o);
     MPI_Init(&argc, &argv);
     ody_ctx *ctx = NULL;
     ody_status st = ody_ctx_create(&ctx, MPI_COMM_WORLD);
@@ -327,8 +375,13 @@ int main(int argc, char **argv)
     if (st != ODY_OK)
         fprintf(stderr, "odyssey-convert: %s: %s\n", ody_status_name(st),
                 ctx ? ody_ctx_error(ctx) : "cannot start");
+    else if (o.have_stats)
+        printf("odyssey-convert: wrote %s (pixel_mean %.4f, pixel_std %.4f)\n", o.output,
+               (double)o.mean, (double)o.std);
     else
-        printf("odyssey-convert: wrote %s\n", o.output);
+        printf("odyssey-convert: wrote %s (no pixel_mean and pixel_std: not a data set it "
+               "knows; set data.mean and data.std to standardise)\n",
+               o.output);
     code = ody_status_exit_code(st);
     ody_ctx_destroy(ctx);
     MPI_Finalize();

@@ -60,8 +60,7 @@ void ody_progress_buckets(ody_bucket *b, int started)
 
 bool ody_ranks_outnumber_cores(const ody_ctx *ctx)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return ctx->node_size > (cores > 0 ? cores : 1);
+    return ctx->node_size > (ctx->node_cores > 0 ? ctx->node_cores : 1);
 }
 
 int ody_wait_request(MPI_Request *req, bool sleepy)

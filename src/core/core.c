@@ -64,6 +64,12 @@ ody_status ody_ctx_create(ody_ctx **out, MPI_Comm comm)
     }
     MPI_Comm_rank(ctx->node_comm, &ctx->node_rank);
     MPI_Comm_size(ctx->node_comm, &ctx->node_size);
+    if (ody_node_cores(ctx->node_comm, &ctx->node_cores) != MPI_SUCCESS) {
+        MPI_Comm_free(&ctx->node_comm);
+        MPI_Comm_free(&ctx->comm);
+        free(ctx);
+        return ODY_ERR_MPI;
+    }
     ctx->log_level = ODY_LOG_INFO;
     ctx->log_stream = stderr;
     ctx->wait = &ctx->own_wait;
@@ -144,15 +150,32 @@ static const char *level_tag(ody_log_level lvl)
     }
 }
 
+/* The local wall-clock time as ISO 8601 to the millisecond,
+ * "2025-01-31T17:05:09.042", into out (at least 24 bytes). */
+static void iso_time(char *out, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (!localtime_r(&ts.tv_sec, &tm)) {
+        snprintf(out, len, "%lld", (long long)ts.tv_sec);
+        return;
+    }
+    size_t n = strftime(out, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, len - n, ".%03ld", ts.tv_nsec / 1000000);
+}
+
 static void vlog(const ody_ctx *ctx, ody_log_level lvl, bool with_rank, const char *fmt,
                  va_list ap)
 {
     if (lvl > ctx->log_level)
         return;
     char line[2048];
-    int n = 0;
+    iso_time(line, 32);
+    int n = (int)strlen(line);
+    line[n++] = ' ';
     if (with_rank && ctx->size > 1)
-        n = snprintf(line, sizeof line, "rank %d: ", ctx->rank);
+        n += snprintf(line + n, sizeof line - (size_t)n, "rank %d: ", ctx->rank);
     n += snprintf(line + n, sizeof line - (size_t)n, "%s", level_tag(lvl));
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     /* One write per line, so lines from several ranks do not interleave; a

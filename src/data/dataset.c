@@ -325,6 +325,19 @@ static const struct {
     {"mnist", 0.1307f, 0.3081f},
 };
 
+bool ody_data_known_stats(const char *name, float *mean, float *std)
+{
+    for (size_t i = 0; i < sizeof known_stats / sizeof *known_stats; i++)
+        if (strcmp(name, known_stats[i].name) == 0) {
+            *mean = known_stats[i].mean;
+            *std = known_stats[i].std;
+            return true;
+        }
+    return false;
+}
+
+/* data.mean and data.std when given; else, with data.standardize (and
+ * data.scale), a known set's statistics or an HDF5 file's own. */
 static ody_normalize normalization(const ody_data_options *opt, const char *name)
 {
     ody_normalize norm = {.scale = opt->scale ? 1.0f / 255.0f : 1.0f, .mean = 0.0f, .std = 1.0f};
@@ -333,11 +346,12 @@ static ody_normalize normalization(const ody_data_options *opt, const char *name
         norm.std = (float)opt->std;
         return norm;
     }
-    for (size_t i = 0; opt->standardize && opt->scale && i < sizeof known_stats / sizeof *known_stats; i++)
-        if (strcmp(name, known_stats[i].name) == 0) {
-            norm.mean = known_stats[i].mean;
-            norm.std = known_stats[i].std;
-        }
+    if (!opt->standardize || !opt->scale)
+        return norm;
+    if (strcmp(name, "hdf5") == 0)
+        norm.from_file = true;
+    else
+        ody_data_known_stats(name, &norm.mean, &norm.std);
     return norm;
 }
 

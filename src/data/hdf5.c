@@ -10,7 +10,16 @@
  *   attribute num_classes on the root group: integer, optional; when present
  *                   it must equal the model's model.num_classes
  *
- * uint8 images are normalised like IDX ones: (raw * scale - mean) / std.
+ *   attributes pixel_mean and pixel_std on an images data set: floats,
+ *                   optional (both or neither); the pixels' mean and standard
+ *                   deviation after scaling to [0, 1] (odyssey-convert
+ *                   writes those of the data sets it knows)
+ *
+ * uint8 images are normalised like IDX ones: (raw * scale - mean) / std,
+ * with the same float operations (ody_normalize_table), so a converted file
+ * trains to the same bits as the IDX files. mean and std are data.mean and
+ * data.std when given, else (data.standardize) the file's pixel_mean and
+ * pixel_std; a file without them is read unstandardised, with a warning.
  * float32 images are used as stored, so data.scale does not apply to them:
  * (raw - mean) / std. Any chunking or none; compression works but costs
  * time on every read, since every batch touches chunks all over the file.
@@ -40,6 +49,7 @@
 #include "data/data_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,6 +608,63 @@ static ody_status make_buffers(ody_ctx *ctx, hdf5_dataset *d, const open_request
     return d->mem_space < 0 ? h5_fail(ctx, req->where, "cannot make a dataspace") : ODY_OK;
 }
 
+/* One float attribute of the images into *out; *found false when absent. */
+static ody_status read_float_attr(ody_ctx *ctx, hdf5_dataset *d, const open_request *req,
+                                  const char *name, float *out, bool *found)
+{
+    htri_t exists = H5Aexists(d->images, name);
+    *found = exists > 0;
+    if (exists <= 0)
+        return exists < 0 ? h5_fail(ctx, req->where, "cannot look for its attributes") : ODY_OK;
+    hid_t attr = H5Aopen(d->images, name, H5P_DEFAULT);
+    hid_t type = attr < 0 ? -1 : H5Aget_type(attr), space = attr < 0 ? -1 : H5Aget_space(attr);
+    bool one_number = type >= 0 && space >= 0 && H5Sget_simple_extent_npoints(space) == 1 &&
+                      (H5Tget_class(type) == H5T_FLOAT || H5Tget_class(type) == H5T_INTEGER);
+    ody_status st = ODY_OK;
+    if (attr < 0)
+        st = h5_fail(ctx, req->where, "cannot open an attribute");
+    else if (!one_number)
+        st = ody_fail(ctx, ODY_ERR_DATA, "%s: attribute %s is not one number", req->where, name);
+    else if (H5Aread(attr, H5T_NATIVE_FLOAT, out) < 0)
+        st = h5_fail(ctx, req->where, "cannot read an attribute");
+    close_id(space, H5Sclose);
+    close_id(type, H5Tclose);
+    close_id(attr, H5Aclose);
+    return st;
+}
+
+/* With norm->from_file: the images' pixel_mean and pixel_std into norm
+ * (*missing when the file has neither). */
+static ody_status read_stats(ody_ctx *ctx, hdf5_dataset *d, const open_request *req,
+                             ody_normalize *norm, bool *missing)
+{
+    *missing = false;
+    if (!norm->from_file)
+        return ODY_OK;
+    float mean = 0, std = 1;
+    bool have_mean = false, have_std = false;
+    ody_status st = read_float_attr(ctx, d, req, "pixel_mean", &mean, &have_mean);
+    if (st == ODY_OK)
+        st = read_float_attr(ctx, d, req, "pixel_std", &std, &have_std);
+    if (st != ODY_OK)
+        return st;
+    if (have_mean != have_std)
+        return ody_fail(ctx, ODY_ERR_DATA, "%s: has attribute %s without %s", req->where,
+                        have_mean ? "pixel_mean" : "pixel_std",
+                        have_mean ? "pixel_std" : "pixel_mean");
+    *missing = !have_mean;
+    if (*missing)
+        return ODY_OK;
+    if (!isfinite(mean) || !isfinite(std) || std <= 0)
+        return ody_fail(ctx, ODY_ERR_DATA,
+                        "%s: attributes pixel_mean %g and pixel_std %g: need finite values and "
+                        "pixel_std > 0",
+                        req->where, mean, std);
+    norm->mean = mean;
+    norm->std = std;
+    return ODY_OK;
+}
+
 /* Everything that calls HDF5 while opening (with the lock held). */
 static ody_status open_locked(ody_ctx *ctx, hdf5_dataset *d, const open_request *req)
 {
@@ -643,8 +710,13 @@ ody_status ody_hdf5_open(ody_ctx *ctx, const char *path, const char *group, int 
     if (st != ODY_OK)
         return st;
     hdf5_dataset *d = (hdf5_dataset *)*out;
+    bool no_stats = false;
     ody_hdf5_lock();
-    H5E_BEGIN_TRY { st = open_locked(ctx, d, &req); }
+    H5E_BEGIN_TRY {
+        st = open_locked(ctx, d, &req);
+        if (st == ODY_OK)
+            st = read_stats(ctx, d, &req, &norm, &no_stats);
+    }
     H5E_END_TRY;
     ody_hdf5_unlock();
     if (st != ODY_OK) {
@@ -652,6 +724,12 @@ ody_status ody_hdf5_open(ody_ctx *ctx, const char *path, const char *group, int 
         *out = NULL;
         return st;
     }
+    if (no_stats)
+        ody_log(ctx, ODY_LOG_WARN,
+                "%s: no pixel_mean and pixel_std attributes (a file from an older "
+                "odyssey-convert?): its images are not standardised, so training differs from "
+                "the IDX files'; convert it again, or set data.mean and data.std",
+                req.where);
     if (d->is_float)
         norm.scale = 1.0f; /* float32 images are used as stored */
     ody_normalize_table(norm, d->table);

@@ -4,12 +4,15 @@
  * (experiment.name) and the checks that involve more than one key.
  * ody_config_resolve does that once, on rank 0, and broadcasts the result.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "io/io_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum { MAX_CONFIG_BYTES = 16 << 20 };
 
@@ -171,11 +174,12 @@ static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *
                         "%s: training.gradient_clip_value: set at most one of gradient_clip_norm "
                         "and gradient_clip_value",
                         where);
-    if (cfg->distributed.deterministic && cfg->training.use_mixed_precision)
+    if (cfg->distributed.deterministic && cfg->training.use_mixed_precision &&
+        strcmp(cfg->training.precision_dtype, "fp16") == 0)
         return ody_fail(ctx, ODY_ERR_CONFIG,
-                        "%s: training.use_mixed_precision: half-precision gradients need "
-                        "distributed.deterministic: false (deterministic mode, the default, sums "
-                        "gradients exactly in integers)",
+                        "%s: training.precision_dtype: fp16 (half-precision gradients with loss "
+                        "scaling) needs distributed.deterministic: false (deterministic mode, the "
+                        "default, sums gradients exactly in integers; bf16 compute works there)",
                         where);
     return check_scheduler(ctx, cfg, where);
 }
@@ -275,10 +279,62 @@ ody_status ody_config_load(ody_ctx *ctx, const char *path, int noverrides, char 
     return st;
 }
 
-static const char *config_dir(void)
+/*
+ * Where MODEL/NAME configs are looked for, in order: $ODY_CONFIG_DIR,
+ * ./configs, the installed ones next to the running program
+ * (<its dir>/ODY_CONFIG_DIR_FROM_BIN: a moved install prefix still works)
+ * and where the build installs them (ODY_CONFIG_INSTALL_DIR). Both macros
+ * come from the build; without them only the first two are searched.
+ */
+enum { MAX_CONFIG_DIRS = 4, CONFIG_DIR_LEN = 512 };
+typedef struct {
+    int n;
+    char dir[MAX_CONFIG_DIRS][CONFIG_DIR_LEN];
+} config_dirs;
+
+static void add_config_dir(config_dirs *d, const char *dir)
 {
-    const char *dir = getenv("ODY_CONFIG_DIR");
-    return dir && dir[0] ? dir : "configs";
+    for (int i = 0; i < d->n; i++)
+        if (strcmp(d->dir[i], dir) == 0)
+            return;
+    int n = snprintf(d->dir[d->n], CONFIG_DIR_LEN, "%s", dir);
+    if (n > 0 && n < CONFIG_DIR_LEN)
+        d->n++;
+}
+
+/* The installed configs relative to this executable, when they exist. */
+static void add_dir_beside_program(config_dirs *d)
+{
+#ifdef ODY_CONFIG_DIR_FROM_BIN
+    char exe[CONFIG_DIR_LEN], dir[2 * CONFIG_DIR_LEN], real[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0 || n >= (ssize_t)sizeof exe - 1)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    snprintf(dir, sizeof dir, "%s/%s", exe, ODY_CONFIG_DIR_FROM_BIN);
+    if (realpath(dir, real))
+        add_config_dir(d, real);
+#else
+    (void)d;
+#endif
+}
+
+static void config_dirs_list(config_dirs *d)
+{
+    d->n = 0;
+    const char *env = getenv("ODY_CONFIG_DIR");
+    if (env && env[0])
+        add_config_dir(d, env);
+    add_config_dir(d, "configs");
+    add_dir_beside_program(d);
+#ifdef ODY_CONFIG_INSTALL_DIR
+    char real[PATH_MAX];
+    add_config_dir(d, realpath(ODY_CONFIG_INSTALL_DIR, real) ? real : ODY_CONFIG_INSTALL_DIR);
+#endif
 }
 
 static bool is_regular_file(const char *path)
@@ -287,35 +343,62 @@ static bool is_regular_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Copy a found candidate into path (len bytes). */
+static ody_status found(ody_ctx *ctx, const char *candidate, char *path, size_t len)
+{
+    size_t n = strlen(candidate);
+    if (n >= len)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "%s: config path too long", candidate);
+    memcpy(path, candidate, n + 1);
+    return ODY_OK;
+}
+
+/* "no such config file: ARG (looked in ...)" naming every place searched. */
+static ody_status not_found(ody_ctx *ctx, const char *arg, const config_dirs *d)
+{
+    char where[ODY_ERRMSG_MAX / 2] = "";
+    size_t used = 0;
+    for (int i = 0; i < d->n && used < sizeof where; i++) {
+        int n = snprintf(where + used, sizeof where - used, "%s%s%s", i ? ", " : "",
+                         strcmp(d->dir[i], "configs") == 0 ? "./" : "", d->dir[i]);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    return ody_fail(ctx, ODY_ERR_CONFIG,
+                    "no such config file: %s (nor %s.yaml in the config directories: %s; "
+                    "ODY_CONFIG_DIR adds one)",
+                    arg, arg, where);
+}
+
 ody_status ody_config_find(ody_ctx *ctx, const char *arg, char *path, size_t len)
 {
-    const char *dir = config_dir();
-    bool relative = arg[0] != '/';
-    char candidate[1024];
-    for (int i = 0; i < (relative ? 3 : 1); i++) {
-        int n = i == 0   ? snprintf(candidate, sizeof candidate, "%s", arg)
-                : i == 1 ? snprintf(candidate, sizeof candidate, "%s/%s.yaml", dir, arg)
-                         : snprintf(candidate, sizeof candidate, "%s/%s", dir, arg);
-        if (n < 0 || (size_t)n >= sizeof candidate || !is_regular_file(candidate))
-            continue;
-        if ((size_t)n >= len)
-            return ody_fail(ctx, ODY_ERR_CONFIG, "%s: config path too long", candidate);
-        memcpy(path, candidate, (size_t)n + 1);
-        return ODY_OK;
-    }
-    if (!relative)
+    if (is_regular_file(arg))
+        return found(ctx, arg, path, len);
+    if (arg[0] == '/')
         return ody_fail(ctx, ODY_ERR_CONFIG, "no such config file: %s", arg);
-    return ody_fail(ctx, ODY_ERR_CONFIG, "no such config file: %s (nor %s/%s.yaml)", arg, dir,
-                    arg);
+    config_dirs dirs;
+    config_dirs_list(&dirs);
+    char candidate[2 * CONFIG_DIR_LEN];
+    for (int i = 0; i < dirs.n; i++) {
+        for (int yaml = 1; yaml >= 0; yaml--) {
+            int n = snprintf(candidate, sizeof candidate, "%s/%s%s", dirs.dir[i], arg,
+                             yaml ? ".yaml" : "");
+            if (n > 0 && (size_t)n < sizeof candidate && is_regular_file(candidate))
+                return found(ctx, candidate, path, len);
+        }
+    }
+    return not_found(ctx, arg, &dirs);
 }
 
 ody_status ody_config_load_experiment(ody_ctx *ctx, const char *model, const char *name,
                                       ody_config *cfg)
 {
-    char path[1024];
-    int n = snprintf(path, sizeof path, "%s/%s/%s.yaml", config_dir(), model, name);
-    if (n < 0 || (size_t)n >= sizeof path)
+    char arg[512], path[1024];
+    int n = snprintf(arg, sizeof arg, "%s/%s", model, name);
+    if (n < 0 || (size_t)n >= sizeof arg)
         return ody_fail(ctx, ODY_ERR_CONFIG, "config path for %s/%s too long", model, name);
+    ody_status st = ody_config_find(ctx, arg, path, sizeof path);
+    if (st != ODY_OK)
+        return st;
     ody_config_defaults(cfg);
     return ody_config_load(ctx, path, 0, NULL, cfg);
 }

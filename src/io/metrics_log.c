@@ -25,15 +25,26 @@ struct ody_metrics_log {
     bool csv_has_header;
     int ncolumns;
     char columns[CSV_MAX_COLUMNS][32];    /* the first record's keys */
+    /* stdio's buffers, given at open: a write during training allocates nothing */
+    char jsonl_buffer[8192], csv_buffer[8192];
 };
 
 ody_status ody_metrics_log_open(ody_ctx *ctx, const char *dir, bool append, ody_metrics_log **out)
+{
+    return ody_metrics_log_open_named(ctx, dir, "metrics", append, out);
+}
+
+ody_status ody_metrics_log_open_named(ody_ctx *ctx, const char *dir, const char *name, bool append,
+                                      ody_metrics_log **out)
 {
     *out = NULL;
     ody_metrics_log *log = calloc(1, sizeof *log);
     if (!log)
         return ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the metrics log");
-    snprintf(log->path, sizeof log->path, "%s/metrics.jsonl", dir);
+    if (snprintf(log->path, sizeof log->path, "%s/%s.jsonl", dir, name) >= (int)sizeof log->path) {
+        free(log);
+        return ody_fail(ctx, ODY_ERR_IO, "%s/%s.jsonl: path too long", dir, name);
+    }
     log->jsonl = fopen(log->path, append ? "a" : "w");
     if (!log->jsonl) {
         ody_status st = ody_fail(ctx, ODY_ERR_IO, "%s: cannot open for writing: %s", log->path,
@@ -41,6 +52,7 @@ ody_status ody_metrics_log_open(ody_ctx *ctx, const char *dir, bool append, ody_
         free(log);
         return st;
     }
+    setvbuf(log->jsonl, log->jsonl_buffer, _IOFBF, sizeof log->jsonl_buffer);
     *out = log;
     return ODY_OK;
 }
@@ -66,6 +78,7 @@ ody_status ody_metrics_log_enable_csv(ody_ctx *ctx, ody_metrics_log *log, bool a
     if (!log->csv)
         return ody_fail(ctx, ODY_ERR_IO, "%s: cannot open for writing: %s", log->csv_path,
                         strerror(errno));
+    setvbuf(log->csv, log->csv_buffer, _IOFBF, sizeof log->csv_buffer);
     /* A resumed run keeps the header and columns the file starts with. */
     char header[4096];
     rewind(log->csv);
@@ -142,6 +155,70 @@ static ody_status keep_lines(ody_ctx *ctx, const char *path, int64_t lines)
     if (truncate(path, keep) != 0)
         return ody_fail(ctx, ODY_ERR_IO, "%s: cannot truncate: %s", path, strerror(errno));
     return ODY_OK;
+}
+
+/* The integer of column `column` (0-based) of a CSV line, or of `"key": `
+ * in a JSON line (column < 0); false when the line has none. */
+static bool line_value(const char *line, const char *key, int column, long long *out)
+{
+    const char *p = line;
+    if (column >= 0) {
+        for (int c = 0; c < column && p; c++)
+            p = (p = strchr(p, ',')) ? p + 1 : NULL;
+    } else {
+        char pattern[48];
+        snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+        p = strstr(line, pattern);
+        p = p ? p + strlen(pattern) : NULL;
+    }
+    char *end = NULL;
+    if (!p)
+        return false;
+    *out = strtoll(p, &end, 10);
+    return end != p;
+}
+
+/* Keep path's lines (after `header` lines) until key's value exceeds max
+ * or a line is incomplete. */
+static ody_status keep_until(ody_ctx *ctx, const char *path, int header, const char *key,
+                             int column, int64_t max)
+{
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    char line[4096];
+    long keep = 0;
+    long long v;
+    for (int n = 0; fgets(line, sizeof line, in); n++) {
+        if (!strchr(line, '\n')) /* a line cut short by a crash (or too long) */
+            break;
+        if (n >= header && line_value(line, key, column, &v) && v > max)
+            break;
+        keep = ftell(in);
+    }
+    fclose(in);
+    if (truncate(path, keep) != 0)
+        return ody_fail(ctx, ODY_ERR_IO, "%s: cannot truncate: %s", path, strerror(errno));
+    return ODY_OK;
+}
+
+ody_status ody_metrics_log_truncate_after(ody_ctx *ctx, ody_metrics_log *log, const char *key,
+                                          int64_t max)
+{
+    fflush(log->jsonl);
+    ody_status st = keep_until(ctx, log->path, 0, key, -1, max);
+    fseek(log->jsonl, 0, SEEK_END);
+    if (st == ODY_OK && log->csv && log->csv_has_header) {
+        int column = -1;
+        for (int c = 0; c < log->ncolumns && column < 0; c++)
+            if (strcmp(log->columns[c], key) == 0)
+                column = c;
+        fflush(log->csv);
+        if (column >= 0)
+            st = keep_until(ctx, log->csv_path, 1, key, column, max);
+        fseek(log->csv, 0, SEEK_END);
+    }
+    return st;
 }
 
 ody_status ody_metrics_log_truncate(ody_ctx *ctx, ody_metrics_log *log, int64_t records)

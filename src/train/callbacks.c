@@ -1,5 +1,6 @@
 /* train: built-in callbacks: the console (live line or log lines) and the
- * metrics log (metrics.jsonl, metrics.csv, metrics.png). */
+ * metrics log (metrics.jsonl, metrics.csv, metrics.png per epoch;
+ * steps.jsonl, steps.csv every training.log_interval steps). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,18 +12,7 @@
 typedef struct {
     ody_progress progress;    /* the live line, when rank 0 has a terminal */
     bool live;                /* the same on every rank: rank 0 decided */
-    int64_t loss_fixed, correct, count; /* since the last log line */
-    double since;             /* time of the last log line */
 } console_state;
-
-static ody_status console_epoch_begin(void *self, ody_training_loop *loop)
-{
-    console_state *c = self;
-    c->loss_fixed = c->correct = c->count = 0;
-    c->since = ody_now();
-    (void)loop;
-    return ODY_OK;
-}
 
 /* "1m05s" or "12s". */
 static void format_duration(double seconds, char *out, size_t len)
@@ -36,61 +26,50 @@ static void format_duration(double seconds, char *out, size_t len)
         snprintf(out, len, "%lds", s);
 }
 
-/* The live line: rank 0's own view, no communication. */
+/* The live line: rank 0's own view, no communication. Loss and accuracy
+ * are rank 0's running means over the epoch so far (its share of the
+ * samples); the epoch's line that follows gives every rank's. */
 static void draw_live(console_state *c, ody_training_loop *loop)
 {
     const ody_loop_state *s = &loop->state;
+    const ody_training_metrics *m = &loop->metrics;
     int64_t done = ody_loop_update_in_epoch(loop), per_epoch = ody_loop_updates_per_epoch(loop);
     double elapsed = ody_now() - s->this_epoch.start_time;
     double rate = elapsed > 0 ? (double)s->this_epoch.samples / elapsed : 0;
     int64_t left = (per_epoch - done) + per_epoch * (loop->cfg->training.epochs - s->epoch - 1);
+    double count = m->epoch_count > 0 ? (double)m->epoch_count : NAN;
     char eta[32];
     format_duration(done > 0 ? elapsed / (double)done * (double)left : 0, eta, sizeof eta);
     ody_progress_draw(&c->progress, done == per_epoch,
-                      "epoch %lld/%lld step %lld/%lld | loss %.4f | %.0f img/s | lr %.3g | ETA %s",
+                      "epoch %lld/%lld step %lld/%lld | loss %.4f acc %.2f%% | %.0f img/s | "
+                      "lr %.3g | ETA %s",
                       (long long)s->epoch + 1, (long long)loop->cfg->training.epochs,
                       (long long)done, (long long)per_epoch,
-                      ody_loss_tracker_recent_average(&loop->tracker), rate, s->lr, eta);
+                      ody_loss_from_fixed(m->epoch_loss_fixed) / count,
+                      100.0 * (double)m->epoch_correct / count, rate, s->lr, eta);
 }
 
-/* Every log_interval optimizer steps: reduce the interval's sums (a
- * collective every rank reaches at the same step) and log one line. */
-static ody_status log_interval(console_state *c, ody_training_loop *loop)
+/* The interval the loop has just reduced (every log_interval steps), as
+ * one log line. */
+static void log_interval(const ody_training_loop *loop)
 {
-    const ody_loop_state *s = &loop->state;
-    int64_t v[3] = {c->loss_fixed, c->correct, c->count};
-    ody_status st = ody_comm_sum_i64(loop->ctx, v, 3);
-    if (st != ODY_OK)
-        return st;
-    double now = ody_now();
-    double rate = now > c->since ? (double)v[2] / (now - c->since) : 0.0;
-    if (v[2] > 0)
+    const ody_step_record *r = &loop->interval.last;
+    if (r->samples > 0)
         ody_log(loop->ctx, ODY_LOG_INFO,
                 "epoch %lld/%lld step %lld/%lld loss %.4f acc %.2f%% lr %.4g %.0f img/s",
-                (long long)s->epoch + 1, (long long)loop->cfg->training.epochs,
-                (long long)ody_loop_update_in_epoch(loop),
-                (long long)ody_loop_updates_per_epoch(loop),
-                ody_loss_from_fixed(v[0]) / (double)v[2], 100.0 * (double)v[1] / (double)v[2],
-                s->lr, rate);
-    c->loss_fixed = c->correct = c->count = 0;
-    c->since = now;
-    return ODY_OK;
+                (long long)r->epoch + 1, (long long)loop->cfg->training.epochs,
+                (long long)r->epoch_step, (long long)ody_loop_updates_per_epoch(loop), r->loss,
+                100.0 * r->accuracy, r->lr, r->samples_per_sec);
 }
 
 static ody_status console_batch_end(void *self, ody_training_loop *loop)
 {
     console_state *c = self;
-    if (c->live) {
-        if (loop->ctx->rank == 0)
-            draw_live(c, loop);
-        return ODY_OK;
-    }
-    c->loss_fixed = ody_add_sat(c->loss_fixed, loop->step.sums.loss_fixed);
-    c->correct += loop->step.sums.correct;
-    c->count += loop->step.sums.count;
-    if (loop->state.global_step % loop->cfg->training.log_interval != 0)
-        return ODY_OK;
-    return log_interval(c, loop);
+    if (c->live && loop->ctx->rank == 0)
+        draw_live(c, loop);
+    else if (!c->live && loop->interval.due)
+        log_interval(loop);
+    return ODY_OK;
 }
 
 static ody_status console_epoch_end(void *self, ody_training_loop *loop)
@@ -173,7 +152,6 @@ static void console_destroy(void *self)
 static const ody_callback_ops console_ops = {
     .name = "console",
     .on_train_begin = console_train_begin,
-    .on_epoch_begin = console_epoch_begin,
     .on_batch_end = console_batch_end,
     .on_epoch_end = console_epoch_end,
     .on_train_end = console_train_end,
@@ -203,8 +181,33 @@ ody_status ody_callback_console_add(ody_training_loop *loop)
 typedef struct {
     ody_ctx *ctx;
     char run_dir[1024];
-    ody_metrics_log *log; /* rank 0 only */
+    ody_metrics_log *log;   /* rank 0 only */
+    ody_metrics_log *steps; /* steps.jsonl: rank 0 only */
 } metrics_state;
+
+/* One steps.jsonl record per interval the loop reduced (every
+ * training.log_interval optimizer steps). No allocation: a record on the
+ * stack, written by stdio into its buffer. */
+static ody_status metrics_batch_end(void *self, ody_training_loop *loop)
+{
+    metrics_state *ms = self;
+    if (!ms->steps || !loop->interval.due)
+        return ODY_OK;
+    const ody_step_record *r = &loop->interval.last;
+    ody_metric rec[8 + ODY_PHASE_COUNT];
+    int n = 0;
+    rec[n++] = (ody_metric){"step", (double)r->step, true, false};
+    rec[n++] = (ody_metric){"epoch", (double)r->epoch + 1, true, false};
+    rec[n++] = (ody_metric){"loss", r->loss, false, false};
+    rec[n++] = (ody_metric){"accuracy", r->accuracy, false, false};
+    rec[n++] = (ody_metric){"lr", r->lr, false, false};
+    rec[n++] = (ody_metric){"grad_norm", r->grad_norm, false, false};
+    rec[n++] = (ody_metric){"samples_per_sec", r->samples_per_sec, false, false};
+    rec[n++] = (ody_metric){"elapsed_seconds", r->elapsed, false, false};
+    for (int p = 0; p < ODY_PHASE_COUNT; p++)
+        rec[n++] = (ody_metric){ody_phase_key((ody_phase)p), r->times_mean.seconds[p], false, false};
+    return ody_metrics_log_write(ms->ctx, ms->steps, rec, n);
+}
 
 /* One record per epoch with the contract's keys (DESIGN.md) and more. */
 static ody_status metrics_epoch_end(void *self, ody_training_loop *loop)
@@ -275,19 +278,27 @@ static int metrics_save_state(void *self, const ody_training_loop *loop, double 
 static void metrics_load_state(void *self, ody_training_loop *loop, const double *v, int n)
 {
     metrics_state *ms = self;
+    ody_status st = ODY_OK;
     if (ms->log && n >= 1)
-        ody_metrics_log_truncate(loop->ctx, ms->log, (int64_t)v[0]);
+        st = ody_metrics_log_truncate(loop->ctx, ms->log, (int64_t)v[0]);
+    /* The steps after the checkpoint's are trained again: their rows go. */
+    if (st == ODY_OK && ms->steps)
+        st = ody_metrics_log_truncate_after(loop->ctx, ms->steps, "step", loop->state.global_step);
+    if (st != ODY_OK)
+        ody_log(loop->ctx, ODY_LOG_WARN, "%s", ody_ctx_error(loop->ctx));
 }
 
 static void metrics_destroy(void *self)
 {
     metrics_state *ms = self;
     ody_metrics_log_close(ms->log);
+    ody_metrics_log_close(ms->steps);
     free(ms);
 }
 
 static const ody_callback_ops metrics_ops = {
     .name = "metrics_log",
+    .on_batch_end = metrics_batch_end,
     .on_epoch_end = metrics_epoch_end,
     .on_train_end = metrics_train_end,
     .save_state = metrics_save_state,
@@ -305,8 +316,12 @@ ody_status ody_callback_metrics_log_add(ody_training_loop *loop, const char *run
     ody_status st = ODY_OK;
     if (loop->ctx->rank == 0)
         st = ody_metrics_log_open(loop->ctx, run_dir, append, &ms->log);
+    if (st == ODY_OK && loop->ctx->rank == 0)
+        st = ody_metrics_log_open_named(loop->ctx, run_dir, "steps", append, &ms->steps);
     if (st == ODY_OK && ms->log && loop->cfg->logging.csv)
         st = ody_metrics_log_enable_csv(loop->ctx, ms->log, append);
+    if (st == ODY_OK && ms->steps && loop->cfg->logging.csv)
+        st = ody_metrics_log_enable_csv(loop->ctx, ms->steps, append);
     if (st != ODY_OK) {
         metrics_destroy(ms);
         return st;

@@ -88,6 +88,40 @@ typedef struct {
     size_t max_rows;        /* rows the buffers above hold */
 } ody_step_state;
 
+/*
+ * One record of the steps log (steps.jsonl) and of the console's interval
+ * line: the training.log_interval optimizer steps up to `step`, reduced
+ * over ranks. Loss and accuracy come from exact integer sums, so they do
+ * not depend on the rank count in deterministic mode.
+ */
+typedef struct {
+    int64_t step;             /* optimizer steps done in all (the record's last) */
+    int64_t epoch;            /* 0-based epoch of that step */
+    int64_t epoch_step;       /* optimizer steps done in that epoch */
+    int64_t samples;          /* global samples of the interval */
+    double loss, accuracy;    /* mean over the interval's samples (NaN: none) */
+    double lr;                /* after the record's step */
+    double grad_norm;         /* mean global norm over the applied steps (NaN: none) */
+    double samples_per_sec;   /* global samples over rank 0's wall time */
+    double elapsed;           /* seconds since training started (rank 0) */
+    ody_phase_times times_mean; /* phase seconds of the interval, mean over ranks */
+} ody_step_record;
+
+/* What the loop measures between two records (loop.c). */
+typedef struct {
+    int64_t loss_fixed, correct, count; /* this rank's sums since the last record */
+    double grad_norm_sum;               /* norms of the applied steps (same on every rank) */
+    int64_t updates;                    /* steps applied since the last record */
+    int64_t samples;                    /* global samples since the last record */
+    ody_phase_times times;              /* this rank's phase seconds since the last record */
+    ody_phase_times seen;               /* this_epoch.times when last added in */
+    int64_t seen_updates;               /* this_epoch.updates when last added in */
+    double since;                       /* when the interval started */
+    double train_start;                 /* when training started (or resumed) */
+    bool due;                           /* `last` was reduced at this step */
+    ody_step_record last;
+} ody_interval_stats;
+
 /* The data a loop reads (not owned). */
 typedef struct {
     ody_dataset *train_set, *val_set;
@@ -109,6 +143,7 @@ struct ody_training_loop {
     ody_training_metrics metrics;
     ody_loss_tracker tracker;
     ody_loop_state state;
+    ody_interval_stats interval; /* the steps log's interval (training.log_interval) */
     ody_step_state step;
     ody_strategy *strategy;  /* owned */
     int ncallbacks;
@@ -131,6 +166,11 @@ void ody_sum_losses(const float *losses, int n, ody_step_result *res);
 /* A rank that failed before its chunks (a hook, a read) still takes part
  * in the step's collectives; returns the agreed failure. */
 ody_status ody_step_fail(ody_training_loop *loop, ody_status local);
+
+/* After a step: add it to the interval and, every training.log_interval
+ * optimizer steps, reduce the interval into interval.last (interval.due
+ * set; collective at those steps). */
+ody_status ody_loop_interval_step(ody_training_loop *loop);
 
 /* Call one hook (by offset in ody_callback_ops) of every callback. */
 ody_status ody_loop_fire(ody_training_loop *loop, size_t hook_offset);

@@ -5,7 +5,10 @@
 # (h5py, numpy, gzip), for the uint8 and the float32 output; hdf5_memory
 # shows a rank reading it holds the labels and small buffers, not the
 # images; and, where odyssey-dist is built, one epoch trained from it on 2
-# ranks gives the same metrics as from the IDX files.
+# ranks (standardised by the file's pixel_mean and pixel_std, as the IDX
+# reader does with the same constants) gives the same parameters, bit for
+# bit, as from the IDX files; a file without those attributes (an older
+# converter's, or of an unknown data set) is still read, with a warning.
 source "$(dirname "$0")/common.sh"
 
 convert="$(dirname "$ODY_PROGRAM")/odyssey-convert"
@@ -54,6 +57,14 @@ expect_in header.log 'ATTRIBUTE "num_classes"'
 [ "$(grep -c 'DATATYPE  H5T_STD_U8LE' header.log)" = 4 ] || { cat header.log; fail "expected 4 uint8 data sets"; }
 h5dump -a num_classes fm.h5 >attr.log
 expect_in attr.log '\(0\): 10$'
+expect_in convert.log 'wrote fm.h5 \(pixel_mean 0.2860, pixel_std 0.3530\)'
+expect_in convert32.log 'wrote fm32.h5 \(pixel_mean 0.2860, pixel_std 0.3530\)'
+for group in train test; do
+  h5dump -a /$group/images/pixel_mean -a /$group/images/pixel_std fm.h5 >stats.log
+  expect_in stats.log 'DATATYPE  H5T_IEEE_F32LE'
+  expect_in stats.log '\(0\): 0.286$'
+  expect_in stats.log '\(0\): 0.353$'
+done
 h5dump -p -H fm32.h5 >header32.log
 expect_in header32.log 'DATATYPE  H5T_IEEE_F32LE'
 expect_in header32.log 'CHUNKED \( 64, 1, 28, 28 \)'
@@ -113,18 +124,39 @@ else
 fi
 
 if [ -x "$ODY_PROGRAM" ]; then
-  note "train one epoch from the HDF5 file (2 ranks)"
+  note "train one epoch from the HDF5 files (2 ranks), standardised by default"
   expect_exit 0 train.log 2 lenet5/baseline data.name=hdf5 data.path="$scratch/fm.h5" \
-    data.mean=0.2860 data.std=0.3530 training.epochs=1 data.limit_train=2000 \
-    experiment.output_dir="$scratch/out"
-  note "the same run from the IDX files (standardised by default) gives the same numbers"
+    training.epochs=1 data.limit_train=2000 experiment.output_dir="$scratch/out"
+  expect_exit 0 train32.log 2 lenet5/baseline data.name=hdf5 data.path="$scratch/fm32.h5" \
+    training.epochs=1 data.limit_train=2000 experiment.output_dir="$scratch/out32"
+  ! grep -q 'not standardised' train.log train32.log || fail "a converted file read unstandardised"
+  note "the same run from the IDX files gives the same parameters, bit for bit"
   expect_exit 0 train-idx.log 2 lenet5/baseline training.epochs=1 data.limit_train=2000 \
     experiment.output_dir="$scratch/out-idx"
+  idx_sha=$(params_sha256 "$scratch/out-idx/lenet5-baseline/latest.h5")
+  for out in out out32; do
+    sha=$(params_sha256 "$scratch/$out/lenet5-baseline/latest.h5")
+    [ "$sha" = "$idx_sha" ] || fail "parameters from HDF5 ($out) $sha, from IDX $idx_sha"
+  done
   for key in train_loss train_accuracy val_loss val_accuracy; do
     h5=$(json_last "$scratch/out/lenet5-baseline/metrics.jsonl" "$key")
     idx=$(json_last "$scratch/out-idx/lenet5-baseline/metrics.jsonl" "$key")
     [ "$h5" = "$idx" ] || fail "$key: $h5 from HDF5 but $idx from IDX"
   done
+  note "a file without pixel_mean and pixel_std is read unstandardised, with a warning"
+  mkdir cut
+  fmnist_cut cut 300 100
+  expect_convert 0 convert-cut.log cut cut.h5
+  expect_in convert-cut.log 'no pixel_mean and pixel_std'
+  h5dump -H cut.h5 >header-cut.log
+  ! grep -q pixel_mean header-cut.log || fail "cut.h5 has pixel_mean"
+  expect_exit 0 train-cut.log 2 lenet5/baseline data.name=hdf5 data.path="$scratch/cut.h5" \
+    training.epochs=1 experiment.output_dir="$scratch/out-cut"
+  expect_in train-cut.log "cut.h5:/train/images: no pixel_mean and pixel_std attributes .*not standardised"
+  expect_exit 0 train-cut-given.log 2 lenet5/baseline data.name=hdf5 \
+    data.path="$scratch/cut.h5" data.mean=0.2860 data.std=0.3530 training.epochs=1 \
+    experiment.output_dir="$scratch/out-cut-given"
+  ! grep -q 'not standardised' train-cut-given.log || fail "warned although data.std was given"
   printf 'not HDF5\n' >text.h5
   expect_exit 3 bad.log 2 lenet5/baseline data.name=hdf5 data.path="$scratch/text.h5" \
     training.epochs=1 experiment.output_dir="$scratch/out-bad"

@@ -29,8 +29,11 @@ diff -u doc-ref.md program-ref.md \
   || fail "configs/README.md's config reference is stale: ODY_UPDATE_README=1 ctest -R e2e_readme"
 grep -q 'configs/README\.md' "$readme" || fail "README does not link the config reference (configs/README.md)"
 grep -q '^\./launch/test\.sh$' "$readme" || fail "README lost its test command"
-grep -q '^\./launch/setup\.sh && \./launch/run\.sh -np 2 configs/lenet5/baseline\.yaml$' "$readme" \
+grep -q '^\./launch/setup\.sh && odyssey-run -np 2 lenet5/baseline$' "$readme" \
   || fail "README lost its run command"
+# The run command uses what setup.sh installs (e2e_install checks the rest).
+grep -q 'cmake --install' "$ODY_SOURCE_DIR/launch/setup.sh" || fail "launch/setup.sh no longer installs"
+grep -q 'RENAME odyssey-run' "$ODY_SOURCE_DIR/cmake/install.cmake" || fail "odyssey-run is not installed"
 grep -q '\./launch/test\.sh' "$ODY_SOURCE_DIR/.ci/run" || fail ".ci/run does not run the README's test command"
 lines=$(wc -l <"$readme")
 [ "$lines" -le 650 ] || echo "warning: README.md has $lines lines; the user guide is meant to stay near 600 (measurements go to tests/bench/README.md)" >&2

@@ -61,8 +61,20 @@ for want in "OMPI_MCA_pml=ob1" "OMPI_MCA_btl=tcp,self" "OMPI_MCA_mpi_yield_when_
 done
 echo "$got"
 
+note "the program's options go through, with or without a CONFIG"
+line "-np 2|$ODY_PROGRAM --eval run/latest.h5" -np 2 --eval run/latest.h5
+line "$ODY_PROGRAM --eval=run/latest.h5 training.epochs=1" --eval=run/latest.h5 training.epochs=1
+line "$ODY_PROGRAM --resume auto c.yaml a.b=1" --resume auto c.yaml a.b=1
+line "$ODY_PROGRAM --resume=auto c.yaml" --resume=auto c.yaml
+line "$ODY_PROGRAM --print-config c.yaml a.b=1" -np 1 --print-config c.yaml a.b=1
+line "$ODY_PROGRAM --config-reference" --config-reference
+line "$ODY_PROGRAM --eval x.h5 distributed.shared_memory=false a.b=1" --tcp --eval x.h5 a.b=1
+note "after -- or the CONFIG, everything goes to the program as it is"
+line "$ODY_PROGRAM --eval x.h5 -np 3" -np 2 -- --eval x.h5 -np 3
+line "-np 2|$ODY_PROGRAM c.yaml --resume auto --dry-run" -np 2 c.yaml --resume auto --dry-run
+
 note "errors: exit 2 with a message"
-for bad in "-np 0 c.yaml" "-np x c.yaml" "-np" "--bind sometimes c.yaml" "--bogus c.yaml" "" \
+for bad in "-np 0 c.yaml" "-np x c.yaml" "-np" "--bind sometimes c.yaml" "--bogus c.yaml" "" "--eval" "-np 2 --resume" \
            "--hostfile missing-file c.yaml" "--launcher srun --hostfile hosts c.yaml" "--threads 0 c.yaml"; do
   set +e
   # shellcheck disable=SC2086  # $bad is a word list on purpose
@@ -85,5 +97,8 @@ note "a relative config path works from any directory"
 cp "$ODY_SOURCE_DIR/configs/lenet5/baseline.yaml" my.yaml
 mkdir sub
 (cd sub && "$run_sh" -np 1 ../my.yaml data.name=synthetic data.synthetic_train=64 \
-  data.synthetic_val=64 training.epochs=1 training.save_checkpoints=false \
+  data.synthetic_val=64 training.epochs=1 \
   experiment.output_dir="$scratch/rel" >../rel.log 2>&1) || { cat rel.log >&2; fail "relative config"; }
+note "a real --eval through run.sh, without the CONFIG"
+"$run_sh" -np 2 --eval "$scratch/rel/lenet5-my/latest.h5" >eval.log 2>&1 || { cat eval.log >&2; fail "run.sh --eval"; }
+expect_in eval.log "^eval $scratch/rel/lenet5-my/latest.h5: loss [0-9.]+ accuracy .* on 64 samples"

@@ -51,7 +51,7 @@ expect_in skip.log "skipped $skipped step"
 note "the live progress line (forced on: no terminal here)"
 expect_exit 0 live.log 1 lenet5/baseline "${syn[@]}" training.epochs=1 logging.progress=always \
   experiment.output_dir="$scratch/live"
-grep -q $'\r''epoch 1/1 step [0-9]*/20 | loss [0-9.]* | [0-9]* img/s | lr 0.01 | ETA' live.log \
+grep -q $'\r''epoch 1/1 step [0-9]*/20 | loss [0-9.]* acc [0-9.]*% | [0-9]* img/s | lr 0.01 | ETA' live.log \
   || { cat -A live.log | head -20; fail "no live progress line"; }
 
 note "the plot is a PNG"

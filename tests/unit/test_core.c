@@ -1,5 +1,8 @@
-/* Unit tests: core (status codes, errors, allocation, RNG, hashing). */
+/* Unit tests: core (status codes, errors, allocation, RNG, hashing, cores). */
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET */
 #include "ody_test.h"
+
+#include <sched.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -339,7 +342,73 @@ static void test_shapes_and_arena(void **state)
     assert_null(a.data);
 }
 
+static void test_cpu_max_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(ody_cpu_max_parse("max 100000\n"), 0);      /* no limit */
+    assert_int_equal(ody_cpu_max_parse("200000 100000\n"), 2);
+    assert_int_equal(ody_cpu_max_parse("150000 100000"), 2);      /* 1.5 cores: rounded up */
+    assert_int_equal(ody_cpu_max_parse("50000 100000\n"), 1);
+    assert_int_equal(ody_cpu_max_parse("100000 100000"), 1);
+    assert_int_equal(ody_cpu_max_parse(""), -1);
+    assert_int_equal(ody_cpu_max_parse("max"), -1);
+    assert_int_equal(ody_cpu_max_parse("lots 100000"), -1);
+    assert_int_equal(ody_cpu_max_parse("200000 0"), -1);
+    assert_int_equal(ody_cpu_max_parse("200000 100000 7"), -1);
+}
+
+static void test_cpu_max_read(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    assert_int_equal(ody_test_make_scratch(dir, sizeof dir, "cores"), 0);
+    snprintf(path, sizeof path, "%s/cpu.max", dir);
+    assert_int_equal(ody_cpu_max_read(path), 0); /* missing: no limit known */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("300000 100000\n", f);
+    fclose(f);
+    assert_int_equal(ody_cpu_max_read(path), 3);
+    f = fopen(path, "w");
+    fputs("max 100000\n", f);
+    fclose(f);
+    assert_int_equal(ody_cpu_max_read(path), 0);
+    f = fopen(path, "w");
+    fputs("garbage\n", f);
+    fclose(f);
+    assert_int_equal(ody_cpu_max_read(path), 0);
+    ody_test_remove_tree(dir);
+}
+
+/* The count follows the affinity mask (here: narrowed to one CPU), and a
+ * node's count is the union of its ranks' masks, within the quota. */
+static void test_cores_follow_the_affinity_mask(void **state)
+{
+    (void)state;
+    cpu_set_t saved, one;
+    assert_int_equal(sched_getaffinity(0, sizeof saved, &saved), 0);
+    assert_int_equal(ody_affinity_cores(), CPU_COUNT(&saved));
+    int first = 0;
+    while (!CPU_ISSET(first, &saved))
+        first++;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    int node = 0;
+    assert_int_equal(ody_affinity_cores(), 1);
+    assert_int_equal(ody_node_cores(MPI_COMM_SELF, &node), MPI_SUCCESS);
+    assert_int_equal(node, 1);
+    assert_int_equal(sched_setaffinity(0, sizeof saved, &saved), 0);
+    assert_int_equal(ody_node_cores(MPI_COMM_SELF, &node), MPI_SUCCESS);
+    int quota = ody_cgroup_cpu_limit();
+    int want = quota > 0 && quota < CPU_COUNT(&saved) ? quota : CPU_COUNT(&saved);
+    assert_int_equal(node, want);
+}
+
 static const struct CMUnitTest group[] = {
+    cmocka_unit_test(test_cpu_max_parse),
+    cmocka_unit_test(test_cpu_max_read),
+    cmocka_unit_test(test_cores_follow_the_affinity_mask),
     cmocka_unit_test(test_exit_codes_follow_contract),
     cmocka_unit_test_setup_teardown(test_fail_records_and_prefixes, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_alloc_is_aligned_zeroed_and_counted, ody_test_ctx_setup, ody_test_ctx_teardown),
