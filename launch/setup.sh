@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# Install what odyssey-dist needs (Debian 12 packages) and build it.
+# Install what odyssey-dist needs (Debian 12 packages), build it, and
+# install it.
 #
-#   launch/setup.sh [--sanitize] [--build-dir DIR] [--no-install]
+#   launch/setup.sh [--sanitize] [--build-dir DIR] [--no-install] [--prefix DIR] [--build-only]
 #
-# Runs apt-get as root (or through sudo). Builds into build/ (or
-# build-asan/ with --sanitize: AddressSanitizer + UndefinedBehaviorSanitizer).
-# Warnings are errors. Safe to run again: it only rebuilds what changed.
+# Runs apt-get as root (or through sudo; --no-install skips the packages).
+# Builds into build/ (or build-asan/ with --sanitize: AddressSanitizer +
+# UndefinedBehaviorSanitizer). Warnings are errors. Then installs
+# odyssey-dist, its commands (odyssey-run, odyssey-sbatch, odyssey-scaling,
+# odyssey-convert), the configs, the library and headers, the man page and
+# bash completion into DIR/bin, DIR/share, ... with DIR: --prefix, else
+# $PREFIX, else /usr/local (through sudo when not writable). --build-only,
+# and --sanitize without a prefix, stop after the build.
+# Safe to run again: it only rebuilds what changed.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build_dir=""
 sanitize=OFF
 install=1
+prefix="${PREFIX:-}"
+build_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize=ON ;;
     --build-dir) build_dir="$2"; shift ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --prefix) [ $# -ge 2 ] || { echo "setup.sh: --prefix needs a directory" >&2; exit 2; }; prefix="$2"; shift ;;
+    --build-only) build_only=1 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -33,10 +44,12 @@ packages=(
   libcmocka-dev
   zlib1g-dev
   libxxhash-dev
+  libdnnl-dev
   librandom123-dev
   gnuplot-nox
   dataset-fashion-mnist
   python3-h5py python3-numpy
+  help2man bash-completion
   slurm-wlm munge bc
 )
 
@@ -52,3 +65,19 @@ echo "setup: building in $build_dir"
 cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DODY_WERROR=ON -DODY_SANITIZE="$sanitize" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
 echo "setup: built $build_dir/odyssey-dist"
+
+[ "$sanitize" = ON ] && [ -z "$prefix" ] && build_only=1
+[ "$build_only" = 1 ] && exit 0
+prefix="${prefix:-/usr/local}"
+# sudo when the prefix (or the directory it will be made in) is not ours to write.
+target="$prefix"
+while [ ! -e "$target" ]; do target=$(dirname "$target"); done
+as=""
+[ -w "$target" ] || as="sudo"
+echo "setup: installing into $prefix"
+$as cmake --install "$build_dir" --prefix "$prefix" >/dev/null
+echo "setup: installed $prefix/bin/odyssey-dist and odyssey-run (mpirun with this machine's settings)"
+case ":$PATH:" in
+  *":$prefix/bin:"*) ;;
+  *) echo "setup: $prefix/bin is not on PATH: export PATH=\"$prefix/bin:\$PATH\"" >&2 ;;
+esac

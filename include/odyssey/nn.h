@@ -92,6 +92,14 @@ typedef struct {
     bool view;
     /* A few words the model summary prints after the layer (conv2d: its algorithm); may be NULL. */
     const char *(*describe)(const ody_layer *l);
+    /*
+     * Get ready for batches of up to max_batch rows before scratch and saved
+     * sizes are asked (may be NULL): the oneDNN layers make their primitives
+     * here. Called by ody_model_prepare, after fusion is settled.
+     */
+    ody_status (*prepare)(ody_ctx *ctx, ody_layer *l, int max_batch);
+    /* Get ready now for batches of n <= max_batch too (may be NULL); see ody_model_plan_batch. */
+    ody_status (*plan)(ody_ctx *ctx, ody_layer *l, int n);
 } ody_layer_ops;
 
 #define ODY_LAYER_MAX_PARAMS 2
@@ -113,10 +121,22 @@ struct ody_layer {
  */
 #define ODY_LAYER_MAX_ARGS 6
 
+/*
+ * Kernel backends (model.backend): oneDNN's primitives and sgemm (JIT for
+ * the CPU it runs on, AVX-512 here), or OpenBLAS with the project's own
+ * direct kernels. ODY_BACKEND_DEFAULT is oneDNN.
+ */
+typedef enum { ODY_BACKEND_DEFAULT = 0, ODY_BACKEND_ONEDNN, ODY_BACKEND_OPENBLAS } ody_backend;
+
+/* "default", "onednn", "openblas" (indexed by ody_backend), NULL-terminated. */
+const char *const *ody_backend_names(void);
+
 typedef struct {
     char kind[16];
     double args[ODY_LAYER_MAX_ARGS];
     ody_init init;
+    ody_backend backend; /* the model's backend (set by the model from its options) */
+    bool bf16;           /* compute in bf16 (convolutions, linear layers; oneDNN only) */
 } ody_layer_spec;
 
 typedef struct {
@@ -158,12 +178,13 @@ ody_status ody_layer_spec_default(ody_ctx *ctx, const char *kind, ody_layer_spec
  * model.conv_algorithm (by name) for the conv2d layers left at auto.
  */
 typedef enum {
-    ODY_CONV_AUTO = 0, /* chosen per layer from its shape and what follows (src/nn/conv2d.c) */
+    ODY_CONV_AUTO = 0, /* chosen per layer from its shape, what follows and the backend (src/nn/conv2d.c) */
     ODY_CONV_DIRECT,   /* direct kernels per sample; fused with a following relu + 2x2 max pool */
-    ODY_CONV_GEMM      /* im2col + OpenBLAS sgemm over groups of samples; never fused */
+    ODY_CONV_GEMM,     /* im2col + OpenBLAS sgemm over groups of samples; never fused */
+    ODY_CONV_ONEDNN    /* oneDNN's convolution primitives (backend onednn); never fused */
 } ody_conv_algorithm;
 
-/* "auto", "direct", "gemm" (indexed by ody_conv_algorithm), NULL-terminated. */
+/* "auto", "direct", "gemm", "onednn" (indexed by ody_conv_algorithm), NULL-terminated. */
 const char *const *ody_conv_algorithm_names(void);
 /*
  * The algorithm the conv2d layer l runs: DIRECT or GEMM (auto is settled
@@ -202,7 +223,9 @@ typedef struct {
     char variant[16];           /* lenet5: "modern" (relu, maxpool) or "classic" (tanh, avgpool) */
     char activation[16];        /* mlp: relu, tanh or sigmoid */
     ody_init init;              /* every parameter's scheme (AUTO: each kind's default) */
-    char conv_algorithm[8];     /* conv2d layers left at auto: auto, direct or gemm ("" = auto) */
+    char conv_algorithm[8];     /* conv2d layers left at auto: auto, direct, gemm or onednn ("" = auto) */
+    char backend[12];           /* kernels: onednn or openblas ("" = onednn) */
+    bool compute_bf16;          /* convolutions and linear layers in bf16 (set from training.*, not a model key) */
     int hidden_sizes[ODY_MODEL_MAX_HIDDEN];
     int n_hidden;
     ody_layer_spec layers[ODY_MODEL_MAX_LAYERS]; /* sequential */
@@ -263,6 +286,23 @@ ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody
 ody_status ody_model_set_fusion(ody_ctx *ctx, ody_model *model, bool on);
 /* Release a model (NULL is fine). */
 void ody_model_destroy(ody_ctx *ctx, ody_model *model);
+/*
+ * Threads each kernel library may use on this rank (OpenBLAS and oneDNN's
+ * OpenMP); deterministic mode uses 1, so that a sum's order never depends
+ * on the machine.
+ */
+void ody_kernel_threads(int threads);
+/*
+ * bf16 compute here: ODY_OK when the CPU has native bf16 arithmetic
+ * (AVX512_BF16 or AMX, as oneDNN sees it), else ODY_ERR_CONFIG saying so
+ * (no silent emulation).
+ */
+ody_status ody_bf16_supported(ody_ctx *ctx);
+/* What oneDNN's kernels run on here ("avx512_core_bf16"), and whether that has native bf16. */
+const char *ody_onednn_isa(void);
+bool ody_bf16_native(void);
+/* Two lines for --version: the kernel libraries, what they run on here, and bf16 (results' bits depend on them). */
+void ody_kernels_report(FILE *out);
 /* Names the registry knows, NULL-terminated. */
 const char *const *ody_model_names(void);
 
@@ -274,6 +314,13 @@ void ody_model_init_params(ody_model *model, uint64_t seed);
  * released); a smaller one keeps what is there.
  */
 ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch);
+
+/*
+ * Make what batches of n rows (n <= the prepared max_batch) need before the
+ * first such batch: the oneDNN layers' primitives for that shape (the
+ * chunk's in deterministic mode). Shapes not planned are made at first use.
+ */
+ody_status ody_model_plan_batch(ody_ctx *ctx, ody_model *model, int n);
 
 /* Called after layer `layer` finished backward: its gradients are final. */
 typedef void (*ody_grad_ready_fn)(void *user, int layer);

@@ -10,7 +10,12 @@
 
 #include "odyssey/core.h"
 #include "odyssey/io.h"
+#include "odyssey/nn.h"
 #include "odyssey/train.h"
+
+#ifndef ODY_CONFIG_INSTALL_DIR /* set by the build: <prefix>/share/odyssey-dist/configs */
+#define ODY_CONFIG_INSTALL_DIR "share/odyssey-dist/configs"
+#endif
 
 static const char usage_text[] =
     "usage: odyssey-dist [OPTIONS] CONFIG.yaml [section.key=value ...]\n"
@@ -34,8 +39,14 @@ static const char usage_text[] =
     "(--help, --version and --config-reference do not start MPI.)\n"
     "\n"
     "environment:\n"
-    "  ODY_CONFIG_DIR       where MODEL/NAME configs are looked up (default ./configs)\n"
-    "  OPENBLAS_NUM_THREADS BLAS threads per rank in the fast mode (deterministic mode: 1)\n"
+    "  ODY_CONFIG_DIR       where MODEL/NAME configs are looked up first; then in ./configs,\n"
+    "                       then in the installed ones (" ODY_CONFIG_INSTALL_DIR ")\n"
+    "  OPENBLAS_NUM_THREADS\n"
+    "                       BLAS threads per rank in the fast mode (deterministic mode: 1)\n"
+    "  ODY_CPU_ISA          portable, avx2 or avx512: the instruction set of odyssey's own\n"
+    "                       kernels, at most what the CPU has (default: the best it has)\n"
+    "  ODY_PROGRESS         auto, always or never: the live progress line on rank 0's\n"
+    "                       terminal, when logging.progress is auto (the default)\n"
     "  ODY_FAIL_ACTION, ODY_FAIL_RANK, ODY_FAIL_STEP\n"
     "                       the test knob: a rank stops, kills or stalls itself at a step\n"
     "\n"
@@ -100,8 +111,10 @@ static int parse_args(int argc, char **argv, cli_args *a)
                 fputs(usage_text, stdout);
             return -1;
         case 'V':
-            if (speak)
+            if (speak) {
                 printf("odyssey-dist %s\n", ODY_VERSION);
+                ody_kernels_report(stdout);
+            }
             return -1;
         case OPT_REFERENCE:
             if (speak)

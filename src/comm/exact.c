@@ -31,8 +31,13 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __AVX2__
+
+#include "core/cpu_internal.h"
+/* The AVX2 loops are compiled for AVX2 alone (target attributes: the build
+ * targets the architecture's baseline) and run where the CPU has it. */
+#ifdef ODY_X86_KERNELS
 #include <immintrin.h>
+#define EXACT_AVX2 __attribute__((target("avx2")))
 #endif
 
 #define EXACT_BITS 51      /* |value| < 2^51: the conversion trick's range */
@@ -169,17 +174,13 @@ static inline int64_t round_exact(double x)
     return (int64_t)((uint64_t)bits - 0x4338000000000000ULL);
 }
 
-/* Add one tensor's chunk gradient into acc and clear g (the next chunk's
- * backward accumulates into it from zero), in one pass; returns its max
- * |g|, or NaN when some value is not finite (the step's sum is then
- * discarded by the caller, whatever was added). */
-static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int s)
+#ifdef EXACT_AVX2
+/* add_tensor's whole vectors of eight; returns how many floats it took. */
+EXACT_AVX2 static size_t add_tensor_avx2(int64_t *restrict acc, float *restrict g, size_t n, double scale,
+                                         float *max_out, bool *bad_out)
 {
-    const double scale = ldexp(1.0, s);
-    float max = 0.0f;
-    bool bad = false;
     size_t i = 0;
-#ifdef __AVX2__
+    float max = 0.0f;
     /* Eight at a time: |g| for the max, |g| >= inf or NaN for the check, and
      * the same round-to-nearest-even through the magic constant in two
      * halves of four doubles (x * 2^s is exact, so the bits are the scalar
@@ -207,7 +208,25 @@ static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int 
     _mm256_storeu_ps(lanes, vmax);
     for (int l = 0; l < 8; l++)
         max = lanes[l] > max ? lanes[l] : max;
-    bad = _mm256_movemask_ps(vbad) != 0;
+    *max_out = max;
+    *bad_out = _mm256_movemask_ps(vbad) != 0;
+    return i;
+}
+#endif
+
+/* Add one tensor's chunk gradient into acc and clear g (the next chunk's
+ * backward accumulates into it from zero), in one pass; returns its max
+ * |g|, or NaN when some value is not finite (the step's sum is then
+ * discarded by the caller, whatever was added). */
+static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int s)
+{
+    const double scale = ldexp(1.0, s);
+    float max = 0.0f;
+    bool bad = false;
+    size_t i = 0;
+#ifdef EXACT_AVX2
+    if (ody_cpu_isa_active() >= ODY_ISA_AVX2)
+        i = add_tensor_avx2(acc, g, n, scale, &max, &bad);
 #endif
     for (; i < n; i++) {
         float a = fabsf(g[i]);
@@ -339,14 +358,12 @@ static ody_status sum_buckets(ody_exact *e)
     return st;
 }
 
-/* g = sum * 2^-s rounded once to float, and clear (the sum itself, or
- * NULL: a shared sum, read only) zeroed for the next step. |sum| < 2^51,
- * so the double is exact (the magic constant again). */
-static void unscale_tensor(const int64_t *sum, int64_t *clear, float *restrict g, size_t n, int s)
+#ifdef EXACT_AVX2
+/* unscale_tensor's whole vectors of four; returns how many it took. */
+EXACT_AVX2 static size_t unscale_tensor_avx2(const int64_t *sum, int64_t *clear, float *restrict g, size_t n,
+                                             double unscale)
 {
-    const double unscale = ldexp(1.0, -s);
     size_t i = 0;
-#ifdef __AVX2__
     const __m256d vunscale = _mm256_set1_pd(unscale);
     const __m256d vmagic = _mm256_set1_pd(6755399441055744.0);
     const __m256i vbias = _mm256_set1_epi64x(0x4338000000000000LL);
@@ -357,6 +374,20 @@ static void unscale_tensor(const int64_t *sum, int64_t *clear, float *restrict g
         if (clear)
             _mm256_storeu_si256((__m256i *)(clear + i), _mm256_setzero_si256());
     }
+    return i;
+}
+#endif
+
+/* g = sum * 2^-s rounded once to float, and clear (the sum itself, or
+ * NULL: a shared sum, read only) zeroed for the next step. |sum| < 2^51,
+ * so the double is exact (the magic constant again). */
+static void unscale_tensor(const int64_t *sum, int64_t *clear, float *restrict g, size_t n, int s)
+{
+    const double unscale = ldexp(1.0, -s);
+    size_t i = 0;
+#ifdef EXACT_AVX2
+    if (ody_cpu_isa_active() >= ODY_ISA_AVX2)
+        i = unscale_tensor_avx2(sum, clear, g, n, unscale);
 #endif
     for (; i < n; i++) {
         g[i] = (float)((double)sum[i] * unscale);

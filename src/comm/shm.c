@@ -31,9 +31,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
 
 #define SHM_STRIPES 64 /* locks over equal ranges of the sum */
 #define SHM_ALIGN 64
@@ -152,6 +149,23 @@ bool ody_shm_room_for(size_t bytes)
     return (double)v.f_bavail * (double)v.f_frsize > 1.25 * (double)bytes + (64 << 20);
 }
 
+/* Debug: on several nodes each node's leader names its node and the sum it
+ * makes, so a log shows every node's part, not only rank 0's. */
+static void log_node(const ody_shm *s)
+{
+    int nodes = 0;
+    if (!s->nodes || s->ctx->node_rank != 0 || s->ctx->log_level < ODY_LOG_DEBUG ||
+        MPI_Comm_size(s->leaders, &nodes) != MPI_SUCCESS)
+        return;
+    char host[256] = "?";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    ody_log_all(s->ctx, ODY_LOG_DEBUG, "node %s: its %d rank(s) add their gradients in its shared "
+                "memory; this rank, its leader, sums the totals of the %d nodes with MPI_Allreduce",
+                host, s->ctx->node_size, nodes);
+}
+
 ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm **out)
 {
     *out = NULL;
@@ -205,6 +219,7 @@ ody_status ody_shm_create(ody_ctx *ctx, size_t n, int nmax, int ncount, ody_shm 
     }
     ody_log(ctx, ODY_LOG_INFO, "gradient sums: exact, in node shared memory (%d rank(s) on this "
             "node%s)", ctx->node_size, s->nodes ? "; one rank per node sums across nodes with MPI" : "");
+    log_node(s);
     *out = s;
     return ODY_OK;
 }
@@ -221,19 +236,17 @@ void ody_shm_destroy(ody_shm *s)
     free(s);
 }
 
-/* dst += src and src = 0 over [0, n). */
+/*
+ * dst += src and src = 0 over [0, n). Plain loops the compiler vectorises;
+ * on x86 an AVX2 clone is picked at load time where the CPU has it (the
+ * build itself assumes no more than x86-64).
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 static void move_add(int64_t *restrict dst, int64_t *restrict src, size_t n)
 {
-    size_t i = 0;
-#ifdef __AVX2__
-    for (; i + 4 <= n; i += 4) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(dst + i));
-        __m256i b = _mm256_loadu_si256((const __m256i *)(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_add_epi64(a, b));
-        _mm256_storeu_si256((__m256i *)(src + i), _mm256_setzero_si256());
-    }
-#endif
-    for (; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
         src[i] = 0;
     }
@@ -305,8 +318,8 @@ static void wait_change(const ody_shm *s, atomic_uint *word, unsigned old)
     if (!s->sleepy) {
         double t0 = ody_now();
         for (int i = 1; atomic_load_explicit(word, memory_order_acquire) == old; i++) {
-#ifdef __AVX2__
-            _mm_pause();
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
 #endif
             if (i % 256 == 0 && ody_now() - t0 > SHM_SPIN_SECONDS)
                 break;

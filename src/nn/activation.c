@@ -22,8 +22,10 @@ static void relu_backward(ody_layer *l, const ody_forward_info *info, int n, con
     if (!din)
         return;
     size_t m = count(l, n);
-    for (size_t i = 0; i < m; i++)
-        din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (size_t i = 0; i < m; i++) {
+        float d = dout[i]; /* read always: a conditional read vectorises only with masked loads (AVX) */
+        din[i] = out[i] > 0.0f ? d : 0.0f;
+    }
 }
 
 static void tanh_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)

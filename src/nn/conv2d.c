@@ -1,5 +1,5 @@
 /*
- * conv2d: 2-D convolution with stride and zero padding, by one of two
+ * conv2d: 2-D convolution with stride and zero padding, by one of three
  * algorithms (its argument `algorithm`, or model.conv_algorithm):
  *
  *   W (OC, C, K, K) params[0], PyTorch's layout; b (OC) params[1]
@@ -17,6 +17,13 @@
  * into din): after a relu and a max pool most are zero, and they cost
  * nothing.
  *
+ * onednn: oneDNN's primitives (dnnl_op.c), in fp32 or bf16; a relu
+ * after it runs fused as a post-op (its output is the step's; backward
+ * masks the gradient by it), and a 2x2 max pool after that relu runs
+ * fused too, on the convolution's output in oneDNN's blocked layout (only
+ * the pooled output is reordered back). The default backend's auto picks
+ * it for all but LeNet-sized filters followed by relu + 2x2 max pool.
+ *
  * Fused (direct only): when the model runs it with the relu and the 2x2
  * max pool after it as one step (conv2d_fuse), forward writes the pooled
  * output relu(max(window)) and the argmax directly, and backward takes the
@@ -26,16 +33,24 @@
  * xpad (where the pool alone keeps the position in its input plane).
  */
 #include "nn/conv_internal.h"
+#include "nn/nn_dnnl.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
     ody_layer base;
     nn_conv_geom geom;
-    ody_conv_algorithm algorithm; /* DIRECT or GEMM */
+    ody_conv_algorithm algorithm; /* DIRECT, GEMM or ONEDNN */
     bool automatic;               /* chosen by choose_algorithm */
+    ody_backend backend;          /* ONEDNN or OPENBLAS */
+    bool bf16;                    /* compute in bf16 (onednn only) */
     ody_layer *pool; /* the maxpool2d this layer runs fused with (direct only), or NULL */
+    bool relu;       /* onednn: the relu after it runs fused, as a post-op */
+    bool relu_pool;  /* onednn: and the 2x2 max pool after the relu too, on oneDNN's layout */
+    nn_dnnl_op *dnnl; /* the onednn algorithm's plans (made by conv2d_prepare) */
+    char description[64];
 } conv2d_layer;
 
 /* The work buffers of forward and of backward, carved from the layer's scratch. */
@@ -91,6 +106,8 @@ static size_t conv2d_scratch_floats(const ody_layer *l, int max_batch)
     const conv2d_layer *c = (const conv2d_layer *)l;
     if (c->algorithm == ODY_CONV_GEMM)
         return nn_conv_gemm_scratch_floats(&c->geom);
+    if (c->algorithm == ODY_CONV_ONEDNN)
+        return 0; /* oneDNN's staging buffers are the op's own (dnnl_op.c) */
     forward_buffers f;
     backward_buffers b;
     size_t fwd = forward_carve(&c->geom, NULL, &f), bwd = backward_carve(&c->geom, NULL, &b);
@@ -174,6 +191,8 @@ static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, co
     conv2d_layer *c = (conv2d_layer *)l;
     if (c->algorithm == ODY_CONV_GEMM)
         nn_conv_gemm_forward(&c->geom, l->params[0].value, l->params[1].value, l->scratch, n, in, out);
+    else if (c->algorithm == ODY_CONV_ONEDNN)
+        nn_dnnl_op_forward(c->dnnl, l->params[0].value, l->params[1].value, n, in, out);
     else
         direct_forward(c, n, in, out);
 }
@@ -185,6 +204,9 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
     if (c->algorithm == ODY_CONV_GEMM)
         nn_conv_gemm_backward(&c->geom, l->params[0].value, l->params[0].grad, l->params[1].grad, l->scratch,
                               n, in, dout, din);
+    else if (c->algorithm == ODY_CONV_ONEDNN)
+        nn_dnnl_op_backward(c->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in, out, dout,
+                            din);
     else
         direct_backward(c, n, in, out, dout, din);
 }
@@ -243,9 +265,25 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
  */
 enum { GEMM_MIN_OUT_CHANNELS = 48 };
 
-static ody_conv_algorithm choose_algorithm(const nn_conv_geom *g, bool fusable)
+/*
+ * With the onednn backend (the default), auto is oneDNN's convolution
+ * except where the direct kernels fused with a relu and 2x2 max pool
+ * measured faster: small filters (C*K*K taps up to DIRECT_MAX_TAPS, as
+ * LeNet-5's conv1 and conv2: 25 and 150) followed by relu + pool, where
+ * oneDNN reaches 2-65 GFLOP/s (tests/bench/README.md, "oneDNN backend").
+ * bf16 compute is oneDNN's alone.
+ */
+enum { DIRECT_MAX_TAPS = 150 };
+
+static ody_conv_algorithm choose_algorithm(const conv2d_layer *c, bool fusable)
 {
-    return !fusable && g->oc >= GEMM_MIN_OUT_CHANNELS ? ODY_CONV_GEMM : ODY_CONV_DIRECT;
+    const nn_conv_geom *g = &c->geom;
+    if (c->backend == ODY_BACKEND_OPENBLAS)
+        return !fusable && g->oc >= GEMM_MIN_OUT_CHANNELS ? ODY_CONV_GEMM : ODY_CONV_DIRECT;
+    if (c->bf16)
+        return ODY_CONV_ONEDNN;
+    int taps = g->win.c * g->win.k * g->win.k;
+    return fusable && taps <= DIRECT_MAX_TAPS ? ODY_CONV_DIRECT : ODY_CONV_ONEDNN;
 }
 
 /* A relu and a 2x2 max pool at stride 2 without padding among the count layers next. */
@@ -266,17 +304,74 @@ static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
     conv2d_layer *c = (conv2d_layer *)l;
     bool fusable = relu_pool_follows(next, count);
     if (c->automatic)
-        c->algorithm = choose_algorithm(&c->geom, fusable);
+        c->algorithm = choose_algorithm(c, fusable);
     c->pool = fusable && c->algorithm == ODY_CONV_DIRECT ? next[1] : NULL;
-    return c->pool ? 2 : 0;
+    c->relu = c->algorithm == ODY_CONV_ONEDNN && count >= 1 && strcmp(next[0]->ops->kind, "relu") == 0;
+    c->relu_pool = c->algorithm == ODY_CONV_ONEDNN && fusable && c->geom.win.oh % 2 == 0 && c->geom.win.ow % 2 == 0;
+    return c->pool || c->relu_pool ? 2 : c->relu ? 1 : 0;
 }
 
 static const char *conv2d_describe(const ody_layer *l)
 {
-    const conv2d_layer *c = (const conv2d_layer *)l;
-    if (c->algorithm == ODY_CONV_GEMM)
-        return c->automatic ? "gemm (auto)" : "gemm";
-    return c->automatic ? "direct (auto)" : "direct";
+    conv2d_layer *c = (conv2d_layer *)l;
+    const char *what = c->algorithm == ODY_CONV_GEMM ? "gemm" : c->algorithm == ODY_CONV_DIRECT ? "direct" : "onednn";
+    snprintf(c->description, sizeof c->description, "%s%s%s%s%s%s", what,
+             c->algorithm == ODY_CONV_ONEDNN ? " " : "",
+             c->algorithm == ODY_CONV_ONEDNN && c->dnnl ? nn_dnnl_op_impl(c->dnnl) : "",
+             c->bf16 && c->algorithm == ODY_CONV_ONEDNN ? " bf16" : "",
+             c->relu_pool ? " + relu + pool" : c->relu ? " + relu" : "",
+             c->automatic ? " (auto)" : "");
+    return c->description;
+}
+
+/*
+ * Make the onednn algorithm's primitives for the batch. When oneDNN has no
+ * kernel for the shape on this CPU, a layer left at auto falls back to
+ * what the openblas backend would run (and says so); one that asked for
+ * onednn, or for bf16, fails with the reason.
+ */
+static ody_status conv2d_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
+{
+    conv2d_layer *c = (conv2d_layer *)l;
+    if (c->algorithm != ODY_CONV_ONEDNN)
+        return ODY_OK;
+    ody_status st = ODY_OK;
+    if (!c->dnnl)
+        st = nn_dnnl_op_create(ctx,
+                               &(nn_dnnl_shape){.kind = NN_DNNL_CONVOLUTION, .conv = c->geom, .bf16 = c->bf16,
+                                                .relu = c->relu, .pool_k = c->relu_pool ? 2 : 0},
+                               &c->dnnl);
+    if (st == ODY_OK)
+        st = nn_dnnl_op_plan(c->dnnl, max_batch);
+    if (st == ODY_OK && strncmp(nn_dnnl_op_impl(c->dnnl), "ref", 3) == 0)
+        ody_log(ctx, ODY_LOG_WARN, "%s: oneDNN has no JIT kernel for this CPU (%s: its slow reference code); "
+                "model.backend: openblas may be faster", l->name, nn_dnnl_op_impl(c->dnnl));
+    if (st == ODY_OK || st == ODY_ERR_NOMEM || !c->automatic || c->bf16)
+        return st;
+    ody_log(ctx, ODY_LOG_WARN, "%s: %s; running the openblas backend's algorithm instead", l->name,
+            ody_ctx_error(ctx));
+    ody_ctx_clear_error(ctx);
+    nn_dnnl_op_destroy(c->dnnl);
+    c->dnnl = NULL;
+    c->backend = ODY_BACKEND_OPENBLAS;
+    c->algorithm = choose_algorithm(c, false);
+    if (c->relu) /* the model has planned the relu (and pool) into this step: gemm/direct cannot run them */
+        return ody_fail(ctx, ODY_ERR_CONFIG, "oneDNN cannot run %s with its relu here; set model.backend: openblas",
+                        l->name);
+    return ODY_OK;
+}
+
+static ody_status conv2d_plan(ody_ctx *ctx, ody_layer *l, int n)
+{
+    conv2d_layer *c = (conv2d_layer *)l;
+    return c->dnnl ? nn_dnnl_op_plan_batch(c->dnnl, n) : ODY_OK;
+}
+
+static void conv2d_destroy(ody_layer *l)
+{
+    conv2d_layer *c = (conv2d_layer *)l;
+    nn_dnnl_op_destroy(c->dnnl);
+    c->dnnl = NULL;
 }
 
 static const ody_layer_ops conv2d_ops = {
@@ -286,6 +381,9 @@ static const ody_layer_ops conv2d_ops = {
     .backward = conv2d_backward,
     .fuse = conv2d_fuse,
     .describe = conv2d_describe,
+    .prepare = conv2d_prepare,
+    .plan = conv2d_plan,
+    .destroy = conv2d_destroy,
 };
 
 ody_conv_algorithm ody_conv2d_algorithm(const ody_layer *l)
@@ -314,8 +412,16 @@ ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape 
     nn_conv_geom_make(&win, oc, &c->geom);
     c->algorithm = (ody_conv_algorithm)nn_arg(spec, NN_CONV_ALGORITHM);
     c->automatic = c->algorithm == ODY_CONV_AUTO;
+    c->backend = spec->backend == ODY_BACKEND_OPENBLAS ? ODY_BACKEND_OPENBLAS : ODY_BACKEND_ONEDNN;
+    c->bf16 = spec->bf16;
+    if (c->algorithm == ODY_CONV_ONEDNN && c->backend == ODY_BACKEND_OPENBLAS)
+        st = ody_fail(ctx, ODY_ERR_CONFIG, "algorithm onednn needs model.backend: onednn");
+    if (st != ODY_OK) {
+        nn_layer_free(ctx, l);
+        return st;
+    }
     if (c->automatic)
-        c->algorithm = choose_algorithm(&c->geom, false); /* until conv2d_fuse sees what follows */
+        c->algorithm = choose_algorithm(c, false); /* until conv2d_fuse sees what follows */
     l->out_shape = ody_shape3(oc, win.oh, win.ow);
     int64_t fan_in = (int64_t)win.c * k * k, fan_out = (int64_t)oc * k * k;
     nn_param_set(l, 0, "weight", ody_shape4(oc, win.c, k, k), fan_in, fan_out);

@@ -1,7 +1,8 @@
 /*
  * conv2d's two algorithms, shared by conv2d.c (the layer: it picks one,
  * and runs direct alone or fused with the relu and 2x2 max pool after it),
- * conv_kernels.c (the direct loops, AVX2+FMA with a portable fallback) and
+ * conv_kernels.c (the direct loops: portable C, and the dispatch to
+ * conv_kernels_avx2.c and conv_kernels_avx512.c, chosen at run time) and
  * conv_gemm.c (im2col + OpenBLAS sgemm). Internal to src/nn.
  *
  * The direct convolution runs one sample at a time on buffers of a fixed
@@ -11,6 +12,9 @@
  *   wt   (C*K*K, OCP)          weights transposed: one row of OCP outputs per tap
  *   y    (OH*OW, OCP)          output, pixel-major: each pixel's channels are
  *                              contiguous, so the kernel vectorises over them
+ *                              (the AVX-512 level's loops for at most 8
+ *                              output channels write it (OC, OH*OW) instead,
+ *                              and read it so: y is the level's own)
  *   acc  (OC, ROWS, 8)         dW as ROWS vector rows (c, kh, kw/8) of 8
  *                              floats; lanes beyond the kernel's width unused
  *   dint (HP*WP, CP)           input gradient, pixel-major
@@ -23,6 +27,7 @@
 #ifndef ODYSSEY_NN_CONV_INTERNAL_H
 #define ODYSSEY_NN_CONV_INTERNAL_H
 
+#include "core/cpu_internal.h"
 #include "nn/nn_internal.h"
 
 enum { NN_VEC = 8, NN_SLACK = 8 };
@@ -103,6 +108,60 @@ float nn_conv_weight_grad(const nn_conv_geom *g, const float *xpad, const int32_
 /* dint += sum over terms of grad * the wq vectors of one output channel at each window. */
 void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *tapoff,
                         const nn_conv_terms *t, float *dint);
+
+/*
+ * The direct loops of one instruction set. The functions above with the
+ * same names call those of the process's level (ody_cpu_isa_active, fixed
+ * at its first use). Each level computes every sample alone, in a fixed
+ * order, so its results do not depend on how a batch is split; two levels
+ * may differ in the last bits (FMA against separate multiply and add, and
+ * the order of a sum's terms), by about 1e-6 relative.
+ */
+typedef struct {
+    ody_cpu_isa isa;
+    void (*direct)(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y);
+    void (*pool_relu)(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp, float *out,
+                      int32_t *arg);
+    void (*gather_terms)(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);
+    float (*weight_grad)(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
+                         const nn_conv_terms *t, float *acc);
+    void (*input_grad)(const nn_conv_geom *g, const float *wq, const int32_t *tapoff, const nn_conv_terms *t,
+                       float *dint);
+    /* nn_conv_to_channels of what direct wrote. */
+    void (*to_channels)(const nn_conv_geom *g, const float *y, int pixels, float *dst);
+    /* dst[c * dst_stride + p] = src[p * stride + c] for p < pixels, c < channels (as bits). */
+    void (*transpose)(const float *src, int stride, int pixels, int channels, float *dst, size_t dst_stride);
+} nn_conv_kernels;
+
+/* The loops of a level, or NULL when this build has none for it (a level below is then used). */
+const nn_conv_kernels *nn_conv_kernels_for(ody_cpu_isa isa);
+/* Those of ody_cpu_isa_active(). */
+const nn_conv_kernels *nn_conv_kernels_active(void);
+
+/* For the files of each level: */
+extern const nn_conv_kernels nn_conv_kernels_portable, nn_conv_kernels_avx2, nn_conv_kernels_avx512;
+/* Items [lo, hi) of part `part` of `parts` nearly equal parts of n (inline: it runs per block). */
+static inline void nn_conv_segment(int n, int part, int parts, int *lo, int *hi)
+{
+    *lo = (int)((long)part * n / parts);
+    *hi = (int)((long)(part + 1) * n / parts);
+}
+/* Candidates [i, n) of gather_terms, appended to t. */
+void nn_conv_gather_tail(const float *grad, const float *y, const int32_t *off, int i, int n, nn_conv_terms *t);
+/* The AVX2 loops (conv_kernels_avx2.c), which the AVX-512 level shares. */
+void nn_conv_avx2_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y);
+void nn_conv_avx2_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp,
+                            float *out, int32_t *arg);
+void nn_conv_avx2_gather_terms(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);
+float nn_conv_avx2_weight_grad(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
+                               const nn_conv_terms *t, float *acc);
+void nn_conv_avx2_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *tapoff,
+                             const nn_conv_terms *t, float *dint);
+void nn_conv_avx2_transpose(const float *src, int stride, int pixels, int channels, float *dst,
+                            size_t dst_stride);
+/* Pixels [p, pixels) of transpose, one float at a time. */
+void nn_conv_transpose_tail(const float *src, int stride, int p, int pixels, int channels, float *dst,
+                            size_t dst_stride);
 
 /*
  * The gemm algorithm (conv_gemm.c) on W (OC, C, K, K), b (OC), in (n, C,

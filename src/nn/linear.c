@@ -3,37 +3,139 @@
  * Any per-sample input shape is taken as flattened (IN = C*H*W).
  *
  *   in (n, IN), W (OUT, IN) params[0], b (OUT) params[1], out (n, OUT)
+ *
+ * The GEMMs are oneDNN's dnnl_sgemm (AVX-512 where the CPU has it) with
+ * the onednn backend, OpenBLAS's cblas_sgemm with the openblas one; both
+ * row-major with the same arguments. With bf16 compute the layer runs on
+ * oneDNN's inner product primitives instead (dnnl_op.c: bf16 inputs and
+ * weights, fp32 accumulation; oneDNN 2.6's C API has no bf16 GEMM).
  */
-#include "nn/nn_internal.h"
+#include "nn/nn_dnnl.h"
 
 #include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <string.h>
 
 typedef struct {
     ody_layer base;
     int in_features, out_features;
+    bool onednn;
+    bool bf16;
+    nn_dnnl_op *dnnl; /* bf16: the inner product's plans (made by linear_prepare) */
 } linear_layer;
 
-static void linear_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major, on the layer's backend. */
+static void gemm(const linear_layer *f, bool trans_a, bool trans_b, int m, int n, int k, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc)
+{
+    if (f->onednn)
+        dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+    else
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m,
+                    n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* out (n, OUT) = in W^T + b in one GEMM. */
+static void forward_rows(const ody_layer *l, int n, const float *in, float *out)
 {
     const linear_layer *f = (const linear_layer *)l;
     int in_n = f->in_features, out_n = f->out_features;
     const float *bias = l->params[1].value;
-    /* Start every row at the bias, then out += in W^T. */
     for (int s = 0; s < n; s++)
         for (int o = 0; o < out_n; o++)
             out[(size_t)s * out_n + o] = bias[o];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_n, in_n, 1.0f, in, in_n,
-                l->params[0].value, in_n, 1.0f, out, out_n);
+    gemm(f, false, true, n, out_n, in_n, in, in_n, l->params[0].value, in_n, 1.0f, out, out_n);
+}
+
+/*
+ * Evaluation runs in GEMMs of EVAL_ROWS rows, the last one padded with
+ * zero rows in scratch: both libraries' GEMM results depend on the number
+ * of rows (not on a row's place among them), and a sample's logits must
+ * not depend on the batch around it, whose size differs with the rank
+ * count (test_onednn_batch_independent). Training needs no such care: a
+ * chunk's rows are fixed by the global batch.
+ */
+enum { EVAL_ROWS = 16 };
+
+static void linear_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
+{
+    linear_layer *f = (linear_layer *)l;
+    if (f->dnnl) { /* oneDNN's inner product does not depend on the batch around a row */
+        nn_dnnl_op_forward(f->dnnl, l->params[0].value, l->params[1].value, n, in, out);
+        return;
+    }
+    if (nn_training(info)) {
+        forward_rows(l, n, in, out);
+        return;
+    }
+    size_t in_n = (size_t)f->in_features, out_n = (size_t)f->out_features;
+    int whole = n - n % EVAL_ROWS;
+    for (int row = 0; row < whole; row += EVAL_ROWS)
+        forward_rows(l, EVAL_ROWS, in + row * in_n, out + row * out_n);
+    if (whole == n)
+        return;
+    float *pad_in = l->scratch, *pad_out = l->scratch + EVAL_ROWS * in_n;
+    memcpy(pad_in, in + whole * in_n, (size_t)(n - whole) * in_n * sizeof *pad_in);
+    memset(pad_in + (n - whole) * in_n, 0, (size_t)(EVAL_ROWS - (n - whole)) * in_n * sizeof *pad_in);
+    forward_rows(l, EVAL_ROWS, pad_in, pad_out);
+    memcpy(out + whole * out_n, pad_out, (size_t)(n - whole) * out_n * sizeof *out);
+}
+
+static size_t linear_scratch_floats(const ody_layer *l, int max_batch)
+{
+    const linear_layer *f = (const linear_layer *)l;
+    if (f->dnnl)
+        return 0; /* oneDNN's staging buffers are the op's own (dnnl_op.c) */
+    return EVAL_ROWS * ((size_t)f->in_features + (size_t)f->out_features);
+}
+
+static ody_status linear_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
+{
+    linear_layer *f = (linear_layer *)l;
+    if (!f->bf16)
+        return ODY_OK;
+    ody_status st = ODY_OK;
+    if (!f->dnnl)
+        st = nn_dnnl_op_create(ctx,
+                               &(nn_dnnl_shape){.kind = NN_DNNL_INNER_PRODUCT, .in_features = f->in_features,
+                                                .out_features = f->out_features, .bf16 = true},
+                               &f->dnnl);
+    return st == ODY_OK ? nn_dnnl_op_plan(f->dnnl, max_batch) : st;
+}
+
+static ody_status linear_plan(ody_ctx *ctx, ody_layer *l, int n)
+{
+    linear_layer *f = (linear_layer *)l;
+    return f->dnnl ? nn_dnnl_op_plan_batch(f->dnnl, n) : ODY_OK;
+}
+
+static void linear_destroy(ody_layer *l)
+{
+    linear_layer *f = (linear_layer *)l;
+    nn_dnnl_op_destroy(f->dnnl);
+    f->dnnl = NULL;
+}
+
+static const char *linear_describe(const ody_layer *l)
+{
+    const linear_layer *f = (const linear_layer *)l;
+    if (f->dnnl)
+        return "onednn inner product bf16";
+    return f->onednn ? "onednn sgemm" : "openblas sgemm";
 }
 
 static void linear_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in,
                             const float *out, const float *dout, float *din)
 {
-    const linear_layer *f = (const linear_layer *)l;
+    linear_layer *f = (linear_layer *)l;
+    if (f->dnnl) {
+        nn_dnnl_op_backward(f->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in, out, dout,
+                            din);
+        return;
+    }
     int in_n = f->in_features, out_n = f->out_features;
     /* dW (OUT, IN) += dout^T in */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_n, in_n, n, 1.0f, dout, out_n, in, in_n,
-                1.0f, l->params[0].grad, in_n);
+    gemm(f, true, false, out_n, in_n, n, dout, out_n, in, in_n, 1.0f, l->params[0].grad, in_n);
     float *dbias = l->params[1].grad;
     for (int s = 0; s < n; s++)
         for (int o = 0; o < out_n; o++)
@@ -41,14 +143,18 @@ static void linear_backward(ody_layer *l, const ody_forward_info *info, int n, c
     if (!din)
         return;
     /* din (n, IN) = dout W */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_n, out_n, 1.0f, dout, out_n,
-                l->params[0].value, in_n, 0.0f, din, in_n);
+    gemm(f, false, false, n, in_n, out_n, dout, out_n, l->params[0].value, in_n, 0.0f, din, in_n);
 }
 
 static const ody_layer_ops linear_ops = {
     .kind = "linear",
+    .scratch_floats = linear_scratch_floats,
     .forward = linear_forward,
     .backward = linear_backward,
+    .prepare = linear_prepare,
+    .plan = linear_plan,
+    .destroy = linear_destroy,
+    .describe = linear_describe,
 };
 
 ody_status nn_linear_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out)
@@ -61,6 +167,8 @@ ody_status nn_linear_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape 
     linear_layer *f = (linear_layer *)l;
     f->in_features = (int)nn_numel(in_shape);
     f->out_features = nn_arg(spec, NN_LINEAR_OUT_FEATURES);
+    f->onednn = spec->backend != ODY_BACKEND_OPENBLAS;
+    f->bf16 = spec->bf16 && f->onednn;
     l->out_shape = ody_shape1(f->out_features);
     nn_param_set(l, 0, "weight", ody_shape2(f->out_features, f->in_features), f->in_features,
                  f->out_features);

@@ -14,6 +14,7 @@
  * ody_arena_round; layer_range[i] spans layer i's tensors (empty, at the
  * running offset, for a layer without parameters).
  */
+#include "core/cpu_internal.h"
 #include "nn/nn_internal.h"
 
 #include <math.h>
@@ -167,6 +168,9 @@ ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody
     if (nspecs < 1 || nspecs > ODY_MODEL_MAX_LAYERS)
         return ody_fail(ctx, ODY_ERR_CONFIG, "a model needs 1 to %d layers, got %d", ODY_MODEL_MAX_LAYERS,
                         nspecs);
+    ody_cpu_isa isa; /* the layers' own kernels run at ody_cpu_isa_active(); a bad ODY_CPU_ISA stops here */
+    if (ody_cpu_isa_select(ctx, &isa) != ODY_OK)
+        return ODY_ERR_USAGE;
     char buf[64];
     bool empty = input_shape.ndim < 1 || input_shape.ndim > 3;
     for (int i = 0; i < input_shape.ndim && !empty; i++)
@@ -265,6 +269,14 @@ ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch)
                         max_batch);
     if (max_batch <= model->max_batch)
         return ODY_OK;
+    for (int i = 0; i < model->nlayers; i++) {
+        ody_layer *l = model->layers[i];
+        ody_status st = l->ops->prepare ? l->ops->prepare(ctx, l, max_batch) : ODY_OK;
+        if (st != ODY_OK) {
+            ody_error_prefix(ctx, "model %s, %s", model->name, l->name);
+            return st;
+        }
+    }
     size_t bytes = carve(model, max_batch, NULL) * sizeof(float);
     float *base;
     ody_status st = ody_alloc(ctx, bytes, "model activations", (void **)&base);
@@ -275,6 +287,22 @@ ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch)
     model->prepared = base;
     model->prepared_bytes = bytes;
     model->max_batch = max_batch;
+    return ODY_OK;
+}
+
+ody_status ody_model_plan_batch(ody_ctx *ctx, ody_model *model, int n)
+{
+    if (n < 1 || n > model->max_batch)
+        return ody_fail(ctx, ODY_ERR_INTERNAL, "model %s: cannot plan %d rows (prepared for %d)", model->name, n,
+                        model->max_batch);
+    for (int i = 0; i < model->nlayers; i++) {
+        ody_layer *l = model->layers[i];
+        ody_status st = l->ops->plan ? l->ops->plan(ctx, l, n) : ODY_OK;
+        if (st != ODY_OK) {
+            ody_error_prefix(ctx, "model %s, %s", model->name, l->name);
+            return st;
+        }
+    }
     return ODY_OK;
 }
 
@@ -386,6 +414,8 @@ void ody_model_summary(const ody_ctx *ctx, const ody_model *model)
                 l->ops->describe ? l->ops->describe(l) : "");
     }
     ody_log(ctx, ODY_LOG_INFO, "  total parameters: %zu", model->nparams);
+    ody_log(ctx, ODY_LOG_INFO, "  own kernels (direct conv2d, exact sums): %s (best here: %s; ODY_CPU_ISA lowers it)",
+            ody_cpu_isa_name(ody_cpu_isa_active()), ody_cpu_isa_name(ody_cpu_isa_best()));
     for (int i = 0; i < model->nlayers; i += model->span[i])
         if (model->span[i] > 1)
             ody_log(ctx, ODY_LOG_INFO, "  fused step: %s .. %s (%d layers, inner outputs not stored)",

@@ -20,9 +20,9 @@ static const ody_layer_arg conv2d_args[] = {
     [NN_CONV_KERNEL] = {"kernel_size", 0, 1, 1024, true, true, "side of the square kernel"},
     [NN_CONV_STRIDE] = {"stride", 1, 1, 1024, false, true, "step between windows"},
     [NN_CONV_PADDING] = {"padding", 0, 0, 1024, false, true, "zeros added on each side"},
-    [NN_CONV_ALGORITHM] = {"algorithm", ODY_CONV_AUTO, ODY_CONV_AUTO, ODY_CONV_GEMM, false, true,
-                           "0 auto (as model.conv_algorithm says; its auto: by shape), 1 direct, "
-                           "2 gemm (im2col + sgemm)"},
+    [NN_CONV_ALGORITHM] = {"algorithm", ODY_CONV_AUTO, ODY_CONV_AUTO, ODY_CONV_ONEDNN, false, true,
+                           "0 auto (as model.conv_algorithm says; its auto: by shape and backend), 1 direct, "
+                           "2 gemm (im2col + sgemm), 3 onednn"},
 };
 
 static const ody_layer_arg pool_args[] = {
@@ -72,7 +72,14 @@ const ody_layer_kind *ody_layer_kinds(int *count)
 }
 
 static const char *const conv_algorithm_names[] = {
-    [ODY_CONV_AUTO] = "auto", [ODY_CONV_DIRECT] = "direct", [ODY_CONV_GEMM] = "gemm", NULL};
+    [ODY_CONV_AUTO] = "auto", [ODY_CONV_DIRECT] = "direct", [ODY_CONV_GEMM] = "gemm",
+    [ODY_CONV_ONEDNN] = "onednn", NULL};
+
+static const char *const backend_names[] = {
+    [ODY_BACKEND_DEFAULT] = "default", [ODY_BACKEND_ONEDNN] = "onednn", [ODY_BACKEND_OPENBLAS] = "openblas",
+    NULL};
+
+const char *const *ody_backend_names(void) { return backend_names; }
 
 const char *const *ody_conv_algorithm_names(void) { return conv_algorithm_names; }
 
@@ -235,21 +242,40 @@ static ody_status check_options(ody_ctx *ctx, const ody_model_options *o)
 /* model.conv_algorithm as an ody_conv_algorithm ("" is auto), or -1 with an error. */
 static int conv_algorithm(ody_ctx *ctx, const ody_model_options *o)
 {
-    for (int i = ODY_CONV_AUTO; i <= ODY_CONV_GEMM; i++)
+    for (int i = ODY_CONV_AUTO; i <= ODY_CONV_ONEDNN; i++)
         if (strcmp(o->conv_algorithm, conv_algorithm_names[i]) == 0)
             return i;
     if (!o->conv_algorithm[0])
         return ODY_CONV_AUTO;
-    ody_fail(ctx, ODY_ERR_CONFIG, "model.conv_algorithm '%.8s' is not known (auto, direct or gemm)",
+    ody_fail(ctx, ODY_ERR_CONFIG, "model.conv_algorithm '%.8s' is not known (auto, direct, gemm or onednn)",
              o->conv_algorithm);
     return -1;
 }
 
-/* The options that apply to every layer they concern: init and the conv algorithm. */
-static void apply_model_wide(const ody_model_options *o, int conv, spec_list *list)
+/* model.backend as an ody_backend ("" is the default, onednn), or -1 with an error. */
+static int backend(ody_ctx *ctx, const ody_model_options *o)
+{
+    if (!o->backend[0] || strcmp(o->backend, "default") == 0 || strcmp(o->backend, "onednn") == 0)
+        return ODY_BACKEND_ONEDNN;
+    if (strcmp(o->backend, "openblas") != 0) {
+        ody_fail(ctx, ODY_ERR_CONFIG, "model.backend '%.12s' is not known (onednn or openblas)", o->backend);
+        return -1;
+    }
+    if (o->compute_bf16) {
+        ody_fail(ctx, ODY_ERR_CONFIG, "bf16 compute (training.use_mixed_precision with precision_dtype "
+                                      "bf16) needs model.backend: onednn");
+        return -1;
+    }
+    return ODY_BACKEND_OPENBLAS;
+}
+
+/* The options that apply to every layer they concern: init, the conv algorithm, backend and bf16. */
+static void apply_model_wide(const ody_model_options *o, int conv, ody_backend be, spec_list *list)
 {
     for (int i = 0; i < list->n; i++) {
         ody_layer_spec *spec = &list->specs[i];
+        spec->backend = be;
+        spec->bf16 = o->compute_bf16;
         if (spec->init == ODY_INIT_AUTO)
             spec->init = o->init;
         if (strcmp(spec->kind, "conv2d") == 0 && spec->args[NN_CONV_ALGORITHM] == ODY_CONV_AUTO)
@@ -284,10 +310,15 @@ ody_status ody_model_create(ody_ctx *ctx, const ody_model_options *options, ody_
     int conv = conv_algorithm(ctx, options);
     if (conv < 0)
         return ODY_ERR_CONFIG;
+    int be = backend(ctx, options);
+    if (be < 0)
+        return ODY_ERR_CONFIG;
+    if (options->compute_bf16 && (st = ody_bf16_supported(ctx)) != ODY_OK)
+        return st;
     st = model_builders[which](ctx, options, &list);
     if (st != ODY_OK)
         return st;
-    apply_model_wide(options, conv, &list);
+    apply_model_wide(options, conv, (ody_backend)be, &list);
     st = ody_model_create_from_specs(ctx, options->name, list.specs, list.n, options->input_shape, out);
     if (st != ODY_OK) {
         ody_error_prefix(ctx, "model %s", options->name);

@@ -81,6 +81,7 @@ ody_status ody_training_loop_init(ody_training_loop *loop, ody_ctx *ctx, const o
     loop->cfg = cfg;
     ody_training_metrics_init(&loop->metrics);
     loop->state.this_epoch.start_time = ody_now();
+    loop->interval.since = loop->interval.train_start = loop->state.this_epoch.start_time;
     ody_status st = ody_fault_knob_read(ctx, &loop->fault);
     if (st != ODY_OK)
         return st;
@@ -110,7 +111,12 @@ ody_status ody_loop_prepare_buffers(ody_training_loop *loop, size_t max_rows)
     loop->step.losses = a;
     loop->step.dlogits = b;
     loop->step.max_rows = max_rows;
-    return ody_model_prepare(ctx, loop->model, (int)max_rows);
+    st = ody_model_prepare(ctx, loop->model, (int)max_rows);
+    /* Deterministic mode runs chunks: their shape's kernels are made now, not in the first step. */
+    size_t chunk = (size_t)loop->cfg->distributed.chunk_size;
+    if (st == ODY_OK && loop->cfg->distributed.deterministic && chunk < max_rows)
+        st = ody_model_plan_batch(ctx, loop->model, (int)chunk);
+    return st;
 }
 
 void ody_training_loop_free(ody_training_loop *loop)
@@ -150,6 +156,80 @@ double ody_loop_metric(const ody_training_loop *loop, const char *name)
     return m->train_loss;
 }
 
+/* ---------------------------------------------------------- intervals */
+
+/* The step just run into the interval: its sums, and what the epoch's
+ * counters gained since the last step (they restart with every epoch). */
+static void interval_add(ody_training_loop *loop)
+{
+    ody_interval_stats *iv = &loop->interval;
+    const ody_loop_state *s = &loop->state;
+    const ody_step_result *sums = &loop->step.sums;
+    iv->loss_fixed = ody_add_sat(iv->loss_fixed, sums->loss_fixed);
+    iv->correct += sums->correct;
+    iv->count += sums->count;
+    iv->samples += loop->step.group_count;
+    if (s->this_epoch.updates != iv->seen_updates) {
+        iv->grad_norm_sum += s->grad_norm;
+        iv->updates++;
+    }
+    iv->seen_updates = s->this_epoch.updates;
+    for (int p = 0; p < ODY_PHASE_COUNT; p++)
+        iv->times.seconds[p] += s->this_epoch.times.seconds[p] - iv->seen.seconds[p];
+    iv->seen = s->this_epoch.times;
+}
+
+/* Reduce the interval into interval.last and start the next. Collective. */
+static ody_status interval_reduce(ody_training_loop *loop)
+{
+    ody_interval_stats *iv = &loop->interval;
+    const ody_loop_state *s = &loop->state;
+    int64_t v[3] = {iv->loss_fixed, iv->correct, iv->count};
+    ody_phase_times mean, max;
+    ody_status st = ody_comm_sum_i64(loop->ctx, v, 3);
+    if (st == ODY_OK)
+        st = ody_comm_mean_max(loop->ctx, iv->times.seconds, mean.seconds, max.seconds,
+                               ODY_PHASE_COUNT);
+    if (st != ODY_OK)
+        return st;
+    double now = ody_now();
+    iv->last = (ody_step_record){
+        .step = s->global_step,
+        .epoch = s->epoch,
+        .epoch_step = ody_loop_update_in_epoch(loop),
+        .samples = iv->samples,
+        .loss = v[2] ? ody_loss_from_fixed(v[0]) / (double)v[2] : NAN,
+        .accuracy = v[2] ? (double)v[1] / (double)v[2] : NAN,
+        .lr = s->lr,
+        .grad_norm = iv->updates ? iv->grad_norm_sum / (double)iv->updates : NAN,
+        .samples_per_sec = now > iv->since ? (double)iv->samples / (now - iv->since) : 0.0,
+        .elapsed = now - iv->train_start,
+        .times_mean = mean,
+    };
+    iv->loss_fixed = iv->correct = iv->count = iv->samples = iv->updates = 0;
+    iv->grad_norm_sum = 0;
+    memset(&iv->times, 0, sizeof iv->times);
+    iv->since = now;
+    iv->due = true;
+    return ODY_OK;
+}
+
+ody_status ody_loop_interval_step(ody_training_loop *loop)
+{
+    loop->interval.due = false;
+    interval_add(loop);
+    if (loop->state.global_step % loop->cfg->training.log_interval != 0)
+        return ODY_OK;
+    return interval_reduce(loop);
+}
+
+/* The epoch's counters restart: so do the interval's views of them. */
+static void interval_epoch_begin(ody_training_loop *loop)
+{
+    memset(&loop->interval.seen, 0, sizeof loop->interval.seen);
+    loop->interval.seen_updates = 0;
+}
+
 /* ------------------------------------------------------------- epochs */
 
 static bool max_steps_reached(const ody_training_loop *loop)
@@ -166,6 +246,7 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
     s->this_epoch.grad_norm_sum = 0;
     s->this_epoch.updates = s->this_epoch.skipped = 0;
     s->this_epoch.start_time = ody_now();
+    interval_epoch_begin(loop);
     s->steps_per_epoch = ody_sampler_steps(loop->data.sampler);
     /* A resumed epoch keeps the sums restored from its checkpoint. */
     if (s->step_in_epoch == 0)
@@ -191,6 +272,8 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
         ody_wait_set_step(loop->ctx, s->global_step + 1);
         ody_fault_knob_fire(loop->ctx, &loop->fault, s->global_step + 1);
         st = ody_step_run(loop);
+        if (st == ODY_OK)
+            st = ody_loop_interval_step(loop);
         if (st == ODY_OK)
             deferred = FIRE(loop, on_batch_end);
     }
@@ -226,6 +309,7 @@ ody_status ody_training_loop_run(ody_training_loop *loop)
 {
     ody_loop_state *s = &loop->state;
     const int64_t epochs = loop->cfg->training.epochs;
+    loop->interval.since = loop->interval.train_start = ody_now();
     ody_status st = ody_comm_agree(loop->ctx, FIRE(loop, on_train_begin));
     while (st == ODY_OK && s->epoch < epochs) {
         st = ody_training_loop_run_epoch(loop);

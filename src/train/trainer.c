@@ -23,8 +23,9 @@ struct ody_trainer {
 };
 
 /* OpenBLAS threads per rank: distributed.blas_threads, else
- * OPENBLAS_NUM_THREADS from the environment, else the node's cores shared
- * out among the ranks on the node (at least one). */
+ * OPENBLAS_NUM_THREADS from the environment, else the node's cores (its
+ * ranks' affinity masks and cgroup quota: ctx->node_cores) shared out among
+ * the ranks on the node (at least one). */
 static int blas_threads(const ody_ctx *ctx, const ody_config *cfg)
 {
     if (cfg->distributed.deterministic)
@@ -38,8 +39,7 @@ static int blas_threads(const ody_ctx *ctx, const ody_config *cfg)
         if (*end == '\0' && n >= 1 && n <= 1024)
             return (int)n;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long per_rank = cores / (ctx->node_size > 0 ? ctx->node_size : 1);
+    long per_rank = ctx->node_cores / (ctx->node_size > 0 ? ctx->node_size : 1);
     return per_rank > 1 ? (int)per_rank : 1;
 }
 
@@ -135,7 +135,9 @@ static ody_status open_data(ody_trainer *t)
 static ody_status build_model(ody_trainer *t)
 {
     ody_ctx *ctx = t->ctx;
-    ody_status st = ody_model_create(ctx, &t->cfg->model, &t->model);
+    ody_model_options options = t->cfg->model;
+    options.compute_bf16 = t->cfg->training.use_mixed_precision && strcmp(t->cfg->training.precision_dtype, "bf16") == 0;
+    ody_status st = ody_model_create(ctx, &options, &t->model);
     st = ody_comm_agree(ctx, st);
     if (st != ODY_OK)
         return st;
@@ -149,8 +151,8 @@ static ody_status build_model(ody_trainer *t)
 
 static ody_wire_type wire_type(const ody_config *cfg)
 {
-    if (!cfg->training.use_mixed_precision)
-        return ODY_WIRE_F32;
+    if (!cfg->training.use_mixed_precision || cfg->distributed.deterministic)
+        return ODY_WIRE_F32; /* deterministic: exact sums of the fp32 gradients */
     return strcmp(cfg->training.precision_dtype, "fp16") == 0 ? ODY_WIRE_F16 : ODY_WIRE_BF16;
 }
 
@@ -309,10 +311,12 @@ static void log_start(const ody_trainer *t)
     int64_t b = t->sampler->batch;
     ody_model_summary(t->ctx, t->model);
     ody_log(t->ctx, ODY_LOG_INFO,
-            "odyssey-dist %s: %d rank(s), %d BLAS thread(s) each; model %s (%zu parameters); "
+            "odyssey-dist %s: %d rank(s), %d on rank 0's node with %d core(s); %d BLAS "
+            "thread(s) each; model %s (%zu parameters); "
             "data %s: %lld train, %lld validation; global batch %lld (%lld to %lld per rank); "
             "run directory %s",
-            ODY_VERSION, t->ctx->size, blas_threads(t->ctx, cfg), cfg->model.name,
+            ODY_VERSION, t->ctx->size, t->ctx->node_size, t->ctx->node_cores,
+            blas_threads(t->ctx, cfg), cfg->model.name,
             t->model->nparams, cfg->data.name, (long long)t->train_set->n,
             (long long)(t->val_set ? t->val_set->n : 0), (long long)b,
             (long long)(b / t->ctx->size), (long long)ody_sampler_max_local(t->sampler),
@@ -330,7 +334,7 @@ static ody_status build(ody_ctx *ctx, const ody_config *cfg, build_mode mode, od
         return ody_comm_agree(ctx, ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for the trainer"));
     t->ctx = ctx;
     t->cfg = cfg;
-    openblas_set_num_threads(blas_threads(ctx, cfg));
+    ody_kernel_threads(blas_threads(ctx, cfg));
     ody_status st = ODY_OK;
     if (mode != BUILD_EVAL)
         st = ody_comm_agree(ctx, make_run_dir(t, mode == BUILD_FRESH));

@@ -76,6 +76,31 @@ note "a last step of 10 samples (2 chunks): ranks without rows still take chunks
 same_bits tail 1 4 "a short last step" data.synthetic_train=4810 training.epochs=1
 expect_in tail4.log 'chunk stealing: [0-9]+ of 642 chunks'
 
+note "oneDNN convolutions (model.conv_algorithm=onednn): 1 rank = 2 = 3 = 4 ranks, metrics too"
+for np in 2 3; do
+  same_bits onednn 1 "$np" "oneDNN convolutions" model.conv_algorithm=onednn training.epochs=1
+done
+same_bits onednn 1 4 "oneDNN convolutions" model.conv_algorithm=onednn training.epochs=1
+expect_in onednn4.log 'onednn jit'
+cmp <(sed 's/"samples_per_sec.*//' "$scratch/onednn1/lenet5-baseline/metrics.jsonl") \
+    <(sed 's/"samples_per_sec.*//' "$scratch/onednn4/lenet5-baseline/metrics.jsonl") \
+  || fail "oneDNN metrics differ between 1 and 4 ranks"
+[ "$(run_sha256 "$scratch/onednn1")" != "${hash[1]}" ] || fail "conv_algorithm=onednn changed nothing"
+
+note "the openblas backend: 1 rank = 3 ranks"
+same_bits openblas 1 3 "openblas-backend runs" model.backend=openblas training.epochs=1
+
+if "$ODY_PROGRAM" --version 2>&1 | grep -q 'bf16 compute: yes'; then
+  note "bf16 compute: 1 rank = 2 = 3 ranks, and not the fp32 bits"
+  for np in 2 3; do
+    same_bits bf16 1 "$np" "bf16-compute runs" training.use_mixed_precision=true training.epochs=1
+  done
+  expect_in bf163.log 'onednn .* bf16'
+  [ "$(run_sha256 "$scratch/bf161")" != "$(run_sha256 "$scratch/onednn1")" ] || fail "bf16 gave the fp32 bits"
+else
+  note "bf16 compute: skipped, this CPU has no native bf16 ($("$ODY_PROGRAM" --version 2>&1 | grep 'bf16 compute'))"
+fi
+
 note "stop on 2 ranks mid-epoch, resume on 3"
 stop_at 31 stop.log 2 "${args[@]}" experiment.output_dir="$scratch/stop"
 expect_exit 0 resume.log 3 "${args[@]}" experiment.output_dir="$scratch/stop" --resume auto

@@ -488,10 +488,10 @@ static void test_cross_key_checks(void **state)
         {"training: {gradient_clip_norm: 1, gradient_clip_value: 0.5}\n", NULL,
          "x.yaml: training.gradient_clip_value: set at most one of gradient_clip_norm and "
          "gradient_clip_value"},
-        {"training: {use_mixed_precision: true}\n", NULL,
-         "x.yaml: training.use_mixed_precision: half-precision gradients need "
-         "distributed.deterministic: false (deterministic mode, the default, sums gradients "
-         "exactly in integers)"},
+        {"training: {use_mixed_precision: true, precision_dtype: fp16}\n", NULL,
+         "x.yaml: training.precision_dtype: fp16 (half-precision gradients with loss scaling) "
+         "needs distributed.deterministic: false (deterministic mode, the default, sums "
+         "gradients exactly in integers; bf16 compute works there)"},
         /* An override can break a check that involves more than one key. */
         {"training:\n  epochs: 2\n", "data.name=idx",
          "x.yaml: data.path: required when data.name is idx"},

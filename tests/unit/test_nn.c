@@ -327,6 +327,8 @@ static void test_conv2d_gradients(void **state) { check_conv_cases(*state, ODY_C
 
 static void test_conv2d_gemm_gradients(void **state) { check_conv_cases(*state, ODY_CONV_GEMM); }
 
+static void test_conv2d_onednn_gradients(void **state) { check_conv_cases(*state, ODY_CONV_ONEDNN); }
+
 static const layer_case pool_cases[] = {
     {{2, 0, 0}, {3, {1, 4, 4}}, 2}, /* no overlap, stride = kernel */
     {{2, 0, 0}, {3, {2, 5, 7}}, 2}, /* the same on odd sizes: last row and column unused */
@@ -354,7 +356,14 @@ static void test_linear_gradients(void **state)
         {{4}, {3, {2, 3, 3}}, 2}, /* (C, H, W) input taken as flattened */
         {{1}, {1, {7}}, 1},
     };
-    CHECK_CASES(*state, "linear", ref_linear, cases);
+    CHECK_CASES(*state, "linear", ref_linear, cases); /* onednn (dnnl_sgemm) */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) { /* openblas (cblas_sgemm) */
+        ody_layer_spec spec = make_spec(*state, "linear", 1, cases[i].args);
+        spec.backend = ODY_BACKEND_OPENBLAS;
+        int64_t ids[8] = {0};
+        ody_forward_info info = {.training = true, .sample_ids = ids};
+        check_layer(*state, &spec, cases[i].in, cases[i].n, ref_linear, &info, 0.0f);
+    }
 }
 
 static void test_activation_and_flatten_gradients(void **state)
@@ -406,7 +415,8 @@ static void test_layer_shapes(void **state)
 /* conv2d -> relu -> maxpool2d (2x2) with fusion on or off, random parameters. */
 static ody_model *conv_block(ody_ctx *ctx, const double *conv, ody_shape in, int n, bool fused)
 {
-    ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 4, conv), make_spec(ctx, "relu", 0, NULL),
+    double direct[5] = {conv[0], conv[1], conv[2], conv[3], ODY_CONV_DIRECT};
+    ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 5, direct), make_spec(ctx, "relu", 0, NULL),
                                make_spec(ctx, "maxpool2d", 1, (double[]){2})};
     ody_model *m = NULL;
     assert_int_equal(ody_model_create_from_specs(ctx, "block", specs, 3, in, &m), ODY_OK);
@@ -1130,21 +1140,30 @@ static void test_lenet5_gemm_matches_direct(void **state)
     ody_model_destroy(ctx, g);
 }
 
-/* The block conv (out_channels, 3x3, padding 1, algorithm) -> relu -> 2x2 max pool on in. */
-static ody_model *wide_block(ody_ctx *ctx, int out_channels, ody_conv_algorithm algorithm, ody_shape in)
+/* The block conv (out_channels, 3x3, padding 1, algorithm) -> relu -> 2x2 max pool on in (openblas backend). */
+static ody_model *wide_block_on(ody_ctx *ctx, ody_backend backend, int out_channels, ody_conv_algorithm algorithm,
+                                ody_shape in)
 {
     ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 5, (double[]){out_channels, 3, 1, 1, algorithm}),
                                make_spec(ctx, "relu", 0, NULL),
                                make_spec(ctx, "maxpool2d", 1, (double[]){2})};
+    for (int i = 0; i < 3; i++)
+        specs[i].backend = backend;
     ody_model *m = NULL;
     assert_int_equal(ody_model_create_from_specs(ctx, "block", specs, 3, in, &m), ODY_OK);
     return m;
+}
+
+static ody_model *wide_block(ody_ctx *ctx, int out_channels, ody_conv_algorithm algorithm, ody_shape in)
+{
+    return wide_block_on(ctx, ODY_BACKEND_OPENBLAS, out_channels, algorithm, in);
 }
 
 static void test_conv_algorithm_auto(void **state)
 {
     ody_ctx *ctx = *state;
     ody_model_options o = lenet_options(); /* every conv2d at auto */
+    strcpy(o.backend, "openblas");
     for (int variant = 0; variant < 2; variant++) {
         strcpy(o.variant, variant ? "classic" : "modern");
         ody_model *m = create(ctx, &o);
@@ -1182,7 +1201,228 @@ static void test_conv_algorithm_auto(void **state)
     assert_string_equal(names[ODY_CONV_AUTO], "auto");
     assert_string_equal(names[ODY_CONV_DIRECT], "direct");
     assert_string_equal(names[ODY_CONV_GEMM], "gemm");
-    assert_null(names[3]);
+    assert_string_equal(names[ODY_CONV_ONEDNN], "onednn");
+    assert_null(names[4]);
+}
+
+/*
+ * The onednn backend's auto: LeNet-5's small filters followed by relu and
+ * pool run direct and fused; wider filters, and anything not followed by
+ * relu + pool, run on oneDNN; bf16 puts every conv2d on oneDNN.
+ */
+static void test_conv_algorithm_auto_onednn(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_model_options o = lenet_options(); /* every conv2d at auto, backend default (onednn) */
+    ody_model *m = create(ctx, &o);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_DIRECT);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[3]), ODY_CONV_DIRECT);
+    assert_int_equal(m->span[0], 3);
+    ody_model_destroy(ctx, m);
+    strcpy(o.variant, "classic"); /* tanh and average pooling: nothing to fuse */
+    m = create(ctx, &o);
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_ONEDNN);
+    assert_int_equal(ody_model_prepare(ctx, m, 4), ODY_OK);
+    assert_non_null(strstr(m->layers[0]->ops->describe(m->layers[0]), "onednn"));
+    ody_model_destroy(ctx, m);
+    ody_shape in = ody_shape3(32, 16, 16);
+    m = wide_block_on(ctx, ODY_BACKEND_ONEDNN, 64, ODY_CONV_AUTO, in); /* 288 taps: onednn, relu + pool fused */
+    assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_ONEDNN);
+    assert_int_equal(m->span[0], 3);
+    assert_int_equal(ody_model_prepare(ctx, m, 2), ODY_OK);
+    assert_non_null(strstr(m->layers[0]->ops->describe(m->layers[0]), "+ relu + pool"));
+    ody_model_destroy(ctx, m);
+    m = wide_block_on(ctx, ODY_BACKEND_ONEDNN, 64, ODY_CONV_AUTO, in);
+    assert_int_equal(ody_model_set_fusion(ctx, m, false), ODY_OK); /* fusion off: the relu alone */
+    assert_int_equal(m->span[0], 1);
+    ody_model_destroy(ctx, m);
+    if (ody_bf16_supported(ctx) == ODY_OK) {
+        strcpy(o.variant, "modern");
+        o.compute_bf16 = true;
+        m = create(ctx, &o);
+        assert_int_equal(ody_conv2d_algorithm(m->layers[0]), ODY_CONV_ONEDNN);
+        assert_int_equal(ody_model_prepare(ctx, m, 4), ODY_OK);
+        assert_non_null(strstr(m->layers[0]->ops->describe(m->layers[0]), "bf16"));
+        ody_model_destroy(ctx, m);
+        strcpy(o.backend, "openblas"); /* bf16 is oneDNN's alone */
+        assert_int_equal(ody_model_create(ctx, &o, &m), ODY_ERR_CONFIG);
+        assert_non_null(strstr(ody_ctx_error(ctx), "needs model.backend: onednn"));
+    }
+    ody_ctx_clear_error(ctx);
+}
+
+/*
+ * oneDNN against the direct kernels on one block, in fp32 (1e-5) and in
+ * bf16 (inputs and weights rounded to 8 bits of mantissa: 3e-2 of the
+ * largest value), forward and both gradients.
+ */
+static void check_onednn_matches_direct(ody_ctx *ctx, bool bf16, double tol)
+{
+    ody_shape in = ody_shape3(8, 12, 12);
+    int n = 5;
+    ody_layer_spec d = make_spec(ctx, "conv2d", 5, (double[]){24, 3, 1, 1, ODY_CONV_DIRECT});
+    ody_layer_spec o = make_spec(ctx, "conv2d", 5, (double[]){24, 3, 1, 1, ODY_CONV_ONEDNN});
+    o.bf16 = bf16;
+    ody_model *md = NULL, *mo = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "direct", &d, 1, in, &md), ODY_OK);
+    assert_int_equal(ody_model_create_from_specs(ctx, "onednn", &o, 1, in, &mo), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, md, n), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, mo, n), ODY_OK);
+    frand(3, md->params.size, -0.3f, 0.3f, md->params.data);
+    memcpy(mo->params.data, md->params.data, md->params.size * sizeof(float));
+    size_t nx = (size_t)n * numel(in), ny = (size_t)n * numel(md->layers[0]->out_shape);
+    float *x = falloc(nx), *dy = falloc(ny), *dxd = falloc(nx), *dxo = falloc(nx);
+    frand(30, nx, -1, 1, x);
+    frand(31, ny, -1, 1, dy);
+    const float *yd = ody_model_forward(md, NULL, n, x), *yo = ody_model_forward(mo, NULL, n, x);
+    for (size_t i = 0; i < ny; i++)
+        assert_close(yo[i], yd[i], tol, "output", i);
+    ody_model_zero_grad(md);
+    ody_model_zero_grad(mo);
+    md->layers[0]->ops->backward(md->layers[0], NULL, n, x, yd, dy, dxd);
+    mo->layers[0]->ops->backward(mo->layers[0], NULL, n, x, yo, dy, dxo);
+    /* Twice on oneDNN: its gradients add up like the direct kernels' do. */
+    mo->layers[0]->ops->backward(mo->layers[0], NULL, n, x, yo, dy, dxo);
+    for (size_t i = 0; i < nx; i++)
+        assert_close(dxo[i], dxd[i], tol, "input gradient", i);
+    for (size_t i = 0; i < md->grads.size; i++)
+        assert_close(mo->grads.data[i], 2 * md->grads.data[i], tol * 8, "parameter gradient", i);
+    free(x), free(dy), free(dxd), free(dxo);
+    ody_model_destroy(ctx, md);
+    ody_model_destroy(ctx, mo);
+}
+
+/*
+ * oneDNN's conv with its relu (post-op) and 2x2 max pool fused against the
+ * three run apart: the same bits. 10x10 outputs pool fused; 9x9 ones (odd)
+ * fuse the relu alone.
+ */
+static void test_conv2d_onednn_relu_fused(void **state)
+{
+    ody_ctx *ctx = *state;
+    const int sides[2] = {10, 9}, fused_span[2] = {3, 2};
+    for (int c = 0; c < 2; c++) {
+        ody_shape in = ody_shape3(8, sides[c], sides[c]);
+        int n = 4;
+        ody_model *m[2];
+        for (int f = 0; f < 2; f++) {
+            m[f] = wide_block_on(ctx, ODY_BACKEND_ONEDNN, 16, ODY_CONV_ONEDNN, in);
+            assert_int_equal(ody_model_set_fusion(ctx, m[f], f == 1), ODY_OK);
+            assert_int_equal(m[f]->span[0], f ? fused_span[c] : 1);
+            assert_int_equal(ody_model_prepare(ctx, m[f], n), ODY_OK);
+            frand(3, m[f]->params.size, -0.3f, 0.3f, m[f]->params.data);
+        }
+        size_t nx = (size_t)n * numel(in), ny = (size_t)n * numel(m[0]->layers[2]->out_shape);
+        size_t nconv = (size_t)n * numel(m[0]->layers[0]->out_shape);
+        float *x = falloc(nx), *dy = falloc(ny), *dx[2] = {falloc(nx), falloc(nx)};
+        float *tmp[2] = {falloc(nconv), falloc(nconv)};
+        frand(50, nx, -1, 1, x);
+        frand(51, ny, -1, 1, dy);
+        const float *y0 = ody_model_forward(m[0], NULL, n, x), *y1 = ody_model_forward(m[1], NULL, n, x);
+        assert_memory_equal(y0, y1, ny * sizeof(float));
+        for (int f = 0; f < 2; f++) {
+            ody_model_zero_grad(m[f]);
+            backward_all(m[f], n, x, dy, dx[f], tmp);
+        }
+        assert_memory_equal(dx[0], dx[1], nx * sizeof(float));
+        assert_memory_equal(m[0]->grads.data, m[1]->grads.data, m[0]->grads.size * sizeof(float));
+        free(x), free(dy), free(dx[0]), free(dx[1]), free(tmp[0]), free(tmp[1]);
+        ody_model_destroy(ctx, m[0]);
+        ody_model_destroy(ctx, m[1]);
+    }
+}
+
+/* linear with bf16 compute (oneDNN's inner product) against fp32, forward and gradients, twice (they add up). */
+static void test_linear_bf16_matches_fp32(void **state)
+{
+    ody_ctx *ctx = *state;
+    if (ody_bf16_supported(ctx) != ODY_OK) {
+        print_message("bf16: %s (skipped)\n", ody_ctx_error(ctx));
+        ody_ctx_clear_error(ctx);
+        return;
+    }
+    ody_shape in = ody_shape3(4, 5, 6);
+    int n = 6;
+    ody_layer_spec specs[2] = {make_spec(ctx, "linear", 1, (double[]){37}), make_spec(ctx, "linear", 1, (double[]){37})};
+    specs[1].bf16 = true;
+    ody_model *m[2];
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ody_model_create_from_specs(ctx, "fc", &specs[k], 1, in, &m[k]), ODY_OK);
+        assert_int_equal(ody_model_prepare(ctx, m[k], n), ODY_OK);
+        frand(3, m[k]->params.size, -0.3f, 0.3f, m[k]->params.data);
+        ody_model_zero_grad(m[k]);
+    }
+    assert_string_equal(m[1]->layers[0]->ops->describe(m[1]->layers[0]), "onednn inner product bf16");
+    size_t nx = (size_t)n * numel(in), ny = (size_t)n * 37;
+    float *x = falloc(nx), *dy = falloc(ny), *dx[2] = {falloc(nx), falloc(nx)};
+    frand(60, nx, -1, 1, x);
+    frand(61, ny, -1, 1, dy);
+    const float *y[2];
+    for (int k = 0; k < 2; k++) {
+        ody_layer *l = m[k]->layers[0];
+        y[k] = ody_model_forward(m[k], NULL, n, x);
+        for (int twice = 0; twice < 2; twice++)
+            l->ops->backward(l, NULL, n, x, y[k], dy, dx[k]);
+    }
+    for (size_t i = 0; i < ny; i++)
+        assert_close(y[1][i], y[0][i], 3e-2, "bf16 output", i);
+    for (size_t i = 0; i < nx; i++)
+        assert_close(dx[1][i], dx[0][i], 3e-2, "bf16 input gradient", i);
+    for (size_t i = 0; i < m[0]->grads.size; i++)
+        assert_close(m[1]->grads.data[i], m[0]->grads.data[i], 1e-1, "bf16 parameter gradient", i);
+    free(x), free(dy), free(dx[0]), free(dx[1]);
+    ody_model_destroy(ctx, m[0]);
+    ody_model_destroy(ctx, m[1]);
+}
+
+static void test_conv2d_onednn_matches_direct(void **state)
+{
+    ody_ctx *ctx = *state;
+    check_onednn_matches_direct(ctx, false, 1e-5);
+    if (ody_bf16_supported(ctx) == ODY_OK)
+        check_onednn_matches_direct(ctx, true, 3e-2);
+    else
+        print_message("bf16: %s (skipped)\n", ody_ctx_error(ctx));
+    ody_ctx_clear_error(ctx);
+}
+
+/*
+ * A sample's oneDNN forward output (conv2d, linear) does not depend on the
+ * batch around it (sizes 1, 2, 3, 5 and 7, and its position): validation pieces differ with the
+ * rank count, the logits must not.
+ */
+static void check_batch_independent(ody_ctx *ctx, const ody_layer_spec *specs, int nspecs, ody_shape in)
+{
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "net", specs, nspecs, in, &m), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, m, 7), ODY_OK);
+    frand(3, m->params.size, -0.3f, 0.3f, m->params.data);
+    size_t per = numel(in), out = numel(m->layers[nspecs - 1]->out_shape);
+    float *x = falloc(7 * per), *ref = falloc(7 * out);
+    frand(40, 7 * per, -1, 1, x);
+    memcpy(ref, ody_model_forward(m, NULL, 7, x), 7 * out * sizeof(float));
+    const int sizes[] = {1, 3, 2, 5};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        for (int at = 0; at + sizes[k] <= 7; at += sizes[k]) {
+            const float *y = ody_model_forward(m, NULL, sizes[k], x + at * per);
+            if (memcmp(y, ref + at * out, (size_t)sizes[k] * out * sizeof(float)) != 0) {
+                print_error("%s: batch of %d at %d differs from the batch of 7\n", specs[0].kind, sizes[k], at);
+                fail();
+            }
+        }
+    free(x), free(ref);
+    ody_model_destroy(ctx, m);
+}
+
+static void test_onednn_batch_independent(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_layer_spec conv = make_spec(ctx, "conv2d", 5, (double[]){32, 3, 1, 1, ODY_CONV_ONEDNN});
+    check_batch_independent(ctx, &conv, 1, ody_shape3(16, 10, 10));
+    ody_layer_spec fc = make_spec(ctx, "linear", 1, (double[]){10});
+    check_batch_independent(ctx, &fc, 1, ody_shape1(300));
+    fc.backend = ODY_BACKEND_OPENBLAS;
+    check_batch_independent(ctx, &fc, 1, ody_shape1(300));
 }
 
 /* model.conv_algorithm through the config, over the layers left at auto. */
@@ -1217,7 +1457,7 @@ static void test_conv_algorithm_config(void **state)
     assert_non_null(strstr(ody_ctx_error(ctx), "conv_algorithm"));
     ody_model_options o = lenet_options();
     strcpy(o.conv_algorithm, "fast");
-    expect_error(ctx, &o, "model.conv_algorithm 'fast' is not known (auto, direct or gemm)");
+    expect_error(ctx, &o, "model.conv_algorithm 'fast' is not known (auto, direct, gemm or onednn)");
 }
 
 typedef struct {
@@ -1344,6 +1584,11 @@ static void test_training_drives_loss_down(void **state)
 static const struct CMUnitTest group[] = {
     CTX_TEST(test_conv2d_gradients),
     CTX_TEST(test_conv2d_gemm_gradients),
+    CTX_TEST(test_conv2d_onednn_gradients),
+    CTX_TEST(test_conv2d_onednn_matches_direct),
+    CTX_TEST(test_conv2d_onednn_relu_fused),
+    CTX_TEST(test_linear_bf16_matches_fp32),
+    CTX_TEST(test_onednn_batch_independent),
     CTX_TEST(test_maxpool2d_gradients),
     CTX_TEST(test_avgpool2d_gradients),
     CTX_TEST(test_linear_gradients),
@@ -1355,6 +1600,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_conv2d_direct_matches_gemm),
     CTX_TEST(test_lenet5_gemm_matches_direct),
     CTX_TEST(test_conv_algorithm_auto),
+    CTX_TEST(test_conv_algorithm_auto_onednn),
     CTX_TEST(test_conv_algorithm_config),
     CTX_TEST(test_dropout_mask_is_keyed_by_sample),
     CTX_TEST(test_dropout_rate_and_eval_identity),

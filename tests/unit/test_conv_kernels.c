@@ -1,0 +1,282 @@
+/*
+ * Unit tests: the CPU levels of conv2d's direct kernels (core/cpu.c,
+ * nn/conv_kernels*.c). ODY_CPU_ISA picks the level of the whole process
+ * (ctest runs test_nn and this file once per level); here every level
+ * this CPU has is also run side by side on the same sample and compared
+ * with the portable one, loop by loop, and the selection's errors are
+ * checked.
+ */
+#include "ody_test.h"
+
+#include <math.h>
+
+#include "nn/conv_internal.h"
+
+#define AGREE_TOL 1e-5 /* relative to the largest magnitude of the portable result */
+
+static float *falloc(size_t n)
+{
+    float *p = calloc(n ? n : 1, sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+static void fill(uint64_t stream, size_t n, float *out)
+{
+    ody_rng_uniform((ody_rng_key){.seed = 7, .stream = (uint32_t)stream}, 0, n, -1.0f, 1.0f, out);
+}
+
+/* Everything one sample's forward and backward produce at one level. */
+typedef struct {
+    float *pooled, *conv, *dw, *din, dbias[64];
+    size_t npooled, nconv, ndw, ndin;
+} sample_result;
+
+/* Buffers for one geometry, as conv2d.c carves them. */
+typedef struct {
+    nn_conv_geom g;
+    float *w, *b, *x, *dpooled, *dconv;
+    float *wt, *bias, *xpad, *y, *tmp, *wq, *acc, *dint, *grad;
+    int32_t *winoff, *arg, *rowoff, *tapoff, *off;
+} sample_work;
+
+static void work_make(const nn_window *win, int oc, sample_work *s)
+{
+    nn_conv_geom_make(win, oc, &s->g);
+    const nn_conv_geom *g = &s->g;
+    size_t taps = (size_t)win->c * win->k * win->k, plane = (size_t)win->oh * win->ow;
+    size_t pooled = (size_t)(win->oh / 2) * (win->ow / 2);
+    s->w = falloc(oc * taps);
+    s->b = falloc(oc);
+    s->x = falloc((size_t)win->c * win->h * win->w);
+    s->dpooled = falloc(oc * pooled);
+    s->dconv = falloc(oc * plane);
+    fill(1, oc * taps, s->w);
+    fill(2, oc, s->b);
+    fill(3, (size_t)win->c * win->h * win->w, s->x);
+    fill(4, oc * pooled, s->dpooled);
+    fill(5, oc * plane, s->dconv);
+    s->wt = falloc(taps * g->ocp);
+    s->bias = falloc(g->ocp);
+    s->xpad = falloc(nn_conv_padded_floats(g));
+    s->y = falloc(plane * g->ocp);
+    s->tmp = falloc(2 * pooled * g->ocp + 1);
+    s->wq = falloc((size_t)oc * g->taps * NN_VEC);
+    s->acc = falloc((size_t)oc * g->rows * NN_VEC);
+    s->dint = falloc(nn_conv_dint_floats(g));
+    s->grad = falloc(plane + NN_VEC);
+    s->winoff = (int32_t *)falloc(plane);
+    s->arg = (int32_t *)falloc(oc * pooled + 1);
+    s->rowoff = (int32_t *)falloc(g->rows);
+    s->tapoff = (int32_t *)falloc(g->taps);
+    s->off = (int32_t *)falloc(plane + NN_VEC);
+}
+
+static void work_free(sample_work *s)
+{
+    void *all[] = {s->w, s->b, s->x, s->dpooled, s->dconv, s->wt, s->bias, s->xpad, s->y, s->tmp, s->wq,
+                   s->acc, s->dint, s->grad, s->winoff, s->arg, s->rowoff, s->tapoff, s->off};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+}
+
+/* dW, db and din of one sample from the terms of each channel (conv2d.c's direct_backward). */
+static void backward(const nn_conv_kernels *k, sample_work *s, bool fused, sample_result *r)
+{
+    const nn_conv_geom *g = &s->g;
+    int plane = g->win.oh * g->win.ow, pooled = (g->win.oh / 2) * (g->win.ow / 2);
+    size_t filter = (size_t)g->rows * NN_VEC;
+    nn_conv_pack_backward(g, s->w, s->wq, s->rowoff, s->tapoff);
+    memset(s->acc, 0, g->oc * filter * sizeof *s->acc);
+    memset(s->dint, 0, nn_conv_dint_floats(g) * sizeof *s->dint);
+    for (int o = 0; o < g->oc; o++) {
+        nn_conv_terms t = {.off = s->off, .grad = s->grad};
+        if (fused)
+            k->gather_terms(s->dpooled + (size_t)o * pooled, r->pooled + (size_t)o * pooled,
+                            s->arg + (size_t)o * pooled, pooled, &t);
+        else
+            k->gather_terms(s->dconv + (size_t)o * plane, NULL, s->winoff, plane, &t);
+        r->dbias[o] = k->weight_grad(g, s->xpad, s->rowoff, &t, s->acc + o * filter);
+        k->input_grad(g, s->wq + (size_t)o * g->taps * NN_VEC, s->tapoff, &t, s->dint);
+    }
+    nn_conv_fold_weight_grad(g, s->acc, r->dw);
+    const nn_window *w = &g->win;
+    for (int y = 0; y < w->h; y++) { /* nn_conv_unpad with level k */
+        size_t first = ((size_t)(y + w->pad) * g->wp + w->pad) * g->cp;
+        k->transpose(s->dint + first, g->cp, w->w, w->c, r->din + (size_t)y * w->w, (size_t)w->h * w->w);
+    }
+}
+
+/* Forward (fused with relu + pool, and alone) and backward of one sample at level k. */
+static void run_sample(const nn_conv_kernels *k, sample_work *s, bool fused, sample_result *r)
+{
+    const nn_conv_geom *g = &s->g;
+    int plane = g->win.oh * g->win.ow;
+    nn_conv_pack_forward(g, s->w, s->b, s->wt, s->bias);
+    nn_conv_window_offsets(g, s->winoff);
+    nn_conv_pad_clear(g, s->xpad);
+    nn_conv_pad(g, s->x, s->xpad);
+    k->direct(g, s->xpad, s->wt, s->bias, s->y);
+    k->to_channels(g, s->y, plane, r->conv);
+    k->pool_relu(g, s->y, s->winoff, s->tmp, r->pooled, s->arg);
+    memset(r->dw, 0, r->ndw * sizeof *r->dw);
+    backward(k, s, fused, r);
+}
+
+static void result_make(const sample_work *s, sample_result *r)
+{
+    const nn_window *w = &s->g.win;
+    r->npooled = (size_t)s->g.oc * (w->oh / 2) * (w->ow / 2);
+    r->nconv = (size_t)s->g.oc * w->oh * w->ow;
+    r->ndw = (size_t)s->g.oc * w->c * w->k * w->k;
+    r->ndin = (size_t)w->c * w->h * w->w;
+    r->pooled = falloc(r->npooled);
+    r->conv = falloc(r->nconv);
+    r->dw = falloc(r->ndw);
+    r->din = falloc(r->ndin);
+}
+
+static void result_free(sample_result *r)
+{
+    free(r->pooled);
+    free(r->conv);
+    free(r->dw);
+    free(r->din);
+}
+
+static void assert_agree(const float *got, const float *want, size_t n, const char *what, const char *isa)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= AGREE_TOL * fmax(scale, 1e-30))) {
+            print_error("%s[%zu] at %s: %.9g, portable %.9g (scale %.3g)\n", what, i, isa, got[i], want[i], scale);
+            fail();
+        }
+}
+
+static void test_levels_agree_with_portable(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const struct {
+        int c, h, w, oc, k, stride, pad;
+    } cases[] = {
+        {1, 28, 28, 6, 5, 1, 2},  /* LeNet-5's conv1: AVX-512 vectorises over pixels */
+        {6, 14, 14, 16, 5, 1, 0}, /* LeNet-5's conv2: one 16-float vector of channels */
+        {5, 20, 21, 8, 3, 1, 0},  /* 8 channels over pixels, rows of 19: a partial vector */
+        {2, 7, 9, 3, 3, 1, 0},    /* conv output 5x7: its last row and column unpooled */
+        {3, 9, 8, 10, 3, 2, 1},   /* stride 2 and padding; channels beyond a vector */
+        {4, 12, 12, 32, 3, 1, 1}, /* two 16-float vectors */
+        {9, 10, 11, 17, 9, 1, 1}, /* kernel rows wider than a vector; 9 input channels */
+        {1, 11, 6, 2, 2, 3, 1},   /* stride 3 */
+    };
+    int levels = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        nn_window win;
+        ody_shape in = {3, {cases[c].c, cases[c].h, cases[c].w}};
+        assert_int_equal(nn_window_make(ctx, "conv2d", in, cases[c].k, cases[c].stride, cases[c].pad, &win), ODY_OK);
+        sample_work s;
+        work_make(&win, cases[c].oc, &s);
+        for (int fused = 0; fused < 2; fused++) {
+            sample_result want, got;
+            result_make(&s, &want);
+            result_make(&s, &got);
+            run_sample(&nn_conv_kernels_portable, &s, fused, &want);
+            for (int isa = ODY_ISA_AVX2; isa <= (int)ody_cpu_isa_best(); isa++) {
+                const nn_conv_kernels *k = nn_conv_kernels_for((ody_cpu_isa)isa);
+                assert_non_null(k);
+                assert_int_equal(k->isa, isa);
+                run_sample(k, &s, fused, &got);
+                const char *name = ody_cpu_isa_name((ody_cpu_isa)isa);
+                assert_agree(got.conv, want.conv, want.nconv, "conv output", name);
+                assert_agree(got.pooled, want.pooled, want.npooled, "pooled output", name);
+                assert_agree(got.dw, want.dw, want.ndw, "weight gradient", name);
+                assert_agree(got.dbias, want.dbias, (size_t)s.g.oc, "bias gradient", name);
+                assert_agree(got.din, want.din, want.ndin, "input gradient", name);
+                levels++;
+            }
+            result_free(&want);
+            result_free(&got);
+        }
+        work_free(&s);
+    }
+    if (ody_cpu_isa_best() == ODY_ISA_PORTABLE)
+        skip(); /* nothing to compare with on this CPU */
+    assert_true(levels > 0);
+}
+
+/* A level runs each sample alone: the same sample gives the same bits after any other. */
+static void test_levels_are_repeatable(void **state)
+{
+    ody_ctx *ctx = *state;
+    nn_window win;
+    ody_shape in = {3, {6, 14, 14}};
+    assert_int_equal(nn_window_make(ctx, "conv2d", in, 5, 1, 0, &win), ODY_OK);
+    sample_work s;
+    work_make(&win, 16, &s);
+    for (int isa = 0; isa <= (int)ody_cpu_isa_best(); isa++) {
+        const nn_conv_kernels *k = nn_conv_kernels_for((ody_cpu_isa)isa);
+        sample_result a, b;
+        result_make(&s, &a);
+        result_make(&s, &b);
+        run_sample(k, &s, true, &a);
+        fill(9, (size_t)6 * 14 * 14, s.x); /* another sample between the two */
+        run_sample(k, &s, true, &b);
+        fill(3, (size_t)6 * 14 * 14, s.x);
+        run_sample(k, &s, true, &b);
+        assert_memory_equal(a.pooled, b.pooled, a.npooled * sizeof(float));
+        assert_memory_equal(a.dw, b.dw, a.ndw * sizeof(float));
+        assert_memory_equal(a.din, b.din, a.ndin * sizeof(float));
+        result_free(&a);
+        result_free(&b);
+    }
+    work_free(&s);
+}
+
+/* ODY_CPU_ISA as ctest sets it picks the level; unknown names and levels above the CPU's are errors. */
+static void test_isa_selection(void **state)
+{
+    ody_ctx *ctx = *state;
+    const char *env = getenv("ODY_CPU_ISA");
+    char asked[32] = "";
+    snprintf(asked, sizeof asked, "%s", env ? env : "");
+    ody_cpu_isa isa, best = ody_cpu_isa_best();
+    ody_status st = ody_cpu_isa_select(ctx, &isa);
+    char why[256];
+    snprintf(why, sizeof why, "%s", st == ODY_OK ? "" : ody_ctx_error(ctx));
+    if (st == ODY_OK)
+        assert_int_equal(ody_cpu_isa_active(), isa);
+    assert_string_equal(ody_cpu_isa_name(nn_conv_kernels_active()->isa), ody_cpu_isa_name(ody_cpu_isa_active()));
+
+    assert_int_equal(setenv("ODY_CPU_ISA", "sse9", 1), 0);
+    assert_int_equal(ody_cpu_isa_select(ctx, &isa), ODY_ERR_USAGE);
+    assert_non_null(strstr(ody_ctx_error(ctx), "ODY_CPU_ISA=sse9 is not known (portable, avx2 or avx512)"));
+    assert_int_equal(setenv("ODY_CPU_ISA", "portable", 1), 0);
+    assert_int_equal(ody_cpu_isa_select(ctx, &isa), ODY_OK);
+    assert_int_equal(isa, ODY_ISA_PORTABLE);
+    if (best < ODY_ISA_AVX512) {
+        assert_int_equal(setenv("ODY_CPU_ISA", "avx512", 1), 0);
+        assert_int_equal(ody_cpu_isa_select(ctx, &isa), ODY_ERR_USAGE);
+        assert_non_null(strstr(ody_ctx_error(ctx), "ODY_CPU_ISA=avx512: this CPU (or this build) has no avx512"));
+        assert_int_equal(isa, best);
+    }
+    if (*asked)
+        setenv("ODY_CPU_ISA", asked, 1);
+    else
+        unsetenv("ODY_CPU_ISA");
+    if (st != ODY_OK) { /* a level this CPU lacks: the tests of this run cover the best instead */
+        print_message("%s\n", why);
+        skip();
+    }
+}
+
+#define CTX_TEST(fn) cmocka_unit_test_setup_teardown(fn, ody_test_ctx_setup, ody_test_ctx_teardown)
+
+static const struct CMUnitTest group[] = {
+    CTX_TEST(test_isa_selection),
+    CTX_TEST(test_levels_agree_with_portable),
+    CTX_TEST(test_levels_are_repeatable),
+};
+
+ODY_TEST_MAIN(group)
