@@ -36,10 +36,21 @@ for tool in unshare nsenter setpriv ip; do
 done
 unshare --net --uts --mount true 2>/dev/null ||
   hosts_skip "network, UTS and mount namespaces are not permitted here"
-# Where the scratch directory must live: /tmp is each host's own.
-case "${ODY_BINARY_DIR:?run through ctest}/" in
-  /tmp/*|/dev/shm/*) hosts_skip "the build directory is under /tmp or /dev/shm, which each namespace host has of its own" ;;
-esac
+# /tmp and /dev/shm are each host's own: the source and build directories,
+# when they live there, are bound into every host at the same path
+# (hosts_holder.sh), as a cluster's shared file system would show them.
+HOSTS_KEEP=""
+# shellcheck disable=SC2086 # HOSTS_EXTRA_KEEP: more directories (scaling.py's study), split on spaces
+for dir in "${ODY_SOURCE_DIR:?run through ctest}" "${ODY_BINARY_DIR:?run through ctest}" ${HOSTS_EXTRA_KEEP:-}; do
+  case "$dir/" in /tmp/*|/dev/shm/*) ;; *) continue ;; esac
+  [[ "$dir" != *[[:space:]]* ]] || hosts_skip "$dir (under /tmp or /dev/shm) has a space in its path"
+  inside=0
+  for kept in $HOSTS_KEEP; do
+    [[ "$dir/" == "$kept/"* ]] && inside=1
+  done
+  [ "$inside" = 1 ] || HOSTS_KEEP="$HOSTS_KEEP $dir"
+done
+export HOSTS_KEEP
 mkdir -p "$ODY_BINARY_DIR/hosts-scratch"
 export TMPDIR="$ODY_BINARY_DIR/hosts-scratch"
 # shellcheck source=tests/e2e/common.sh

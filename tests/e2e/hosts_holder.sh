@@ -24,8 +24,22 @@ if [ "$name" = switch ]; then
 else
   new_ns mnt || { echo "hosts_holder.sh: $name: not in a new mount namespace" >&2; exit 1; }
   hostname "$name"
+  # The shared directories that live under /tmp or /dev/shm (HOSTS_KEEP,
+  # from hosts.sh): held open across the tmpfs mounts, then bound back at
+  # their paths (mount must not canonicalise the /proc fd link).
+  declare -a kept=()
+  for dir in ${HOSTS_KEEP:-}; do
+    exec {fd}<"$dir"
+    kept+=("$fd:$dir")
+  done
   mount -t tmpfs -o size=1g,mode=1777 "shm-$name" /dev/shm
   mount -t tmpfs -o size=1g,mode=1777 "tmp-$name" /tmp
+  for entry in "${kept[@]}"; do
+    mkdir -p "${entry#*:}"
+    fd=${entry%%:*}
+    mount --no-canonicalize --bind "/proc/self/fd/$fd" "${entry#*:}"
+    exec {fd}<&-
+  done
   mount --bind "$3" /etc/hosts
 fi
 ip link set lo up
