@@ -113,6 +113,12 @@ struct ody_layer {
     ody_param params[ODY_LAYER_MAX_PARAMS];
     float *scratch; /* set by ody_model_prepare */
     float *saved;   /* set by ody_model_prepare */
+    /*
+     * A failure of its kernels in forward or backward (oneDNN could not
+     * make or run a primitive; the message is on the context): set by the
+     * kind, the model stops at it (ody_model_forward, ody_model_backward).
+     */
+    ody_status status;
 };
 
 /*
@@ -124,12 +130,9 @@ struct ody_layer {
 /*
  * Kernel backends (model.backend): oneDNN's primitives and sgemm (JIT for
  * the CPU it runs on, AVX-512 here), or OpenBLAS with the project's own
- * direct kernels. ODY_BACKEND_DEFAULT is oneDNN.
+ * direct kernels. oneDNN is the default (a zeroed spec's).
  */
-typedef enum { ODY_BACKEND_DEFAULT = 0, ODY_BACKEND_ONEDNN, ODY_BACKEND_OPENBLAS } ody_backend;
-
-/* "default", "onednn", "openblas" (indexed by ody_backend), NULL-terminated. */
-const char *const *ody_backend_names(void);
+typedef enum { ODY_BACKEND_ONEDNN = 0, ODY_BACKEND_OPENBLAS } ody_backend;
 
 typedef struct {
     char kind[16];
@@ -260,6 +263,8 @@ typedef struct ody_model {
     double step_seconds[ODY_MODEL_MAX_LAYERS][2];
     /* set by ody_model_prepare */
     int max_batch;
+    /* ODY_OK, or the first layer failure (ody_layer.status): forward then returns NULL, backward computes nothing */
+    ody_status status;
     /* output of layer i, (max_batch, out_shape); NULL inside a fused step, whose output is not stored */
     float *acts[ODY_MODEL_MAX_LAYERS];
     float *dbuf[2];                    /* ping-pong gradients of activations */
@@ -298,10 +303,7 @@ void ody_kernel_threads(int threads);
  * (no silent emulation).
  */
 ody_status ody_bf16_supported(ody_ctx *ctx);
-/* What oneDNN's kernels run on here ("avx512_core_bf16"), and whether that has native bf16. */
-const char *ody_onednn_isa(void);
-bool ody_bf16_native(void);
-/* Two lines for --version: the kernel libraries, what they run on here, and bf16 (results' bits depend on them). */
+/* Lines for --version: the kernel libraries, what they run on here, and bf16 (results' bits depend on them). */
 void ody_kernels_report(FILE *out);
 /* Names the registry knows, NULL-terminated. */
 const char *const *ody_model_names(void);
@@ -334,8 +336,10 @@ const float *ody_model_forward(ody_model *model, const ody_forward_info *info, i
 /*
  * Backward from dlogits (n, num_classes) through every layer, last first,
  * accumulating parameter gradients; calls ready(user, i) after layer i
- * (ready may be NULL), also when n = 0. The first layer computes no input
- * gradient. Needs the forward of the same batch just before it.
+ * (ready may be NULL), also when n = 0 and after a layer failed (so that
+ * the ranks' sums stay in step; model->status then says the gradients are
+ * not to be used). The first layer computes no input gradient. Needs the
+ * forward of the same batch just before it.
  */
 void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, const float *x,
                         const float *dlogits, ody_grad_ready_fn ready, void *user);

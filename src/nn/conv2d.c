@@ -192,7 +192,7 @@ static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, co
     if (c->algorithm == ODY_CONV_GEMM)
         nn_conv_gemm_forward(&c->geom, l->params[0].value, l->params[1].value, l->scratch, n, in, out);
     else if (c->algorithm == ODY_CONV_ONEDNN)
-        nn_dnnl_op_forward(c->dnnl, l->params[0].value, l->params[1].value, n, in, out);
+        l->status = nn_dnnl_op_forward(c->dnnl, l->params[0].value, l->params[1].value, n, in, out);
     else
         direct_forward(c, n, in, out);
 }
@@ -205,8 +205,8 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
         nn_conv_gemm_backward(&c->geom, l->params[0].value, l->params[0].grad, l->params[1].grad, l->scratch,
                               n, in, dout, din);
     else if (c->algorithm == ODY_CONV_ONEDNN)
-        nn_dnnl_op_backward(c->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in, out, dout,
-                            din);
+        l->status = nn_dnnl_op_backward(c->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in,
+                                        out, dout, din);
     else
         direct_backward(c, n, in, out, dout, din);
 }
@@ -339,7 +339,8 @@ static ody_status conv2d_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
     if (!c->dnnl)
         st = nn_dnnl_op_create(ctx,
                                &(nn_dnnl_shape){.kind = NN_DNNL_CONVOLUTION, .conv = c->geom, .bf16 = c->bf16,
-                                                .relu = c->relu, .pool_k = c->relu_pool ? 2 : 0},
+                                                .layer = l->name, .relu = c->relu,
+                                                .pool_k = c->relu_pool ? 2 : 0},
                                &c->dnnl);
     if (st == ODY_OK)
         st = nn_dnnl_op_plan(c->dnnl, max_batch);
@@ -412,7 +413,7 @@ ody_status nn_conv2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape 
     nn_conv_geom_make(&win, oc, &c->geom);
     c->algorithm = (ody_conv_algorithm)nn_arg(spec, NN_CONV_ALGORITHM);
     c->automatic = c->algorithm == ODY_CONV_AUTO;
-    c->backend = spec->backend == ODY_BACKEND_OPENBLAS ? ODY_BACKEND_OPENBLAS : ODY_BACKEND_ONEDNN;
+    c->backend = spec->backend;
     c->bf16 = spec->bf16;
     if (c->algorithm == ODY_CONV_ONEDNN && c->backend == ODY_BACKEND_OPENBLAS)
         st = ody_fail(ctx, ODY_ERR_CONFIG, "algorithm onednn needs model.backend: onednn");

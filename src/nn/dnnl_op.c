@@ -468,56 +468,70 @@ ody_status nn_dnnl_op_plan_batch(nn_dnnl_op *c, int n)
     return find_plan(c, n, &p);
 }
 
+/* A pass's end: its primitives' status as the op's error, naming the layer and the batch. */
+static ody_status pass_status(nn_dnnl_op *c, dnnl_status_t s, const char *pass, int n)
+{
+    if (s == dnnl_success)
+        return ODY_OK;
+    return ody_fail(c->ctx, s == dnnl_out_of_memory ? ODY_ERR_NOMEM : ODY_ERR_INTERNAL,
+                    "%s: oneDNN %s of %d rows failed: %s (status %d)", c->shape.layer, pass, n,
+                    nn_dnnl_status_text(s), (int)s);
+}
+
+/* The plan for n in a pass, or NULL with the error (naming the layer) on the op's context. */
 static op_plan *plan_for(nn_dnnl_op *c, int n)
 {
     op_plan *p;
-    ody_status st = find_plan(c, n, &p);
-    if (st != ODY_OK) {
-        fprintf(stderr, "odyssey: rank %d: %s\n", c->ctx->rank, ody_ctx_error(c->ctx));
-        abort();
-    }
-    return p;
+    if (find_plan(c, n, &p) == ODY_OK)
+        return p;
+    ody_error_prefix(c->ctx, "%s: primitives for %d rows", c->shape.layer, n);
+    return NULL;
 }
 
 /* The next piece of scratch for what r writes (or the source itself when r is a no-op). */
-static void *stage(const nn_dnnl_reorder *r, const dnnl_memory_desc_t *to, const void *src, float **cursor)
+static void *stage(dnnl_status_t *s, const nn_dnnl_reorder *r, const dnnl_memory_desc_t *to, const void *src,
+                   float **cursor)
 {
     if (r->same)
         return (void *)src;
     void *at = *cursor;
     *cursor += ody_arena_round(nn_dnnl_floats(to));
-    nn_dnnl_reorder_run(r, src, at);
+    nn_dnnl_reorder_run(s, r, src, at);
     return at;
 }
 
-void nn_dnnl_op_forward(nn_dnnl_op *c, const float *w, const float *b, int n, const float *in, float *out)
+ody_status nn_dnnl_op_forward(nn_dnnl_op *c, const float *w, const float *b, int n, const float *in, float *out)
 {
     op_plan *p = plan_for(c, n);
+    if (!p)
+        return c->ctx->err_status;
+    dnnl_status_t s = dnnl_success;
     float *kept = c->work, *cursor = c->work + kept_floats(p);
     void *src;
     if (p->kept_src) {
         src = kept + p->kept_dst + p->kept_ws;
-        nn_dnnl_reorder_run(&p->f_src, in, src);
+        nn_dnnl_reorder_run(&s, &p->f_src, in, src);
     } else {
-        src = stage(&p->f_src, md(p->fpd, dnnl_query_src_md), in, &cursor);
+        src = stage(&s, &p->f_src, md(p->fpd, dnnl_query_src_md), in, &cursor);
     }
-    void *wei = stage(&p->f_wei, md(p->fpd, dnnl_query_weights_md), w, &cursor);
+    void *wei = stage(&s, &p->f_wei, md(p->fpd, dnnl_query_weights_md), w, &cursor);
     void *dst = p->pool_fwd ? kept : p->f_dst.same ? out : cursor;
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, nn_dnnl_at(p->f_m_src, src)},
                                {DNNL_ARG_WEIGHTS, nn_dnnl_at(p->f_m_wei, wei)},
                                {DNNL_ARG_BIAS, nn_dnnl_at(p->f_m_bias, b)},
                                {DNNL_ARG_DST, nn_dnnl_at(p->f_m_dst, dst)}};
-    nn_dnnl_execute(p->fwd, 4, args);
+    nn_dnnl_execute(&s, p->fwd, 4, args);
     if (!p->pool_fwd) {
-        nn_dnnl_reorder_run(&p->f_dst, dst, out);
-        return;
+        nn_dnnl_reorder_run(&s, &p->f_dst, dst, out);
+        return pass_status(c, s, "forward", n);
     }
     void *pooled = p->p_out.same ? out : cursor;
     dnnl_exec_arg_t pool[3] = {{DNNL_ARG_SRC, nn_dnnl_at(p->pm_src, kept)},
                                {DNNL_ARG_DST, nn_dnnl_at(p->pm_dst, pooled)},
                                {DNNL_ARG_WORKSPACE, nn_dnnl_at(p->pm_ws, kept + p->kept_dst)}};
-    nn_dnnl_execute(p->pool_fwd, 3, pool);
-    nn_dnnl_reorder_run(&p->p_out, pooled, out);
+    nn_dnnl_execute(&s, p->pool_fwd, 3, pool);
+    nn_dnnl_reorder_run(&s, &p->p_out, pooled, out);
+    return pass_status(c, s, "forward", n);
 }
 
 /* The gradient of the convolution's output, in backward data's and backward weights' layouts. */
@@ -530,30 +544,30 @@ typedef struct {
  * gives the relu output's, in the kept output's layout; the relu's
  * backward masks it by that output; then it is reordered for each pass.
  */
-static conv_grads pooled_grads(nn_dnnl_op *c, op_plan *p, const float *dout, float **cursor)
+static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, const float *dout, float **cursor)
 {
     float *kept = c->work;
-    void *pddst = stage(&p->p_dout, md(p->pbpd, dnnl_query_diff_dst_md), dout, cursor);
+    void *pddst = stage(s, &p->p_dout, md(p->pbpd, dnnl_query_diff_dst_md), dout, cursor);
     float *g = *cursor;
     *cursor += p->kept_dst;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, nn_dnnl_at(p->pm_ddst, pddst)},
                                {DNNL_ARG_WORKSPACE, nn_dnnl_at(p->pm_ws, kept + p->kept_dst)},
                                {DNNL_ARG_DIFF_SRC, nn_dnnl_at(p->pm_dsrc, g)}};
-    nn_dnnl_execute(p->pool_bwd, 3, args);
+    nn_dnnl_execute(s, p->pool_bwd, 3, args);
     size_t m = nn_dnnl_floats(md(p->ppd, dnnl_query_src_md)); /* the same layout: element by element */
     for (size_t i = 0; i < m; i++)
         g[i] = kept[i] > 0.0f ? g[i] : 0.0f;
     conv_grads out;
-    out.data = stage(&p->p_to_d, md(p->dpd, dnnl_query_diff_dst_md), g, cursor);
+    out.data = stage(s, &p->p_to_d, md(p->dpd, dnnl_query_diff_dst_md), g, cursor);
     out.weights = dnnl_memory_desc_equal(md(p->dpd, dnnl_query_diff_dst_md), md(p->wpd, dnnl_query_diff_dst_md))
                       ? out.data
-                      : stage(&p->p_to_w, md(p->wpd, dnnl_query_diff_dst_md), g, cursor);
+                      : stage(s, &p->p_to_w, md(p->wpd, dnnl_query_diff_dst_md), g, cursor);
     return out;
 }
 
 /* Alone or with a fused relu: dout in the user's layout, masked by the relu's output first. */
-static conv_grads plain_grads(nn_dnnl_op *c, op_plan *p, int n, const float *out, const float *dout,
-                              float **cursor)
+static conv_grads plain_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int n, const float *out,
+                              const float *dout, float **cursor)
 {
     if (c->shape.relu) {
         size_t m = (size_t)n * c->outputs;
@@ -564,32 +578,35 @@ static conv_grads plain_grads(nn_dnnl_op *c, op_plan *p, int n, const float *out
         dout = masked;
     }
     conv_grads g;
-    g.data = stage(&p->d_ddst, md(p->dpd, dnnl_query_diff_dst_md), dout, cursor);
+    g.data = stage(s, &p->d_ddst, md(p->dpd, dnnl_query_diff_dst_md), dout, cursor);
     g.weights = dnnl_memory_desc_equal(md(p->dpd, dnnl_query_diff_dst_md), md(p->wpd, dnnl_query_diff_dst_md))
                     ? g.data
-                    : stage(&p->w_ddst, md(p->wpd, dnnl_query_diff_dst_md), dout, cursor);
+                    : stage(s, &p->w_ddst, md(p->wpd, dnnl_query_diff_dst_md), dout, cursor);
     return g;
 }
 
-void nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *db, int n, const float *in,
-                         const float *out, const float *dout, float *din)
+ody_status nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *db, int n, const float *in,
+                               const float *out, const float *dout, float *din)
 {
     op_plan *p = plan_for(c, n);
+    if (!p)
+        return c->ctx->err_status;
+    dnnl_status_t s = dnnl_success;
     float *cursor = c->work + kept_floats(p);
-    conv_grads g = p->pool_bwd ? pooled_grads(c, p, dout, &cursor) : plain_grads(c, p, n, out, dout, &cursor);
+    conv_grads g = p->pool_bwd ? pooled_grads(&s, c, p, dout, &cursor) : plain_grads(&s, c, p, n, out, dout, &cursor);
     if (din) {
-        void *wei = stage(&p->d_wei, md(p->dpd, dnnl_query_weights_md), w, &cursor);
+        void *wei = stage(&s, &p->d_wei, md(p->dpd, dnnl_query_weights_md), w, &cursor);
         void *dsrc = p->d_dsrc.same ? din : cursor;
         cursor += p->d_dsrc.same ? 0 : ody_arena_round(nn_dnnl_floats(md(p->dpd, dnnl_query_diff_src_md)));
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, nn_dnnl_at(p->d_m_ddst, g.data)},
                                    {DNNL_ARG_WEIGHTS, nn_dnnl_at(p->d_m_wei, wei)},
                                    {DNNL_ARG_DIFF_SRC, nn_dnnl_at(p->d_m_dsrc, dsrc)}};
-        nn_dnnl_execute(p->bwd_data, 3, args);
-        nn_dnnl_reorder_run(&p->d_dsrc, dsrc, din);
+        nn_dnnl_execute(&s, p->bwd_data, 3, args);
+        nn_dnnl_reorder_run(&s, &p->d_dsrc, dsrc, din);
     }
     /* The input as forward staged it (the same batch's forward comes just before), or staged now. */
     void *src = p->kept_src ? c->work + p->kept_dst + p->kept_ws
-                            : stage(&p->w_src, md(p->wpd, dnnl_query_src_md), in, &cursor);
+                            : stage(&s, &p->w_src, md(p->wpd, dnnl_query_src_md), in, &cursor);
     float *dwei = cursor;
     cursor += ody_arena_round(nn_dnnl_floats(md(p->wpd, dnnl_query_diff_weights_md)));
     float *dw_plain = dwei;
@@ -602,11 +619,14 @@ void nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *db, in
                                {DNNL_ARG_DIFF_DST, nn_dnnl_at(p->w_m_ddst, g.weights)},
                                {DNNL_ARG_DIFF_WEIGHTS, nn_dnnl_at(p->w_m_dwei, dwei)},
                                {DNNL_ARG_DIFF_BIAS, nn_dnnl_at(p->w_m_dbias, dbias)}};
-    nn_dnnl_execute(p->bwd_weights, 4, args);
-    nn_dnnl_reorder_run(&p->w_dwei, dwei, dw_plain);
+    nn_dnnl_execute(&s, p->bwd_weights, 4, args);
+    nn_dnnl_reorder_run(&s, &p->w_dwei, dwei, dw_plain);
+    if (s != dnnl_success)
+        return pass_status(c, s, "backward", n);
     /* Gradients accumulate (micro-batches, chunks): add this batch's. */
     for (size_t i = 0; i < c->weights; i++)
         dw[i] += dw_plain[i];
     for (size_t o = 0; o < c->biases; o++)
         db[o] += dbias[o];
+    return ODY_OK;
 }

@@ -61,7 +61,7 @@ static void linear_forward(ody_layer *l, const ody_forward_info *info, int n, co
 {
     linear_layer *f = (linear_layer *)l;
     if (f->dnnl) { /* oneDNN's inner product does not depend on the batch around a row */
-        nn_dnnl_op_forward(f->dnnl, l->params[0].value, l->params[1].value, n, in, out);
+        l->status = nn_dnnl_op_forward(f->dnnl, l->params[0].value, l->params[1].value, n, in, out);
         return;
     }
     if (nn_training(info)) {
@@ -98,7 +98,7 @@ static ody_status linear_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
     if (!f->dnnl)
         st = nn_dnnl_op_create(ctx,
                                &(nn_dnnl_shape){.kind = NN_DNNL_INNER_PRODUCT, .in_features = f->in_features,
-                                                .out_features = f->out_features, .bf16 = true},
+                                                .out_features = f->out_features, .bf16 = true, .layer = l->name},
                                &f->dnnl);
     return st == ODY_OK ? nn_dnnl_op_plan(f->dnnl, max_batch) : st;
 }
@@ -129,8 +129,8 @@ static void linear_backward(ody_layer *l, const ody_forward_info *info, int n, c
 {
     linear_layer *f = (linear_layer *)l;
     if (f->dnnl) {
-        nn_dnnl_op_backward(f->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in, out, dout,
-                            din);
+        l->status = nn_dnnl_op_backward(f->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in,
+                                        out, dout, din);
         return;
     }
     int in_n = f->in_features, out_n = f->out_features;

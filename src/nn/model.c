@@ -310,7 +310,7 @@ ody_status ody_model_plan_batch(ody_ctx *ctx, ody_model *model, int n)
 
 const float *ody_model_forward(ody_model *model, const ody_forward_info *info, int n, const float *x)
 {
-    if (n < 0 || n > model->max_batch)
+    if (n < 0 || n > model->max_batch || model->status != ODY_OK)
         return NULL;
     const float *in = x;
     for (int i = 0; i < model->nlayers; i += model->span[i]) {
@@ -321,6 +321,8 @@ const float *ody_model_forward(ody_model *model, const ody_forward_info *info, i
             l->ops->forward(l, info, n, in, out);
         if (model->profile)
             model->step_seconds[i][0] += ody_now() - t0;
+        if ((model->status = l->status) != ODY_OK)
+            return NULL;
         in = out;
     }
     return in;
@@ -333,7 +335,7 @@ void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, c
     int first = 0;
     while (first < model->nlayers && model->layers[first]->nparams == 0)
         first++;
-    bool run = n > 0 && n <= model->max_batch;
+    bool run = n > 0 && n <= model->max_batch && model->status == ODY_OK;
     const float *dout = dlogits;
     /* Steps last first: [start, last] is one step, start its first layer. */
     for (int last = model->nlayers - 1, k = 0; last >= 0; k ^= 1) {
@@ -348,6 +350,8 @@ void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, c
             if (model->profile)
                 model->step_seconds[start][1] += ody_now() - t0;
             dout = din;
+            model->status = l->status;
+            run = model->status == ODY_OK; /* the layers below are skipped; ready still runs */
         }
         for (; last >= start; last--)
             if (ready)

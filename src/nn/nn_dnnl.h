@@ -54,12 +54,16 @@ typedef struct {
 
 ody_status nn_dnnl_reorder_make(ody_ctx *ctx, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
                                 nn_dnnl_reorder *r);
-/* to = from converted; a no-op when same. */
-void nn_dnnl_reorder_run(const nn_dnnl_reorder *r, const void *from, void *to);
+/* to = from converted; a no-op when same (and when *status already holds a failure, which it keeps). */
+void nn_dnnl_reorder_run(dnnl_status_t *status, const nn_dnnl_reorder *r, const void *from, void *to);
 void nn_dnnl_reorder_free(nn_dnnl_reorder *r);
 
-/* Execute a primitive on the stream with nargs arguments. */
-void nn_dnnl_execute(dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args);
+/*
+ * Execute a primitive on the stream with nargs arguments, unless *status
+ * already holds a failure; *status gets the result. A pass runs its
+ * primitives through one status and checks it once at its end.
+ */
+void nn_dnnl_execute(dnnl_status_t *status, dnnl_primitive_t prim, int nargs, const dnnl_exec_arg_t *args);
 
 /* A primitive of pd, or an error naming what. pd is kept by the caller. */
 ody_status nn_dnnl_primitive(ody_ctx *ctx, const_dnnl_primitive_desc_t pd, const char *what,
@@ -87,6 +91,7 @@ typedef struct {
     nn_conv_geom conv;             /* convolution */
     int in_features, out_features; /* inner product: in (n, IN), W (OUT, IN) */
     bool bf16;                     /* bf16 inputs and weights, fp32 accumulation and outputs */
+    const char *layer; /* its name, for errors ("conv2") */
     bool relu; /* a relu fused as a post-op: out = relu(op); backward takes the relu output's gradient */
     int pool_k; /* > 0 (with relu, convolution): a k x k max pool at stride k fused after the relu; out is
                    the pooled output (the conv output's sides must be multiples of k) */
@@ -102,10 +107,14 @@ ody_status nn_dnnl_op_plan(nn_dnnl_op *c, int max_batch);
 ody_status nn_dnnl_op_plan_batch(nn_dnnl_op *c, int n);
 /* The kernel oneDNN chose for the forward pass ("jit:avx512_core"). */
 const char *nn_dnnl_op_impl(const nn_dnnl_op *c);
-/* out = op(in) + b; n <= the planned batch. */
-void nn_dnnl_op_forward(nn_dnnl_op *c, const float *w, const float *b, int n, const float *in, float *out);
+/*
+ * out = op(in) + b; n <= the planned batch. A plan that cannot be made
+ * for n (out of memory) or a primitive that fails is an error recorded on
+ * the op's context (naming the layer), returned for the model to stop at.
+ */
+ody_status nn_dnnl_op_forward(nn_dnnl_op *c, const float *w, const float *b, int n, const float *in, float *out);
 /* dw, db += this batch's gradients; din (when not NULL) = the input gradient; out is what forward wrote. */
-void nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *db, int n, const float *in,
-                         const float *out, const float *dout, float *din);
+ody_status nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *db, int n, const float *in,
+                               const float *out, const float *dout, float *din);
 
 #endif /* ODYSSEY_NN_DNNL_H */

@@ -75,12 +75,6 @@ static const char *const conv_algorithm_names[] = {
     [ODY_CONV_AUTO] = "auto", [ODY_CONV_DIRECT] = "direct", [ODY_CONV_GEMM] = "gemm",
     [ODY_CONV_ONEDNN] = "onednn", NULL};
 
-static const char *const backend_names[] = {
-    [ODY_BACKEND_DEFAULT] = "default", [ODY_BACKEND_ONEDNN] = "onednn", [ODY_BACKEND_OPENBLAS] = "openblas",
-    NULL};
-
-const char *const *ody_backend_names(void) { return backend_names; }
-
 const char *const *ody_conv_algorithm_names(void) { return conv_algorithm_names; }
 
 static void set_defaults(const ody_layer_kind *k, ody_layer_spec *spec)

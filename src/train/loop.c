@@ -384,6 +384,12 @@ ody_status ody_training_loop_validate(ody_training_loop *loop, double *loss, dou
             ody_heartbeat(ctx);
             const float *logits =
                 ody_model_forward(loop->model, &info, rows, b.x + (size_t)row * numel);
+            if (!logits) { /* a layer's kernels failed: their message is on the context */
+                st = loop->model->status != ODY_OK
+                         ? loop->model->status
+                         : ody_fail(ctx, ODY_ERR_INTERNAL, "validation piece of %d rows too large", rows);
+                break;
+            }
             ody_loss_forward(loop->loss_kind, rows, classes, logits, b.y + row, loop->step.losses,
                              &sums.correct);
             ody_sum_losses(loop->step.losses, rows, &sums);

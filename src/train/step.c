@@ -35,6 +35,15 @@ ody_status ody_training_step(const ody_step_ops *ops, void *user, const ody_batc
 
 /* ------------------------------------------------------------- a chunk */
 
+/* A forward without logits: a layer's kernels failed (their message is on the context), or n is too large. */
+static ody_status model_failure(ody_training_loop *loop, int n)
+{
+    if (loop->model->status != ODY_OK)
+        return loop->model->status;
+    return ody_fail(loop->ctx, ODY_ERR_INTERNAL, "model %s: a chunk of %d rows exceeds the prepared %d",
+                    loop->model->name, n, loop->model->max_batch);
+}
+
 static ody_status chunk_forward(void *user, const ody_batch *b)
 {
     ody_training_loop *loop = user;
@@ -46,7 +55,7 @@ static ody_status chunk_forward(void *user, const ody_batch *b)
                                         .sample_ids = b->ids};
     loop->step.logits = ody_model_forward(loop->model, &loop->step.fwd, b->n, b->x);
     ody_loop_phase(loop, ODY_PHASE_FORWARD, t0);
-    return ODY_OK;
+    return loop->step.logits ? ODY_OK : model_failure(loop, b->n);
 }
 
 /* Fixed-point sum of per-sample losses, and whether any was not finite
@@ -109,6 +118,8 @@ static ody_status chunk_backward(void *user, const ody_batch *b)
     if (st == ODY_OK)
         ody_model_backward(loop->model, &step->fwd, b->n, b->x, step->dlogits,
                            step->last ? s->ops->layer_ready : NULL, s);
+    if (st == ODY_OK && loop->model->status != ODY_OK)
+        st = model_failure(loop, b->n);
     if (st == ODY_OK && !step->last)
         s->ops->add_chunk(s, loop->model->grads.data);
     ody_loop_phase(loop, ODY_PHASE_BACKWARD, t0);

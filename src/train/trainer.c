@@ -22,7 +22,8 @@ struct ody_trainer {
     ody_training_loop loop;
 };
 
-/* OpenBLAS threads per rank: distributed.blas_threads, else
+/* Kernel threads per rank (OpenBLAS's and oneDNN's, ody_kernel_threads):
+ * one in deterministic mode, else distributed.blas_threads, else
  * OPENBLAS_NUM_THREADS from the environment, else the node's cores (its
  * ranks' affinity masks and cgroup quota: ctx->node_cores) shared out among
  * the ranks on the node (at least one). */

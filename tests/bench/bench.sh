@@ -2,7 +2,7 @@
 # bench.sh [BUILD_DIR] [ROUNDS] [STEPS]: LeNet-5 training throughput, ours
 # against PyTorch's, side by side on one rank and one thread, batch 64.
 #
-# Runs bench_lenet5 (from BUILD_DIR, default ./build) and torch_lenet5.py
+# Runs bench_lenet5 (from BUILD_DIR, default ./build) and torch_nets.py --net lenet5
 # alternately ROUNDS times (default 3), STEPS steps each (default 600), so
 # that both see the same machine load, and prints each median and the
 # ratio next to issue 7's target (ours >= 2.0x PyTorch) with PASS/MISS.
@@ -33,7 +33,7 @@ for ((r = 1; r <= rounds; r++)); do
   ours+=("$o")
   line="round $r: odyssey $o images/s"
   if [ "$torch_ok" = 1 ]; then
-    t="$(/usr/bin/python3 "$here/torch_lenet5.py" --steps "$steps" --threads 1 | figure)"
+    t="$(/usr/bin/python3 "$here/torch_nets.py" --net lenet5 --steps "$steps" --threads 1 | figure)"
     torch+=("$t")
     line="$line, pytorch $t images/s"
   fi

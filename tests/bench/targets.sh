@@ -33,7 +33,7 @@ torch_rate() {  # NP: PyTorch (DDP when NP > 1), batch 64 per process
   local np="$1" r
   for ((r = 0; r < np; r++)); do
     MASTER_ADDR=127.0.0.1 MASTER_PORT=29531 WORLD_SIZE="$np" RANK="$r" \
-      "$py" "$here/torch_lenet5.py" --steps 300 --threads 1 >"$work/torch-$r.log" 2>&1 &
+      "$py" "$here/torch_nets.py" --net lenet5 --steps 300 --threads 1 >"$work/torch-$r.log" 2>&1 &
   done
   wait
   sed -n 's/^RESULT .*images_per_sec=\([0-9.]*\).*/\1/p' "$work/torch-0.log"

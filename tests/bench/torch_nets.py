@@ -4,8 +4,7 @@ batch, optimizer and thread count as the configs the bench scripts run,
 trained on Fashion-MNIST held in memory as float32 tensors.
 
   --net lenet5  LeNet-5 (ReLU, 2x2 max pool) with SGD (lr 0.01, momentum
-                0.9, weight decay 1e-4): configs/lenet5/baseline.yaml and
-                tests/bench/torch_lenet5.py
+                0.9, weight decay 1e-4): configs/lenet5/baseline.yaml
   --net vgg     conv 32, conv 32, pool, conv 64, conv 64, pool (3x3, pad 1,
                 ReLU), linear 256, ReLU, linear 10, with AdamW (lr 1e-3,
                 weight decay 0.05): configs/vgg/plain.yaml

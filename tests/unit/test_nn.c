@@ -1375,6 +1375,45 @@ static void test_linear_bf16_matches_fp32(void **state)
     ody_model_destroy(ctx, m[1]);
 }
 
+static void fail_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
+{
+    l->status = ODY_ERR_INTERNAL; /* as a kernel that cannot make or run its primitive */
+}
+
+static void count_ready(void *user, int layer) { (*(int *)user)++; }
+
+/*
+ * A layer's kernel failure stops the model with a status, not the process:
+ * forward returns NULL and stays stopped, backward computes nothing but
+ * still reports every layer ready (the ranks' sums stay in step).
+ */
+static void test_layer_failure_stops_model(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_layer_spec specs[3] = {make_spec(ctx, "linear", 1, (double[]){8}), make_spec(ctx, "relu", 0, NULL),
+                               make_spec(ctx, "linear", 1, (double[]){3})};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "net", specs, 3, ody_shape1(5), &m), ODY_OK);
+    assert_int_equal(ody_model_prepare(ctx, m, 2), ODY_OK);
+    float x[10] = {0}, dlogits[6] = {1, 1, 1, 1, 1, 1};
+    assert_non_null(ody_model_forward(m, NULL, 2, x));
+    const ody_layer_ops *real = m->layers[1]->ops;
+    ody_layer_ops failing = *real;
+    failing.forward = fail_forward;
+    m->layers[1]->ops = &failing;
+    assert_null(ody_model_forward(m, NULL, 2, x));
+    assert_int_equal(m->status, ODY_ERR_INTERNAL);
+    ody_model_zero_grad(m);
+    int ready = 0;
+    ody_model_backward(m, NULL, 2, x, dlogits, count_ready, &ready);
+    assert_int_equal(ready, 3);
+    for (size_t i = 0; i < m->grads.size; i++)
+        assert_true(m->grads.data[i] == 0.0f); /* nothing computed */
+    m->layers[1]->ops = real;
+    assert_null(ody_model_forward(m, NULL, 2, x)); /* stopped until rebuilt */
+    ody_model_destroy(ctx, m);
+}
+
 static void test_conv2d_onednn_matches_direct(void **state)
 {
     ody_ctx *ctx = *state;
@@ -1588,6 +1627,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_conv2d_onednn_matches_direct),
     CTX_TEST(test_conv2d_onednn_relu_fused),
     CTX_TEST(test_linear_bf16_matches_fp32),
+    CTX_TEST(test_layer_failure_stops_model),
     CTX_TEST(test_onednn_batch_independent),
     CTX_TEST(test_maxpool2d_gradients),
     CTX_TEST(test_avgpool2d_gradients),
