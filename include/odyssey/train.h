@@ -201,13 +201,15 @@ typedef struct {
  * run; a comma-separated list of up to 8 steps), does ODY_FAIL_ACTION to
  * itself: term or usr1 (raise that stop signal: the step's vote carries
  * it, its checkpoint is written, exit 75), kill (SIGKILL), stop (SIGSTOP),
- * stall (sleeps forever, alive), or hold (waits until a stop signal
- * arrives from outside, so that a test's signal lands at that step). It
+ * stall (sleeps forever, alive), hold (waits until a stop signal
+ * arrives from outside, so that a test's signal lands at that step), or
+ * kernel (the model's first layer fails as a kernel that cannot make or
+ * run its primitive would: the step's vote ends the run on every rank). It
  * writes one line first, with the wall-clock time. Unset: nothing happens.
  */
 typedef enum {
     ODY_FAULT_NONE = 0, ODY_FAULT_TERM, ODY_FAULT_USR1, ODY_FAULT_KILL, ODY_FAULT_STOP,
-    ODY_FAULT_STALL, ODY_FAULT_HOLD
+    ODY_FAULT_STALL, ODY_FAULT_HOLD, ODY_FAULT_KERNEL
 } ody_fault_action;
 #define ODY_FAULT_MAX_STEPS 8
 typedef struct {
@@ -268,8 +270,9 @@ int ody_stop_signals_received(void);
 
 /* Read the knob; ODY_ERR_USAGE naming the variable when a value is bad. */
 ody_status ody_fault_knob_read(ody_ctx *ctx, ody_fault_knob *knob);
-/* Act when this is the knob's rank and step (`step` 1-based). */
-void ody_fault_knob_fire(const ody_ctx *ctx, const ody_fault_knob *knob, int64_t step);
+/* Act when this is the knob's rank and step (`step` 1-based); true when
+ * the action is the caller's to do (kernel: fail the model's first layer). */
+bool ody_fault_knob_fire(const ody_ctx *ctx, const ody_fault_knob *knob, int64_t step);
 
 /* ------------------------------------------------------------- trainer */
 

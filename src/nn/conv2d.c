@@ -192,7 +192,7 @@ static void conv2d_forward(ody_layer *l, const ody_forward_info *info, int n, co
     if (c->algorithm == ODY_CONV_GEMM)
         nn_conv_gemm_forward(&c->geom, l->params[0].value, l->params[1].value, l->scratch, n, in, out);
     else if (c->algorithm == ODY_CONV_ONEDNN)
-        l->status = nn_dnnl_op_forward(c->dnnl, l->params[0].value, l->params[1].value, n, in, out);
+        nn_keep_failure(l, nn_dnnl_op_forward(c->dnnl, l->params[0].value, l->params[1].value, n, in, out));
     else
         direct_forward(c, n, in, out);
 }
@@ -205,8 +205,8 @@ static void conv2d_backward(ody_layer *l, const ody_forward_info *info, int n, c
         nn_conv_gemm_backward(&c->geom, l->params[0].value, l->params[0].grad, l->params[1].grad, l->scratch,
                               n, in, dout, din);
     else if (c->algorithm == ODY_CONV_ONEDNN)
-        l->status = nn_dnnl_op_backward(c->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in,
-                                        out, dout, din);
+        nn_keep_failure(l, nn_dnnl_op_backward(c->dnnl, l->params[0].value, l->params[0].grad,
+                                               l->params[1].grad, n, in, out, dout, din));
     else
         direct_backward(c, n, in, out, dout, din);
 }

@@ -61,7 +61,7 @@ static void linear_forward(ody_layer *l, const ody_forward_info *info, int n, co
 {
     linear_layer *f = (linear_layer *)l;
     if (f->dnnl) { /* oneDNN's inner product does not depend on the batch around a row */
-        l->status = nn_dnnl_op_forward(f->dnnl, l->params[0].value, l->params[1].value, n, in, out);
+        nn_keep_failure(l, nn_dnnl_op_forward(f->dnnl, l->params[0].value, l->params[1].value, n, in, out));
         return;
     }
     if (nn_training(info)) {
@@ -129,8 +129,8 @@ static void linear_backward(ody_layer *l, const ody_forward_info *info, int n, c
 {
     linear_layer *f = (linear_layer *)l;
     if (f->dnnl) {
-        l->status = nn_dnnl_op_backward(f->dnnl, l->params[0].value, l->params[0].grad, l->params[1].grad, n, in,
-                                        out, dout, din);
+        nn_keep_failure(l, nn_dnnl_op_backward(f->dnnl, l->params[0].value, l->params[0].grad,
+                                               l->params[1].grad, n, in, out, dout, din));
         return;
     }
     int in_n = f->in_features, out_n = f->out_features;

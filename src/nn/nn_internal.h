@@ -31,6 +31,13 @@ void nn_param_set(ody_layer *l, int i, const char *name, ody_shape shape, int64_
 /* Argument i of a spec as an int (the model has checked range and wholeness). */
 static inline int nn_arg(const ody_layer_spec *spec, int i) { return (int)spec->args[i]; }
 
+/* A kernel's failure stays on the layer (ody_layer.status) until the model is rebuilt. */
+static inline void nn_keep_failure(ody_layer *l, ody_status st)
+{
+    if (st != ODY_OK && l->status == ODY_OK)
+        l->status = st;
+}
+
 /* True when this forward pass trains (dropout active). info may be NULL. */
 static inline bool nn_training(const ody_forward_info *info) { return info && info->training; }
 

@@ -270,7 +270,11 @@ ody_status ody_training_loop_run_epoch(ody_training_loop *loop)
             break;
         }
         ody_wait_set_step(loop->ctx, s->global_step + 1);
-        ody_fault_knob_fire(loop->ctx, &loop->fault, s->global_step + 1);
+        if (ody_fault_knob_fire(loop->ctx, &loop->fault, s->global_step + 1)) {
+            ody_layer *first = loop->model->layers[0];
+            first->status = ody_fail(loop->ctx, ODY_ERR_INTERNAL, "%s: test knob: its kernels fail at step %lld",
+                                     first->name, (long long)s->global_step + 1);
+        }
         st = ody_step_run(loop);
         if (st == ODY_OK)
             st = ody_loop_interval_step(loop);

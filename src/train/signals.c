@@ -76,22 +76,23 @@ ody_status ody_fault_knob_read(ody_ctx *ctx, ody_fault_knob *knob)
 {
     static const char *const names[] = {[ODY_FAULT_TERM] = "term", [ODY_FAULT_USR1] = "usr1",
                                         [ODY_FAULT_KILL] = "kill", [ODY_FAULT_STOP] = "stop",
-                                        [ODY_FAULT_STALL] = "stall", [ODY_FAULT_HOLD] = "hold"};
+                                        [ODY_FAULT_STALL] = "stall", [ODY_FAULT_HOLD] = "hold",
+                                        [ODY_FAULT_KERNEL] = "kernel"};
     memset(knob, 0, sizeof *knob);
     const char *action = getenv("ODY_FAIL_ACTION");
     if (!action || !*action)
         return ODY_OK;
-    for (int a = ODY_FAULT_TERM; a <= ODY_FAULT_HOLD; a++)
+    for (int a = ODY_FAULT_TERM; a <= ODY_FAULT_KERNEL; a++)
         if (strcmp(action, names[a]) == 0)
             knob->action = (ody_fault_action)a;
     if (knob->action == ODY_FAULT_NONE)
         return ody_fail(ctx, ODY_ERR_USAGE, "environment: ODY_FAIL_ACTION=%s: expected term, usr1, "
-                        "kill, stop, stall or hold", action);
+                        "kill, stop, stall, hold or kernel", action);
     ody_status st = read_rank(ctx, &knob->rank);
     return st == ODY_OK ? read_steps(ctx, knob) : st;
 }
 
-void ody_fault_knob_fire(const ody_ctx *ctx, const ody_fault_knob *knob, int64_t step)
+bool ody_fault_knob_fire(const ody_ctx *ctx, const ody_fault_knob *knob, int64_t step)
 {
     static const int signals[] = {[ODY_FAULT_TERM] = SIGTERM, [ODY_FAULT_USR1] = SIGUSR1,
                                   [ODY_FAULT_KILL] = SIGKILL, [ODY_FAULT_STOP] = SIGSTOP};
@@ -100,12 +101,13 @@ void ody_fault_knob_fire(const ody_ctx *ctx, const ody_fault_knob *knob, int64_t
                                        [ODY_FAULT_KILL] = "raises SIGKILL",
                                        [ODY_FAULT_STOP] = "raises SIGSTOP",
                                        [ODY_FAULT_STALL] = "stalls",
-                                       [ODY_FAULT_HOLD] = "holds until a stop signal"};
+                                       [ODY_FAULT_HOLD] = "holds until a stop signal",
+                                       [ODY_FAULT_KERNEL] = "fails its first layer's kernels"};
     bool now = false;
     for (int i = 0; i < knob->nsteps; i++)
         now |= knob->steps[i] == step;
     if (knob->action == ODY_FAULT_NONE || ctx->rank != knob->rank || !now)
-        return;
+        return false;
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     fprintf(stderr, "odyssey-dist: test knob: rank %d (pid %d) %s at step %lld, at %lld.%03ld\n",
@@ -127,9 +129,12 @@ void ody_fault_knob_fire(const ody_ctx *ctx, const ody_fault_knob *knob, int64_t
         while (stop_signals == seen)
             sigsuspend(&before);
         pthread_sigmask(SIG_SETMASK, &before, NULL);
-        return;
+        return false;
     }
+    case ODY_FAULT_KERNEL:
+        return true;
     default:
         raise(signals[knob->action]);
+        return false;
     }
 }

@@ -35,13 +35,21 @@ ody_status ody_training_step(const ody_step_ops *ops, void *user, const ody_batc
 
 /* ------------------------------------------------------------- a chunk */
 
-/* A forward without logits: a layer's kernels failed (their message is on the context), or n is too large. */
-static ody_status model_failure(ody_training_loop *loop, int n)
+/*
+ * A forward without logits: a layer's kernels failed (their message is on
+ * the context), or n is too large. The rank goes on through the step's
+ * collectives computing nothing (the model is stopped: its backward only
+ * reports the layers ready), and its vote fails the step on every rank
+ * with its message, as fail() does for a rank that could not load.
+ */
+static void model_failed(ody_training_loop *loop, int n)
 {
-    if (loop->model->status != ODY_OK)
-        return loop->model->status;
-    return ody_fail(loop->ctx, ODY_ERR_INTERNAL, "model %s: a chunk of %d rows exceeds the prepared %d",
-                    loop->model->name, n, loop->model->max_batch);
+    ody_step_state *step = &loop->step;
+    if (loop->model->status == ODY_OK)
+        loop->model->status = ody_fail(loop->ctx, ODY_ERR_INTERNAL, "model %s: a chunk of %d rows exceeds the prepared %d",
+                                       loop->model->name, n, loop->model->max_batch);
+    loop->ctx->err_status = loop->model->status;
+    step->local_failed = true;
 }
 
 static ody_status chunk_forward(void *user, const ody_batch *b)
@@ -54,8 +62,10 @@ static ody_status chunk_forward(void *user, const ody_batch *b)
                                         .step = (uint64_t)loop->state.global_step,
                                         .sample_ids = b->ids};
     loop->step.logits = ody_model_forward(loop->model, &loop->step.fwd, b->n, b->x);
+    if (!loop->step.logits)
+        model_failed(loop, b->n);
     ody_loop_phase(loop, ODY_PHASE_FORWARD, t0);
-    return loop->step.logits ? ODY_OK : model_failure(loop, b->n);
+    return ODY_OK;
 }
 
 /* Fixed-point sum of per-sample losses, and whether any was not finite
@@ -78,6 +88,10 @@ static ody_status chunk_loss(void *user, const ody_batch *b, ody_step_result *re
     ody_step_state *step = &loop->step;
     double t0 = ody_now();
     int classes = loop->model->num_classes;
+    if (!step->logits) { /* the model failed (model_failed): no loss, a zero gradient */
+        memset(step->dlogits, 0, (size_t)b->n * classes * sizeof *step->dlogits);
+        return ODY_OK;
+    }
     ody_loss_forward(loop->loss_kind, b->n, classes, step->logits, b->y, step->losses,
                      &res->correct);
     ody_sum_losses(step->losses, b->n, res);
@@ -118,8 +132,10 @@ static ody_status chunk_backward(void *user, const ody_batch *b)
     if (st == ODY_OK)
         ody_model_backward(loop->model, &step->fwd, b->n, b->x, step->dlogits,
                            step->last ? s->ops->layer_ready : NULL, s);
-    if (st == ODY_OK && loop->model->status != ODY_OK)
-        st = model_failure(loop, b->n);
+    /* A failure in backward itself (the plans exist by now: only a failed
+     * execution) after this step's vote started shows at the next step's. */
+    if (loop->model->status != ODY_OK && !step->local_failed)
+        model_failed(loop, b->n);
     if (st == ODY_OK && !step->last)
         s->ops->add_chunk(s, loop->model->grads.data);
     ody_loop_phase(loop, ODY_PHASE_BACKWARD, t0);

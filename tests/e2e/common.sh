@@ -106,7 +106,7 @@ json_last() {
 
 # with_knob RANK STEP ACTION CMD...: CMD with the program's test knob set
 # (README, Development): rank RANK does ACTION (term, usr1, kill, stop,
-# stall, hold) to itself at the start of optimizer step STEP (1-based over
+# stall, hold, kernel) to itself at the start of optimizer step STEP (1-based over
 # the whole run; a comma-separated list for several), so a test reaches
 # its point by construction, never by timing.
 with_knob() {
