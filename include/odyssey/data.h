@@ -1,6 +1,7 @@
 /*
- * data: data set readers (IDX and IDX.gz, HDF5, synthetic), the sampler
- * (the global order of an epoch -> this rank's share of each step) and the
+ * data: data set readers (IDX and IDX.gz, HDF5, synthetic), augmentation
+ * (random crop and flip, keyed by (seed, epoch, sample)), the sampler (the
+ * global order of an epoch -> this rank's share of each step) and the
  * loader (batches, optional prefetch of the next batch).
  *
  * Invariant: the order of an epoch is a function of (seed, epoch) alone;
@@ -78,6 +79,8 @@ typedef struct {
     int64_t synthetic_train; /* sizes of the synthetic data set */
     int64_t synthetic_val;
     bool prefetch;          /* read the next batch on a thread while this one computes */
+    int crop_padding;       /* training: random crop from this much black padding (0: off) */
+    bool horizontal_flip;   /* training augmentation: mirror left-right with probability 0.5 */
 } ody_data_options;
 
 /* The data.name values ody_data_open knows, NULL-terminated. */
@@ -143,6 +146,50 @@ ody_status ody_synthetic_open(ody_ctx *ctx, int64_t n, ody_shape shape, int clas
 /* The samples indices[0..n) of base, as a data set of its own (base stays owned by the caller). */
 ody_status ody_subset_open(ody_ctx *ctx, ody_dataset *base, const int64_t *indices, int64_t n,
                            ody_dataset **out);
+
+/* ---------------------------------------------------------- augmentation */
+
+/*
+ * Training-data augmentation of (C, H, W) images, as torchvision's
+ * RandomCrop((H, W), padding=p) then RandomHorizontalFlip(0.5) in the usual
+ * recipe, where both come before Normalize: the padding is black pixels,
+ * i.e. the normalised value of a stored 0 (ody_augment_fill), not 0.0.
+ * What a sample gets is a pure function of (seed, epoch, data-set index of
+ * the sample), drawn from ODY_STREAM_AUGMENT, so it is the same at any rank
+ * count, with or without prefetch, and after a resume mid-epoch.
+ */
+typedef struct {
+    int crop_padding;     /* p: pad p pixels on each side, crop (H, W) back at random; 0: no crop */
+    bool horizontal_flip; /* mirror left-right with probability 0.5 */
+} ody_augment_options;
+
+/* One sample's draw: the crop window's corner in the padded image, and the flip. */
+typedef struct {
+    int dy, dx; /* each uniform in [0, 2p]; (p, p) is the image itself; 0 without a crop */
+    bool flip;  /* always false without horizontal_flip */
+} ody_augment_draw;
+
+/* The draw of data-set sample `index` in `epoch`: a pure function of its arguments. */
+ody_augment_draw ody_augment_choose(const ody_augment_options *opt, uint64_t seed, int64_t epoch,
+                                    int64_t index);
+/*
+ * Apply draw d, made with padding `padding`, to the (C, H, W) sample x in
+ * place: crop window (d.dy, d.dx) of x padded with `fill`, then the flip.
+ * scratch holds H * W floats. Never allocates.
+ */
+void ody_augment_apply(float *x, ody_shape shape, int padding, ody_augment_draw d, float fill,
+                       float *scratch);
+/* The padding value: a stored 0 (a black pixel) normalised by norm, as the readers do it. */
+float ody_augment_fill(ody_normalize norm);
+/*
+ * ODY_OK when samples of `shape` can take opt (always when opt does
+ * nothing): (C, H, W) images, crop_padding at most H/2 and W/2. Otherwise
+ * ODY_ERR_CONFIG naming the key set (data.crop_padding, else
+ * data.horizontal_flip), the shape and `what` it is ("model.input_shape",
+ * a file).
+ */
+ody_status ody_augment_check(ody_ctx *ctx, const ody_augment_options *opt, const ody_shape *shape,
+                             const char *what);
 
 /* --------------------------------------------------------------- sampler */
 
@@ -212,6 +259,16 @@ typedef struct ody_loader ody_loader;
 ody_status ody_loader_create(ody_ctx *ctx, ody_loader **out, ody_dataset *ds, ody_sampler *sampler,
                              bool prefetch);
 void ody_loader_destroy(ody_ctx *ctx, ody_loader *l);
+/*
+ * Augment every sample this loader reads from now on (training loaders
+ * only), keyed by (seed, the sampler's epoch, data-set index); the
+ * padding is ody_augment_fill of the data set's normalisation. Call before
+ * start_epoch. Errors: ody_augment_check's against the data set's sample
+ * shape (nothing changes then), or out of memory for the one-plane
+ * scratch buffer.
+ */
+ody_status ody_loader_augment(ody_ctx *ctx, ody_loader *l, const ody_augment_options *opt,
+                              uint64_t seed);
 /* Start an epoch at step first_step (0, or later when resuming). */
 ody_status ody_loader_start_epoch(ody_ctx *ctx, ody_loader *l, int64_t epoch, int64_t first_step);
 /*

@@ -32,6 +32,7 @@ typedef struct {
     int64_t max_steps;           /* stop after this many optimizer steps in all (0 = no limit) */
     int64_t val_batch_size;      /* global batch for validation */
     char loss[16];               /* cross_entropy | mse */
+    double label_smoothing;      /* cross_entropy: target (1-eps) onehot + eps/classes (0 = off) */
     bool use_scheduler;          /* schedule the lr by scheduler_type and the scheduler section */
     char scheduler_type[16];     /* none | step | multistep | exponential | cosine | plateau */
     double gradient_clip_norm;   /* clip the global gradient norm to this (0 = off) */

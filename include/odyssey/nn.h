@@ -26,7 +26,8 @@ typedef enum {
     ODY_INIT_KAIMING_NORMAL,  /* N(0, 2 / fan_in) */
     ODY_INIT_XAVIER_UNIFORM,  /* U(-b, b), b = sqrt(6 / (fan_in + fan_out)) */
     ODY_INIT_XAVIER_NORMAL,   /* N(0, 2 / (fan_in + fan_out)) */
-    ODY_INIT_TORCH_DEFAULT    /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default */
+    ODY_INIT_TORCH_DEFAULT,   /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default */
+    ODY_INIT_ONES             /* 1 (batchnorm's scale and running variance; not a config choice) */
 } ody_init;
 
 #define ODY_PARAM_NAME_MAX 48
@@ -36,6 +37,15 @@ typedef struct {
     ody_shape shape;               /* conv (OC, C, KH, KW); linear (OUT, IN); bias (OUT) */
     ody_init init;
     int64_t fan_in, fan_out;
+    /*
+     * A buffer (batchnorm's running statistics): state that the checkpoint
+     * keeps and every rank holds alike, but no optimizer touches. Buffers
+     * sit after every trainable tensor (ody_model.ntrain). Their gradient
+     * slot carries the step's statistics through the gradient sum: forward
+     * adds each chunk's share, the sum makes them the step's, and the
+     * kind's update_buffers folds them in after the optimizer step.
+     */
+    bool buffer;
     size_t offset;                 /* floats from the start of the arenas */
     float *value;                  /* view into the parameter arena */
     float *grad;                   /* view into the gradient arena */
@@ -49,6 +59,7 @@ typedef struct {
     uint64_t seed;              /* experiment seed */
     uint64_t step;              /* global optimizer step */
     const int64_t *sample_ids;  /* (N) global sample index of each row */
+    int64_t batch_rows;         /* rows of the whole optimizer step, all ranks (weights of a chunk's statistics) */
 } ody_forward_info;
 
 typedef struct ody_layer ody_layer;
@@ -100,9 +111,20 @@ typedef struct {
     ody_status (*prepare)(ody_ctx *ctx, ody_layer *l, int max_batch);
     /* Get ready now for batches of n <= max_batch too (may be NULL); see ody_model_plan_batch. */
     ody_status (*plan)(ody_ctx *ctx, ody_layer *l, int n);
+    /*
+     * Fold the step's summed statistics (the buffers' gradient slots) into
+     * the buffers (may be NULL: no buffers); see ody_model_update_buffers.
+     */
+    void (*update_buffers)(ody_layer *l);
+    /*
+     * A join (add): the model computes out = input + second input itself
+     * and hands the output gradient to both inputs; forward and backward
+     * are not called.
+     */
+    bool join;
 } ody_layer_ops;
 
-#define ODY_LAYER_MAX_PARAMS 2
+#define ODY_LAYER_MAX_PARAMS 4
 #define ODY_LAYER_NAME_MAX 32
 
 struct ody_layer {
@@ -110,7 +132,12 @@ struct ody_layer {
     char name[ODY_LAYER_NAME_MAX]; /* "conv1", "fc2", "relu3" */
     ody_shape in_shape, out_shape; /* per sample */
     int nparams;
-    ody_param params[ODY_LAYER_MAX_PARAMS];
+    ody_param params[ODY_LAYER_MAX_PARAMS]; /* trainable tensors first, then buffers */
+    /*
+     * Inputs, set by the model: the layer whose output this one reads (-1:
+     * the model's input), and a join's second input (else -1).
+     */
+    int src, src2;
     float *scratch; /* set by ody_model_prepare */
     float *saved;   /* set by ody_model_prepare */
     /*
@@ -140,7 +167,20 @@ typedef struct {
     ody_init init;
     ody_backend backend; /* the model's backend (set by the model from its options) */
     bool bf16;           /* compute in bf16 (convolutions, linear layers; oneDNN only) */
+    int line;            /* the config line it came from (0: not from a file), for errors */
 } ody_layer_spec;
+
+/*
+ * A residual block in a spec list: a header spec of kind "residual" whose
+ * args say how many inner specs follow it (the block's layers), the
+ * shortcut (auto: identity where the shapes match, else a projection, a
+ * strided 1x1 conv2d and a batchnorm), the activation after the add, and
+ * the conv algorithm of a projection. The config reader writes them
+ * (model.layers: {type: residual, layers: [...], ...}).
+ */
+enum { ODY_RESIDUAL_LAYERS = 0, ODY_RESIDUAL_SHORTCUT, ODY_RESIDUAL_ACTIVATION, ODY_RESIDUAL_CONV_ALGORITHM };
+enum { ODY_SHORTCUT_AUTO = 0, ODY_SHORTCUT_IDENTITY, ODY_SHORTCUT_PROJECTION };
+enum { ODY_RESIDUAL_NONE = 0, ODY_RESIDUAL_RELU };
 
 typedef struct {
     const char *key;    /* "out_channels" */
@@ -202,20 +242,27 @@ typedef enum { ODY_LOSS_CROSS_ENTROPY = 0, ODY_LOSS_MSE } ody_loss_kind;
 
 /*
  * Per-sample loss of logits (n, classes) against integer labels (n):
- * cross-entropy = logsumexp(z) - z[y] (computed stably), MSE = mean over
- * classes of (z - onehot(y))^2. Writes loss[i] and adds the rows whose
- * argmax equals the label to *correct (when correct is not NULL).
+ * cross-entropy = -sum_c q_c log softmax(z)_c with the target
+ * q = (1 - eps) onehot(y) + eps / classes, eps = label_smoothing in [0, 1)
+ * (PyTorch's CrossEntropyLoss(label_smoothing=eps); eps = 0 is
+ * logsumexp(z) - z[y], computed stably); MSE = mean over classes of
+ * (z - onehot(y))^2 (label_smoothing ignored). Writes loss[i] and adds the
+ * rows whose argmax equals the label to *correct (when correct is not NULL).
  */
-void ody_loss_forward(ody_loss_kind kind, int n, int classes, const float *logits,
-                      const int32_t *labels, float *loss, int64_t *correct);
-/* dlogits = scale * d loss[i] / d logits for every row (scale = 1 / global count). */
-void ody_loss_backward(ody_loss_kind kind, int n, int classes, const float *logits,
-                       const int32_t *labels, float scale, float *dlogits);
+void ody_loss_forward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                      const float *logits, const int32_t *labels, float *loss, int64_t *correct);
+/*
+ * dlogits = scale * d loss[i] / d logits for every row (scale = 1 / global
+ * count); for cross-entropy that is scale * (softmax(z) - q).
+ */
+void ody_loss_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                       const float *logits, const int32_t *labels, float scale, float *dlogits);
 
 /* ----------------------------------------------------------------- model */
 
 #define ODY_MODEL_MAX_HIDDEN 16
-#define ODY_MODEL_MAX_LAYERS 64
+#define ODY_MODEL_MAX_LAYERS 128
+#define ODY_MODEL_MAX_SLOTS 8
 
 /* What the config says about the model. */
 typedef struct {
@@ -251,7 +298,10 @@ typedef struct ody_model {
     ody_param *tensors[ODY_MODEL_MAX_LAYERS * ODY_LAYER_MAX_PARAMS]; /* layout order */
     ody_arena params;  /* every parameter, one flat buffer */
     ody_arena grads;   /* same layout */
-    size_t nparams;    /* real parameter count (without alignment padding) */
+    size_t nparams;    /* real count of trainable parameters (without alignment padding) */
+    size_t ntrain;     /* floats of the trainable tensors: [0, ntrain) of the arenas; buffers follow */
+    /* The graph: layer i reads layers[i]->src (and a join src2); fanout[i] layers read layer i. */
+    int fanout[ODY_MODEL_MAX_LAYERS];
     /*
      * Steps: layer i runs with the span[i] - 1 layers after it as one fused
      * step (span 1: alone); the absorbed layers have span 0.
@@ -267,7 +317,20 @@ typedef struct ody_model {
     ody_status status;
     /* output of layer i, (max_batch, out_shape); NULL inside a fused step, whose output is not stored */
     float *acts[ODY_MODEL_MAX_LAYERS];
-    float *dbuf[2];                    /* ping-pong gradients of activations */
+    /*
+     * Gradients of step outputs during backward live in nslots buffers
+     * (gbuf; gbuf[nslots] is a tmp for gradients added into a held slot
+     * when grad_tmp): step output i's in gslot[i] (-1: the logits'
+     * gradient, given), the step starting at i writes its inputs' into
+     * din_slot[i][k] (-1: none needed), adding when din_add[i][k].
+     */
+    bool need_grad[ODY_MODEL_MAX_LAYERS];
+    int gslot[ODY_MODEL_MAX_LAYERS];
+    int din_slot[ODY_MODEL_MAX_LAYERS][2];
+    bool din_add[ODY_MODEL_MAX_LAYERS][2];
+    int nslots;
+    bool grad_tmp;
+    float *gbuf[ODY_MODEL_MAX_SLOTS + 1];
     float *scratch;
     float *prepared;   /* the one allocation all of the above are carved from */
     size_t prepared_bytes;
@@ -345,6 +408,13 @@ void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, c
                         const float *dlogits, ody_grad_ready_fn ready, void *user);
 /* Set every gradient to zero. */
 void ody_model_zero_grad(ody_model *model);
+/*
+ * After an optimizer step: fold the step's statistics (summed into the
+ * buffers' gradient slots by the gradient sum) into the buffers
+ * (batchnorm's running mean and variance). Every rank holds the same sums,
+ * so every rank's buffers stay alike.
+ */
+void ody_model_update_buffers(ody_model *model);
 /* The parameter tensor named `name`, or NULL. */
 ody_param *ody_model_find_param(ody_model *model, const char *name);
 /* Log the layers, their shapes and parameter counts at info level. */

@@ -70,7 +70,12 @@ struct ody_exact {
     bool dirty;           /* acc may hold something: clear it at begin */
 };
 
-/* Tensor t of the layout belongs to layer l when layer_tensor[l] <= t < layer_tensor[l + 1]. */
+/*
+ * Tensor t of the layout belongs to layer l when layer_tensor[l] <= t <
+ * layer_tensor[l + 1]. The buffers (after every trainable tensor; their
+ * gradient slots hold statistics written in forward) go with the last
+ * layer, whose gradients are ready first.
+ */
 static int *map_layer_tensors(const ody_model *m)
 {
     int *first = calloc((size_t)m->nlayers + 1, sizeof *first);
@@ -79,9 +84,10 @@ static int *map_layer_tensors(const ody_model *m)
     int t = 0;
     for (int l = 0; l < m->nlayers; l++) {
         first[l] = t;
-        t += m->layers[l]->nparams;
+        for (int p = 0; p < m->layers[l]->nparams; p++)
+            t += !m->layers[l]->params[p].buffer;
     }
-    first[m->nlayers] = t;
+    first[m->nlayers] = m->ntensors;
     return first;
 }
 

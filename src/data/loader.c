@@ -11,7 +11,10 @@
  * private ctx (its error text) is read only after the worker is done.
  *
  * Both paths fill a slot with the same function (fill), so the batches are
- * the same with and without prefetch.
+ * the same with and without prefetch. A training loader also augments its
+ * samples there (ody_loader_augment): on the worker with prefetch, so it
+ * overlaps the caller's compute, keyed by what the sample is and never by
+ * who reads it.
  */
 #include "data/data_internal.h"
 
@@ -46,7 +49,25 @@ struct ody_loader {
     int request;         /* slot the worker is asked to fill, -1 when idle */
     bool quit;
     ody_ctx worker_ctx; /* private copy: the worker's error messages land here */
+    /* augmentation (ody_loader_augment); set before any read, then only read */
+    ody_augment_options augment;
+    bool augmenting;     /* augment does something */
+    uint64_t augment_seed;
+    float augment_fill;  /* the padding: a black pixel, normalised */
+    float *augment_scratch; /* (H * W) one plane */
 };
+
+/* Augment the n rows of sl as the data-set samples sl->ids of the sampler's epoch. */
+static void augment_rows(const ody_loader *l, slot *sl)
+{
+    const ody_shape shape = l->ds->sample_shape;
+    for (int i = 0; i < sl->n; i++) {
+        ody_augment_draw d =
+            ody_augment_choose(&l->augment, l->augment_seed, l->sampler->epoch, sl->ids[i]);
+        ody_augment_apply(sl->x + (size_t)i * l->numel, shape, l->augment.crop_padding, d,
+                          l->augment_fill, l->augment_scratch);
+    }
+}
 
 /* Read step `step` of this rank into sl. Never allocates; errors go to ctx. */
 static ody_status fill(ody_loader *l, ody_ctx *ctx, slot *sl, int64_t step)
@@ -62,7 +83,10 @@ static ody_status fill(ody_loader *l, ody_ctx *ctx, slot *sl, int64_t step)
     sl->n = (int)share.local_count;
     if (sl->n > 0)
         memcpy(sl->ids, share.indices, (size_t)sl->n * sizeof *sl->ids);
-    return ody_dataset_read(l->ds, ctx, sl->ids, sl->n, sl->x, sl->y);
+    ody_status st = ody_dataset_read(l->ds, ctx, sl->ids, sl->n, sl->x, sl->y);
+    if (st == ODY_OK && l->augmenting)
+        augment_rows(l, sl);
+    return st;
 }
 
 static void *worker_main(void *arg)
@@ -119,6 +143,13 @@ static ody_status await(ody_loader *l, ody_ctx *ctx, int index)
         ody_fail(ctx, st, "%s", ody_ctx_error(&l->worker_ctx));
     pthread_mutex_unlock(&l->lock);
     return st;
+}
+
+/* One (H, W) plane of the samples (sample_shape is (C, H, W) once augmenting). */
+static size_t augment_scratch_bytes(const ody_loader *l)
+{
+    return (size_t)l->ds->sample_shape.dims[1] * (size_t)l->ds->sample_shape.dims[2] *
+           sizeof(float);
 }
 
 static ody_status slots_create(ody_ctx *ctx, ody_loader *l)
@@ -210,7 +241,32 @@ void ody_loader_destroy(ody_ctx *ctx, ody_loader *l)
         pthread_mutex_destroy(&l->lock);
     }
     slots_destroy(ctx, l);
+    if (l->augment_scratch)
+        ody_free(ctx, l->augment_scratch, augment_scratch_bytes(l));
     ody_free(ctx, l, sizeof *l);
+}
+
+ody_status ody_loader_augment(ody_ctx *ctx, ody_loader *l, const ody_augment_options *opt,
+                              uint64_t seed)
+{
+    ody_status st = ody_augment_check(ctx, opt, &l->ds->sample_shape, l->ds->source);
+    if (st != ODY_OK)
+        return st;
+    bool on = opt->crop_padding > 0 || opt->horizontal_flip;
+    if (on && !l->augment_scratch) {
+        void *p = NULL;
+        st = ody_alloc(ctx, augment_scratch_bytes(l), "augmentation scratch", &p);
+        if (st != ODY_OK)
+            return st;
+        l->augment_scratch = p;
+    }
+    if (l->prefetch)
+        wait_idle(l); /* no read may run while the settings change */
+    l->augment = *opt;
+    l->augment_seed = seed;
+    l->augment_fill = ody_augment_fill(l->ds->norm);
+    l->augmenting = on;
+    return ODY_OK;
 }
 
 ody_status ody_loader_start_epoch(ody_ctx *ctx, ody_loader *l, int64_t epoch, int64_t first_step)

@@ -95,6 +95,43 @@ static ody_status check_model(ody_ctx *ctx, const ody_model_options *m, const ch
     return ODY_OK;
 }
 
+/*
+ * Build the model once on rank 0 while its layers still carry their lines
+ * in the user's file: a layer that does not fit its input, or a residual
+ * block whose shapes do not match, is an error located there (the ranks
+ * build it again from the resolved config, whose lines are its own).
+ */
+static ody_status try_model(ody_ctx *ctx, const ody_config *cfg, const char *path)
+{
+    ody_model_options options = cfg->model;
+    options.compute_bf16 = cfg->training.use_mixed_precision && strcmp(cfg->training.precision_dtype, "bf16") == 0;
+    ody_model *model = NULL;
+    ody_status st = ody_model_create(ctx, &options, &model);
+    ody_model_destroy(ctx, model);
+    if (st != ODY_OK)
+        ody_error_prefix(ctx, "%s", path);
+    return st;
+}
+
+/*
+ * Augmentation crops and flips (C, H, W) images. The samples are
+ * model.input_shape, except that image files may feed a flat input: their
+ * image shape is known once they are read, and the loader checks it then.
+ */
+static ody_status check_augmentation(ody_ctx *ctx, const ody_config *cfg, const char *where)
+{
+    const ody_data_options *d = &cfg->data;
+    ody_augment_options opt = {.crop_padding = d->crop_padding,
+                               .horizontal_flip = d->horizontal_flip};
+    const ody_shape *shape = &cfg->model.input_shape;
+    if (shape->ndim != 3 && strcmp(d->name, "synthetic") != 0)
+        return ODY_OK;
+    ody_status st = ody_augment_check(ctx, &opt, shape, "model.input_shape");
+    if (st != ODY_OK)
+        ody_error_prefix(ctx, "%s", where);
+    return st;
+}
+
 /* A scheduler key set while nothing is scheduled would silently do nothing. */
 static ody_status check_scheduler_used(ody_ctx *ctx, const ody_config *cfg, const char *where)
 {
@@ -160,6 +197,13 @@ static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *
         return st;
     if ((st = check_data_files(ctx, &cfg->data, where)) != ODY_OK)
         return st;
+    if ((st = check_augmentation(ctx, cfg, where)) != ODY_OK)
+        return st;
+    if (cfg->training.label_smoothing > 0 && strcmp(cfg->training.loss, "cross_entropy") != 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: training.label_smoothing: only applies to training.loss "
+                        "cross_entropy (it is %s)",
+                        where, cfg->training.loss);
     if (cfg->data.mean != 0 && cfg->data.std == 0)
         return ody_fail(ctx, ODY_ERR_CONFIG,
                         "%s: data.mean: has no effect while data.std is 0 (set data.std > 0 to "
@@ -415,6 +459,8 @@ static ody_status resolve_on_root(ody_ctx *ctx, const char *arg, int noverrides,
         return st;
     ody_config_defaults(&cfg);
     st = ody_config_load(ctx, path, noverrides, overrides, &cfg);
+    if (st == ODY_OK)
+        st = try_model(ctx, &cfg, path);
     if (st != ODY_OK)
         return st;
     return ody_config_to_yaml(ctx, &cfg, text);

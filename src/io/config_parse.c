@@ -416,6 +416,7 @@ static ody_status read_layer(const ody_cfg_reader *r, yaml_document_t *doc, cons
         st = read_kind(r, doc, map, path, &kind);
     if (st == ODY_OK)
         st = ody_layer_spec_default(r->ctx, kind->kind, spec);
+    spec->line = (int)map->start_mark.line + 1;
     unsigned given = 0;
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
          st == ODY_OK && p < map->data.mapping.pairs.top; p++) {
@@ -444,26 +445,110 @@ static ody_status read_layer(const ody_cfg_reader *r, yaml_document_t *doc, cons
     return st;
 }
 
+/* A list of layers into specs[*n..capacity) (a residual block takes 1 + its layers, per repeat). */
+static ody_status read_layer_list(const ody_cfg_reader *r, yaml_document_t *doc, const yaml_node_t *node,
+                                  const char *path, bool in_block, ody_layer_spec *specs, int capacity, int *n);
+
+const char *const ody_cfg_shortcut_names[] = {[ODY_SHORTCUT_AUTO] = "auto", [ODY_SHORTCUT_IDENTITY] = "identity",
+                                              [ODY_SHORTCUT_PROJECTION] = "projection", NULL};
+const char *const ody_cfg_block_activation_names[] = {[ODY_RESIDUAL_NONE] = "none", [ODY_RESIDUAL_RELU] = "relu",
+                                                      NULL};
+
+/*
+ * {type: residual, layers: [...], shortcut: auto|identity|projection,
+ * activation: relu|none, repeat: N}: a header spec and the block's layers,
+ * repeat times.
+ */
+static ody_status read_residual(const ody_cfg_reader *r, yaml_document_t *doc, const yaml_node_t *map,
+                                const char *path, ody_layer_spec *specs, int capacity, int *n)
+{
+    static const char *const keys[] = {"type", "layers", "shortcut", "activation", "repeat", NULL};
+    int shortcut = ODY_SHORTCUT_AUTO, activation = ODY_RESIDUAL_RELU;
+    int64_t repeat = 1;
+    const yaml_node_t *layers = NULL;
+    char sub[224];
+    ody_status st = ODY_OK;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; st == ODY_OK && p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *key = yaml_document_get_node(doc, p->key), *value = yaml_document_get_node(doc, p->value);
+        const char *k = text_of(key);
+        snprintf(sub, sizeof sub, "%s.%s", path, k);
+        if (strcmp(k, "layers") == 0) {
+            layers = value;
+        } else if (strcmp(k, "shortcut") == 0) {
+            st = read_choice(r, value, sub, ody_cfg_shortcut_names, &shortcut);
+        } else if (strcmp(k, "activation") == 0) {
+            st = read_choice(r, value, sub, ody_cfg_block_activation_names, &activation);
+        } else if (strcmp(k, "repeat") == 0) {
+            ody_cfg_range range = {1, ODY_MODEL_MAX_LAYERS, false, false};
+            st = read_number(r, value, sub, &range, &repeat, NULL);
+        } else if (strcmp(k, "type") != 0) {
+            char list[128];
+            st = fail_at(r, key, path, "unknown key '%s' for a residual block (it takes: %s)", k,
+                         ody_cfg_join(keys + 1, list, sizeof list));
+        }
+    }
+    if (st == ODY_OK && !layers)
+        st = fail_at(r, map, path, "a residual block needs 'layers' (the list of its layers)");
+    for (int64_t copy = 0; st == ODY_OK && copy < repeat; copy++) {
+        if (*n >= capacity)
+            return fail_at(r, map, path, "model.layers holds at most %d entries (a residual block takes one "
+                           "plus its layers, per repeat)", capacity);
+        ody_layer_spec *head = &specs[(*n)++];
+        memset(head, 0, sizeof *head);
+        snprintf(head->kind, sizeof head->kind, "residual");
+        head->line = (int)map->start_mark.line + 1;
+        head->args[ODY_RESIDUAL_SHORTCUT] = shortcut;
+        head->args[ODY_RESIDUAL_ACTIVATION] = activation;
+        head->args[ODY_RESIDUAL_CONV_ALGORITHM] = ODY_CONV_AUTO;
+        int first = *n;
+        snprintf(sub, sizeof sub, "%s.layers", path);
+        st = read_layer_list(r, doc, layers, sub, true, specs, capacity, n);
+        head->args[ODY_RESIDUAL_LAYERS] = *n - first;
+    }
+    return st;
+}
+
+static ody_status read_layer_list(const ody_cfg_reader *r, yaml_document_t *doc, const yaml_node_t *node,
+                                  const char *path, bool in_block, ody_layer_spec *specs, int capacity, int *n)
+{
+    if (node->type != YAML_SEQUENCE_NODE)
+        return expected(r, node, path, "a list of layers");
+    if (in_block && list_length(node) == 0)
+        return fail_at(r, node, path, "a residual block needs at least one layer");
+    for (int i = 0; i < list_length(node); i++) {
+        char item_path[192];
+        yaml_node_t *item = list_item(doc, node, i, path, item_path, sizeof item_path);
+        yaml_node_t *type = item->type == YAML_MAPPING_NODE ? lookup(doc, item, "type") : NULL;
+        bool residual = type && type->type == YAML_SCALAR_NODE && strcmp(text_of(type), "residual") == 0;
+        ody_status st;
+        if (residual && in_block)
+            st = fail_at(r, item, item_path, "a residual block cannot hold another residual block");
+        else if (residual)
+            st = read_residual(r, doc, item, item_path, specs, capacity, n);
+        else if (*n >= capacity)
+            st = fail_at(r, item, item_path, "model.layers holds at most %d entries", capacity);
+        else
+            st = read_layer(r, doc, item, item_path, &specs[(*n)++]);
+        if (st != ODY_OK)
+            return st;
+    }
+    return ODY_OK;
+}
+
 static ody_status apply_layers(const ody_cfg_reader *r, yaml_document_t *doc,
                                const ody_cfg_row *row, const yaml_node_t *node, const char *path,
                                ody_config *cfg)
 {
-    if (node->type != YAML_SEQUENCE_NODE)
-        return expected(r, node, path, "a list of layers");
-    int n = list_length(node), capacity = (int)(row->size / sizeof(ody_layer_spec));
-    if (n > capacity)
-        return fail_at(r, node, path, "expected at most %d layers, got %d", capacity, n);
+    int capacity = (int)(row->size / sizeof(ody_layer_spec)), n = 0;
+    if (node->type == YAML_SEQUENCE_NODE && list_length(node) > capacity)
+        return fail_at(r, node, path, "expected at most %d layers, got %d", capacity, list_length(node));
     ody_layer_spec *specs = field(cfg, row);
     memset(specs, 0, row->size);
-    for (int i = 0; i < n; i++) {
-        char item_path[160];
-        yaml_node_t *item = list_item(doc, node, i, path, item_path, sizeof item_path);
-        ody_status st = read_layer(r, doc, item, item_path, &specs[i]);
-        if (st != ODY_OK)
-            return st;
-    }
-    *(int *)((char *)cfg + row->count_offset) = n;
-    return ODY_OK;
+    ody_status st = read_layer_list(r, doc, node, path, false, specs, capacity, &n);
+    if (st == ODY_OK)
+        *(int *)((char *)cfg + row->count_offset) = n;
+    return st;
 }
 
 /* ------------------------------------------------------------- the document */

@@ -66,7 +66,8 @@ static const ody_cfg_row schema[] = {
     ROW(experiment, output_dir, ODY_CFG_STRING, .def = "checkpoints",
         .doc = "root of the run directories"),
     ROW(experiment, seed, ODY_CFG_INT, .def = "42", AT_LEAST(0),
-        .doc = "seed of every random stream (init, shuffle, dropout, split, synthetic data)"),
+        .doc = "seed of every random stream (init, shuffle, dropout, split, synthetic data, "
+               "augmentation)"),
 
     /* model */
     ROW(model, name, ODY_CFG_ENUM, .def = "lenet5", .values_fn = ody_model_names,
@@ -124,6 +125,11 @@ static const ody_cfg_row schema[] = {
         .doc = "global batch for validation"),
     ROW(training, loss, ODY_CFG_ENUM, .def = "cross_entropy", .values = loss_values,
         .doc = "loss function"),
+    ROW(training, label_smoothing, ODY_CFG_FLOAT, .def = "0.0", FRACTION_BELOW_1,
+        .doc = "cross_entropy: the target is (1 - eps) x onehot + eps / classes, as PyTorch's "
+               "CrossEntropyLoss(label_smoothing=eps); train_loss and val_loss are this smoothed "
+               "loss (as PyTorch reports with such a criterion), accuracy is still argmax = label "
+               "(0: off)"),
     ROW(training, use_scheduler, ODY_CFG_BOOL, .def = "false",
         .doc = "schedule the learning rate: training.scheduler_type and the scheduler section"),
     ROW(training, scheduler_type, ODY_CFG_ENUM, .def = "none", .values_fn = ody_schedule_names,
@@ -239,6 +245,13 @@ static const ody_cfg_row schema[] = {
         .doc = "synthetic: validation samples"),
     ROW(data, prefetch, ODY_CFG_BOOL, .def = "false",
         .doc = "read the next batch on a thread while this one computes"),
+    ROW(data, crop_padding, ODY_CFG_INT, .def = "0", IN(0, 1e6),
+        .doc = "training images only: pad this many black pixels on each side, then crop the "
+               "image size back at a random offset (torchvision's RandomCrop(size, padding) "
+               "before Normalize); at most half the image's height and width (0: off)"),
+    ROW(data, horizontal_flip, ODY_CFG_BOOL, .def = "false",
+        .doc = "training images only: mirror left-right with probability 0.5 (each sample's crop "
+               "and flip are keyed by seed, epoch and sample: the same at any rank count)"),
 
     /* distributed */
     ROW(distributed, check_consistency, ODY_CFG_INT, .def = "0", AT_LEAST(0),

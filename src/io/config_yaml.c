@@ -108,33 +108,56 @@ static void put_int_list(text_buf *t, const int64_t *values, int count)
     put(t, "]");
 }
 
+/* One layer as a flow mapping, every argument written: {type: conv2d, out_channels: 6, ...}. */
+static void put_layer(text_buf *t, const ody_layer_spec *spec)
+{
+    const ody_layer_kind *kind = ody_layer_kind_find(spec->kind);
+    char num[40];
+    put(t, "{type: ");
+    put_string(t, spec->kind);
+    for (int a = 0; kind && a < kind->nargs; a++) {
+        double v = spec->args[a];
+        if (!isfinite(v)) /* a required argument never set: null, which parsing rejects */
+            put(t, ", %s: null", kind->args[a].key);
+        else if (kind->args[a].integer)
+            put(t, ", %s: %" PRId64, kind->args[a].key, (int64_t)v);
+        else
+            put(t, ", %s: %s", kind->args[a].key, format_double(v, num, sizeof num));
+    }
+    if (spec->init != ODY_INIT_AUTO)
+        put(t, ", init: %s", ody_cfg_init_name(spec->init));
+    put(t, "}");
+}
+
 /*
- * model.layers as a block list of flow mappings, every argument written:
+ * model.layers as a block list of flow mappings; a residual block (its
+ * repeats already written out as blocks) with its layers inline:
  *     - {type: conv2d, out_channels: 6, kernel_size: 5, stride: 1, padding: 2}
+ *     - {type: residual, shortcut: auto, activation: relu, layers: [{...}, {...}]}
  */
 static void put_layers(text_buf *t, const ody_cfg_row *row, const ody_config *cfg)
 {
     const ody_layer_spec *specs = (const void *)((const char *)cfg + row->offset);
     int count = *(const int *)((const char *)cfg + row->count_offset);
-    char num[40];
     if (count == 0)
         put(t, " []");
     for (int i = 0; i < count; i++) {
-        const ody_layer_kind *kind = ody_layer_kind_find(specs[i].kind);
-        put(t, "\n    - {type: ");
-        put_string(t, specs[i].kind);
-        for (int a = 0; kind && a < kind->nargs; a++) {
-            double v = specs[i].args[a];
-            if (!isfinite(v)) /* a required argument never set: null, which parsing rejects */
-                put(t, ", %s: null", kind->args[a].key);
-            else if (kind->args[a].integer)
-                put(t, ", %s: %" PRId64, kind->args[a].key, (int64_t)v);
-            else
-                put(t, ", %s: %s", kind->args[a].key, format_double(v, num, sizeof num));
+        put(t, "\n    - ");
+        if (strcmp(specs[i].kind, "residual") != 0) {
+            put_layer(t, &specs[i]);
+            continue;
         }
-        if (specs[i].init != ODY_INIT_AUTO)
-            put(t, ", init: %s", ody_cfg_init_name(specs[i].init));
-        put(t, "}");
+        const ody_layer_spec *head = &specs[i];
+        int inner = (int)head->args[ODY_RESIDUAL_LAYERS];
+        put(t, "{type: residual, shortcut: %s, activation: %s, layers: [",
+            ody_cfg_shortcut_names[(int)head->args[ODY_RESIDUAL_SHORTCUT]],
+            ody_cfg_block_activation_names[(int)head->args[ODY_RESIDUAL_ACTIVATION]]);
+        for (int j = 1; j <= inner && i + j < count; j++) {
+            put(t, j > 1 ? ", " : "");
+            put_layer(t, &specs[i + j]);
+        }
+        put(t, "]}");
+        i += inner;
     }
 }
 

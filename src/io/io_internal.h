@@ -58,6 +58,9 @@ bool ody_cfg_section_exists(const char *section);
 const char *const *ody_cfg_values(const ody_cfg_row *row);
 /* Names of ody_init values, indexed by ody_init, NULL-terminated. */
 extern const char *const ody_cfg_init_names[];
+/* A residual block's shortcut and activation names (indexed by ODY_SHORTCUT_*, ODY_RESIDUAL_NONE/RELU). */
+extern const char *const ody_cfg_shortcut_names[];
+extern const char *const ody_cfg_block_activation_names[];
 /* The name of an init scheme ("auto"); "invalid" outside the enum. */
 const char *ody_cfg_init_name(ody_init init);
 /* Short name of a type for messages and the reference ("int", "list of int"). */

@@ -3,6 +3,12 @@
  * [0, classes). Cross-entropy works from logsumexp shifted by the row
  * maximum, so logits in the thousands neither overflow nor lose the answer.
  * Sums run in double: one row is short, and the loss feeds metrics.
+ *
+ * Label smoothing eps (PyTorch's definition) makes the target
+ * q = (1 - eps) onehot(y) + eps / classes, so
+ *   loss = -sum_c q_c (z_c - lse) = (1 - eps) (lse - z_y) + (eps / classes) sum_c (lse - z_c)
+ * (sum_c q_c = 1) and d loss / d z = softmax(z) - q. With eps = 0 the
+ * smoothing terms are skipped, so the bits are those of plain cross-entropy.
  */
 #include "odyssey/nn.h"
 
@@ -26,6 +32,18 @@ static double logsumexp(const float *z, int classes)
     return m + log(sum);
 }
 
+static double cross_entropy_row(const float *z, int classes, int label, double eps)
+{
+    double lse = logsumexp(z, classes);
+    if (eps == 0.0)
+        return lse - z[label];
+    /* sum_c q_c (lse - z_c): every term >= 0, so nothing cancels */
+    double smooth = 0.0;
+    for (int c = 0; c < classes; c++)
+        smooth += lse - z[c];
+    return (1.0 - eps) * (lse - z[label]) + eps / classes * smooth;
+}
+
 static double mse_row(const float *z, int classes, int label)
 {
     double sum = 0.0;
@@ -36,14 +54,14 @@ static double mse_row(const float *z, int classes, int label)
     return sum / classes;
 }
 
-void ody_loss_forward(ody_loss_kind kind, int n, int classes, const float *logits,
-                      const int32_t *labels, float *loss, int64_t *correct)
+void ody_loss_forward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                      const float *logits, const int32_t *labels, float *loss, int64_t *correct)
 {
     int64_t hits = 0;
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * classes;
         if (kind == ODY_LOSS_CROSS_ENTROPY)
-            loss[i] = (float)(logsumexp(z, classes) - z[labels[i]]);
+            loss[i] = (float)cross_entropy_row(z, classes, labels[i], label_smoothing);
         else
             loss[i] = (float)mse_row(z, classes, labels[i]);
         hits += argmax(z, classes) == labels[i];
@@ -52,17 +70,29 @@ void ody_loss_forward(ody_loss_kind kind, int n, int classes, const float *logit
         *correct += hits;
 }
 
-void ody_loss_backward(ody_loss_kind kind, int n, int classes, const float *logits,
-                       const int32_t *labels, float scale, float *dlogits)
+/* scale * (softmax(z) - q) into dz. */
+static void cross_entropy_grad(const float *z, int classes, int label, double eps, float scale,
+                               float *dz)
+{
+    double lse = logsumexp(z, classes);
+    if (eps == 0.0) {
+        for (int c = 0; c < classes; c++)
+            dz[c] = scale * (float)(exp((double)z[c] - lse) - (c == label));
+        return;
+    }
+    double off = eps / classes, on = 1.0 - eps + off;
+    for (int c = 0; c < classes; c++)
+        dz[c] = scale * (float)(exp((double)z[c] - lse) - (c == label ? on : off));
+}
+
+void ody_loss_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                       const float *logits, const int32_t *labels, float scale, float *dlogits)
 {
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * classes;
         float *dz = dlogits + (size_t)i * classes;
         if (kind == ODY_LOSS_CROSS_ENTROPY) {
-            /* softmax(z) - onehot(y) */
-            double lse = logsumexp(z, classes);
-            for (int c = 0; c < classes; c++)
-                dz[c] = scale * (float)(exp((double)z[c] - lse) - (c == labels[i]));
+            cross_entropy_grad(z, classes, labels[i], label_smoothing, scale, dz);
         } else {
             /* 2 (z - onehot(y)) / classes */
             for (int c = 0; c < classes; c++)

@@ -104,12 +104,19 @@ ody_status nn_tanh_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in
 ody_status nn_sigmoid_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
 ody_status nn_dropout_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
 ody_status nn_flatten_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
+ody_status nn_batchnorm_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
+ody_status nn_global_avgpool_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape,
+                                    ody_layer **out);
+/* A residual block's add (not in the kind table: the model makes it, with two inputs). */
+ody_status nn_add_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
 
 /* Argument positions in ody_layer_spec.args, in the order of the layer table. */
 enum { NN_CONV_OUT_CHANNELS = 0, NN_CONV_KERNEL, NN_CONV_STRIDE, NN_CONV_PADDING, NN_CONV_ALGORITHM };
 enum { NN_POOL_KERNEL = 0, NN_POOL_STRIDE, NN_POOL_PADDING };
 enum { NN_LINEAR_OUT_FEATURES = 0 };
 enum { NN_DROPOUT_P = 0 };
+enum { NN_BN_MOMENTUM = 0, NN_BN_EPS };
+
 
 /*
  * Check spec's arguments against its kind's table (required, range, whole

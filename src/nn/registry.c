@@ -39,6 +39,12 @@ static const ody_layer_arg dropout_args[] = {
     [NN_DROPOUT_P] = {"p", 0.5, 0.0, 0.999, false, false, "probability of zeroing an element"},
 };
 
+static const ody_layer_arg batchnorm_args[] = {
+    [NN_BN_MOMENTUM] = {"momentum", 0.1, 0.0, 1.0, false, false,
+                        "weight of a step's statistics in the running ones (PyTorch's momentum)"},
+    [NN_BN_EPS] = {"eps", 1e-5, 1e-12, 1.0, false, false, "added to the variance before the square root"},
+};
+
 #define ARGS(a) a, (int)(sizeof a / sizeof a[0])
 
 static const ody_layer_kind layer_kinds[] = {
@@ -53,6 +59,10 @@ static const ody_layer_kind layer_kinds[] = {
     {"sigmoid", "1 / (1 + exp(-x))", NULL, 0, nn_sigmoid_create},
     {"dropout", "inverted dropout (identity in evaluation)", ARGS(dropout_args), nn_dropout_create},
     {"flatten", "(C, H, W) -> (C*H*W)", NULL, 0, nn_flatten_create},
+    {"batchnorm", "batch normalisation per channel of (C, H, W) or per feature of (F); statistics over "
+                  "the chunk (distributed.chunk_size) in deterministic mode, running ones in evaluation",
+     ARGS(batchnorm_args), nn_batchnorm_create},
+    {"global_avgpool", "(C, H, W) -> (C): the mean of each channel", NULL, 0, nn_global_avgpool_create},
 };
 
 enum { NKINDS = (int)(sizeof layer_kinds / sizeof layer_kinds[0]) };
@@ -274,6 +284,8 @@ static void apply_model_wide(const ody_model_options *o, int conv, ody_backend b
             spec->init = o->init;
         if (strcmp(spec->kind, "conv2d") == 0 && spec->args[NN_CONV_ALGORITHM] == ODY_CONV_AUTO)
             spec->args[NN_CONV_ALGORITHM] = conv;
+        if (strcmp(spec->kind, "residual") == 0 && spec->args[ODY_RESIDUAL_CONV_ALGORITHM] == ODY_CONV_AUTO)
+            spec->args[ODY_RESIDUAL_CONV_ALGORITHM] = conv; /* its projection's */
     }
 }
 

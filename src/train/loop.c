@@ -394,8 +394,9 @@ ody_status ody_training_loop_validate(ody_training_loop *loop, double *loss, dou
                          : ody_fail(ctx, ODY_ERR_INTERNAL, "validation piece of %d rows too large", rows);
                 break;
             }
-            ody_loss_forward(loop->loss_kind, rows, classes, logits, b.y + row, loop->step.losses,
-                             &sums.correct);
+            /* the smoothed loss, as PyTorch reports it for a criterion with smoothing */
+            ody_loss_forward(loop->loss_kind, loop->cfg->training.label_smoothing, rows, classes,
+                             logits, b.y + row, loop->step.losses, &sums.correct);
             ody_sum_losses(loop->step.losses, rows, &sums);
         }
     }

@@ -60,7 +60,8 @@ static ody_status chunk_forward(void *user, const ody_batch *b)
     loop->step.fwd = (ody_forward_info){.training = true,
                                         .seed = (uint64_t)loop->cfg->experiment.seed,
                                         .step = (uint64_t)loop->state.global_step,
-                                        .sample_ids = b->ids};
+                                        .sample_ids = b->ids,
+                                        .batch_rows = loop->step.group_count};
     loop->step.logits = ody_model_forward(loop->model, &loop->step.fwd, b->n, b->x);
     if (!loop->step.logits)
         model_failed(loop, b->n);
@@ -92,13 +93,14 @@ static ody_status chunk_loss(void *user, const ody_batch *b, ody_step_result *re
         memset(step->dlogits, 0, (size_t)b->n * classes * sizeof *step->dlogits);
         return ODY_OK;
     }
-    ody_loss_forward(loop->loss_kind, b->n, classes, step->logits, b->y, step->losses,
+    double smoothing = loop->cfg->training.label_smoothing;
+    ody_loss_forward(loop->loss_kind, smoothing, b->n, classes, step->logits, b->y, step->losses,
                      &res->correct);
     ody_sum_losses(step->losses, b->n, res);
     /* Mean over the global batch: every rank scales by the same count, so
      * the summed gradients are the mean whatever the split (times the loss
      * scale when fp16 gradients need one). */
-    ody_loss_backward(loop->loss_kind, b->n, classes, step->logits, b->y,
+    ody_loss_backward(loop->loss_kind, smoothing, b->n, classes, step->logits, b->y,
                       (float)(loop->scaler.scale / (double)step->group_count), step->dlogits);
     ody_loop_phase(loop, ODY_PHASE_FORWARD, t0);
     return ODY_OK;
@@ -233,7 +235,7 @@ static ody_status decide(ody_training_loop *loop, bool *apply)
     ody_loop_state *s = &loop->state;
     int64_t bad_loss = loop->step.vote.total[ODY_VOTE_NONFINITE];
     bool finite_grads = !loop->step.grads_nonfinite &&
-                        ody_loss_scaler_unscale(&loop->scaler, m->grads.data, m->grads.size);
+                        ody_loss_scaler_unscale(&loop->scaler, m->grads.data, m->ntrain);
     *apply = bad_loss == 0 && finite_grads;
     if (loop->scaler.enabled && bad_loss == 0) {
         *apply = ody_loss_scaler_update(&loop->scaler, !finite_grads);
@@ -255,22 +257,25 @@ static ody_status decide(ody_training_loop *loop, bool *apply)
     return ODY_OK;
 }
 
-/* Clip (after the reduction, so every rank clips alike), schedule, update. */
+/* Clip (after the reduction, so every rank clips alike), schedule, update;
+ * all of it over the trainable tensors [0, ntrain): the buffers after them
+ * hold the step's statistics, which update_buffers folds in. */
 static void update(ody_training_loop *loop)
 {
     ody_model *m = loop->model;
     ody_loop_state *s = &loop->state;
     const ody_training_config *tc = &loop->cfg->training;
     if (tc->gradient_clip_norm > 0)
-        s->grad_norm = ody_clip_grad_norm(m->grads.data, m->grads.size, tc->gradient_clip_norm);
+        s->grad_norm = ody_clip_grad_norm(m->grads.data, m->ntrain, tc->gradient_clip_norm);
     else
-        s->grad_norm = ody_grad_norm(m->grads.data, m->grads.size);
+        s->grad_norm = ody_grad_norm(m->grads.data, m->ntrain);
     if (tc->gradient_clip_value > 0)
-        ody_clip_grad_value(m->grads.data, m->grads.size, tc->gradient_clip_value);
+        ody_clip_grad_value(m->grads.data, m->ntrain, tc->gradient_clip_value);
     s->this_epoch.grad_norm_sum += s->grad_norm;
     s->this_epoch.updates++;
     s->lr = ody_schedule_lr(&loop->schedule, s->global_step, s->epoch);
     ody_optimizer_step(loop->optimizer, m->params.data, m->grads.data, s->lr);
+    ody_model_update_buffers(m); /* running statistics, from the step's summed ones */
 }
 
 /* decide, then clip, schedule, update; check consistency when asked. */

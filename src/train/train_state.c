@@ -102,6 +102,8 @@ static ody_status put_buffers(ody_ctx *ctx, ody_ckpt *ck, const ody_training_loo
     for (int s = 0; st == ODY_OK && s < opt->nstate; s++)
         for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
             const ody_param *p = m->tensors[t];
+            if (p->buffer) /* no optimizer state */
+                continue;
             snprintf(name, sizeof name, "optimizer/%s/%s", opt->state_names[s], p->name);
             st = ody_ckpt_put_tensor(ctx, ck, name, &p->shape, opt->state[s].data + p->offset);
         }
@@ -343,6 +345,8 @@ static ody_status get_buffers(ody_ctx *ctx, ody_ckpt *ck, ody_training_loop *loo
     for (int s = 0; st == ODY_OK && s < opt->nstate; s++)
         for (int t = 0; st == ODY_OK && t < m->ntensors; t++) {
             const ody_param *p = m->tensors[t];
+            if (p->buffer)
+                continue;
             snprintf(name, sizeof name, "optimizer/%s/%s", opt->state_names[s], p->name);
             st = ody_ckpt_get_tensor(ctx, ck, name, &p->shape, opt->state[s].data + p->offset);
         }

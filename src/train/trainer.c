@@ -174,7 +174,7 @@ static ody_status build_optimizer(ody_trainer *t)
     p.eps = oc->eps;
     p.alpha = oc->alpha;
     p.centered = oc->centered;
-    ody_status st = ody_optimizer_create(t->ctx, &p, t->model->params.size, &t->optimizer);
+    ody_status st = ody_optimizer_create(t->ctx, &p, t->model->ntrain, &t->optimizer);
     if (st == ODY_OK)
         st = ody_reducer_create(t->ctx, t->model,
                                 strcmp(t->cfg->distributed.allreduce, "blocking") == 0
@@ -234,6 +234,11 @@ static ody_status build_loaders(ody_trainer *t)
                                        cfg->training.shuffle, cfg->training.drop_last, seed, chunk);
     if (st == ODY_OK)
         st = ody_loader_create(ctx, &t->loader, t->train_set, t->sampler, cfg->data.prefetch);
+    /* Only the training loader augments: validation sees the images as they are. */
+    ody_augment_options augment = {.crop_padding = cfg->data.crop_padding,
+                                   .horizontal_flip = cfg->data.horizontal_flip};
+    if (st == ODY_OK)
+        st = ody_loader_augment(ctx, t->loader, &augment, seed);
     if (st == ODY_OK && t->val_set)
         st = ody_sampler_create(ctx, &t->val_sampler, t->val_set->n, cfg->training.val_batch_size,
                                 false, false, seed, chunk);
@@ -322,6 +327,13 @@ static void log_start(const ody_trainer *t)
             (long long)(t->val_set ? t->val_set->n : 0), (long long)b,
             (long long)(b / t->ctx->size), (long long)ody_sampler_max_local(t->sampler),
             t->run_dir);
+    const ody_data_options *d = &cfg->data;
+    if (d->crop_padding > 0 || d->horizontal_flip || cfg->training.label_smoothing > 0)
+        ody_log(t->ctx, ODY_LOG_INFO,
+                "training augmentation: random crop from %d pixels of padding, horizontal flip %s; "
+                "label smoothing %g",
+                d->crop_padding, d->horizontal_flip ? "on" : "off",
+                cfg->training.label_smoothing);
 }
 
 typedef enum { BUILD_FRESH, BUILD_RESUME, BUILD_EVAL } build_mode;

@@ -251,8 +251,10 @@ static ody_status timed_step(ody_ctx *ctx, ody_training_loop *loop, const breakd
         loop->step.fwd.sample_ids = b->ids + at;
         const float *logits = ody_model_forward(m, &loop->step.fwd, n, x);
         t0 = ody_now();
-        ody_loss_forward(loop->loss_kind, n, m->num_classes, logits, b->y + at, b->losses, NULL);
-        ody_loss_backward(loop->loss_kind, n, m->num_classes, logits, b->y + at, 1.0f / rows, b->dlogits);
+        double eps = loop->cfg->training.label_smoothing;
+        ody_loss_forward(loop->loss_kind, eps, n, m->num_classes, logits, b->y + at, b->losses, NULL);
+        ody_loss_backward(loop->loss_kind, eps, n, m->num_classes, logits, b->y + at, 1.0f / rows,
+                          b->dlogits);
         t->loss += ody_now() - t0;
         ody_model_backward(m, &loop->step.fwd, n, x, b->dlogits, NULL, NULL);
     }

@@ -106,8 +106,8 @@ static void timed_step(ody_training_loop *loop, const float *x, const int32_t *y
     t->zero_grad += ody_now() - t0;
     const float *logits = ody_model_forward(m, &loop->step.fwd, BATCH, x);
     t0 = ody_now();
-    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, BATCH, m->num_classes, logits, y, losses, NULL);
-    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, BATCH, m->num_classes, logits, y, 1.0f / BATCH, dlogits);
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.0, BATCH, m->num_classes, logits, y, losses, NULL);
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.0, BATCH, m->num_classes, logits, y, 1.0f / BATCH, dlogits);
     t->loss += ody_now() - t0;
     ody_model_backward(m, &loop->step.fwd, BATCH, x, dlogits, NULL, NULL);
     t0 = ody_now();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training features end to end: EarlyStopping stops a plateaued run at the
 # right epoch; bf16 gradients halve the bytes sent and keep the accuracy;
-# the non-finite policy skips; the live progress line; the plot; every
-# shipped config trains a few steps.
+# the non-finite policy skips; augmentation and label smoothing give the
+# same bits at any rank count and across a resume; the live progress line;
+# the plot; every shipped config trains a few steps.
 source "$(dirname "$0")/common.sh"
 syn=(data.name=synthetic data.synthetic_train=1200 data.synthetic_val=400 training.batch_size=60)
 
@@ -47,6 +48,26 @@ expect_exit 0 skip.log 1 lenet5/baseline "${syn[@]}" training.epochs=1 optimizer
 skipped=$(json_last "$scratch/skip/lenet5-baseline/metrics.jsonl" skipped_steps)
 [ "$skipped" -gt 0 ] || fail "expected skipped steps, got $skipped"
 expect_in skip.log "skipped $skipped step"
+
+note "augmentation + label smoothing: 1 rank = 2 ranks with a loader thread = stopped on 2 mid-epoch, resumed on 1"
+aug=(lenet5/baseline "${syn[@]}" training.epochs=2 logging.plot=false data.crop_padding=4
+     data.horizontal_flip=true training.label_smoothing=0.1)
+aug_sha() { params_sha256 "$scratch/$1/lenet5-baseline/latest.h5"; }
+expect_exit 0 aug1.log 1 "${aug[@]}" experiment.output_dir="$scratch/aug1"
+expect_in aug1.log 'training augmentation: random crop from 4 pixels of padding, horizontal flip on; label smoothing 0.1'
+expect_exit 0 aug2.log 2 "${aug[@]}" data.prefetch=true experiment.output_dir="$scratch/aug2"
+stop_at 27 augstop.log 2 "${aug[@]}" experiment.output_dir="$scratch/augstop"
+expect_exit 0 augresume.log 1 "${aug[@]}" experiment.output_dir="$scratch/augstop" --resume auto
+expect_exit 0 smooth.log 1 "${aug[@]}" data.crop_padding=0 data.horizontal_flip=false \
+  experiment.output_dir="$scratch/smooth"
+expect_exit 0 plain.log 1 "${aug[@]}" data.crop_padding=0 data.horizontal_flip=false \
+  training.label_smoothing=0 experiment.output_dir="$scratch/plain"
+sha=$(aug_sha aug1)
+echo "augmented, smoothed: sha256 $sha"
+[ "$(aug_sha aug2)" = "$sha" ] || fail "augmented runs differ between 1 and 2 ranks"
+[ "$(aug_sha augstop)" = "$sha" ] || fail "the augmented run stopped and resumed differs"
+[ "$(aug_sha smooth)" != "$sha" ] || fail "augmentation changed nothing"
+[ "$(aug_sha plain)" != "$(aug_sha smooth)" ] || fail "label smoothing changed nothing"
 
 note "the live progress line (forced on: no terminal here)"
 expect_exit 0 live.log 1 lenet5/baseline "${syn[@]}" training.epochs=1 logging.progress=always \

@@ -51,11 +51,12 @@ static ody_status forward(void *user, const ody_batch *b)
 static ody_status loss(void *user, const ody_batch *b, ody_step_result *res)
 {
     manual *m = user;
-    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, b->n, 2, m->logits, b->y, m->losses, &res->correct);
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.0, b->n, 2, m->logits, b->y, m->losses,
+                     &res->correct);
     for (int i = 0; i < b->n; i++)
         res->loss_fixed += ody_loss_to_fixed(m->losses[i]);
     res->count += b->n;
-    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, b->n, 2, m->logits, b->y, 1.0f / (float)b->n,
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.0, b->n, 2, m->logits, b->y, 1.0f / (float)b->n,
                       m->dlogits);
     return ODY_OK;
 }

@@ -131,6 +131,9 @@ static void round_trip(ody_ctx *ctx, const ody_config *cfg, ody_config *back)
     if (st != ODY_OK)
         fail_msg("%s\nin:\n%s", ody_ctx_error(ctx), text);
     free(text);
+    /* A layer's line says where it was read, not what it is: the text has its own. */
+    for (int i = 0; i < back->model.n_layers && i < cfg->model.n_layers; i++)
+        back->model.layers[i].line = cfg->model.layers[i].line;
 }
 
 /* ------------------------------------------------------------------ schema */
@@ -507,6 +510,60 @@ static void test_cross_key_checks(void **state)
     parse_ok(ctx, "training:\n  batch_size: 64\n  batch_size_per_rank: 32\n", 0, NULL, &c);
 }
 
+/* data.crop_padding, data.horizontal_flip and training.label_smoothing: values and errors. */
+static void test_augmentation_and_label_smoothing(void **state)
+{
+    ody_ctx *ctx = ((fixture *)*state)->ctx;
+    ody_config c;
+    ody_config_defaults(&c);
+    assert_int_equal(c.data.crop_padding, 0);
+    assert_false(c.data.horizontal_flip);
+    assert_true(c.training.label_smoothing == 0.0);
+    /* 14 is half of 28: the most a 28x28 image takes. */
+    parse_ok(ctx,
+             "data:\n  crop_padding: 14\n  horizontal_flip: true\ntraining:\n"
+             "  label_smoothing: 0.1\n",
+             0, NULL, &c);
+    assert_int_equal(c.data.crop_padding, 14);
+    assert_true(c.data.horizontal_flip);
+    assert_true(c.training.label_smoothing == 0.1);
+    /* Image files feeding a flat input: their shape is checked when they are read. */
+    parse_ok(ctx, "model: {name: mlp, input_shape: [784]}\ndata: {crop_padding: 4}\n", 0, NULL, &c);
+    static const error_case cases[] = {
+        {"data:\n  crop_padding: -1\n", NULL,
+         "x.yaml:2:17: data.crop_padding: -1 is out of range (must be >= 0 and <= 1000000)"},
+        {"data:\n  crop_padding: 15\n", NULL,
+         "x.yaml: data.crop_padding: 15 is more than half the image (samples 1x28x28, "
+         "model.input_shape): at most 14"},
+        /* The narrower side sets the limit. */
+        {"model:\n  input_shape: [3, 32, 20]\ndata:\n  crop_padding: 11\n", NULL,
+         "x.yaml: data.crop_padding: 11 is more than half the image (samples 3x32x20, "
+         "model.input_shape): at most 10"},
+        {"model:\n  name: mlp\ndata:\n  crop_padding: 2\n", "model.input_shape=[3, 3, 3]",
+         "x.yaml: data.crop_padding: 2 is more than half the image (samples 3x3x3, "
+         "model.input_shape): at most 1"},
+        /* Synthetic data has the model's input shape: 1-D features are not images. */
+        {"model: {name: mlp, input_shape: [784]}\ndata: {name: synthetic, horizontal_flip: true}\n",
+         NULL,
+         "x.yaml: data.horizontal_flip: augmentation needs image samples (C, H, W), but the "
+         "samples are 784 (model.input_shape)"},
+        {"model: {name: mlp, input_shape: [28, 28]}\ndata: {name: synthetic, crop_padding: 2}\n",
+         NULL,
+         "x.yaml: data.crop_padding: augmentation needs image samples (C, H, W), but the "
+         "samples are 28x28 (model.input_shape)"},
+        {"training:\n  label_smoothing: 1.0\n", NULL,
+         "x.yaml:2:20: training.label_smoothing: 1.0 is out of range (must be >= 0 and < 1)"},
+        {"training:\n  label_smoothing: -0.1\n", NULL,
+         "x.yaml:2:20: training.label_smoothing: -0.1 is out of range (must be >= 0 and < 1)"},
+        {"training:\n  loss: mse\n  label_smoothing: 0.1\n", NULL,
+         "x.yaml: training.label_smoothing: only applies to training.loss cross_entropy (it is "
+         "mse)"},
+        {"data:\n  horizontal_flip: maybe\n", NULL,
+         "x.yaml:2:20: data.horizontal_flip: expected true or false, got 'maybe'"},
+    };
+    expect_errors(ctx, cases, COUNT(cases));
+}
+
 static void test_missing_file(void **state)
 {
     fixture *fx = *state;
@@ -620,7 +677,7 @@ static void test_layer_errors(void **state)
     } cases[] = {
         {"    - {type: conv, out_channels: 6}\n",
          "x.yaml:4:14: model.layers[0]: unknown layer type 'conv' (one of: conv2d, maxpool2d, "
-         "avgpool2d, linear, relu, tanh, sigmoid, dropout, flatten)"},
+         "avgpool2d, linear, relu, tanh, sigmoid, dropout, flatten, batchnorm, global_avgpool)"},
         {"    - {type: conv2d, out_channels: 6, kernal_size: 5}\n",
          "x.yaml:4:39: model.layers[0]: unknown argument 'kernal_size' for conv2d "
          "(did you mean 'kernel_size'?)"},
@@ -637,7 +694,7 @@ static void test_layer_errors(void **state)
          "x.yaml:4:26: model.layers[0].p: 1 is out of range (must be >= 0 and <= 0.999)"},
         {"    - {out_channels: 6}\n",
          "x.yaml:4:7: model.layers[0]: missing 'type' (one of: conv2d, maxpool2d, avgpool2d, "
-         "linear, relu, tanh, sigmoid, dropout, flatten)"},
+         "linear, relu, tanh, sigmoid, dropout, flatten, batchnorm, global_avgpool)"},
         {"    - relu\n",
          "x.yaml:4:7: model.layers[0]: expected a mapping {type: KIND, ...}, got 'relu'"},
         {"    - {type: relu, init: he}\n",
@@ -663,7 +720,7 @@ static void test_layer_errors(void **state)
     for (int i = 0; i < ODY_MODEL_MAX_LAYERS + 1; i++)
         strcat(many, i ? ", {type: relu}" : "{type: relu}");
     strcat(many, "]\n");
-    expect_error(ctx, many, NULL, "x.yaml:3:11: model.layers: expected at most 64 layers, got 65");
+    expect_error(ctx, many, NULL, "x.yaml:3:11: model.layers: expected at most 128 layers, got 129");
     expect_error(ctx, "model:\n  name: sequential\n",
                  "model.layers=[{type: linear, out_features: 0}]",
                  "command line: model.layers=[{type: linear, out_features: 0}]: "
@@ -887,6 +944,7 @@ static const struct CMUnitTest group[] = {
     FX(test_malformed_yaml),
     FX(test_duplicate_keys),
     FX(test_cross_key_checks),
+    FX(test_augmentation_and_label_smoothing),
     FX(test_missing_file),
     FX(test_sequential_layers_parse_and_build),
     FX(test_layer_errors),

@@ -843,6 +843,148 @@ static void test_sampler_drop_last(void **state)
     assert_null(s);
 }
 
+/* ------------------------------------------------------- augmentation */
+
+static bool same_draw(ody_augment_draw a, ody_augment_draw b)
+{
+    return a.dy == b.dy && a.dx == b.dx && a.flip == b.flip;
+}
+
+/* A draw is a pure function of (seed, epoch, index); crop and flip are drawn apart. */
+static void test_augment_draws_are_keyed(void **state)
+{
+    (void)state;
+    const ody_augment_options both = {.crop_padding = 3, .horizontal_flip = true};
+    const ody_augment_options crop = {.crop_padding = 3}, flip = {.horizontal_flip = true};
+    const ody_augment_options none = {0};
+    int differ_seed = 0, differ_epoch = 0, differ_index = 0;
+    for (int64_t i = 0; i < 200; i++) {
+        ody_augment_draw a = ody_augment_choose(&both, 7, 2, i);
+        assert_true(same_draw(a, ody_augment_choose(&both, 7, 2, i)));
+        assert_true(a.dy >= 0 && a.dy <= 6 && a.dx >= 0 && a.dx <= 6);
+        differ_seed += !same_draw(a, ody_augment_choose(&both, 8, 2, i));
+        differ_epoch += !same_draw(a, ody_augment_choose(&both, 7, 3, i));
+        differ_index += !same_draw(a, ody_augment_choose(&both, 7, 2, i + 1000));
+        ody_augment_draw c = ody_augment_choose(&crop, 7, 2, i);
+        assert_true(c.dy == a.dy && c.dx == a.dx && !c.flip);
+        ody_augment_draw f = ody_augment_choose(&flip, 7, 2, i);
+        assert_true(f.dy == 0 && f.dx == 0 && f.flip == a.flip);
+        assert_true(same_draw(ody_augment_choose(&none, 7, 2, i), (ody_augment_draw){0}));
+    }
+    /* Two draws agree by chance 1 time in 98. */
+    assert_true(differ_seed > 180 && differ_epoch > 180 && differ_index > 180);
+}
+
+/* Offsets are uniform over [0, 2p] x [0, 2p], flips half the time. */
+static void test_augment_draws_are_uniform(void **state)
+{
+    (void)state;
+    enum { N = 50000, P = 2, SPAN = 2 * P + 1 };
+    const ody_augment_options opt = {.crop_padding = P, .horizontal_flip = true};
+    int cells[SPAN][SPAN] = {{0}}, rows[SPAN] = {0}, cols[SPAN] = {0}, flips = 0;
+    for (int64_t i = 0; i < N; i++) {
+        ody_augment_draw d = ody_augment_choose(&opt, 42, i % 7, i);
+        cells[d.dy][d.dx]++;
+        rows[d.dy]++;
+        cols[d.dx]++;
+        flips += d.flip;
+    }
+    /* Expected N/5 = 10000 per offset (sd 89) and N/25 = 2000 per cell (sd 44): 5-6 sd. */
+    for (int a = 0; a < SPAN; a++) {
+        assert_true(abs(rows[a] - N / SPAN) < 500 && abs(cols[a] - N / SPAN) < 500);
+        for (int b = 0; b < SPAN; b++)
+            assert_true(abs(cells[a][b] - N / (SPAN * SPAN)) < 250);
+    }
+    assert_true(abs(flips - N / 2) < 600);
+}
+
+/* (C, H, W) = (2, 5, 4) values that differ everywhere. */
+enum { AUG_C = 2, AUG_H = 5, AUG_W = 4, AUG_N = AUG_C * AUG_H * AUG_W };
+static const ody_shape aug_shape = {3, {AUG_C, AUG_H, AUG_W}};
+
+static void aug_image(float *x)
+{
+    for (int i = 0; i < AUG_N; i++)
+        x[i] = (float)i + 0.5f;
+}
+
+/* Window (p, p) without a flip is the image; a flip mirrors each row; two flips undo it. */
+static void test_augment_identity_and_flip(void **state)
+{
+    (void)state;
+    float orig[AUG_N], x[AUG_N], scratch[AUG_H * AUG_W];
+    aug_image(orig);
+    for (int p = 0; p <= 2; p++) {
+        memcpy(x, orig, sizeof x);
+        ody_augment_apply(x, aug_shape, p, (ody_augment_draw){.dy = p, .dx = p}, -9.0f, scratch);
+        assert_memory_equal(x, orig, sizeof x);
+        const ody_augment_draw flip = {.dy = p, .dx = p, .flip = true};
+        ody_augment_apply(x, aug_shape, p, flip, -9.0f, scratch);
+        for (int c = 0; c < AUG_C; c++)
+            for (int y = 0; y < AUG_H; y++)
+                for (int w = 0; w < AUG_W; w++)
+                    assert_true(x[(c * AUG_H + y) * AUG_W + w] ==
+                                orig[(c * AUG_H + y) * AUG_W + AUG_W - 1 - w]);
+        ody_augment_apply(x, aug_shape, p, flip, -9.0f, scratch);
+        assert_memory_equal(x, orig, sizeof x);
+    }
+}
+
+/* Where the window leaves the image there is padding, and the image is shifted under it. */
+static void test_augment_padding_where_expected(void **state)
+{
+    (void)state;
+    /* 1x3x3 image 1..9, padding 1, window at row 0, column 2 of the padded 5x5:
+     * padded rows -1..1 and columns 1..3 of the image. */
+    const ody_shape small = {3, {1, 3, 3}};
+    const float f = -7.0f;
+    float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, scratch[9];
+    ody_augment_apply(x, small, 1, (ody_augment_draw){.dy = 0, .dx = 2}, f, scratch);
+    assert_memory_equal(x, ((float[9]){f, f, f, 2, 3, f, 5, 6, f}), sizeof x);
+    float y[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    ody_augment_apply(y, small, 1, (ody_augment_draw){.dy = 0, .dx = 2, .flip = true}, f, scratch);
+    assert_memory_equal(y, ((float[9]){f, f, f, f, 3, 2, f, 6, 5}), sizeof y);
+    /* The corners of the padded image, padding 2, on both channels: window (0, 0) puts 2 rows
+     * and 2 columns of padding at the top left, window (4, 4) at the bottom right. */
+    enum { P = 2 };
+    float orig[AUG_N], z[AUG_N], plane[AUG_H * AUG_W];
+    aug_image(orig);
+    for (int corner = 0; corner <= 1; corner++) {
+        int shift = corner ? P : -P; /* out[y][x] = in[y + shift][x + shift] */
+        memcpy(z, orig, sizeof z);
+        ody_augment_draw d = {.dy = corner * 2 * P, .dx = corner * 2 * P};
+        ody_augment_apply(z, aug_shape, P, d, f, plane);
+        for (int c = 0; c < AUG_C; c++)
+            for (int r = 0; r < AUG_H; r++)
+                for (int w = 0; w < AUG_W; w++) {
+                    int sr = r + shift, sw = w + shift;
+                    bool inside = sr >= 0 && sr < AUG_H && sw >= 0 && sw < AUG_W;
+                    float want = inside ? orig[(c * AUG_H + sr) * AUG_W + sw] : f;
+                    assert_true(z[(c * AUG_H + r) * AUG_W + w] == want);
+                }
+    }
+}
+
+/* The padding is a black pixel as stored, normalised: what a stored 0 reads as. */
+static void test_augment_fill_is_a_black_pixel(void **state)
+{
+    fixture *f = *state;
+    char ip[512], lp[512];
+    write_set(f, "img", "lbl", 5); /* sample 0's first pixel is 0 */
+    const ody_normalize norm = {.scale = 1.0f / 255.0f, .mean = 0.2860f, .std = 0.3530f};
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_idx_open(f->ctx, path_in(f, "img", ip, sizeof ip),
+                                  path_in(f, "lbl", lp, sizeof lp), 10, norm, &ds),
+                     ODY_OK);
+    float x[12];
+    int32_t y;
+    assert_int_equal(ody_dataset_read(ds, f->ctx, (int64_t[]){0}, 1, x, &y), ODY_OK);
+    assert_true(ody_augment_fill(norm) == x[0]);
+    assert_true(ody_augment_fill(norm) < -0.8f); /* -0.2860 / 0.3530, not 0.0 */
+    assert_true(ody_augment_fill(plain()) == 0.0f);
+    ody_dataset_destroy(f->ctx, ds);
+}
+
 /* ------------------------------------------------------------- loader */
 
 typedef struct {
@@ -970,6 +1112,104 @@ static void test_loader_start_epoch_later(void **state)
     ody_loader_destroy(ctx, l[0]);
     ody_sampler_destroy(ctx, s[0]);
     ody_dataset_destroy(ctx, ds);
+}
+
+/* (2, 6, 5) synthetic samples for the augmenting loader. */
+enum { AUG_LOADER_NUMEL = 2 * 6 * 5, AUG_LOADER_SEED = 5 };
+
+/*
+ * One epoch of l from first_step: every row must be its sample read
+ * directly, then augmented by its draw for (seed, epoch, data-set index).
+ * Adds the rows to *rows and those the augmentation changed to *changed.
+ */
+static void check_augmented_epoch(ody_ctx *ctx, ody_loader *l, ody_dataset *ds,
+                                  const ody_augment_options *opt, int64_t epoch,
+                                  int64_t first_step, int64_t *rows, int64_t *changed)
+{
+    assert_int_equal(ody_loader_start_epoch(ctx, l, epoch, first_step), ODY_OK);
+    for (;;) {
+        ody_batch b;
+        bool done = true;
+        assert_int_equal(ody_loader_next(ctx, l, &b, &done), ODY_OK);
+        if (done)
+            break;
+        for (int i = 0; i < b.n; i++) {
+            float raw[AUG_LOADER_NUMEL], want[AUG_LOADER_NUMEL], scratch[6 * 5];
+            int32_t y;
+            assert_int_equal(ody_dataset_read(ds, ctx, &b.ids[i], 1, raw, &y), ODY_OK);
+            memcpy(want, raw, sizeof want);
+            ody_augment_draw d = ody_augment_choose(opt, AUG_LOADER_SEED, epoch, b.ids[i]);
+            ody_augment_apply(want, ds->sample_shape, opt->crop_padding, d,
+                              ody_augment_fill(ds->norm), scratch);
+            assert_memory_equal(b.x + (size_t)i * AUG_LOADER_NUMEL, want, sizeof want);
+            assert_int_equal(b.y[i], y);
+            *changed += memcmp(raw, want, sizeof raw) != 0;
+        }
+        *rows += b.n;
+    }
+}
+
+/* The same augmented samples at 1 and 3 ranks, with and without prefetch, and on resuming. */
+static void test_loader_augments_by_sample(void **state)
+{
+    fixture *f = *state;
+    ody_dataset *ds = NULL;
+    assert_int_equal(ody_synthetic_open(f->ctx, 37, ody_shape3(2, 6, 5), 4, 2, 0, &ds), ODY_OK);
+    const ody_augment_options opt = {.crop_padding = 2, .horizontal_flip = true};
+    const struct {
+        int rank, size;
+        bool prefetch;
+    } runs[] = {{0, 1, false}, {0, 1, true}, {1, 3, false}, {2, 3, true}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        ody_ctx fake = as_rank(f->ctx, runs[r].rank, runs[r].size);
+        ody_sampler *s = NULL;
+        ody_loader *l = NULL;
+        assert_int_equal(ody_sampler_create(&fake, &s, 37, 8, true, false, 11, 1), ODY_OK);
+        assert_int_equal(ody_loader_create(&fake, &l, ds, s, runs[r].prefetch), ODY_OK);
+        assert_int_equal(ody_loader_augment(&fake, l, &opt, AUG_LOADER_SEED), ODY_OK);
+        int64_t rows = 0, changed = 0;
+        for (int64_t epoch = 0; epoch < 3; epoch++)
+            check_augmented_epoch(&fake, l, ds, &opt, epoch, 0, &rows, &changed);
+        check_augmented_epoch(&fake, l, ds, &opt, 1, 3, &rows, &changed); /* a resume */
+        if (runs[r].size == 1) {
+            assert_int_equal(rows, 3 * 37 + 13); /* steps 3 and 4 of 8 and 5 samples */
+            assert_true(changed > rows * 8 / 10); /* 1 sample in 50 is left as it is */
+        }
+        ody_loader_destroy(&fake, l);
+        ody_sampler_destroy(&fake, s);
+        assert_int_equal(fake.bytes_allocated, 0);
+    }
+    ody_dataset_destroy(f->ctx, ds);
+}
+
+/* Augmentation needs (C, H, W) samples and a padding of at most half the image. */
+static void test_loader_augment_errors(void **state)
+{
+    fixture *f = *state;
+    ody_ctx *ctx = f->ctx;
+    ody_dataset *flat = NULL, *image = NULL;
+    assert_int_equal(ody_synthetic_open(ctx, 20, ody_shape1(12), 4, 2, 0, &flat), ODY_OK);
+    assert_int_equal(ody_synthetic_open(ctx, 20, ody_shape3(2, 6, 5), 4, 2, 0, &image), ODY_OK);
+    ody_sampler *s = NULL;
+    ody_loader *l[2] = {0};
+    assert_int_equal(ody_sampler_create(ctx, &s, 20, 8, true, false, 11, 1), ODY_OK);
+    assert_int_equal(ody_loader_create(ctx, &l[0], flat, s, true), ODY_OK);
+    assert_int_equal(ody_loader_create(ctx, &l[1], image, s, false), ODY_OK);
+    const ody_augment_options flip = {.horizontal_flip = true}, none = {0};
+    assert_int_equal(ody_loader_augment(ctx, l[0], &flip, 1), ODY_ERR_CONFIG);
+    assert_string_equal(ody_ctx_error(ctx), "data.horizontal_flip: augmentation needs image "
+                                            "samples (C, H, W), but the samples are 12 "
+                                            "(synthetic)");
+    assert_int_equal(ody_loader_augment(ctx, l[0], &none, 1), ODY_OK); /* nothing to do */
+    const ody_augment_options wide = {.crop_padding = 3, .horizontal_flip = true};
+    assert_int_equal(ody_loader_augment(ctx, l[1], &wide, 1), ODY_ERR_CONFIG);
+    assert_string_equal(ody_ctx_error(ctx), "data.crop_padding: 3 is more than half the image "
+                                            "(samples 2x6x5, synthetic): at most 2");
+    for (int i = 0; i < 2; i++)
+        ody_loader_destroy(ctx, l[i]);
+    ody_sampler_destroy(ctx, s);
+    ody_dataset_destroy(ctx, flat);
+    ody_dataset_destroy(ctx, image);
 }
 
 /* A data set kind that fails to read one sample, as a broken file would. */
@@ -1553,6 +1793,13 @@ static const struct CMUnitTest group[] = {
     FIXTURE(test_loader_prefetch_matches_sync),
     FIXTURE(test_loader_start_epoch_later),
     FIXTURE(test_loader_error_propagates),
+    cmocka_unit_test(test_augment_draws_are_keyed),
+    cmocka_unit_test(test_augment_draws_are_uniform),
+    cmocka_unit_test(test_augment_identity_and_flip),
+    cmocka_unit_test(test_augment_padding_where_expected),
+    FIXTURE(test_augment_fill_is_a_black_pixel),
+    FIXTURE(test_loader_augments_by_sample),
+    FIXTURE(test_loader_augment_errors),
     FIXTURE(test_hdf5_reads_samples),
     FIXTURE(test_hdf5_float32),
     FIXTURE(test_hdf5_errors),

@@ -620,8 +620,8 @@ static void test_losses_match_finite_differences(void **state)
     float z[N * C], loss[N], dz[N * C];
     frand(9, N * C, -3, 3, z);
     for (int kind = ODY_LOSS_CROSS_ENTROPY; kind <= ODY_LOSS_MSE; kind++) {
-        ody_loss_forward(kind, N, C, z, labels, loss, NULL);
-        ody_loss_backward(kind, N, C, z, labels, 0.5f, dz);
+        ody_loss_forward(kind, 0.0, N, C, z, labels, loss, NULL);
+        ody_loss_backward(kind, 0.0, N, C, z, labels, 0.5f, dz);
         for (int i = 0; i < N; i++) {
             double zd[C];
             for (int c = 0; c < C; c++)
@@ -647,13 +647,13 @@ static void test_cross_entropy_is_stable(void **state)
     const int32_t labels[2] = {0, 0};
     float loss[2], dz[6];
     int64_t correct = 0;
-    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 2, 3, z, labels, loss, &correct);
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.0, 2, 3, z, labels, loss, &correct);
     assert_true(isfinite(loss[0]) && isfinite(loss[1]));
     assert_true(fabs(loss[0]) < 1e-6);
     /* logsumexp(0, 1, -1) - 0 */
     assert_close(loss[1], log(1 + exp(1) + exp(-1)), 1e-6, "loss", 1);
     assert_int_equal(correct, 1);
-    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 2, 3, z, labels, 1.0f, dz);
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.0, 2, 3, z, labels, 1.0f, dz);
     for (int i = 0; i < 6; i++)
         assert_true(isfinite(dz[i]));
     assert_true(fabs(dz[0]) < 1e-6 && fabs(dz[1]) < 1e-6);
@@ -665,15 +665,155 @@ static void test_mse_values_and_correct_counts(void **state)
     const int32_t labels[3] = {2, 0, 1};
     float loss[3], dz[9];
     int64_t correct = 10;
-    ody_loss_forward(ODY_LOSS_MSE, 3, 3, z, labels, loss, &correct);
+    ody_loss_forward(ODY_LOSS_MSE, 0.0, 3, 3, z, labels, loss, &correct);
     assert_close(loss[0], (0.25 + 1 + 1) / 3.0, 1e-7, "mse", 0);
     assert_close(loss[1], 0.0, 1e-7, "mse", 1);
     assert_close(loss[2], (0 + 0.5625 + 0.25) / 3.0, 1e-7, "mse", 2);
     assert_int_equal(correct, 12); /* rows 0 and 1 right, row 2 wrong; added to 10 */
-    ody_loss_backward(ODY_LOSS_MSE, 3, 3, z, labels, 1.0f, dz);
+    ody_loss_backward(ODY_LOSS_MSE, 0.0, 3, 3, z, labels, 1.0f, dz);
     assert_close(dz[0], 2 * 0.5 / 3, 1e-7, "dmse", 0);
     assert_close(dz[2], 2 * 1.0 / 3, 1e-7, "dmse", 2);
-    ody_loss_forward(ODY_LOSS_MSE, 3, 3, z, labels, loss, NULL); /* correct may be NULL */
+    ody_loss_forward(ODY_LOSS_MSE, 0.0, 3, 3, z, labels, loss, NULL); /* correct may be NULL */
+}
+
+/* Smoothed cross-entropy in double: -sum_c q_c log softmax(z)_c, q = (1-eps) onehot + eps/K. */
+static double ref_smoothed(int classes, const double *z, int label, double eps)
+{
+    double m = -INFINITY, e = 0, loss = 0;
+    for (int c = 0; c < classes; c++)
+        m = fmax(m, z[c]);
+    for (int c = 0; c < classes; c++)
+        e += exp(z[c] - m);
+    for (int c = 0; c < classes; c++) {
+        double q = (c == label ? 1.0 - eps : 0.0) + eps / classes;
+        loss -= q * (z[c] - m - log(e));
+    }
+    return loss;
+}
+
+static void test_label_smoothing_matches_finite_differences(void **state)
+{
+    enum { N = 4, C = 5 };
+    const int32_t labels[N] = {0, 3, 4, 3};
+    const double eps_values[] = {0.1, 0.3, 0.9};
+    float z[N * C], loss[N], dz[N * C];
+    frand(19, N * C, -3, 3, z);
+    for (size_t k = 0; k < sizeof eps_values / sizeof eps_values[0]; k++) {
+        double eps = eps_values[k];
+        ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, eps, N, C, z, labels, loss, NULL);
+        ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, eps, N, C, z, labels, 0.5f, dz);
+        for (int i = 0; i < N; i++) {
+            double zd[C];
+            for (int c = 0; c < C; c++)
+                zd[c] = z[i * C + c];
+            assert_close(loss[i], ref_smoothed(C, zd, labels[i], eps), 1e-6, "loss", (size_t)i);
+            for (int c = 0; c < C; c++) {
+                double keep = zd[c];
+                zd[c] = keep + EPS;
+                double plus = ref_smoothed(C, zd, labels[i], eps);
+                zd[c] = keep - EPS;
+                double minus = ref_smoothed(C, zd, labels[i], eps);
+                zd[c] = keep;
+                assert_close(dz[i * C + c], 0.5 * (plus - minus) / (2 * EPS), GRAD_TOL, "dloss",
+                             (size_t)(i * C + c));
+            }
+        }
+    }
+}
+
+/* Values worked out by hand. */
+static void test_label_smoothing_hand_values(void **state)
+{
+    /* Equal logits: softmax 1/4 everywhere, so the loss is log 4 whatever the target; the
+     * gradient is 1/4 - q: 1/4 - (0.8 + 0.05) at the label, 1/4 - 0.05 elsewhere (eps 0.2). */
+    const float flat[4] = {0, 0, 0, 0};
+    const int32_t label0 = 0;
+    float loss, dz[4];
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.2, 1, 4, flat, &label0, &loss, NULL);
+    assert_close(loss, log(4.0), 1e-7, "loss", 0);
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.2, 1, 4, flat, &label0, 1.0f, dz);
+    assert_close(dz[0], -0.6, 1e-7, "dz", 0);
+    for (int c = 1; c < 4; c++)
+        assert_close(dz[c], 0.2, 1e-7, "dz", (size_t)c);
+    /* softmax (1/4, 3/4), label 1, eps 0.2: q = (0.1, 0.9), loss = -(0.1 log 1/4 + 0.9 log 3/4),
+     * gradient (0.25 - 0.1, 0.75 - 0.9). */
+    const float two[2] = {0.0f, (float)log(3.0)};
+    const int32_t label1 = 1;
+    float dtwo[2];
+    int64_t correct = 0;
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.2, 1, 2, two, &label1, &loss, &correct);
+    assert_close(loss, -(0.1 * log(0.25) + 0.9 * log(0.75)), 1e-6, "loss", 1);
+    assert_int_equal(correct, 1); /* accuracy is still argmax = label */
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.2, 1, 2, two, &label1, 1.0f, dtwo);
+    assert_close(dtwo[0], 0.15, 1e-6, "dz", 0);
+    assert_close(dtwo[1], -0.15, 1e-6, "dz", 1);
+    /* Logits in the thousands stay finite: 0.9 x 0 + (0.1 / 3) x (0 + 1000 + 2000) = 100. */
+    const float big[3] = {1000, 0, -1000};
+    float dbig[3];
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.1, 1, 3, big, &label0, &loss, NULL);
+    assert_close(loss, 100.0, 1e-6, "loss", 2);
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.1, 1, 3, big, &label0, 1.0f, dbig);
+    assert_close(dbig[0], 1.0 - (0.9 + 0.1 / 3), 1e-6, "dz", 0);
+    assert_close(dbig[2], -0.1 / 3, 1e-6, "dz", 2);
+}
+
+/* eps = 0 is plain cross-entropy, bit for bit: logsumexp(z) - z[y] and softmax(z) - onehot(y),
+ * the same double operations as before label smoothing existed. */
+static void test_label_smoothing_zero_is_plain(void **state)
+{
+    enum { N = 6, C = 7 };
+    const int32_t labels[N] = {0, 6, 3, 3, 1, 5};
+    float z[N * C], loss[N], dz[N * C], want_loss[N], want_dz[N * C];
+    frand(23, N * C, -8, 8, z);
+    for (int i = 0; i < N; i++) {
+        const float *row = z + i * C;
+        int best = 0;
+        for (int c = 1; c < C; c++)
+            best = row[c] > row[best] ? c : best;
+        double m = row[best], sum = 0.0;
+        for (int c = 0; c < C; c++)
+            sum += exp((double)row[c] - m);
+        double lse = m + log(sum);
+        want_loss[i] = (float)(lse - row[labels[i]]);
+        for (int c = 0; c < C; c++)
+            want_dz[i * C + c] = 0.25f * (float)(exp((double)row[c] - lse) - (c == labels[i]));
+    }
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.0, N, C, z, labels, loss, NULL);
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.0, N, C, z, labels, 0.25f, dz);
+    assert_memory_equal(loss, want_loss, sizeof loss);
+    assert_memory_equal(dz, want_dz, sizeof dz);
+}
+
+/*
+ * PyTorch 1.13's CrossEntropyLoss(label_smoothing=0.1) on fixed logits, computed once with
+ *   import torch
+ *   z = torch.tensor([[2.0, -1.0, 0.5, 0.0, 3.0], [-0.25, 1.5, 1.5, -2.0, 0.75],
+ *                     [10.0, -10.0, 0.0, 5.0, -5.0]], dtype=torch.float64, requires_grad=True)
+ *   y = torch.tensor([4, 1, 3])
+ *   loss = torch.nn.CrossEntropyLoss(label_smoothing=0.1, reduction='none')(z, y)
+ *   loss.sum().backward(); print(loss.tolist(), z.grad.tolist())
+ */
+static void test_label_smoothing_matches_pytorch(void **state)
+{
+    enum { N = 3, C = 5 };
+    const float z[N * C] = {2.0f,  -1.0f,  0.5f, 0.0f,  3.0f,  -0.25f, 1.5f, 1.5f,
+                            -2.0f, 0.75f, 10.0f, -10.0f, 0.0f, 5.0f,  -5.0f};
+    const int32_t labels[N] = {4, 1, 3};
+    const double torch_loss[N] = {0.6274379118897064, 1.1044493972303835, 5.506760749435601};
+    const double torch_grad[N * C] = {
+        0.22233410352490532,  -0.00793489541994052, 0.0340720473289383,   0.012796354538433686,
+        -0.2612676099723368,  0.04492974776246203,  -0.546355099773759,   0.35364490022624107,
+        -0.008716901684074256, 0.1564973534691299,  0.9732620530147088,   -0.01999999795273432,
+        -0.01995490597255739, -0.9133074529305841,  -0.019999696158833118};
+    float loss[N], dz[N * C];
+    int64_t correct = 0;
+    ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.1, N, C, z, labels, loss, &correct);
+    ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.1, N, C, z, labels, 1.0f, dz);
+    for (int i = 0; i < N; i++)
+        assert_close(loss[i], torch_loss[i], 1e-6, "loss", (size_t)i);
+    for (int i = 0; i < N * C; i++)
+        assert_close(dz[i], torch_grad[i], 1e-6, "dz", (size_t)i);
+    assert_int_equal(correct, 2); /* rows 0 and 1 (the first of the tied maxima); not row 2 */
 }
 
 /* ------------------------------------------------------------------ model */
@@ -860,7 +1000,7 @@ static void test_layer_table(void **state)
 {
     int count = 0;
     const ody_layer_kind *kinds = ody_layer_kinds(&count);
-    assert_int_equal(count, 9);
+    assert_int_equal(count, 11);
     for (int i = 0; i < count; i++) {
         assert_ptr_equal(ody_layer_kind_find(kinds[i].kind), &kinds[i]);
         assert_non_null(kinds[i].doc);
@@ -1601,13 +1741,13 @@ static void test_training_drives_loss_down(void **state)
     for (int step = 0; step < STEPS; step++) {
         synthetic_batch((uint64_t)step, N, x, y);
         const float *z = ody_model_forward(m, NULL, N, x);
-        ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, N, 3, z, y, loss, NULL);
+        ody_loss_forward(ODY_LOSS_CROSS_ENTROPY, 0.0, N, 3, z, y, loss, NULL);
         double mean = 0;
         for (int i = 0; i < N; i++)
             mean += loss[i] / N;
         first = step < 10 ? first + mean / 10 : first;
         last = step >= STEPS - 10 ? last + mean / 10 : last;
-        ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, N, 3, z, y, 1.0f / N, dz);
+        ody_loss_backward(ODY_LOSS_CROSS_ENTROPY, 0.0, N, 3, z, y, 1.0f / N, dz);
         ody_model_zero_grad(m);
         ody_model_backward(m, NULL, N, x, dz, NULL, NULL);
         for (size_t i = 0; i < m->params.size; i++)
@@ -1648,6 +1788,10 @@ static const struct CMUnitTest group[] = {
     cmocka_unit_test(test_losses_match_finite_differences),
     cmocka_unit_test(test_cross_entropy_is_stable),
     cmocka_unit_test(test_mse_values_and_correct_counts),
+    cmocka_unit_test(test_label_smoothing_matches_finite_differences),
+    cmocka_unit_test(test_label_smoothing_hand_values),
+    cmocka_unit_test(test_label_smoothing_zero_is_plain),
+    cmocka_unit_test(test_label_smoothing_matches_pytorch),
     CTX_TEST(test_lenet5_layout),
     CTX_TEST(test_lenet5_classic_and_dropout),
     CTX_TEST(test_mlp_and_sequential),

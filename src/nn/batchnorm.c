@@ -1,0 +1,267 @@
+/*
+ * batchnorm: normalise each channel (of a (C, H, W) input, over N, H and
+ * W) or each feature (of an (F) input, over N) as PyTorch's BatchNorm2d
+ * and BatchNorm1d define it: y = (x - mean) / sqrt(var + eps) * weight +
+ * bias, with the batch's mean and biased variance in training and the
+ * running statistics in evaluation.
+ *
+ * The batch is what forward is given: in deterministic mode a chunk of the
+ * global batch at a fixed position (ghost batches of
+ * distributed.chunk_size), so a row's output does not depend on the rank
+ * count; otherwise the rank's share of the batch, as PyTorch DDP without
+ * SyncBatchNorm does.
+ *
+ * Running statistics (buffers running_mean, running_var) move once per
+ * optimizer step, the same on every rank: forward adds the batch's mean
+ * and unbiased variance, weighted by its share of the step's rows, into
+ * the buffers' gradient slots; the gradient sum (exact in deterministic
+ * mode) makes that the step's weighted mean over its chunks; after the
+ * optimizer step, update_buffers sets running = (1 - momentum) * running
+ * + momentum * that. With one chunk per step this is PyTorch's update.
+ *
+ * Sums run per (row, channel) in float over 8 lanes, then in double
+ * across rows, in a fixed order: the same input gives the same bits on
+ * every rank.
+ */
+#include "nn/nn_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    ody_layer base;
+    int c;  /* channels (features) */
+    int hw; /* elements per channel and row: H*W, or 1 */
+    float momentum, eps;
+    bool relu; /* a relu after it runs fused: y = max(0, ...), and backward masks by y > 0 */
+} bn_layer;
+
+enum { BN_WEIGHT = 0, BN_BIAS, BN_RUNNING_MEAN, BN_RUNNING_VAR };
+
+/* saved: the batch's mean and 1/sqrt(var + eps) per channel, for backward. */
+static size_t bn_saved(const ody_layer *l, int max_batch)
+{
+    (void)max_batch;
+    return 2 * (size_t)((const bn_layer *)l)->c;
+}
+
+/*
+ * Sums of d = x - shift and d^2 over x[0..len), over 8 float lanes in a
+ * fixed order, added into s1, s2 in double. The shift (the channel's first
+ * value) keeps E[d^2] - E[d]^2 from cancelling when the mean is large
+ * against the spread.
+ */
+static void lane_moments(const float *restrict x, int len, float shift, double *s1, double *s2)
+{
+    float a[8] = {0}, b[8] = {0};
+    int e = 0;
+    for (; e + 8 <= len; e += 8)
+        for (int k = 0; k < 8; k++) {
+            float d = x[e + k] - shift;
+            a[k] += d;
+            b[k] += d * d;
+        }
+    double t1 = 0.0, t2 = 0.0;
+    for (int k = 0; k < 8; k++) {
+        t1 += a[k];
+        t2 += b[k];
+    }
+    for (; e < len; e++) {
+        double d = (double)x[e] - shift;
+        t1 += d;
+        t2 += d * d;
+    }
+    *s1 += t1;
+    *s2 += t2;
+}
+
+/* sum of g and of g * (x - mean) over [0..len), g = dy (masked by y > 0 with relu), as lane_moments. */
+static void lane_dots(const float *restrict dy, const float *restrict x, const float *restrict y, int len,
+                      float mean, double *sdy, double *sdyx)
+{
+    float a[8] = {0}, b[8] = {0};
+    int e = 0;
+    for (; e + 8 <= len; e += 8)
+        for (int k = 0; k < 8; k++) {
+            float g = y && !(y[e + k] > 0.0f) ? 0.0f : dy[e + k];
+            a[k] += g;
+            b[k] += g * (x[e + k] - mean);
+        }
+    double s1 = 0.0, s2 = 0.0;
+    for (int k = 0; k < 8; k++) {
+        s1 += a[k];
+        s2 += b[k];
+    }
+    for (; e < len; e++) {
+        float g = y && !(y[e] > 0.0f) ? 0.0f : dy[e];
+        s1 += g;
+        s2 += (double)g * (x[e] - mean);
+    }
+    *sdy += s1;
+    *sdyx += s2;
+}
+
+/* y = x * scale + shift (then max(0, .) with relu) over one (row, channel) block. */
+static void affine(float *restrict y, const float *restrict x, int len, float scale, float shift, bool relu)
+{
+    if (relu) {
+        for (int e = 0; e < len; e++) {
+            float v = x[e] * scale + shift;
+            y[e] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+        for (int e = 0; e < len; e++)
+            y[e] = x[e] * scale + shift;
+    }
+}
+
+/* The batch's statistics into saved (mean, invstd); their weighted share into the buffers' gradient slots. */
+static void batch_stats(bn_layer *b, const ody_forward_info *info, int n, const float *in)
+{
+    const int c = b->c, hw = b->hw;
+    const double count = (double)n * hw;
+    float *mean = b->base.saved, *invstd = mean + c;
+    ody_param *rm = &b->base.params[BN_RUNNING_MEAN], *rv = &b->base.params[BN_RUNNING_VAR];
+    double share = info->batch_rows > 0 ? (double)n / (double)info->batch_rows : 0.0;
+    for (int ch = 0; ch < c; ch++) {
+        float shift = in[(size_t)ch * hw];
+        double s1 = 0.0, s2 = 0.0;
+        for (int i = 0; i < n; i++)
+            lane_moments(in + ((size_t)i * c + ch) * hw, hw, shift, &s1, &s2);
+        double d = s1 / count, q = s2 - s1 * d; /* sum of (x - mean)^2 */
+        q = q > 0.0 ? q : 0.0;
+        double var = q / count;
+        mean[ch] = (float)(shift + d);
+        invstd[ch] = (float)(1.0 / sqrt(var + b->eps));
+        if (share > 0.0) {
+            rm->grad[ch] += (float)(share * (shift + d));
+            rv->grad[ch] += (float)(share * (count > 1.0 ? q / (count - 1.0) : var));
+        }
+    }
+}
+
+static void bn_forward(ody_layer *l, const ody_forward_info *info, int n, const float *in, float *out)
+{
+    bn_layer *b = (bn_layer *)l;
+    const int c = b->c, hw = b->hw;
+    const float *w = l->params[BN_WEIGHT].value, *bias = l->params[BN_BIAS].value;
+    bool training = nn_training(info);
+    if (training)
+        batch_stats(b, info, n, in);
+    const float *mean = training ? l->saved : l->params[BN_RUNNING_MEAN].value;
+    for (int ch = 0; ch < c; ch++) {
+        float is = training ? l->saved[c + ch]
+                            : (float)(1.0 / sqrt((double)l->params[BN_RUNNING_VAR].value[ch] + b->eps));
+        float scale = w[ch] * is, shift = bias[ch] - mean[ch] * scale;
+        for (int i = 0; i < n; i++) {
+            size_t at = ((size_t)i * c + ch) * hw;
+            affine(out + at, in + at, hw, scale, shift, b->relu);
+        }
+    }
+}
+
+/*
+ * With g = dy (times [y > 0] with the fused relu) and xhat = (x - mean) *
+ * invstd: dbias += sum g, dweight += sum g * xhat, dx = weight * invstd *
+ * (g - mean g - xhat * mean(g * xhat)) over the n * hw elements of each
+ * channel.
+ */
+static void bn_backward(ody_layer *l, const ody_forward_info *info, int n, const float *in, const float *out,
+                        const float *dout, float *din)
+{
+    (void)info;
+    bn_layer *b = (bn_layer *)l;
+    const int c = b->c, hw = b->hw;
+    const float *mean = l->saved, *invstd = l->saved + c, *w = l->params[BN_WEIGHT].value;
+    float *dw = l->params[BN_WEIGHT].grad, *db = l->params[BN_BIAS].grad;
+    const double count = (double)n * hw;
+    for (int ch = 0; ch < c; ch++) {
+        double sdy = 0.0, sdyx = 0.0;
+        for (int i = 0; i < n; i++) {
+            size_t at = ((size_t)i * c + ch) * hw;
+            lane_dots(dout + at, in + at, b->relu ? out + at : NULL, hw, mean[ch], &sdy, &sdyx);
+        }
+        double sdyxhat = sdyx * invstd[ch];
+        db[ch] += (float)sdy;
+        dw[ch] += (float)sdyxhat;
+        if (!din)
+            continue;
+        /* dx = k * (g - a - (x - mean) * bterm): a = mean g, bterm = invstd * mean(g * xhat) */
+        float k = w[ch] * invstd[ch], a = (float)(sdy / count), bterm = (float)(sdyxhat / count) * invstd[ch];
+        float mu = mean[ch];
+        for (int i = 0; i < n; i++) {
+            size_t at = ((size_t)i * c + ch) * hw;
+            const float *restrict x = in + at, *restrict dy = dout + at, *restrict y = out + at;
+            float *restrict dx = din + at;
+            if (b->relu)
+                for (int e = 0; e < hw; e++)
+                    dx[e] = k * ((y[e] > 0.0f ? dy[e] : 0.0f) - a - (x[e] - mu) * bterm);
+            else
+                for (int e = 0; e < hw; e++)
+                    dx[e] = k * (dy[e] - a - (x[e] - mu) * bterm);
+        }
+    }
+}
+
+/* A relu right after it runs inside it (fusion on). */
+static int bn_fuse(ody_layer *l, ody_layer *const *next, int count)
+{
+    bn_layer *b = (bn_layer *)l;
+    b->relu = count > 0 && strcmp(next[0]->ops->kind, "relu") == 0;
+    return b->relu ? 1 : 0;
+}
+
+static void bn_update_buffers(ody_layer *l)
+{
+    const bn_layer *b = (const bn_layer *)l;
+    for (int t = BN_RUNNING_MEAN; t <= BN_RUNNING_VAR; t++) {
+        ody_param *p = &l->params[t];
+        for (int ch = 0; ch < b->c; ch++)
+            p->value[ch] = (1.0f - b->momentum) * p->value[ch] + b->momentum * p->grad[ch];
+    }
+}
+
+static const char *bn_describe(const ody_layer *l)
+{
+    const bn_layer *b = (const bn_layer *)l;
+    return b->hw > 1 ? (b->relu ? "per channel, relu fused" : "per channel")
+                     : (b->relu ? "per feature, relu fused" : "per feature");
+}
+
+static const ody_layer_ops bn_ops = {
+    .kind = "batchnorm",
+    .saved_floats = bn_saved,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .update_buffers = bn_update_buffers,
+    .describe = bn_describe,
+    .fuse = bn_fuse,
+};
+
+ody_status nn_batchnorm_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out)
+{
+    char shape[64];
+    if (in_shape.ndim != 3 && in_shape.ndim != 1)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "batchnorm normalises (C, H, W) per channel or (F) per feature, "
+                        "not %s (a flatten before it makes (F))", ody_shape_format(&in_shape, shape, sizeof shape));
+    ody_layer *l;
+    ody_status st = nn_layer_new(ctx, sizeof(bn_layer), &bn_ops, in_shape, &l);
+    if (st != ODY_OK)
+        return st;
+    bn_layer *b = (bn_layer *)l;
+    b->c = in_shape.dims[0];
+    b->hw = in_shape.ndim == 3 ? in_shape.dims[1] * in_shape.dims[2] : 1;
+    b->momentum = (float)spec->args[NN_BN_MOMENTUM];
+    b->eps = (float)spec->args[NN_BN_EPS];
+    l->out_shape = in_shape;
+    l->nparams = 4;
+    const char *names[] = {"weight", "bias", "running_mean", "running_var"};
+    const ody_init inits[] = {ODY_INIT_ONES, ODY_INIT_ZERO, ODY_INIT_ZERO, ODY_INIT_ONES};
+    for (int t = 0; t < 4; t++) {
+        nn_param_set(l, t, names[t], ody_shape1(b->c), b->c, b->c);
+        l->params[t].init = inits[t];
+        l->params[t].buffer = t >= BN_RUNNING_MEAN;
+    }
+    *out = l;
+    return ODY_OK;
+}
