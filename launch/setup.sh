@@ -3,6 +3,7 @@
 # install it.
 #
 #   launch/setup.sh [--sanitize] [--build-dir DIR] [--no-install] [--prefix DIR] [--build-only]
+#                   [--with-torch]
 #
 # Runs apt-get as root (or through sudo; --no-install skips the packages).
 # Builds into build/ (or build-asan/ with --sanitize: AddressSanitizer +
@@ -11,7 +12,8 @@
 # odyssey-convert), the configs, the library and headers, the man page and
 # bash completion into DIR/bin, DIR/share, ... with DIR: --prefix, else
 # $PREFIX, else /usr/local (through sudo when not writable). --build-only,
-# and --sanitize without a prefix, stop after the build.
+# and --sanitize without a prefix, stop after the build. --with-torch also
+# installs PyTorch (python3-torch), which the tests compare the layers with.
 # Safe to run again: it only rebuilds what changed.
 set -euo pipefail
 
@@ -21,6 +23,7 @@ sanitize=OFF
 install=1
 prefix="${PREFIX:-}"
 build_only=0
+with_torch=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize=ON ;;
@@ -28,6 +31,7 @@ while [ $# -gt 0 ]; do
     --no-install) install=0 ;;
     --prefix) [ $# -ge 2 ] || { echo "setup.sh: --prefix needs a directory" >&2; exit 2; }; prefix="$2"; shift ;;
     --build-only) build_only=1 ;;
+    --with-torch) with_torch=1 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -52,6 +56,7 @@ packages=(
   help2man bash-completion
   slurm-wlm munge bc
 )
+[ "$with_torch" = 1 ] && packages+=(python3-torch)
 
 if [ "$install" = 1 ]; then
   sudo=""

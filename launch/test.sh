@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the packages, build and run the whole test suite (what CI runs;
-# the suite installs into a scratch prefix itself, e2e_install).
+# Install the packages (PyTorch too: the layers are compared with its own),
+# build and run the whole test suite (what CI runs; the suite installs into
+# a scratch prefix itself, e2e_install).
 #
 #   launch/test.sh [--sanitize] [ctest arguments ...]
 #
@@ -10,7 +11,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-setup_args=(--build-only)
+setup_args=(--build-only --with-torch)
 build_dir="$root/build"
 if [ "${1:-}" = "--sanitize" ]; then
   setup_args+=(--sanitize)
