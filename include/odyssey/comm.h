@@ -173,6 +173,8 @@ void ody_exact_begin(ody_exact *e, int64_t chunks);
 /* Add one chunk's gradients (the model's gradient arena layout) and set
  * them to zero, ready for the next chunk's backward. */
 void ody_exact_add(ody_exact *e, float *grads);
+/* Add and clear one layer's tensors of a chunk's gradients (lockstep rounds: a layer at a time). */
+void ody_exact_add_layer(ody_exact *e, float *grads, int layer);
 /*
  * The hook for the backward pass of a rank's last chunk of the step (user =
  * the ody_exact; the gradients are the model's): adds layer `layer`'s

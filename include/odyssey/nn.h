@@ -60,9 +60,18 @@ typedef struct {
     uint64_t step;              /* global optimizer step */
     const int64_t *sample_ids;  /* (N) global sample index of each row */
     int64_t batch_rows;         /* rows of the whole optimizer step, all ranks (weights of a chunk's statistics) */
+    /*
+     * Rows before these in the model's buffers (a lockstep chunk's place;
+     * 0 otherwise): a layer that saves per-row state for backward keeps it
+     * at this row, so every chunk's stays until its backward.
+     */
+    int row_offset;
 } ody_forward_info;
 
 typedef struct ody_layer ody_layer;
+
+/* The phases of a layer's statistics over the step's chunks (ody_layer_ops.sync_*). */
+enum { ODY_SYNC_MEAN = 0, ODY_SYNC_VAR, ODY_SYNC_GRAD, ODY_SYNC_PHASES };
 
 typedef struct {
     const char *kind;
@@ -117,6 +126,21 @@ typedef struct {
      */
     void (*update_buffers)(ody_layer *l);
     /*
+     * Statistics over every chunk of the step (batchnorm over the global
+     * batch; may be NULL). Lockstep runs (ody_model_forward_chunks) call,
+     * for each phase the kind has (sync_len(l, phase) > 0 doubles per
+     * chunk), sync_part on every chunk of this rank, sum the parts of all
+     * chunks of all ranks in their global order (the same at any rank
+     * count), and hand the totals (and the step's row count) to sync_take,
+     * before the layer's forward (phases ODY_SYNC_MEAN, ODY_SYNC_VAR) or
+     * backward (ODY_SYNC_GRAD) runs on the chunks. owner: this rank adds
+     * the step's statistics to the buffers' gradient slots (one rank does).
+     */
+    int (*sync_len)(const ody_layer *l, int phase);
+    void (*sync_part)(ody_layer *l, int phase, int n, const float *in, const float *out, const float *dout,
+                      double *part);
+    void (*sync_take)(ody_layer *l, int phase, const double *total, int64_t rows, bool owner);
+    /*
      * A join (add): the model computes out = input + second input itself
      * and hands the output gradient to both inputs; forward and backward
      * are not called.
@@ -138,6 +162,13 @@ struct ody_layer {
      * the model's input), and a join's second input (else -1).
      */
     int src, src2;
+    /*
+     * The model runs in lockstep (ody_model_forward_chunks): every chunk's
+     * forward comes before any backward, so state forward keeps for
+     * backward lives per row (ody_forward_info.row_offset) or not at all
+     * (conv2d then fuses nothing and oneDNN restages its input).
+     */
+    bool lockstep;
     float *scratch; /* set by ody_model_prepare */
     float *saved;   /* set by ody_model_prepare */
     /*
@@ -178,7 +209,13 @@ typedef struct {
  * the conv algorithm of a projection. The config reader writes them
  * (model.layers: {type: residual, layers: [...], ...}).
  */
-enum { ODY_RESIDUAL_LAYERS = 0, ODY_RESIDUAL_SHORTCUT, ODY_RESIDUAL_ACTIVATION, ODY_RESIDUAL_CONV_ALGORITHM };
+enum {
+    ODY_RESIDUAL_LAYERS = 0,
+    ODY_RESIDUAL_SHORTCUT,
+    ODY_RESIDUAL_ACTIVATION,
+    ODY_RESIDUAL_CONV_ALGORITHM,
+    ODY_RESIDUAL_BN_STATISTICS /* its projection's batchnorm (the batchnorm kind's `statistics`) */
+};
 enum { ODY_SHORTCUT_AUTO = 0, ODY_SHORTCUT_IDENTITY, ODY_SHORTCUT_PROJECTION };
 enum { ODY_RESIDUAL_NONE = 0, ODY_RESIDUAL_RELU };
 
@@ -275,6 +312,7 @@ typedef struct {
     ody_init init;              /* every parameter's scheme (AUTO: each kind's default) */
     char conv_algorithm[8];     /* conv2d layers left at auto: auto, direct, gemm or onednn ("" = auto) */
     char backend[12];           /* kernels: onednn or openblas ("" = onednn) */
+    char batchnorm[8];          /* batchnorm statistics: chunk or global ("" = chunk) */
     bool compute_bf16;          /* convolutions and linear layers in bf16 (set from training.*, not a model key) */
     int hidden_sizes[ODY_MODEL_MAX_HIDDEN];
     int n_hidden;
@@ -307,6 +345,12 @@ typedef struct ody_model {
      * step (span 1: alone); the absorbed layers have span 0.
      */
     bool fusion; /* fused steps where a layer kind offers them (the default) */
+    /*
+     * Some layer takes statistics over every chunk of the step (batchnorm
+     * over the global batch): the step runs its chunks in lockstep
+     * (ody_model_forward_chunks, ody_model_backward_chunks), not one by one.
+     */
+    bool lockstep;
     int span[ODY_MODEL_MAX_LAYERS];
     /* Per step (on its first layer), seconds of forward [0] and backward [1], summed while profile is set. */
     bool profile;
@@ -332,6 +376,8 @@ typedef struct ody_model {
     bool grad_tmp;
     float *gbuf[ODY_MODEL_MAX_SLOTS + 1];
     float *scratch;
+    double *sync_part, *sync_total; /* lockstep: statistics parts of this rank's chunks, the totals */
+    size_t sync_bytes;
     float *prepared;   /* the one allocation all of the above are carved from */
     size_t prepared_bytes;
 } ody_model;
@@ -406,6 +452,45 @@ const float *ody_model_forward(ody_model *model, const ody_forward_info *info, i
  */
 void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, const float *x,
                         const float *dlogits, ody_grad_ready_fn ready, void *user);
+/*
+ * Lockstep runs: the rank's chunks of a step go through the model layer by
+ * layer together, so that a layer can take statistics over all of them
+ * (and over the other ranks' chunks, through sync) before it runs on any.
+ * Chunk c has rows[c] rows at x[c] and info[c]; the model holds them one
+ * after another (the sum of rows at most the prepared max_batch). Each
+ * kernel still runs on one chunk at a time, so a chunk's results have the
+ * bits they would have alone given the same statistics.
+ */
+typedef struct {
+    int nchunks;
+    const int *rows;
+    const float *const *x;
+    const ody_forward_info *info;
+    /*
+     * Sum the parts of every chunk of every rank, count doubles each: part
+     * holds this rank's chunks' (nchunks x count); total receives the sum
+     * over all chunks in their global order. Returns false on failure
+     * (the model stops with the message on the context).
+     */
+    bool (*sync)(void *user, const double *part, int count, double *total);
+    void *user;
+    int64_t step_rows; /* rows of the whole step, all ranks */
+    bool owner;        /* this rank adds the step's statistics to the buffers (one rank does) */
+} ody_chunk_set;
+
+/* Forward of a chunk set: the logits of chunk c follow those of the chunks before it; NULL on failure. */
+const float *ody_model_forward_chunks(ody_model *model, const ody_chunk_set *set);
+/*
+ * Backward of the chunk set just forwarded, from dlogits laid out as the
+ * logits. Parameter gradients of chunk c < nchunks - 1 are handed to
+ * done(user, layer, c) as soon as the layer has run on the chunk (to be
+ * taken and cleared); after the last chunk, ready(user, layer) runs as in
+ * ody_model_backward. done may be NULL (gradients accumulate).
+ */
+void ody_model_backward_chunks(ody_model *model, const ody_chunk_set *set, const float *dlogits,
+                               void (*done)(void *user, int layer, int chunk), ody_grad_ready_fn ready,
+                               void *user);
+
 /* Set every gradient to zero. */
 void ody_model_zero_grad(ody_model *model);
 /*

@@ -265,6 +265,11 @@ static void add_tensors(ody_exact *e, float *grads, int first, int last)
 
 void ody_exact_add(ody_exact *e, float *grads) { add_tensors(e, grads, 0, e->ntensors); }
 
+void ody_exact_add_layer(ody_exact *e, float *grads, int layer)
+{
+    add_tensors(e, grads, e->layer_tensor[layer], e->layer_tensor[layer + 1]);
+}
+
 /* The maxima (and the overflow and non-finite flags) go out once every
  * tensor of the step has been added, behind the last bucket. */
 static void start_maxima(ody_exact *e)

@@ -199,6 +199,12 @@ static ody_status check_config(ody_ctx *ctx, const ody_config *cfg, const char *
         return st;
     if ((st = check_augmentation(ctx, cfg, where)) != ODY_OK)
         return st;
+    if (strcmp(cfg->model.batchnorm, "global") == 0 && cfg->training.accumulation_steps > 1)
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "%s: model.batchnorm: global takes the statistics over a step's global batch; "
+                        "with training.accumulation_steps %lld each micro-batch would need its own "
+                        "(set one of them back)",
+                        where, (long long)cfg->training.accumulation_steps);
     if (cfg->training.label_smoothing > 0 && strcmp(cfg->training.loss, "cross_entropy") != 0)
         return ody_fail(ctx, ODY_ERR_CONFIG,
                         "%s: training.label_smoothing: only applies to training.loss "

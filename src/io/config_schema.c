@@ -48,6 +48,7 @@ static const char *const variant_values[] = {"modern", "classic", NULL};
 static const char *const activation_values[] = {"relu", "tanh", "sigmoid", NULL};
 static const char *const loss_values[] = {"cross_entropy", "mse", NULL};
 static const char *const backend_values[] = {"onednn", "openblas", NULL};
+static const char *const batchnorm_values[] = {"chunk", "global", NULL};
 static const char *const precision_values[] = {"bf16", "fp16", NULL};
 static const char *const nonfinite_values[] = {"stop", "skip", NULL};
 static const char *const plateau_mode_values[] = {"auto", "min", "max", NULL};
@@ -98,6 +99,11 @@ static const ody_cfg_row schema[] = {
     ROW(model, backend, ODY_CFG_ENUM, .def = "onednn", .values = backend_values,
         .doc = "kernels: onednn (oneDNN, JIT-compiled for this CPU: AVX-512 where it has it) or "
                "openblas (OpenBLAS sgemm and the project's own direct kernels, the portable one)"),
+    ROW(model, batchnorm, ODY_CFG_ENUM, .def = "chunk", .values = batchnorm_values,
+        .doc = "batchnorm statistics in training: chunk (over each chunk of distributed.chunk_size rows "
+               "at fixed positions of the global batch, no communication; the rank's share in fast mode) "
+               "or global (over the whole global batch: exact sums across ranks, three small "
+               "allreduces per batchnorm and step; needs training.accumulation_steps 1)"),
     ROW(model, layers, ODY_CFG_LAYERS, .count_offset = COUNT_AT(model, n_layers), .def = "[]",
         .doc = "sequential: the layers in order, e.g. [{type: linear, out_features: 10}]"),
 

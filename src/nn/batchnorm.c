@@ -33,16 +33,24 @@ typedef struct {
     int c;  /* channels (features) */
     int hw; /* elements per channel and row: H*W, or 1 */
     float momentum, eps;
-    bool relu; /* a relu after it runs fused: y = max(0, ...), and backward masks by y > 0 */
+    bool relu;   /* a relu after it runs fused: y = max(0, ...), and backward masks by y > 0 */
+    bool global; /* statistics over the step's global batch (lockstep runs), not the chunk */
 } bn_layer;
 
 enum { BN_WEIGHT = 0, BN_BIAS, BN_RUNNING_MEAN, BN_RUNNING_VAR };
 
-/* saved: the batch's mean and 1/sqrt(var + eps) per channel, for backward. */
+/*
+ * saved: the batch's mean and 1/sqrt(var + eps) per channel, for backward;
+ * over the global batch also the mean of g and of g * xhat over it (the
+ * totals of ODY_SYNC_GRAD).
+ */
+enum { SAVED_MEAN = 0, SAVED_INVSTD, SAVED_GMEAN, SAVED_GXMEAN };
+
 static size_t bn_saved(const ody_layer *l, int max_batch)
 {
     (void)max_batch;
-    return 2 * (size_t)((const bn_layer *)l)->c;
+    const bn_layer *b = (const bn_layer *)l;
+    return (b->global ? 4 : 2) * (size_t)b->c;
 }
 
 /*
@@ -146,7 +154,7 @@ static void bn_forward(ody_layer *l, const ody_forward_info *info, int n, const 
     const int c = b->c, hw = b->hw;
     const float *w = l->params[BN_WEIGHT].value, *bias = l->params[BN_BIAS].value;
     bool training = nn_training(info);
-    if (training)
+    if (training && !b->global) /* over the global batch, sync_take has set them */
         batch_stats(b, info, n, in);
     const float *mean = training ? l->saved : l->params[BN_RUNNING_MEAN].value;
     for (int ch = 0; ch < c; ch++) {
@@ -186,8 +194,13 @@ static void bn_backward(ody_layer *l, const ody_forward_info *info, int n, const
         dw[ch] += (float)sdyxhat;
         if (!din)
             continue;
-        /* dx = k * (g - a - (x - mean) * bterm): a = mean g, bterm = invstd * mean(g * xhat) */
+        /* dx = k * (g - a - (x - mean) * bterm): a = mean g, bterm = invstd * mean(g * xhat), over
+         * the chunk, or over the global batch (saved by sync_take) */
         float k = w[ch] * invstd[ch], a = (float)(sdy / count), bterm = (float)(sdyxhat / count) * invstd[ch];
+        if (b->global) {
+            a = l->saved[SAVED_GMEAN * c + ch];
+            bterm = l->saved[SAVED_GXMEAN * c + ch] * invstd[ch];
+        }
         float mu = mean[ch];
         for (int i = 0; i < n; i++) {
             size_t at = ((size_t)i * c + ch) * hw;
@@ -211,6 +224,67 @@ static int bn_fuse(ody_layer *l, ody_layer *const *next, int count)
     return b->relu ? 1 : 0;
 }
 
+/* ------------------------------------------------ over the global batch */
+
+/* Per chunk: the channel sums of x (MEAN), of (x - mean)^2 (VAR), of g and g * (x - mean) (GRAD). */
+static int bn_sync_len(const ody_layer *l, int phase)
+{
+    const bn_layer *b = (const bn_layer *)l;
+    return b->global ? (phase == ODY_SYNC_GRAD ? 2 : 1) * b->c : 0;
+}
+
+static void bn_sync_part(ody_layer *l, int phase, int n, const float *in, const float *out, const float *dout,
+                         double *part)
+{
+    bn_layer *b = (bn_layer *)l;
+    const int c = b->c, hw = b->hw;
+    const float *mean = l->saved + SAVED_MEAN * c;
+    for (int ch = 0; ch < c; ch++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int i = 0; i < n; i++) {
+            size_t at = ((size_t)i * c + ch) * hw;
+            if (phase == ODY_SYNC_GRAD)
+                lane_dots(dout + at, in + at, b->relu ? out + at : NULL, hw, mean[ch], &s1, &s2);
+            else /* sums of x - shift and its square: shift 0 for the mean, the mean for the variance */
+                lane_moments(in + at, hw, phase == ODY_SYNC_MEAN ? 0.0f : mean[ch], &s1, &s2);
+        }
+        if (phase == ODY_SYNC_GRAD) {
+            part[ch] = s1;
+            part[c + ch] = s2;
+        } else {
+            part[ch] = phase == ODY_SYNC_MEAN ? s1 : s2;
+        }
+    }
+}
+
+/*
+ * The totals over the step's rows: the mean (MEAN); the variance, 1/sqrt
+ * and, on the owner, the step's statistics into the buffers' gradient
+ * slots at full weight (VAR); the means of g and g * xhat (GRAD).
+ */
+static void bn_sync_take(ody_layer *l, int phase, const double *total, int64_t rows, bool owner)
+{
+    bn_layer *b = (bn_layer *)l;
+    const int c = b->c;
+    const double count = (double)rows * b->hw;
+    float *saved = l->saved;
+    for (int ch = 0; ch < c; ch++) {
+        if (phase == ODY_SYNC_MEAN) {
+            saved[SAVED_MEAN * c + ch] = (float)(total[ch] / count);
+        } else if (phase == ODY_SYNC_VAR) {
+            double var = total[ch] / count;
+            saved[SAVED_INVSTD * c + ch] = (float)(1.0 / sqrt(var + b->eps));
+            if (owner) {
+                l->params[BN_RUNNING_MEAN].grad[ch] += saved[SAVED_MEAN * c + ch];
+                l->params[BN_RUNNING_VAR].grad[ch] += (float)(count > 1.0 ? total[ch] / (count - 1.0) : var);
+            }
+        } else {
+            saved[SAVED_GMEAN * c + ch] = (float)(total[ch] / count);
+            saved[SAVED_GXMEAN * c + ch] = (float)(total[c + ch] * saved[SAVED_INVSTD * c + ch] / count);
+        }
+    }
+}
+
 static void bn_update_buffers(ody_layer *l)
 {
     const bn_layer *b = (const bn_layer *)l;
@@ -224,8 +298,12 @@ static void bn_update_buffers(ody_layer *l)
 static const char *bn_describe(const ody_layer *l)
 {
     const bn_layer *b = (const bn_layer *)l;
-    return b->hw > 1 ? (b->relu ? "per channel, relu fused" : "per channel")
-                     : (b->relu ? "per feature, relu fused" : "per feature");
+    static const char *const text[2][2][2] = {
+        {{"per feature, chunk statistics", "per feature, chunk statistics, relu fused"},
+         {"per channel, chunk statistics", "per channel, chunk statistics, relu fused"}},
+        {{"per feature, global-batch statistics", "per feature, global-batch statistics, relu fused"},
+         {"per channel, global-batch statistics", "per channel, global-batch statistics, relu fused"}}};
+    return text[b->global][b->hw > 1][b->relu];
 }
 
 static const ody_layer_ops bn_ops = {
@@ -236,6 +314,9 @@ static const ody_layer_ops bn_ops = {
     .update_buffers = bn_update_buffers,
     .describe = bn_describe,
     .fuse = bn_fuse,
+    .sync_len = bn_sync_len,
+    .sync_part = bn_sync_part,
+    .sync_take = bn_sync_take,
 };
 
 ody_status nn_batchnorm_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out)
@@ -253,6 +334,7 @@ ody_status nn_batchnorm_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_sha
     b->hw = in_shape.ndim == 3 ? in_shape.dims[1] * in_shape.dims[2] : 1;
     b->momentum = (float)spec->args[NN_BN_MOMENTUM];
     b->eps = (float)spec->args[NN_BN_EPS];
+    b->global = nn_arg(spec, NN_BN_STATISTICS) == 1;
     l->out_shape = in_shape;
     l->nparams = 4;
     const char *names[] = {"weight", "bias", "running_mean", "running_var"};

@@ -302,6 +302,8 @@ static bool relu_pool_follows(ody_layer *const *next, int count)
 static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
 {
     conv2d_layer *c = (conv2d_layer *)l;
+    if (l->lockstep) /* fused, it would keep the pooled argmax or the conv output from forward to backward */
+        count = 0;
     bool fusable = relu_pool_follows(next, count);
     if (c->automatic)
         c->algorithm = choose_algorithm(c, fusable);
@@ -339,6 +341,7 @@ static ody_status conv2d_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
     if (!c->dnnl)
         st = nn_dnnl_op_create(ctx,
                                &(nn_dnnl_shape){.kind = NN_DNNL_CONVOLUTION, .conv = c->geom, .bf16 = c->bf16,
+                                                .stateless = l->lockstep,
                                                 .layer = l->name, .relu = c->relu,
                                                 .pool_k = c->relu_pool ? 2 : 0},
                                &c->dnnl);

@@ -350,7 +350,7 @@ static ody_status make_plan(nn_dnnl_op *c, int n, op_plan *p)
     }
     p->n = n;
     p->fwd_floats = staged(&p->f_src, f_src) + staged(&p->f_wei, f_wei) + staged(&p->f_dst, f_dst);
-    if (!p->f_src.same && !p->w_src.same && dnnl_memory_desc_equal(f_src, w_src))
+    if (!c->shape.stateless && !p->f_src.same && !p->w_src.same && dnnl_memory_desc_equal(f_src, w_src))
         p->kept_src = staged(&p->f_src, f_src);
     if (c->shape.pool_k) {
         st = make_pool(c, e, n, f_dst, d_ddst, w_ddst, p);

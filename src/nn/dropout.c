@@ -59,7 +59,7 @@ static void dropout_forward(ody_layer *l, const ody_forward_info *info, int n, c
     uint64_t c0 = info->step << 16 | (layer_number(l) & 0xffff);
     for (int r = 0; r < n; r++) {
         uint64_t id = info->sample_ids ? (uint64_t)info->sample_ids[r] : (uint64_t)r;
-        float *mask = l->saved + (size_t)r * m;
+        float *mask = l->saved + ((size_t)info->row_offset + (size_t)r) * m;
         sample_mask(key, c0, id, m, d->p, mask);
         for (size_t i = 0; i < m; i++)
             out[(size_t)r * m + i] = in[(size_t)r * m + i] * mask[i];
@@ -77,8 +77,9 @@ static void dropout_backward(ody_layer *l, const ody_forward_info *info, int n, 
         memcpy(din, dout, total * sizeof *din);
         return;
     }
+    const float *mask = l->saved + (size_t)info->row_offset * nn_numel(l->in_shape);
     for (size_t i = 0; i < total; i++)
-        din[i] = dout[i] * l->saved[i];
+        din[i] = dout[i] * mask[i];
 }
 
 static const ody_layer_ops dropout_ops = {

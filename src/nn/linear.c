@@ -97,7 +97,7 @@ static ody_status linear_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
     ody_status st = ODY_OK;
     if (!f->dnnl)
         st = nn_dnnl_op_create(ctx,
-                               &(nn_dnnl_shape){.kind = NN_DNNL_INNER_PRODUCT, .in_features = f->in_features,
+                               &(nn_dnnl_shape){.kind = NN_DNNL_INNER_PRODUCT, .stateless = l->lockstep, .in_features = f->in_features,
                                                 .out_features = f->out_features, .bf16 = true, .layer = l->name},
                                &f->dnnl);
     return st == ODY_OK ? nn_dnnl_op_plan(f->dnnl, max_batch) : st;

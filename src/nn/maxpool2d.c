@@ -70,7 +70,7 @@ static void maxpool2d_forward(ody_layer *l, const ody_forward_info *info, int n,
 {
     const nn_window *g = &((nn_pool_layer *)l)->win;
     size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
-    int32_t *arg = (int32_t *)l->saved;
+    int32_t *arg = (int32_t *)l->saved + (size_t)(info ? info->row_offset : 0) * g->c * out_plane;
     bool fast = g->k == 2 && g->stride == 2 && g->pad == 0;
     for (size_t p = 0; p < (size_t)n * g->c; p++)
         (fast ? pool_plane_2x2 : pool_plane)(g, in + p * in_plane, out + p * out_plane, arg + p * out_plane);
@@ -83,7 +83,7 @@ static void maxpool2d_backward(ody_layer *l, const ody_forward_info *info, int n
         return;
     const nn_window *g = &((nn_pool_layer *)l)->win;
     size_t in_plane = (size_t)g->h * g->w, out_plane = (size_t)g->oh * g->ow;
-    const int32_t *arg = (const int32_t *)l->saved;
+    const int32_t *arg = (const int32_t *)l->saved + (size_t)(info ? info->row_offset : 0) * g->c * out_plane;
     memset(din, 0, (size_t)n * g->c * in_plane * sizeof *din);
     for (size_t p = 0; p < (size_t)n * g->c; p++) {
         float *d = din + p * in_plane;

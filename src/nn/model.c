@@ -179,6 +179,7 @@ static ody_status build_block(ody_ctx *ctx, ody_model *m, const ody_layer_spec *
         conv.args[NN_CONV_KERNEL] = 1;
         conv.args[NN_CONV_STRIDE] = stride;
         conv.args[NN_CONV_ALGORITHM] = head->args[ODY_RESIDUAL_CONV_ALGORITHM];
+        bn.args[NN_BN_STATISTICS] = head->args[ODY_RESIDUAL_BN_STATISTICS];
         conv.backend = bn.backend = head->backend;
         conv.bf16 = bn.bf16 = head->bf16;
         conv.init = head->init;
@@ -362,6 +363,31 @@ ody_status ody_model_set_fusion(ody_ctx *ctx, ody_model *model, bool on)
     return ODY_OK;
 }
 
+/*
+ * Lockstep runs when some layer takes statistics over all chunks; then
+ * every batchnorm must (one over the chunk would see them all at once).
+ */
+static ody_status settle_lockstep(ody_ctx *ctx, ody_model *m, const ody_layer_spec *kept)
+{
+    int global = -1, chunk = -1;
+    for (int i = 0; i < m->nlayers; i++) {
+        const ody_layer_ops *ops = m->layers[i]->ops;
+        bool sync = ops->sync_len && ops->sync_len(m->layers[i], ODY_SYNC_MEAN) > 0;
+        if (sync && global < 0)
+            global = i;
+        if (!sync && strcmp(ops->kind, "batchnorm") == 0 && chunk < 0)
+            chunk = i;
+    }
+    m->lockstep = global >= 0;
+    for (int i = 0; i < m->nlayers; i++)
+        m->layers[i]->lockstep = m->lockstep;
+    if (global >= 0 && chunk >= 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "%s (config line %d) takes its statistics over the global batch but %s "
+                        "(config line %d) over the chunk: use one kind for every batchnorm (model.batchnorm)",
+                        m->layers[global]->name, kept[global].line, m->layers[chunk]->name, kept[chunk].line);
+    return ODY_OK;
+}
+
 /* Build the layers of specs in order, residual blocks expanded; kept[] receives each layer's spec. */
 static ody_status build_layers(ody_ctx *ctx, ody_model *m, const ody_layer_spec *specs, int nspecs,
                                ody_shape input_shape, ody_layer_spec *kept)
@@ -416,11 +442,13 @@ ody_status ody_model_create_from_specs(ody_ctx *ctx, const char *name, const ody
         choose_inits(m, kept);
         st = layout_params(ctx, m);
     }
-    ody_free(ctx, kept, ODY_MODEL_MAX_LAYERS * sizeof *kept);
     if (st == ODY_OK) {
         count_fanout(m);
-        plan_steps(m, true);
+        st = settle_lockstep(ctx, m, kept);
     }
+    if (st == ODY_OK)
+        plan_steps(m, true);
+    ody_free(ctx, kept, ODY_MODEL_MAX_LAYERS * sizeof *kept);
     if (st != ODY_OK) {
         ody_model_destroy(ctx, m);
         return st;
@@ -435,6 +463,7 @@ void ody_model_destroy(ody_ctx *ctx, ody_model *model)
     if (!model)
         return;
     ody_free(ctx, model->prepared, model->prepared_bytes);
+    ody_free(ctx, model->sync_part, model->sync_bytes);
     for (int i = 0; i < model->nlayers; i++)
         nn_layer_free(ctx, model->layers[i]);
     ody_arena_destroy(ctx, &model->params);
@@ -549,6 +578,18 @@ static size_t carve(ody_model *m, int max_batch, float *base)
     return used;
 }
 
+/* Doubles a phase of statistics over chunks takes per chunk at most, times the most chunks (one row each). */
+static size_t sync_doubles(const ody_model *m, int max_batch)
+{
+    size_t most = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int phase = 0; m->layers[i]->ops->sync_len && phase < ODY_SYNC_PHASES; phase++) {
+            size_t len = (size_t)m->layers[i]->ops->sync_len(m->layers[i], phase);
+            most = len > most ? len : most;
+        }
+    return most * (size_t)max_batch;
+}
+
 ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch)
 {
     if (max_batch < 1)
@@ -572,6 +613,16 @@ ody_status ody_model_prepare(ody_ctx *ctx, ody_model *model, int max_batch)
     st = ody_alloc(ctx, bytes, "model activations", (void **)&base);
     if (st != ODY_OK)
         return st;
+    size_t sync = sync_doubles(model, max_batch);
+    double *part = NULL;
+    if (sync > 0 && (st = ody_alloc(ctx, 2 * sync * sizeof(double), "statistics over chunks", (void **)&part)) != ODY_OK) {
+        ody_free(ctx, base, bytes);
+        return st;
+    }
+    ody_free(ctx, model->sync_part, model->sync_bytes);
+    model->sync_part = part;
+    model->sync_total = part ? part + sync : NULL;
+    model->sync_bytes = 2 * sync * sizeof(double);
     ody_free(ctx, model->prepared, model->prepared_bytes);
     carve(model, max_batch, base);
     model->prepared = base;
@@ -598,8 +649,18 @@ ody_status ody_model_plan_batch(ody_ctx *ctx, ody_model *model, int n)
 
 /* ------------------------------------------------------- forward, backward */
 
-/* The output of layer u (-1: the model's input x). */
-static const float *act_of(const ody_model *m, int u, const float *x) { return u < 0 ? x : m->acts[u]; }
+/*
+ * Rows [off, off + n) of the step outputs go through one call: a chunk of
+ * a lockstep run (ody_model_forward_chunks) or the whole batch (off 0).
+ * x is the model's input of those rows.
+ */
+static float *rows_at(float *base, int off, ody_shape shape) { return base + (size_t)off * nn_numel(shape); }
+
+/* The output of layer u at row off (-1: the model's input x, already at its rows). */
+static const float *act_of(const ody_model *m, int u, const float *x, int off)
+{
+    return u < 0 ? x : rows_at(m->acts[u], off, m->layers[u]->out_shape);
+}
 
 static void add_into(float *restrict y, const float *restrict a, size_t count)
 {
@@ -621,23 +682,30 @@ static void join_forward(float *restrict out, const float *restrict a, const flo
     }
 }
 
+/* The forward of the step starting at layer i on n rows at off. */
+static void step_forward(ody_model *m, int i, const ody_forward_info *info, int n, const float *x, int off)
+{
+    ody_layer *l = m->layers[i];
+    const int last = i + m->span[i] - 1;
+    const float *in = act_of(m, l->src, x, off);
+    float *out = rows_at(m->acts[last], off, m->layers[last]->out_shape);
+    double t0 = m->profile ? ody_now() : 0.0;
+    if (l->ops->join)
+        join_forward(out, in, act_of(m, l->src2, x, off), (size_t)n * nn_numel(l->out_shape), last > i);
+    else
+        l->ops->forward(l, info, n, in, out);
+    if (m->profile)
+        m->step_seconds[i][0] += ody_now() - t0;
+}
+
 const float *ody_model_forward(ody_model *model, const ody_forward_info *info, int n, const float *x)
 {
     if (n < 0 || n > model->max_batch || model->status != ODY_OK)
         return NULL;
     for (int i = 0; i < model->nlayers; i += model->span[i]) {
-        ody_layer *l = model->layers[i];
-        const float *in = act_of(model, l->src, x);
-        float *out = model->acts[i + model->span[i] - 1];
-        double t0 = model->profile ? ody_now() : 0.0;
-        if (n > 0 && l->ops->join) {
-            join_forward(out, in, act_of(model, l->src2, x), (size_t)n * nn_numel(l->out_shape), model->span[i] > 1);
-        } else if (n > 0) {
-            l->ops->forward(l, info, n, in, out);
-        }
-        if (model->profile)
-            model->step_seconds[i][0] += ody_now() - t0;
-        if ((model->status = l->status) != ODY_OK)
+        if (n > 0)
+            step_forward(model, i, info, n, x, 0);
+        if ((model->status = model->layers[i]->status) != ODY_OK)
             return NULL;
     }
     return model->acts[model->nlayers - 1];
@@ -647,15 +715,16 @@ const float *ody_model_forward(ody_model *model, const ody_forward_info *info, i
  * A join's backward: the output gradient goes to both inputs as it is
  * (with a fused relu: where the output is positive, else 0).
  */
-static void join_backward(ody_model *m, int start, int last, int n, const float *dout)
+static void join_backward(ody_model *m, int start, int last, int n, const float *dout, int off)
 {
-    size_t count = (size_t)n * nn_numel(m->layers[start]->out_shape);
-    const float *restrict y = m->acts[last];
+    ody_shape shape = m->layers[start]->out_shape;
+    size_t count = (size_t)n * nn_numel(shape);
+    const float *restrict y = rows_at(m->acts[last], off, shape);
     for (int k = 0; k < 2; k++) {
         int s = m->din_slot[start][k];
         if (s < 0)
             continue;
-        float *restrict g = m->gbuf[s];
+        float *restrict g = rows_at(m->gbuf[s], off, shape);
         bool add = m->din_add[start][k];
         if (last > start) {
             for (size_t e = 0; e < count; e++) {
@@ -670,21 +739,32 @@ static void join_backward(ody_model *m, int start, int last, int n, const float 
     }
 }
 
-/* The backward of the step [start, last]; its input's gradient goes to (or is added into) its slot. */
+/* The gradient of step output `last` at row off (dlogits at its rows for the model's output). */
+static const float *dout_of(const ody_model *m, int last, const float *dlogits, int off)
+{
+    ody_shape shape = m->layers[last]->out_shape;
+    return rows_at(m->gslot[last] < 0 ? (float *)dlogits : m->gbuf[m->gslot[last]], off, shape);
+}
+
+/* The backward of the step [start, last] on n rows at off; its input's gradient goes to (or is added into) its slot. */
 static void step_backward(ody_model *m, const ody_forward_info *info, int start, int last, int n, const float *x,
-                          const float *dout)
+                          const float *dout, int off)
 {
     ody_layer *l = m->layers[start];
+    double t0 = m->profile ? ody_now() : 0.0;
     if (l->ops->join) {
-        join_backward(m, start, last, n, dout);
-        return;
+        join_backward(m, start, last, n, dout, off);
+    } else {
+        int s = m->din_slot[start][0];
+        bool add = s >= 0 && m->din_add[start][0];
+        float *din = s < 0 ? NULL : rows_at(add ? m->gbuf[m->nslots] : m->gbuf[s], off, l->in_shape);
+        l->ops->backward(l, info, n, act_of(m, l->src, x, off), rows_at(m->acts[last], off, m->layers[last]->out_shape),
+                         dout, din);
+        if (add)
+            add_into(rows_at(m->gbuf[s], off, l->in_shape), din, (size_t)n * nn_numel(l->in_shape));
     }
-    int s = m->din_slot[start][0];
-    bool add = s >= 0 && m->din_add[start][0];
-    float *din = s < 0 ? NULL : add ? m->gbuf[m->nslots] : m->gbuf[s];
-    l->ops->backward(l, info, n, act_of(m, l->src, x), m->acts[last], dout, din);
-    if (add)
-        add_into(m->gbuf[s], din, (size_t)n * nn_numel(l->in_shape));
+    if (m->profile)
+        m->step_seconds[start][1] += ody_now() - t0;
 }
 
 void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, const float *x,
@@ -696,17 +776,101 @@ void ody_model_backward(ody_model *model, const ody_forward_info *info, int n, c
         for (start = last; model->span[start] == 0; start--)
             ;
         if (run && model->need_grad[last]) {
-            const float *dout = model->gslot[last] < 0 ? dlogits : model->gbuf[model->gslot[last]];
-            double t0 = model->profile ? ody_now() : 0.0;
-            step_backward(model, info, start, last, n, x, dout);
-            if (model->profile)
-                model->step_seconds[start][1] += ody_now() - t0;
+            step_backward(model, info, start, last, n, x, dout_of(model, last, dlogits, 0), 0);
             model->status = model->layers[start]->status;
             run = model->status == ODY_OK; /* the layers below are skipped; ready still runs */
         }
         for (int i = last; i >= start; i--)
             if (ready)
                 ready(user, i);
+    }
+}
+
+/* ------------------------------------------------------------ lockstep */
+
+/* Rows of the chunk set, or -1 when they exceed the prepared batch. */
+static int set_rows(const ody_model *m, const ody_chunk_set *set)
+{
+    int rows = 0;
+    for (int c = 0; c < set->nchunks; c++)
+        rows += set->rows[c];
+    return rows <= m->max_batch ? rows : -1;
+}
+
+/*
+ * Phase `phase` of layer l's statistics over the step: every chunk's part
+ * (zeros when the model has stopped: a stopped rank still takes part, so
+ * that no other rank waits), the sum over all chunks of all ranks, the
+ * totals into the layer. dlogits: the gradient of the step output at
+ * `last` (backward), else NULL.
+ */
+static void sync_layer(ody_model *m, int start, int last, int phase, const ody_chunk_set *set, const float *dlogits)
+{
+    ody_layer *l = m->layers[start];
+    int len = l->ops->sync_len ? l->ops->sync_len(l, phase) : 0;
+    if (len == 0)
+        return;
+    bool run = m->status == ODY_OK;
+    memset(m->sync_part, 0, (size_t)set->nchunks * len * sizeof(double));
+    for (int c = 0, off = 0; c < set->nchunks; off += set->rows[c++]) {
+        if (!run || set->rows[c] == 0)
+            continue;
+        const float *out = phase == ODY_SYNC_GRAD ? rows_at(m->acts[last], off, m->layers[last]->out_shape) : NULL;
+        const float *dout = phase == ODY_SYNC_GRAD ? dout_of(m, last, dlogits, off) : NULL;
+        l->ops->sync_part(l, phase, set->rows[c], act_of(m, l->src, set->x[c], off), out, dout,
+                          m->sync_part + (size_t)c * len);
+    }
+    if (!set->sync(set->user, m->sync_part, len, m->sync_total)) {
+        if (m->status == ODY_OK)
+            m->status = ODY_ERR_MPI;
+        return;
+    }
+    if (run)
+        l->ops->sync_take(l, phase, m->sync_total, set->step_rows, set->owner);
+}
+
+const float *ody_model_forward_chunks(ody_model *model, const ody_chunk_set *set)
+{
+    if (set_rows(model, set) < 0 && model->status == ODY_OK)
+        model->status = ODY_ERR_INTERNAL;
+    for (int i = 0; i < model->nlayers; i += model->span[i]) {
+        sync_layer(model, i, i + model->span[i] - 1, ODY_SYNC_MEAN, set, NULL);
+        sync_layer(model, i, i + model->span[i] - 1, ODY_SYNC_VAR, set, NULL);
+        for (int c = 0, off = 0; c < set->nchunks && model->status == ODY_OK; off += set->rows[c++]) {
+            ody_forward_info info = set->info[c];
+            info.row_offset = off;
+            if (set->rows[c] > 0)
+                step_forward(model, i, &info, set->rows[c], set->x[c], off);
+        }
+        if (model->status == ODY_OK)
+            model->status = model->layers[i]->status;
+    }
+    return model->status == ODY_OK ? model->acts[model->nlayers - 1] : NULL;
+}
+
+void ody_model_backward_chunks(ody_model *model, const ody_chunk_set *set, const float *dlogits,
+                               void (*done)(void *user, int layer, int chunk), ody_grad_ready_fn ready,
+                               void *user)
+{
+    for (int last = model->nlayers - 1, start; last >= 0; last = start - 1) {
+        for (start = last; model->span[start] == 0; start--)
+            ;
+        bool need = model->need_grad[last];
+        if (need)
+            sync_layer(model, start, last, ODY_SYNC_GRAD, set, dlogits);
+        for (int c = 0, off = 0; c < set->nchunks; off += set->rows[c++]) {
+            ody_forward_info info = set->info[c];
+            info.row_offset = off;
+            if (need && model->status == ODY_OK && set->rows[c] > 0) {
+                step_backward(model, &info, start, last, set->rows[c], set->x[c], dout_of(model, last, dlogits, off),
+                              off);
+                model->status = model->layers[start]->status;
+            }
+            for (int i = last; done && c < set->nchunks - 1 && i >= start; i--)
+                done(user, i, c);
+        }
+        for (int i = last; ready && i >= start; i--)
+            ready(user, i);
     }
 }
 

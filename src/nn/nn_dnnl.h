@@ -95,6 +95,7 @@ typedef struct {
     bool relu; /* a relu fused as a post-op: out = relu(op); backward takes the relu output's gradient */
     int pool_k; /* > 0 (with relu, convolution): a k x k max pool at stride k fused after the relu; out is
                    the pooled output (the conv output's sides must be multiples of k) */
+    bool stateless; /* keep nothing from forward to backward (lockstep runs): backward restages its input */
 } nn_dnnl_shape;
 
 typedef struct nn_dnnl_op nn_dnnl_op;

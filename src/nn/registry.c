@@ -43,6 +43,8 @@ static const ody_layer_arg batchnorm_args[] = {
     [NN_BN_MOMENTUM] = {"momentum", 0.1, 0.0, 1.0, false, false,
                         "weight of a step's statistics in the running ones (PyTorch's momentum)"},
     [NN_BN_EPS] = {"eps", 1e-5, 1e-12, 1.0, false, false, "added to the variance before the square root"},
+    [NN_BN_STATISTICS] = {"statistics", 0, 0, 2, false, true,
+                          "0: as model.batchnorm says, 1: over the global batch, 2: over each chunk"},
 };
 
 #define ARGS(a) a, (int)(sizeof a / sizeof a[0])
@@ -274,7 +276,7 @@ static int backend(ody_ctx *ctx, const ody_model_options *o)
 }
 
 /* The options that apply to every layer they concern: init, the conv algorithm, backend and bf16. */
-static void apply_model_wide(const ody_model_options *o, int conv, ody_backend be, spec_list *list)
+static void apply_model_wide(const ody_model_options *o, int conv, ody_backend be, bool global_bn, spec_list *list)
 {
     for (int i = 0; i < list->n; i++) {
         ody_layer_spec *spec = &list->specs[i];
@@ -286,6 +288,12 @@ static void apply_model_wide(const ody_model_options *o, int conv, ody_backend b
             spec->args[NN_CONV_ALGORITHM] = conv;
         if (strcmp(spec->kind, "residual") == 0 && spec->args[ODY_RESIDUAL_CONV_ALGORITHM] == ODY_CONV_AUTO)
             spec->args[ODY_RESIDUAL_CONV_ALGORITHM] = conv; /* its projection's */
+        /* batchnorm statistics left to the model (0): model.batchnorm's; a residual block passes them to its projection */
+        int at = strcmp(spec->kind, "batchnorm") == 0  ? NN_BN_STATISTICS
+                 : strcmp(spec->kind, "residual") == 0 ? ODY_RESIDUAL_BN_STATISTICS
+                                                       : -1;
+        if (at >= 0 && spec->args[at] == 0)
+            spec->args[at] = global_bn ? 1 : 2;
     }
 }
 
@@ -324,7 +332,9 @@ ody_status ody_model_create(ody_ctx *ctx, const ody_model_options *options, ody_
     st = model_builders[which](ctx, options, &list);
     if (st != ODY_OK)
         return st;
-    apply_model_wide(options, conv, (ody_backend)be, &list);
+    if (options->batchnorm[0] && strcmp(options->batchnorm, "chunk") != 0 && strcmp(options->batchnorm, "global") != 0)
+        return ody_fail(ctx, ODY_ERR_CONFIG, "model.batchnorm '%.8s' is not known (chunk or global)", options->batchnorm);
+    apply_model_wide(options, conv, (ody_backend)be, strcmp(options->batchnorm, "global") == 0, &list);
     st = ody_model_create_from_specs(ctx, options->name, list.specs, list.n, options->input_shape, out);
     if (st != ODY_OK) {
         ody_error_prefix(ctx, "model %s", options->name);

@@ -88,6 +88,55 @@ ody_status ody_training_loop_init(ody_training_loop *loop, ody_ctx *ctx, const o
     return ody_loss_tracker_init(ctx, &loop->tracker, (int)cfg->training.log_interval);
 }
 
+/*
+ * Lay the lockstep arrays out from base (NULL: only count the bytes), for
+ * up to max_chunks chunks a round and statistics parts of len doubles per
+ * chunk from every chunk of the step.
+ */
+static size_t lockstep_layout(ody_lockstep *ls, unsigned char *base, int max_chunks, int ranks, size_t gathered_len)
+{
+    size_t at = 0;
+#define LOCKSTEP_PIECE(field, count)                                                                             \
+    do {                                                                                                          \
+        if (base)                                                                                                 \
+            ls->field = (void *)(base + at);                                                                      \
+        at += ((size_t)(count) * sizeof *ls->field + 63) / 64 * 64;                                               \
+    } while (0)
+    LOCKSTEP_PIECE(gathered, gathered_len);
+    LOCKSTEP_PIECE(info, max_chunks);
+    LOCKSTEP_PIECE(x, max_chunks);
+    LOCKSTEP_PIECE(y, max_chunks);
+    LOCKSTEP_PIECE(rows, max_chunks);
+    LOCKSTEP_PIECE(counts, ranks);
+    LOCKSTEP_PIECE(displs, ranks);
+#undef LOCKSTEP_PIECE
+    return at;
+}
+
+/* The arrays of lockstep rounds (a model with batchnorm over the global batch) for max_rows rows a round. */
+static ody_status lockstep_prepare(ody_training_loop *loop, size_t max_rows)
+{
+    ody_lockstep *ls = &loop->step.lockstep;
+    const ody_model *m = loop->model;
+    size_t len = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int phase = 0; m->layers[i]->ops->sync_len && phase < ODY_SYNC_PHASES; phase++) {
+            size_t l = (size_t)m->layers[i]->ops->sync_len(m->layers[i], phase);
+            len = l > len ? l : len;
+        }
+    /* every chunk of the step, of one row at least */
+    size_t gathered_len = len * (size_t)(loop->global_batch > 0 ? loop->global_batch : 1);
+    ody_lockstep next = {.max_chunks = (int)max_rows, .gathered_len = gathered_len};
+    next.bytes = lockstep_layout(&next, NULL, (int)max_rows, loop->ctx->size, gathered_len);
+    ody_status st = ody_alloc(loop->ctx, next.bytes, "lockstep rounds", &next.block);
+    if (st != ODY_OK)
+        return st;
+    lockstep_layout(&next, next.block, (int)max_rows, loop->ctx->size, gathered_len);
+    ody_free(loop->ctx, ls->block, ls->bytes);
+    *ls = next;
+    return ODY_OK;
+}
+
 /* Size the per-row buffers for the largest share of any sampler in use. */
 ody_status ody_loop_prepare_buffers(ody_training_loop *loop, size_t max_rows)
 {
@@ -112,6 +161,8 @@ ody_status ody_loop_prepare_buffers(ody_training_loop *loop, size_t max_rows)
     loop->step.dlogits = b;
     loop->step.max_rows = max_rows;
     st = ody_model_prepare(ctx, loop->model, (int)max_rows);
+    if (st == ODY_OK && loop->model->lockstep)
+        st = lockstep_prepare(loop, max_rows);
     /* Deterministic mode runs chunks: their shape's kernels are made now, not in the first step. */
     size_t chunk = (size_t)loop->cfg->distributed.chunk_size;
     if (st == ODY_OK && loop->cfg->distributed.deterministic && chunk < max_rows)
@@ -136,6 +187,8 @@ void ody_training_loop_free(ody_training_loop *loop)
         ody_free(loop->ctx, loop->step.dlogits, loop->step.max_rows * classes * sizeof(float));
     }
     loop->step.losses = loop->step.dlogits = NULL;
+    ody_free(loop->ctx, loop->step.lockstep.block, loop->step.lockstep.bytes);
+    loop->step.lockstep = (ody_lockstep){0};
     ody_loss_tracker_free(&loop->tracker);
     ody_training_metrics_free(&loop->metrics);
 }

@@ -83,25 +83,32 @@ void ody_sum_losses(const float *losses, int n, ody_step_result *res)
     res->count += n;
 }
 
+/* The loss of n rows (labels y) from their logits (NULL: the model failed,
+ * no loss and a zero gradient) into losses, res and their gradient dlogits. */
+static void rows_loss(ody_training_loop *loop, int n, const int32_t *y, const float *logits, float *losses,
+                      float *dlogits, ody_step_result *res)
+{
+    int classes = loop->model->num_classes;
+    if (!logits) {
+        memset(dlogits, 0, (size_t)n * classes * sizeof *dlogits);
+        return;
+    }
+    double smoothing = loop->cfg->training.label_smoothing;
+    ody_loss_forward(loop->loss_kind, smoothing, n, classes, logits, y, losses, &res->correct);
+    ody_sum_losses(losses, n, res);
+    /* Mean over the global batch: every rank scales by the same count, so
+     * the summed gradients are the mean whatever the split (times the loss
+     * scale when fp16 gradients need one). */
+    ody_loss_backward(loop->loss_kind, smoothing, n, classes, logits, y,
+                      (float)(loop->scaler.scale / (double)loop->step.group_count), dlogits);
+}
+
 static ody_status chunk_loss(void *user, const ody_batch *b, ody_step_result *res)
 {
     ody_training_loop *loop = user;
     ody_step_state *step = &loop->step;
     double t0 = ody_now();
-    int classes = loop->model->num_classes;
-    if (!step->logits) { /* the model failed (model_failed): no loss, a zero gradient */
-        memset(step->dlogits, 0, (size_t)b->n * classes * sizeof *step->dlogits);
-        return ODY_OK;
-    }
-    double smoothing = loop->cfg->training.label_smoothing;
-    ody_loss_forward(loop->loss_kind, smoothing, b->n, classes, step->logits, b->y, step->losses,
-                     &res->correct);
-    ody_sum_losses(step->losses, b->n, res);
-    /* Mean over the global batch: every rank scales by the same count, so
-     * the summed gradients are the mean whatever the split (times the loss
-     * scale when fp16 gradients need one). */
-    ody_loss_backward(loop->loss_kind, smoothing, b->n, classes, step->logits, b->y,
-                      (float)(loop->scaler.scale / (double)step->group_count), step->dlogits);
+    rows_loss(loop, b->n, b->y, step->logits, step->losses, step->dlogits, res);
     ody_loop_phase(loop, ODY_PHASE_FORWARD, t0);
     return ODY_OK;
 }
@@ -150,6 +157,101 @@ static const ody_step_ops chunk_ops = {
     .backward = chunk_backward,
 };
 
+/* ------------------------------------------------------- lockstep */
+
+/*
+ * Sum the statistics parts of every rank's chunks (count doubles each) in
+ * the chunks' global order: ranks hold contiguous runs of the step's
+ * chunks in rank order (no stealing in lockstep runs), so gathering in rank
+ * order and adding in sequence gives the same bits at any rank count.
+ */
+static bool sync_parts(void *user, const double *part, int count, double *total)
+{
+    ody_training_loop *loop = user;
+    ody_lockstep *ls = &loop->step.lockstep;
+    ody_ctx *ctx = loop->ctx;
+    int mine = ls->set.nchunks * count;
+    if (MPI_Allgather(&mine, 1, MPI_INT, ls->counts, 1, MPI_INT, ctx->comm) != MPI_SUCCESS)
+        return false;
+    int all = 0;
+    for (int r = 0; r < ctx->size; r++) {
+        ls->displs[r] = all;
+        all += ls->counts[r];
+    }
+    if ((size_t)all > ls->gathered_len ||
+        MPI_Allgatherv(part, mine, MPI_DOUBLE, ls->gathered, ls->counts, ls->displs, MPI_DOUBLE, ctx->comm) !=
+            MPI_SUCCESS) {
+        ody_fail(ctx, ODY_ERR_MPI, "summing batchnorm statistics over the global batch failed");
+        return false;
+    }
+    for (int k = 0; k < count; k++)
+        total[k] = 0.0;
+    for (int at = 0; at < all; at += count)
+        for (int k = 0; k < count; k++)
+            total[k] += ls->gathered[at + k];
+    return true;
+}
+
+/* Chunk `chunk` (not the last) has run layer `layer`'s backward: its gradients go into the sum (user: the strategy). */
+static void chunk_layer_done(void *user, int layer, int chunk)
+{
+    (void)chunk;
+    ody_strategy *s = user;
+    s->ops->add_layer(s, layer);
+}
+
+/*
+ * A round in lockstep (model->lockstep: batchnorm over the global batch):
+ * this rank's chunks go through the model together, layer by layer,
+ * meeting the other ranks at each batchnorm (ody_model_forward_chunks);
+ * every rank takes part, with or without chunks. Each chunk's gradients
+ * still go into the sum one by one (exact sums: the same bits at any rank
+ * count). The vote starts before backward, the buckets with the last
+ * chunk's layers.
+ */
+static ody_status run_lockstep(ody_training_loop *loop, bool first)
+{
+    ody_strategy *s = loop->strategy;
+    ody_step_state *step = &loop->step;
+    ody_lockstep *ls = &step->lockstep;
+    double t0 = ody_now();
+    int n = 0, rows = 0;
+    ody_batch chunk;
+    while (n < ls->max_chunks && s->ops->next_chunk(s, &chunk)) {
+        ls->rows[n] = chunk.n;
+        ls->x[n] = chunk.x;
+        ls->y[n] = chunk.y;
+        ls->info[n] = (ody_forward_info){.training = true, .seed = (uint64_t)loop->cfg->experiment.seed,
+                                         .step = (uint64_t)loop->state.global_step, .sample_ids = chunk.ids,
+                                         .batch_rows = step->group_count};
+        rows += chunk.n;
+        n++;
+    }
+    ls->set = (ody_chunk_set){.nchunks = n, .rows = ls->rows, .x = ls->x, .info = ls->info, .sync = sync_parts,
+                              .user = loop, .step_rows = step->group_count, .owner = loop->ctx->rank == 0};
+    ody_heartbeat(loop->ctx);
+    step->logits = ody_model_forward_chunks(loop->model, &ls->set);
+    if (!step->logits && n > 0)
+        model_failed(loop, rows);
+    for (int c = 0, off = 0; c < n; off += ls->rows[c++]) {
+        size_t at = (size_t)off * loop->model->num_classes;
+        rows_loss(loop, ls->rows[c], ls->y[c], step->logits ? step->logits + at : NULL, step->losses + off,
+                  step->dlogits + at, &step->sums);
+    }
+    ody_loop_phase(loop, ODY_PHASE_FORWARD, t0);
+    ody_status st = first ? start_vote(loop) : ODY_OK;
+    t0 = ody_now();
+    if (st == ODY_OK)
+        ody_model_backward_chunks(loop->model, &ls->set, step->dlogits, chunk_layer_done,
+                                  first && n > 0 ? s->ops->layer_ready : NULL, s);
+    if (loop->model->status != ODY_OK && !step->local_failed)
+        model_failed(loop, rows);
+    if (st == ODY_OK && !first && n > 0) /* a redo: the last chunk's gradients too, and the sum goes out in wait */
+        s->ops->add_chunk(s, loop->model->grads.data);
+    ody_loop_phase(loop, ODY_PHASE_BACKWARD, t0);
+    return st;
+}
+
 /* A round: every chunk the strategy gives this rank (compute false: none,
  * this rank failed to load). A rank without a chunk in the first round
  * votes after it, where the others' last backward did: before any bucket. */
@@ -158,6 +260,8 @@ static ody_status run_round(ody_training_loop *loop, bool first, bool compute)
     ody_strategy *s = loop->strategy;
     loop->step.first_round = first;
     s->ops->begin_round(s, first, compute);
+    if (loop->model->lockstep)
+        return run_lockstep(loop, first);
     ody_status st = ODY_OK;
     ody_batch chunk;
     while (st == ODY_OK && s->ops->next_chunk(s, &chunk))

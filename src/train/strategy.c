@@ -59,6 +59,12 @@ static void exact_add_chunk(ody_strategy *s, float *grads)
     ody_exact_add(((exact_step *)s)->exact, grads);
 }
 
+static void exact_add_layer(ody_strategy *s, int layer)
+{
+    exact_step *e = (exact_step *)s;
+    ody_exact_add_layer(e->exact, e->loop->model->grads.data, layer);
+}
+
 static void exact_layer_ready(void *s, int layer)
 {
     ody_exact_layer_ready(((exact_step *)s)->exact, layer);
@@ -123,6 +129,7 @@ static const ody_strategy_ops exact_ops = {
     .next_chunk = exact_next_chunk,
     .last_chunk = exact_last_chunk,
     .add_chunk = exact_add_chunk,
+    .add_layer = exact_add_layer,
     .layer_ready = exact_layer_ready,
     .start_vote = exact_start_vote,
     .wait = exact_wait,
@@ -153,7 +160,8 @@ ody_status ody_exact_step_create(ody_training_loop *loop, int64_t chunk, size_t 
     st = ody_comm_agree(ctx, st);
     if (st == ODY_OK)
         st = ody_exact_create(ctx, loop->model, bucket_bytes, dc->shared_memory, &e->exact);
-    if (st == ODY_OK && ody_exact_shared(e->exact) && dc->work_stealing)
+    /* lockstep rounds keep each rank's chunks in place: their statistics are summed in rank order */
+    if (st == ODY_OK && ody_exact_shared(e->exact) && dc->work_stealing && !loop->model->lockstep)
         st = ody_chunk_plan_share(e->plan);
     if (st != ODY_OK) {
         if (e)
@@ -204,6 +212,12 @@ static void float_add_chunk(ody_strategy *s, float *grads)
     (void)grads;
 }
 
+static void float_add_layer(ody_strategy *s, int layer)
+{
+    (void)s;
+    (void)layer;
+}
+
 static void float_layer_ready(void *s, int layer)
 {
     ody_reducer_layer_ready(((float_step *)s)->reducer, layer);
@@ -248,6 +262,7 @@ static const ody_strategy_ops float_ops = {
     .next_chunk = float_next_chunk,
     .last_chunk = float_last_chunk,
     .add_chunk = float_add_chunk,
+    .add_layer = float_add_layer,
     .layer_ready = float_layer_ready,
     .start_vote = float_start_vote,
     .wait = float_wait,

@@ -41,6 +41,10 @@ typedef struct {
     /* After the backward of a chunk that was not the last: take its
      * gradients (the exact sum adds and clears them). */
     void (*add_chunk)(ody_strategy *s, float *grads);
+    /* Lockstep rounds: a chunk that is not the last has run one layer's
+     * backward; take that layer's gradients (the exact sum adds and clears
+     * them; the float sum lets them accumulate). */
+    void (*add_layer)(ody_strategy *s, int layer);
     /* The backward hook of the last chunk (user: the strategy): starts the
      * sum of every bucket whose layers are done. */
     void (*layer_ready)(void *s, int layer);
@@ -71,6 +75,21 @@ ody_status ody_exact_step_create(ody_training_loop *loop, int64_t chunk, size_t 
 /* The exact strategy's ody_exact (its scales go into checkpoints), or NULL. */
 ody_exact *ody_exact_step_sum(ody_strategy *s);
 
+/* A lockstep round's chunks (model->lockstep; ody_loop_prepare_buffers sizes it). */
+typedef struct {
+    int max_chunks;
+    int *rows;                 /* (max_chunks) */
+    const float **x;           /* (max_chunks) */
+    const int32_t **y;         /* (max_chunks) */
+    ody_forward_info *info;    /* (max_chunks) */
+    ody_chunk_set set;
+    int *counts, *displs;      /* (ranks) for gathering the statistics parts */
+    double *gathered;          /* (gathered_len) every rank's parts */
+    size_t gathered_len;
+    void *block;               /* the one allocation the arrays above are carved from */
+    size_t bytes;
+} ody_lockstep;
+
 /* The optimizer step in progress. */
 typedef struct {
     int64_t group_count;    /* global samples of this optimizer step */
@@ -86,6 +105,7 @@ typedef struct {
     float *losses;          /* (max_rows) per-sample losses */
     float *dlogits;         /* (max_rows, classes) */
     size_t max_rows;        /* rows the buffers above hold */
+    ody_lockstep lockstep;
 } ody_step_state;
 
 /*

@@ -182,6 +182,77 @@ static void test_fused_equals_unfused(void **state)
         ody_model_destroy(ctx, m[k]);
 }
 
+/* A sync within one process: the parts of the set's chunks, added in order. */
+static bool sum_parts(void *user, const double *part, int count, double *total)
+{
+    const ody_chunk_set *set = user;
+    for (int k = 0; k < count; k++)
+        total[k] = 0.0;
+    for (int c = 0; c < set->nchunks; c++)
+        for (int k = 0; k < count; k++)
+            total[k] += part[c * count + k];
+    return true;
+}
+
+/*
+ * Batchnorm over the global batch in lockstep: two chunks of N/2 rows give
+ * what one chunk of N rows gives over the chunk (the same statistics, up
+ * to rounding): logits, gradients and running statistics.
+ */
+static void test_global_statistics_in_lockstep(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_layer_spec s[32];
+    int n = tiny_resnet_specs(ctx, s, false);
+    ody_model *m[2];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < n; i++)
+            if (strcmp(s[i].kind, "batchnorm") == 0 || strcmp(s[i].kind, "residual") == 0)
+                s[i].args[strcmp(s[i].kind, "batchnorm") == 0 ? 2 : ODY_RESIDUAL_BN_STATISTICS] = k == 0 ? 2 : 1;
+        assert_int_equal(ody_model_create_from_specs(ctx, "tiny", s, n, ody_shape3(C_IN, SIDE, SIDE), &m[k]), ODY_OK);
+        ody_model_init_params(m[k], 7);
+        assert_int_equal(ody_model_prepare(ctx, m[k], N), ODY_OK);
+    }
+    assert_false(m[0]->lockstep);
+    assert_true(m[1]->lockstep);
+    float x[N * C_IN * SIDE * SIDE], w[N * CLASSES];
+    fill(21, x, sizeof x / sizeof x[0], -1.0f, 2.0f);
+    fill(22, w, sizeof w / sizeof w[0], -1.0f, 1.0f);
+    ody_forward_info info = {.training = true, .batch_rows = N};
+    ody_model_zero_grad(m[0]);
+    const float *z0 = ody_model_forward(m[0], &info, N, x);
+    ody_model_backward(m[0], &info, N, x, w, NULL, NULL);
+    ody_model_update_buffers(m[0]);
+
+    const size_t per = C_IN * SIDE * SIDE;
+    int rows[2] = {N / 2, N / 2};
+    const float *xs[2] = {x, x + (N / 2) * per};
+    ody_forward_info infos[2] = {info, info};
+    ody_chunk_set set = {.nchunks = 2, .rows = rows, .x = xs, .info = infos, .sync = sum_parts, .step_rows = N,
+                         .owner = true};
+    set.user = &set;
+    ody_model_zero_grad(m[1]);
+    const float *z1 = ody_model_forward_chunks(m[1], &set);
+    assert_non_null(z1);
+    ody_model_backward_chunks(m[1], &set, w, NULL, NULL, NULL);
+    ody_model_update_buffers(m[1]);
+    for (int i = 0; i < N * CLASSES; i++)
+        assert_float_equal(z0[i], z1[i], 1e-5);
+    double scale = 0.0;
+    for (size_t k = 0; k < m[0]->params.size; k++)
+        scale = fmax(scale, fabs(m[0]->grads.data[k]));
+    for (size_t k = 0; k < m[0]->ntrain; k++)
+        if (fabs(m[0]->grads.data[k] - m[1]->grads.data[k]) > 1e-5 * scale)
+            for (int t = 0; t < m[0]->ntensors; t++)
+                if (m[0]->tensors[t]->offset <= k && k < m[0]->tensors[t]->offset + (size_t)ody_shape_numel(&m[0]->tensors[t]->shape))
+                    fail_msg("%s[%zu]: chunk %g, global %g", m[0]->tensors[t]->name, k - m[0]->tensors[t]->offset,
+                             m[0]->grads.data[k], m[1]->grads.data[k]);
+    for (size_t k = m[0]->ntrain; k < m[0]->params.size; k++)
+        assert_float_equal(m[0]->params.data[k], m[1]->params.data[k], 1e-5);
+    for (int k = 0; k < 2; k++)
+        ody_model_destroy(ctx, m[k]);
+}
+
 /* The graph: where each layer reads from, the projection, and the few gradient buffers it needs. */
 static void test_residual_graph(void **state)
 {
@@ -439,6 +510,11 @@ static void test_residual_config_errors(void **state)
                         "unknown key 'stride' for a residual block (it takes: layers, shortcut, activation, repeat)");
     expect_config_error(ctx, "    - {type: flatten}\n    - {type: batchnorm}\n    - {type: global_avgpool}\n",
                         "layer 3 (global_avgpool, line 8): global_avgpool averages each channel of a (C, H, W) input");
+    expect_config_error(ctx,
+                        "    - {type: conv2d, out_channels: 2, kernel_size: 1}\n    - {type: batchnorm, statistics: 1}\n"
+                        "    - {type: batchnorm, statistics: 2}\n    - {type: global_avgpool}\n",
+                        "bn1 (config line 7) takes its statistics over the global batch but bn2 (config line 8) over the "
+                        "chunk: use one kind for every batchnorm (model.batchnorm)");
     expect_config_error(ctx, "    - {type: conv2d, out_channels: 2, kernel_size: 1}\n    - {type: batchnorm, eps: 0}\n",
                         "x.yaml:7:30: model.layers[1].eps: 0 is out of range (must be >= 1e-12 and <= 1)");
 }
@@ -448,6 +524,7 @@ static void test_residual_config_errors(void **state)
 static const struct CMUnitTest group[] = {
     CTX_TEST(test_residual_model_gradients),
     CTX_TEST(test_fused_equals_unfused),
+    CTX_TEST(test_global_statistics_in_lockstep),
     CTX_TEST(test_residual_graph),
     CTX_TEST(test_buffers_layout),
     CTX_TEST(test_batchnorm_running_statistics),
