@@ -234,7 +234,14 @@ ody_status ody_stall_create(ody_ctx *ctx, double seconds, ody_stall **out)
         ody_log(ctx, ODY_LOG_WARN, "stall watchdog: no board in node shared memory; a stall is "
                 "reported without naming the ranks that have not arrived");
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->wake, NULL);
+    /* watch() waits until a CLOCK_MONOTONIC time: the condition must measure
+     * on that clock (on the default, CLOCK_REALTIME, every wait would end at
+     * once and the thread would spin, taking a core from the rank) */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &attr);
+    pthread_condattr_destroy(&attr);
     int rc = pthread_create(&s->thread, NULL, watch, s);
     s->running = rc == 0;
     st = ody_comm_agree(ctx, rc == 0 ? ODY_OK
