@@ -5,6 +5,8 @@
  */
 #include "ody_test.h"
 
+#include <time.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -583,7 +585,36 @@ static void test_stealing_takes_every_chunk_once(void **state)
     fake_nodes(ctx, 0);
 }
 
+/* CPU seconds this process has used (every thread). */
+static double process_cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/*
+ * The stall watchdog's thread sleeps between its checks: while this rank
+ * sleeps half a second, the process uses almost no CPU. (Its deadlines are
+ * on CLOCK_MONOTONIC; a condition variable on the default clock made every
+ * wait end at once, and the thread spun at a core's full speed.) A slow
+ * machine only lowers the figure.
+ */
+static void test_stall_watchdog_sleeps(void **state)
+{
+    ody_ctx *ctx = *state;
+    ody_stall *s = NULL;
+    assert_int_equal(ody_stall_create(ctx, 8.0, &s), ODY_OK);
+    double cpu0 = process_cpu_seconds();
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 500000000}, NULL);
+    double used = process_cpu_seconds() - cpu0;
+    ody_stall_destroy(s);
+    if (used > 0.05)
+        fail_msg("the process used %.3f CPU seconds in 0.5 s of sleep with the watchdog running", used);
+}
+
 static const struct CMUnitTest group[] = {
+    cmocka_unit_test_setup_teardown(test_stall_watchdog_sleeps, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_stealing_takes_every_chunk_once, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_exact_sum_is_order_free_and_redoes, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_accumulation_equals_large_batch, ody_test_ctx_setup, ody_test_ctx_teardown),
