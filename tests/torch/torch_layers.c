@@ -226,7 +226,7 @@ static void case_free(case_buffers *b)
 static void bind_params(ody_layer *l, const test_case *c, case_buffers *b)
 {
     for (int i = 0; i < l->nparams; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "p%d", i);
         size_t count = nn_numel(l->params[i].shape);
         b->value[i] = read_array(c->data, name, count, false);
@@ -282,7 +282,7 @@ static bool run_layer(ody_layer *l, const test_case *c, case_buffers *b, verdict
     for (int i = 0, g = 0; i < l->nparams; i++) {
         if (l->params[i].buffer)
             continue;
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "g%d", g++);
         ref = read_array(c->data, name, nn_numel(l->params[i].shape), false);
         check(v, l->params[i].name, b->grad[i], ref, nn_numel(l->params[i].shape));
@@ -294,7 +294,7 @@ static bool run_layer(ody_layer *l, const test_case *c, case_buffers *b, verdict
     for (int i = 0; i < l->nparams; i++) {
         if (!l->params[i].buffer)
             continue;
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "r%d", i);
         ref = read_array(c->data, name, nn_numel(l->params[i].shape), false);
         check(v, l->params[i].name, b->value[i], ref, nn_numel(l->params[i].shape));
