@@ -102,8 +102,8 @@ static const ody_cfg_row schema[] = {
     ROW(model, batchnorm, ODY_CFG_ENUM, .def = "chunk", .values = batchnorm_values,
         .doc = "batchnorm statistics in training: chunk (over each chunk of distributed.chunk_size rows "
                "at fixed positions of the global batch, no communication; the rank's share in fast mode) "
-               "or global (over the whole global batch: exact sums across ranks, three small "
-               "allreduces per batchnorm and step; needs training.accumulation_steps 1)"),
+               "or global (over the whole global batch: exact sums across ranks, three rounds of small "
+               "allgathers per batchnorm and step; needs training.accumulation_steps 1)"),
     ROW(model, layers, ODY_CFG_LAYERS, .count_offset = COUNT_AT(model, n_layers), .def = "[]",
         .doc = "sequential: the layers in order, e.g. [{type: linear, out_features: 10}]"),
 
