@@ -3,8 +3,8 @@
  * (quietly, with the system's reason), the checksums, names and groups,
  * the writer's diverted writes, and the handle. Writing: ckpt_write.c;
  * reading and verifying: ckpt_read.c; the file driver: ckpt_driver.c;
- * O_DIRECT tensors: ckpt_direct.c. The on-disk layout: README.md, "On-disk
- * layout". Public API: odyssey/io.h.
+ * O_DIRECT tensors: ckpt_direct.c. The on-disk layout:
+ * checkpoints/README.md. Public API: odyssey/io.h.
  */
 #define _GNU_SOURCE /* memfd_create */
 #include "io/ckpt_internal.h"

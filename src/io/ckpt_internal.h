@@ -1,7 +1,7 @@
 /*
  * Checkpoint internals shared by ckpt_common.c, ckpt_write.c (writing) and
  * ckpt_read.c (opening, reading, verifying) only. Public API:
- * odyssey/io.h; the on-disk layout: README.md, "On-disk layout".
+ * odyssey/io.h; the on-disk layout: checkpoints/README.md.
  *
  * Every public checkpoint call runs between ody_ckpt_quiet_begin and
  * ody_ckpt_quiet_end: HDF5 prints nothing, and the first HDF5 call that
@@ -17,7 +17,7 @@
 
 #define ODY_CKPT_PATH_MAX 1024
 /*
- * Checksums (the layout: README.md, "On-disk layout"). Format 3: every dataset has a
+ * Checksums (the layout: checkpoints/README.md). Format 3: every dataset has a
  * uint64 attribute ODY_CKPT_CHECKSUM, ody_checksum64 (XXH3-64) of its
  * data's little-endian bytes, and every attribute <name> of a group has a
  * uint64 companion "<name>" ODY_CKPT_VALUE_CHECKSUM, the checksum of its

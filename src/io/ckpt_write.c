@@ -2,7 +2,7 @@
  * io: writing a checkpoint file: create, put tensors, series and
  * attributes (each with its XXH3-64 checksum), commit (flushed, fsynced,
  * renamed into place, its directory fsynced). The on-disk layout:
- * README.md, "On-disk layout". Shared helpers: ckpt_common.c.
+ * checkpoints/README.md. Shared helpers: ckpt_common.c.
  */
 #define _GNU_SOURCE
 #include "io/ckpt_internal.h"

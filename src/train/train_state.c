@@ -5,7 +5,7 @@
  * rank) and rank 0 reads and checks; what it read is broadcast, so a run
  * resumes on any number of ranks. The position is kept in global samples:
  * the epoch's order depends only on (seed, epoch), so step k of an epoch
- * is the same samples at any rank count. Layout: README.md, "On-disk layout".
+ * is the same samples at any rank count. Layout: checkpoints/README.md.
  */
 #include <dirent.h>
 #include <errno.h>
