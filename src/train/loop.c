@@ -107,6 +107,7 @@ static size_t lockstep_layout(ody_lockstep *ls, unsigned char *base, int max_chu
     LOCKSTEP_PIECE(x, max_chunks);
     LOCKSTEP_PIECE(y, max_chunks);
     LOCKSTEP_PIECE(rows, max_chunks);
+    LOCKSTEP_PIECE(rank_chunks, ranks);
     LOCKSTEP_PIECE(counts, ranks);
     LOCKSTEP_PIECE(displs, ranks);
 #undef LOCKSTEP_PIECE

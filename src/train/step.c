@@ -170,11 +170,9 @@ static bool sync_parts(void *user, const double *part, int count, double *total)
     ody_training_loop *loop = user;
     ody_lockstep *ls = &loop->step.lockstep;
     ody_ctx *ctx = loop->ctx;
-    int mine = ls->set.nchunks * count;
-    if (MPI_Allgather(&mine, 1, MPI_INT, ls->counts, 1, MPI_INT, ctx->comm) != MPI_SUCCESS)
-        return false;
-    int all = 0;
-    for (int r = 0; r < ctx->size; r++) {
+    int mine = ls->set.nchunks * count, all = 0;
+    for (int r = 0; r < ctx->size; r++) { /* every rank's chunks, gathered once per round (run_lockstep) */
+        ls->counts[r] = ls->rank_chunks[r] * count;
         ls->displs[r] = all;
         all += ls->counts[r];
     }
@@ -227,6 +225,8 @@ static ody_status run_lockstep(ody_training_loop *loop, bool first)
         rows += chunk.n;
         n++;
     }
+    if (MPI_Allgather(&n, 1, MPI_INT, ls->rank_chunks, 1, MPI_INT, loop->ctx->comm) != MPI_SUCCESS)
+        return ody_fail(loop->ctx, ODY_ERR_MPI, "gathering the ranks' chunk counts of a lockstep round failed");
     ls->set = (ody_chunk_set){.nchunks = n, .rows = ls->rows, .x = ls->x, .info = ls->info, .sync = sync_parts,
                               .user = loop, .step_rows = step->group_count, .owner = loop->ctx->rank == 0};
     ody_heartbeat(loop->ctx);

@@ -83,6 +83,7 @@ typedef struct {
     const int32_t **y;         /* (max_chunks) */
     ody_forward_info *info;    /* (max_chunks) */
     ody_chunk_set set;
+    int *rank_chunks;          /* (ranks) every rank's chunks this round, gathered once per round */
     int *counts, *displs;      /* (ranks) for gathering the statistics parts */
     double *gathered;          /* (gathered_len) every rank's parts */
     size_t gathered_len;
