@@ -9,7 +9,7 @@
 # fails here, and the README is updated with it.
 source "$(dirname "$0")/common.sh"
 [ -d "$FMNIST" ] || fail "$FMNIST missing: apt-get install dataset-fashion-mnist"
-readme="$ODY_SOURCE_DIR/README.md"
+readme="$ODY_SOURCE_DIR/tests/bench/README.md" # its "Baseline bits per kernel set" table
 own=$("$ODY_PROGRAM" --version | sed -n 's/^own kernels: \([a-z0-9_]*\).*/\1/p')
 dnnl=$("$ODY_PROGRAM" --version | sed -n 's/^kernels: oneDNN [0-9.]* on \([a-z0-9_]*\).*/\1/p')
 [ -n "$own" ] && [ -n "$dnnl" ] || fail "--version names no kernels: $("$ODY_PROGRAM" --version)"
@@ -19,7 +19,7 @@ case "$dnnl" in avx512_core*) dnnl=avx512_core ;; avx2*) dnnl=avx2 ;; esac
 core="\`$own\`, oneDNN \`$dnnl\`"
 # | `avx512`, oneDNN `avx512_core` ... | 89.88% | `16b0165d...` |
 row=$(grep -F "| $core" "$readme" | head -1) \
-  || fail "README.md states no baseline figures for the kernels $core: add a row to its table"
+  || fail "tests/bench/README.md states no baseline figures for the kernels $core: add a row to its table"
 want_acc=$(sed -E 's/.*\| ([0-9.]+)% \| `([0-9a-f]+)\.\.\.` \|$/\1/' <<<"$row")
 want_sha=$(sed -E 's/.*\| ([0-9.]+)% \| `([0-9a-f]+)\.\.\.` \|$/\2/' <<<"$row")
 
