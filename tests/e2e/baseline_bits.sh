@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's baseline figures are what this build trains: the seed config
 # (configs/lenet5/baseline.yaml, 10 epochs of real Fashion-MNIST) on 2
-# ranks ends at the validation accuracy and parameter sha256 that README.md
+# ranks ends at the validation accuracy and parameter sha256 that tests/bench/README.md
 # states for the kernels this machine runs: the project's own (direct
 # convolution: avx512, avx2 or portable, picked by CPU) and oneDNN's (its
 # sgemm for the linear layers, JIT-compiled for the CPU: avx512_core_amx,
@@ -29,6 +29,6 @@ sha=$(params_sha256 "$run/latest.h5")
 acc=$(/usr/bin/python3 -c 'import sys; print(f"{100 * float(sys.argv[1]):.2f}")' \
       "$(json_last "$run/metrics.jsonl" val_accuracy)")
 echo "baseline, 2 ranks, kernels $core: val_accuracy $acc%, parameter sha256 $sha"
-echo "README.md states:                   val_accuracy $want_acc%, parameter sha256 $want_sha..."
+echo "the table states:                    val_accuracy $want_acc%, parameter sha256 $want_sha..."
 [ "$acc" = "$want_acc" ] && [ "${#want_sha}" -ge 8 ] && [ "${sha:0:${#want_sha}}" = "$want_sha" ] \
-  || fail "the baseline's bits changed: update README.md's row for $core with the figures above"
+  || fail "the baseline's bits changed: update the row in tests/bench/README.md for $core with the figures above"
