@@ -190,7 +190,8 @@ enum {
     ODY_STREAM_DROPOUT = 3, /* dropout masks */
     ODY_STREAM_SPLIT = 4,   /* train/validation split */
     ODY_STREAM_SYNTH = 5,   /* synthetic data */
-    ODY_STREAM_AUGMENT = 6  /* training-data augmentation (crop offsets, flips) */
+    ODY_STREAM_AUGMENT = 6, /* training-data augmentation (crop offsets, flips) */
+    ODY_STREAM_ERASE = 7    /* training-data augmentation (random erasing) */
 };
 
 /* Four 32-bit words for (key, c0, c1). */

@@ -81,6 +81,7 @@ typedef struct {
     bool prefetch;          /* read the next batch on a thread while this one computes */
     int crop_padding;       /* training: random crop from this much black padding (0: off) */
     bool horizontal_flip;   /* training augmentation: mirror left-right with probability 0.5 */
+    double random_erasing;  /* training: erase a random rectangle with this probability (0: off) */
 } ody_data_options;
 
 /* The data.name values ody_data_open knows, NULL-terminated. */
@@ -154,39 +155,63 @@ ody_status ody_subset_open(ody_ctx *ctx, ody_dataset *base, const int64_t *indic
  * RandomCrop((H, W), padding=p) then RandomHorizontalFlip(0.5) in the usual
  * recipe, where both come before Normalize: the padding is black pixels,
  * i.e. the normalised value of a stored 0 (ody_augment_fill), not 0.0.
+ * Then, as torchvision's RandomErasing(p, scale=(0.02, 0.33),
+ * ratio=(0.3, 3.3), value=0) after Normalize (Zhong et al. 2020): with
+ * probability p a rectangle of 2% to 33% of the image, aspect ratio
+ * log-uniform in [0.3, 3.3], at a uniform position, is set to 0.0, the
+ * normalised data set mean, in every channel.
  * What a sample gets is a pure function of (seed, epoch, data-set index of
- * the sample), drawn from ODY_STREAM_AUGMENT, so it is the same at any rank
- * count, with or without prefetch, and after a resume mid-epoch.
+ * the sample), drawn from ODY_STREAM_AUGMENT (crop, flip) and
+ * ODY_STREAM_ERASE, so it is the same at any rank count, with or without
+ * prefetch, and after a resume mid-epoch; and turning erasing on changes no
+ * crop or flip.
  */
 typedef struct {
-    int crop_padding;     /* p: pad p pixels on each side, crop (H, W) back at random; 0: no crop */
-    bool horizontal_flip; /* mirror left-right with probability 0.5 */
+    int crop_padding;      /* p: pad p pixels on each side, crop (H, W) back at random; 0: no crop */
+    bool horizontal_flip;  /* mirror left-right with probability 0.5 */
+    double random_erasing; /* probability of erasing a rectangle; 0: never */
 } ody_augment_options;
 
-/* One sample's draw: the crop window's corner in the padded image, and the flip. */
+/* Erasing's fixed ranges (torchvision's defaults) and attempts at a rectangle that fits. */
+#define ODY_ERASE_SCALE_MIN 0.02
+#define ODY_ERASE_SCALE_MAX 0.33
+#define ODY_ERASE_RATIO_MIN 0.3
+#define ODY_ERASE_RATIO_MAX 3.3
+#define ODY_ERASE_ATTEMPTS 10
+
+/*
+ * One sample's draw: the crop window's corner in the padded image, the
+ * flip, and the erased rectangle (in the cropped, flipped image).
+ */
 typedef struct {
     int dy, dx; /* each uniform in [0, 2p]; (p, p) is the image itself; 0 without a crop */
     bool flip;  /* always false without horizontal_flip */
+    int ey, ex, eh, ew; /* erased rows [ey, ey + eh), columns [ex, ex + ew); eh = ew = 0: none */
 } ody_augment_draw;
 
-/* The draw of data-set sample `index` in `epoch`: a pure function of its arguments. */
-ody_augment_draw ody_augment_choose(const ody_augment_options *opt, uint64_t seed, int64_t epoch,
-                                    int64_t index);
+/*
+ * The draw of data-set sample `index` in `epoch` for (C, H, W) samples of
+ * `shape`: a pure function of its arguments.
+ */
+ody_augment_draw ody_augment_choose(const ody_augment_options *opt, const ody_shape *shape,
+                                    uint64_t seed, int64_t epoch, int64_t index);
 /*
  * Apply draw d, made with padding `padding`, to the (C, H, W) sample x in
- * place: crop window (d.dy, d.dx) of x padded with `fill`, then the flip.
- * scratch holds H * W floats. Never allocates.
+ * place: crop window (d.dy, d.dx) of x padded with `fill`, then the flip,
+ * then the erasing. scratch holds H * W floats. Never allocates.
  */
 void ody_augment_apply(float *x, ody_shape shape, int padding, ody_augment_draw d, float fill,
                        float *scratch);
 /* The padding value: a stored 0 (a black pixel) normalised by norm, as the readers do it. */
 float ody_augment_fill(ody_normalize norm);
+/* True when opt changes anything. */
+bool ody_augment_active(const ody_augment_options *opt);
 /*
  * ODY_OK when samples of `shape` can take opt (always when opt does
- * nothing): (C, H, W) images, crop_padding at most H/2 and W/2. Otherwise
- * ODY_ERR_CONFIG naming the key set (data.crop_padding, else
- * data.horizontal_flip), the shape and `what` it is ("model.input_shape",
- * a file).
+ * nothing): (C, H, W) images, crop_padding at most H/2 and W/2,
+ * random_erasing in [0, 1]. Otherwise ODY_ERR_CONFIG naming the key set
+ * (data.crop_padding, else data.horizontal_flip, else data.random_erasing),
+ * the shape and `what` it is ("model.input_shape", a file).
  */
 ody_status ody_augment_check(ody_ctx *ctx, const ody_augment_options *opt, const ody_shape *shape,
                              const char *what);

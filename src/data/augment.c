@@ -1,13 +1,19 @@
 /*
  * data: training-data augmentation, torchvision's RandomCrop(padding=p)
- * then RandomHorizontalFlip(0.5) on (C, H, W) images.
+ * then RandomHorizontalFlip(0.5), then RandomErasing(p), on (C, H, W)
+ * images.
  *
- * A sample's draw comes from one Philox block at counter (epoch, data-set
- * index) of ODY_STREAM_AUGMENT: word 0 the crop row, word 1 the crop
- * column, word 2 the flip. Nothing else goes in, so the rank that reads a
- * sample, the thread it is read on and where a run was resumed change
- * nothing; and the flip does not depend on the padding.
+ * A sample's crop and flip come from one Philox block at counter (epoch,
+ * data-set index) of ODY_STREAM_AUGMENT: word 0 the crop row, word 1 the
+ * crop column, word 2 the flip. Its erasing comes from ODY_STREAM_ERASE:
+ * the block at (epoch, index) decides whether, attempt a = 1..10 uses the
+ * block at (epoch + a * 2^48, index) for area, aspect ratio, row and
+ * column. Nothing else goes in, so the rank that reads a sample, the thread
+ * it is read on and where a run was resumed change nothing; the flip does
+ * not depend on the padding, nor the crop on the erasing.
  */
+#include <math.h>
+
 #include "data/data_internal.h"
 
 /* Uniform in [0, span) from 32 random bits (multiply-shift: a bias below span / 2^32). */
@@ -16,16 +22,62 @@ static int uniform_below(uint32_t word, int span)
     return (int)(((uint64_t)word * (uint64_t)span) >> 32);
 }
 
-ody_augment_draw ody_augment_choose(const ody_augment_options *opt, uint64_t seed, int64_t epoch,
-                                    int64_t index)
+/* Uniform in [lo, hi) from 32 random bits. */
+static double uniform_in(uint32_t word, double lo, double hi)
+{
+    return lo + (hi - lo) * ((double)word * (1.0 / 4294967296.0));
+}
+
+/*
+ * torchvision's RandomErasing.get_params for value 0: with probability p,
+ * the first of up to ODY_ERASE_ATTEMPTS rectangles that fits inside the
+ * image (h < H and w < W); none when the coin says no or none fits.
+ * Python's round() rounds halves to even, as nearbyint does.
+ */
+static void choose_erase(double p, int height, int width, ody_rng_key key, int64_t epoch,
+                         int64_t index, ody_augment_draw *d)
+{
+    uint32_t w[4];
+    ody_philox(key, (uint64_t)epoch, (uint64_t)index, w);
+    if (!(uniform_in(w[0], 0.0, 1.0) < p))
+        return;
+    const double area = (double)height * (double)width;
+    const double log_lo = log(ODY_ERASE_RATIO_MIN), log_hi = log(ODY_ERASE_RATIO_MAX);
+    for (uint64_t a = 1; a <= ODY_ERASE_ATTEMPTS; a++) {
+        ody_philox(key, (uint64_t)epoch + (a << 48), (uint64_t)index, w);
+        double erase_area = area * uniform_in(w[0], ODY_ERASE_SCALE_MIN, ODY_ERASE_SCALE_MAX);
+        double aspect = exp(uniform_in(w[1], log_lo, log_hi));
+        int h = (int)nearbyint(sqrt(erase_area * aspect));
+        int wd = (int)nearbyint(sqrt(erase_area / aspect));
+        if (!(h < height && wd < width))
+            continue;
+        if (h > 0 && wd > 0) /* an empty rectangle erases nothing */
+            *d = (ody_augment_draw){.dy = d->dy, .dx = d->dx, .flip = d->flip,
+                                    .ey = uniform_below(w[2], height - h + 1),
+                                    .ex = uniform_below(w[3], width - wd + 1), .eh = h, .ew = wd};
+        return;
+    }
+}
+
+ody_augment_draw ody_augment_choose(const ody_augment_options *opt, const ody_shape *shape,
+                                    uint64_t seed, int64_t epoch, int64_t index)
 {
     uint32_t w[4];
     ody_philox((ody_rng_key){.seed = seed, .stream = ODY_STREAM_AUGMENT}, (uint64_t)epoch,
                (uint64_t)index, w);
     int span = 2 * opt->crop_padding + 1;
-    return (ody_augment_draw){.dy = uniform_below(w[0], span),
-                              .dx = uniform_below(w[1], span),
-                              .flip = opt->horizontal_flip && (w[2] >> 31)};
+    ody_augment_draw d = {.dy = uniform_below(w[0], span),
+                          .dx = uniform_below(w[1], span),
+                          .flip = opt->horizontal_flip && (w[2] >> 31)};
+    if (opt->random_erasing > 0 && shape->ndim == 3)
+        choose_erase(opt->random_erasing, (int)shape->dims[1], (int)shape->dims[2],
+                     (ody_rng_key){.seed = seed, .stream = ODY_STREAM_ERASE}, epoch, index, &d);
+    return d;
+}
+
+bool ody_augment_active(const ody_augment_options *opt)
+{
+    return opt->crop_padding > 0 || opt->horizontal_flip || opt->random_erasing > 0;
 }
 
 float ody_augment_fill(ody_normalize norm)
@@ -58,22 +110,32 @@ void ody_augment_apply(float *x, ody_shape shape, int padding, ody_augment_draw 
 {
     int channels = (int)shape.dims[0], height = (int)shape.dims[1], width = (int)shape.dims[2];
     size_t plane = (size_t)height * width;
-    if (!d.flip && d.dy == padding && d.dx == padding)
-        return; /* the window is the image itself */
+    bool moved = d.flip || d.dy != padding || d.dx != padding; /* else the window is the image */
     for (int c = 0; c < channels; c++) {
         float *p = x + (size_t)c * plane;
-        for (size_t i = 0; i < plane; i++)
-            scratch[i] = p[i];
-        crop_plane(scratch, p, height, width, padding, d, fill);
+        if (moved) {
+            for (size_t i = 0; i < plane; i++)
+                scratch[i] = p[i];
+            crop_plane(scratch, p, height, width, padding, d, fill);
+        }
+        for (int y = d.ey; y < d.ey + d.eh; y++)
+            for (int i = d.ex; i < d.ex + d.ew; i++)
+                p[(size_t)y * width + i] = 0.0f;
     }
 }
 
 ody_status ody_augment_check(ody_ctx *ctx, const ody_augment_options *opt, const ody_shape *shape,
                              const char *what)
 {
-    if (opt->crop_padding == 0 && !opt->horizontal_flip)
+    if (!(opt->random_erasing >= 0 && opt->random_erasing <= 1))
+        return ody_fail(ctx, ODY_ERR_CONFIG,
+                        "data.random_erasing: %g is not a probability (0 to 1)",
+                        opt->random_erasing);
+    if (!ody_augment_active(opt))
         return ODY_OK;
-    const char *key = opt->crop_padding > 0 ? "data.crop_padding" : "data.horizontal_flip";
+    const char *key = opt->crop_padding > 0 ? "data.crop_padding"
+                      : opt->horizontal_flip ? "data.horizontal_flip"
+                                             : "data.random_erasing";
     char text[64];
     ody_shape_format(shape, text, sizeof text);
     if (shape->ndim != 3)

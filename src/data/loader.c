@@ -63,7 +63,7 @@ static void augment_rows(const ody_loader *l, slot *sl)
     const ody_shape shape = l->ds->sample_shape;
     for (int i = 0; i < sl->n; i++) {
         ody_augment_draw d =
-            ody_augment_choose(&l->augment, l->augment_seed, l->sampler->epoch, sl->ids[i]);
+            ody_augment_choose(&l->augment, &shape, l->augment_seed, l->sampler->epoch, sl->ids[i]);
         ody_augment_apply(sl->x + (size_t)i * l->numel, shape, l->augment.crop_padding, d,
                           l->augment_fill, l->augment_scratch);
     }
@@ -252,7 +252,7 @@ ody_status ody_loader_augment(ody_ctx *ctx, ody_loader *l, const ody_augment_opt
     ody_status st = ody_augment_check(ctx, opt, &l->ds->sample_shape, l->ds->source);
     if (st != ODY_OK)
         return st;
-    bool on = opt->crop_padding > 0 || opt->horizontal_flip;
+    bool on = ody_augment_active(opt);
     if (on && !l->augment_scratch) {
         void *p = NULL;
         st = ody_alloc(ctx, augment_scratch_bytes(l), "augmentation scratch", &p);

@@ -122,7 +122,8 @@ static ody_status check_augmentation(ody_ctx *ctx, const ody_config *cfg, const 
 {
     const ody_data_options *d = &cfg->data;
     ody_augment_options opt = {.crop_padding = d->crop_padding,
-                               .horizontal_flip = d->horizontal_flip};
+                               .horizontal_flip = d->horizontal_flip,
+                               .random_erasing = d->random_erasing};
     const ody_shape *shape = &cfg->model.input_shape;
     if (shape->ndim != 3 && strcmp(d->name, "synthetic") != 0)
         return ODY_OK;

@@ -258,6 +258,10 @@ static const ody_cfg_row schema[] = {
     ROW(data, horizontal_flip, ODY_CFG_BOOL, .def = "false",
         .doc = "training images only: mirror left-right with probability 0.5 (each sample's crop "
                "and flip are keyed by seed, epoch and sample: the same at any rank count)"),
+    ROW(data, random_erasing, ODY_CFG_FLOAT, .def = "0", IN(0, 1),
+        .doc = "training images only: with this probability set a random rectangle (2-33% of "
+               "the image, aspect ratio 0.3-3.3) to 0, the normalised mean, after the crop and "
+               "flip (torchvision's RandomErasing(p) after Normalize; keyed like the crop; 0: off)"),
 
     /* distributed */
     ROW(distributed, check_consistency, ODY_CFG_INT, .def = "0", AT_LEAST(0),

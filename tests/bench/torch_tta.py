@@ -13,7 +13,9 @@ Recipe, as the odyssey configs of issue 22 have it:
     0 over every step of the run (--epochs);
   - augmentation per sample on the normalised tensors: RandomCrop(28,
     padding=2) whose padding is a black pixel's normalised value, then
-    RandomHorizontalFlip(0.5); none at evaluation;
+    RandomHorizontalFlip(0.5), then with --erase P torchvision's
+    RandomErasing(P, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0) (the
+    resnet20 config has P = 0.5); none at evaluation;
   - pixels normalised with the mean and standard deviation of the 60,000
     training images.
 
@@ -27,7 +29,7 @@ mean smoothed loss over the epoch's samples on all processes.
 
 Usage: torch_tta.py --net vgg_bn --target 0.93 --epochs E [--procs 2]
                     [--batch 128] [--seed 1] [--warmup-steps 200]
-                    [--train-subset N] [--stop-at-target] [--data DIR]
+                    [--erase P] [--train-subset N] [--stop-at-target] [--data DIR]
 --train-subset N trains on the first N training images (a smoke test); the
 mean/std stay the full training set's and evaluation stays on all 10,000."""
 import argparse
@@ -58,6 +60,8 @@ def parse():
     p.add_argument("--batch", type=int, default=128, help="global batch, split over the processes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--warmup-steps", type=int, default=200)
+    p.add_argument("--erase", type=float, default=0.0,
+                   help="random erasing probability (data.random_erasing; 0: off)")
     p.add_argument("--train-subset", type=int, default=0, help="train on the first N images (0: all)")
     p.add_argument("--stop-at-target", action="store_true",
                    help="stop after the epoch that reaches the target")
@@ -95,6 +99,27 @@ def augment(x, black, gen):
     cols = left + torch.where(flip, torch.arange(w - 1, -1, -1), torch.arange(w))
     batch = torch.arange(n)[:, None, None]
     return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+def erase(x, p, gen):
+    """torchvision's RandomErasing(p, scale=(0.02, 0.33), ratio=(0.3, 3.3),
+    value=0) on each (1, H, W) sample of x, in place."""
+    n, h, w = x.shape[0], x.shape[2], x.shape[3]
+    log_lo, log_hi = math.log(0.3), math.log(3.3)
+    for i in range(n):
+        if torch.rand(1, generator=gen).item() >= p:
+            continue
+        for _ in range(10):
+            area = h * w * (0.02 + 0.31 * torch.rand(1, generator=gen).item())
+            aspect = math.exp(log_lo + (log_hi - log_lo) * torch.rand(1, generator=gen).item())
+            eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if not (eh < h and ew < w):
+                continue
+            top = int(torch.randint(0, h - eh + 1, (1,), generator=gen))
+            left = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
+            x[i, :, top:top + eh, left:left + ew] = 0.0
+            break
+    return x
 
 
 def lr_at(step, total, base, warmup):
@@ -151,7 +176,7 @@ def worker(rank, a, port, data, t_spawn):
     if rank == 0:
         print(f"torch_tta: net {a.net}, {a.procs} processes (gloo, 1 thread each), global batch {a.batch}, "
               f"{train_x.shape[0]} training images, {steps_per_epoch} steps per epoch, {a.epochs} epochs, "
-              f"lr {base_lr} warmup {a.warmup_steps} steps + cosine, label smoothing {smoothing}, "
+              f"lr {base_lr} warmup {a.warmup_steps} steps + cosine, label smoothing {smoothing}, erasing {a.erase}, "
               f"mean {mean:.4f} std {std:.4f}, torch {torch.__version__}", flush=True)
     dist.barrier()
     t0 = time.perf_counter()
@@ -167,7 +192,10 @@ def worker(rank, a, port, data, t_spawn):
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(augment(train_x[idx], black, gen)), train_y[idx],
+            x = augment(train_x[idx], black, gen)
+            if a.erase > 0:
+                x = erase(x, a.erase, gen)
+            loss = F.cross_entropy(model(x), train_y[idx],
                                    label_smoothing=smoothing)
             loss.backward()
             opt.step()

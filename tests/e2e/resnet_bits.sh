@@ -39,7 +39,7 @@ done
 for np in 2 3 4; do
   [ "${hash[$np]}" = "${hash[1]}" ] || fail "P=$np differs from P=1"
 done
-expect_in p1.log 'training augmentation: random crop from 2 pixels of padding, horizontal flip on; label smoothing 0.1'
+expect_in p1.log 'training augmentation: random crop from 2 pixels of padding, horizontal flip on, random erasing with probability 0.5; label smoothing 0.1'
 expect_in p1.log 'add9 +add'
 cmp <(sed 's/"samples_per_sec.*//' "$scratch/p1/resnet20/metrics.jsonl") \
     <(sed 's/"samples_per_sec.*//' "$scratch/p4/resnet20/metrics.jsonl") \

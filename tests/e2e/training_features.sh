@@ -51,22 +51,24 @@ expect_in skip.log "skipped $skipped step"
 
 note "augmentation + label smoothing: 1 rank = 2 ranks with a loader thread = stopped on 2 mid-epoch, resumed on 1"
 aug=(lenet5/baseline "${syn[@]}" training.epochs=2 logging.plot=false data.crop_padding=4
-     data.horizontal_flip=true training.label_smoothing=0.1)
+     data.horizontal_flip=true data.random_erasing=0.5 training.label_smoothing=0.1)
 aug_sha() { params_sha256 "$scratch/$1/lenet5-baseline/latest.h5"; }
 expect_exit 0 aug1.log 1 "${aug[@]}" experiment.output_dir="$scratch/aug1"
-expect_in aug1.log 'training augmentation: random crop from 4 pixels of padding, horizontal flip on; label smoothing 0.1'
+expect_in aug1.log 'training augmentation: random crop from 4 pixels of padding, horizontal flip on, random erasing with probability 0.5; label smoothing 0.1'
 expect_exit 0 aug2.log 2 "${aug[@]}" data.prefetch=true experiment.output_dir="$scratch/aug2"
 stop_at 27 augstop.log 2 "${aug[@]}" experiment.output_dir="$scratch/augstop"
 expect_exit 0 augresume.log 1 "${aug[@]}" experiment.output_dir="$scratch/augstop" --resume auto
+expect_exit 0 noerase.log 1 "${aug[@]}" data.random_erasing=0 experiment.output_dir="$scratch/noerase"
 expect_exit 0 smooth.log 1 "${aug[@]}" data.crop_padding=0 data.horizontal_flip=false \
-  experiment.output_dir="$scratch/smooth"
+  data.random_erasing=0 experiment.output_dir="$scratch/smooth"
 expect_exit 0 plain.log 1 "${aug[@]}" data.crop_padding=0 data.horizontal_flip=false \
-  training.label_smoothing=0 experiment.output_dir="$scratch/plain"
+  data.random_erasing=0 training.label_smoothing=0 experiment.output_dir="$scratch/plain"
 sha=$(aug_sha aug1)
 echo "augmented, smoothed: sha256 $sha"
 [ "$(aug_sha aug2)" = "$sha" ] || fail "augmented runs differ between 1 and 2 ranks"
 [ "$(aug_sha augstop)" = "$sha" ] || fail "the augmented run stopped and resumed differs"
-[ "$(aug_sha smooth)" != "$sha" ] || fail "augmentation changed nothing"
+[ "$(aug_sha noerase)" != "$sha" ] || fail "random erasing changed nothing"
+[ "$(aug_sha smooth)" != "$(aug_sha noerase)" ] || fail "crops and flips changed nothing"
 [ "$(aug_sha plain)" != "$(aug_sha smooth)" ] || fail "label smoothing changed nothing"
 
 note "the live progress line (forced on: no terminal here)"

@@ -845,6 +845,10 @@ static void test_sampler_drop_last(void **state)
 
 /* ------------------------------------------------------- augmentation */
 
+/* (C, H, W) = (2, 5, 4) values that differ everywhere. */
+enum { AUG_C = 2, AUG_H = 5, AUG_W = 4, AUG_N = AUG_C * AUG_H * AUG_W };
+static const ody_shape aug_shape = {3, {AUG_C, AUG_H, AUG_W}};
+
 static bool same_draw(ody_augment_draw a, ody_augment_draw b)
 {
     return a.dy == b.dy && a.dx == b.dx && a.flip == b.flip;
@@ -859,17 +863,17 @@ static void test_augment_draws_are_keyed(void **state)
     const ody_augment_options none = {0};
     int differ_seed = 0, differ_epoch = 0, differ_index = 0;
     for (int64_t i = 0; i < 200; i++) {
-        ody_augment_draw a = ody_augment_choose(&both, 7, 2, i);
-        assert_true(same_draw(a, ody_augment_choose(&both, 7, 2, i)));
+        ody_augment_draw a = ody_augment_choose(&both, &aug_shape, 7, 2, i);
+        assert_true(same_draw(a, ody_augment_choose(&both, &aug_shape, 7, 2, i)));
         assert_true(a.dy >= 0 && a.dy <= 6 && a.dx >= 0 && a.dx <= 6);
-        differ_seed += !same_draw(a, ody_augment_choose(&both, 8, 2, i));
-        differ_epoch += !same_draw(a, ody_augment_choose(&both, 7, 3, i));
-        differ_index += !same_draw(a, ody_augment_choose(&both, 7, 2, i + 1000));
-        ody_augment_draw c = ody_augment_choose(&crop, 7, 2, i);
+        differ_seed += !same_draw(a, ody_augment_choose(&both, &aug_shape, 8, 2, i));
+        differ_epoch += !same_draw(a, ody_augment_choose(&both, &aug_shape, 7, 3, i));
+        differ_index += !same_draw(a, ody_augment_choose(&both, &aug_shape, 7, 2, i + 1000));
+        ody_augment_draw c = ody_augment_choose(&crop, &aug_shape, 7, 2, i);
         assert_true(c.dy == a.dy && c.dx == a.dx && !c.flip);
-        ody_augment_draw f = ody_augment_choose(&flip, 7, 2, i);
+        ody_augment_draw f = ody_augment_choose(&flip, &aug_shape, 7, 2, i);
         assert_true(f.dy == 0 && f.dx == 0 && f.flip == a.flip);
-        assert_true(same_draw(ody_augment_choose(&none, 7, 2, i), (ody_augment_draw){0}));
+        assert_true(same_draw(ody_augment_choose(&none, &aug_shape, 7, 2, i), (ody_augment_draw){0}));
     }
     /* Two draws agree by chance 1 time in 98. */
     assert_true(differ_seed > 180 && differ_epoch > 180 && differ_index > 180);
@@ -883,7 +887,7 @@ static void test_augment_draws_are_uniform(void **state)
     const ody_augment_options opt = {.crop_padding = P, .horizontal_flip = true};
     int cells[SPAN][SPAN] = {{0}}, rows[SPAN] = {0}, cols[SPAN] = {0}, flips = 0;
     for (int64_t i = 0; i < N; i++) {
-        ody_augment_draw d = ody_augment_choose(&opt, 42, i % 7, i);
+        ody_augment_draw d = ody_augment_choose(&opt, &aug_shape, 42, i % 7, i);
         cells[d.dy][d.dx]++;
         rows[d.dy]++;
         cols[d.dx]++;
@@ -898,9 +902,6 @@ static void test_augment_draws_are_uniform(void **state)
     assert_true(abs(flips - N / 2) < 600);
 }
 
-/* (C, H, W) = (2, 5, 4) values that differ everywhere. */
-enum { AUG_C = 2, AUG_H = 5, AUG_W = 4, AUG_N = AUG_C * AUG_H * AUG_W };
-static const ody_shape aug_shape = {3, {AUG_C, AUG_H, AUG_W}};
 
 static void aug_image(float *x)
 {
@@ -928,6 +929,92 @@ static void test_augment_identity_and_flip(void **state)
         ody_augment_apply(x, aug_shape, p, flip, -9.0f, scratch);
         assert_memory_equal(x, orig, sizeof x);
     }
+}
+
+/*
+ * Random erasing on 1x28x28 images, torchvision's ranges: erases with
+ * probability p, a rectangle inside the image of 2% to 33% of it (up to
+ * rounding) with aspect ratio in [0.3, 3.3] (up to rounding); the crop and
+ * flip are those drawn without erasing; keyed like them.
+ */
+static void test_augment_erase_draws(void **state)
+{
+    (void)state;
+    enum { N = 20000, H = 28, W = 28 };
+    const ody_shape shape = {3, {1, H, W}};
+    const ody_augment_options plain = {.crop_padding = 2, .horizontal_flip = true};
+    const double probs[] = {0.0, 0.5, 1.0};
+    for (size_t k = 0; k < sizeof probs / sizeof probs[0]; k++) {
+        ody_augment_options opt = plain;
+        opt.random_erasing = probs[k];
+        int erased = 0, differ_epoch = 0;
+        double area_sum = 0;
+        for (int64_t i = 0; i < N; i++) {
+            ody_augment_draw d = ody_augment_choose(&opt, &shape, 9, 4, i);
+            ody_augment_draw c = ody_augment_choose(&plain, &shape, 9, 4, i);
+            assert_true(same_draw(d, c) && c.eh == 0 && c.ew == 0);
+            ody_augment_draw again = ody_augment_choose(&opt, &shape, 9, 4, i);
+            assert_true(memcmp(&d, &again, sizeof d) == 0);
+            ody_augment_draw other = ody_augment_choose(&opt, &shape, 9, 5, i);
+            differ_epoch += d.ey != other.ey || d.ex != other.ex || d.eh != other.eh;
+            assert_true((d.eh == 0) == (d.ew == 0));
+            if (d.eh == 0)
+                continue;
+            erased++;
+            assert_true(d.ey >= 0 && d.ex >= 0 && d.eh < H && d.ew < W);
+            assert_true(d.ey + d.eh <= H && d.ex + d.ew <= W);
+            /* h and w are sqrt(area * r) and sqrt(area / r) rounded: each within 0.5 */
+            double lo = sqrt(ODY_ERASE_SCALE_MIN * H * W), hi = sqrt(ODY_ERASE_SCALE_MAX * H * W);
+            assert_true((d.eh + 0.5) * (d.ew + 0.5) >= lo * lo);
+            assert_true((d.eh - 0.5) * (d.ew - 0.5) <= hi * hi);
+            assert_true((d.eh + 0.5) / (d.ew - 0.5) >= ODY_ERASE_RATIO_MIN);
+            assert_true((d.eh - 0.5) / (d.ew + 0.5) <= ODY_ERASE_RATIO_MAX);
+            area_sum += (double)d.eh * d.ew / (H * W);
+        }
+        /* p N erased (sd 71 at p = 0.5); at p = 1 a few draws find no rectangle in 10 tries */
+        if (probs[k] == 0.0)
+            assert_int_equal(erased, 0);
+        else if (probs[k] == 1.0)
+            assert_true(erased > N * 99 / 100);
+        else
+            assert_true(abs(erased - N / 2) < 400);
+        if (erased > 0) {
+            /* area uniform in [0.02, 0.33] of the image, a little less where tall or wide
+             * rectangles do not fit: mean near 0.175 */
+            double mean = area_sum / erased;
+            assert_true(mean > 0.15 && mean < 0.185);
+            assert_true(differ_epoch > N * probs[k] / 2);
+        }
+    }
+}
+
+/* Erasing sets the rectangle to 0 in every channel, after the crop and flip, and nothing else. */
+static void test_augment_erase_apply(void **state)
+{
+    (void)state;
+    float orig[AUG_N], x[AUG_N], want[AUG_N], scratch[AUG_H * AUG_W];
+    aug_image(orig);
+    const ody_augment_draw moved = {.dy = 0, .dx = 2, .flip = true};
+    ody_augment_draw d = moved;
+    d.ey = 1, d.ex = 2, d.eh = 3, d.ew = 1;
+    memcpy(want, orig, sizeof want);
+    ody_augment_apply(want, aug_shape, 1, moved, -5.0f, scratch);
+    memcpy(x, orig, sizeof x);
+    ody_augment_apply(x, aug_shape, 1, d, -5.0f, scratch);
+    for (int c = 0; c < AUG_C; c++)
+        for (int y = 0; y < AUG_H; y++)
+            for (int w = 0; w < AUG_W; w++) {
+                int i = (c * AUG_H + y) * AUG_W + w;
+                bool in = y >= 1 && y < 4 && w == 2;
+                assert_true(x[i] == (in ? 0.0f : want[i]));
+            }
+    /* erasing alone, the window being the image */
+    memcpy(x, orig, sizeof x);
+    ody_augment_apply(x, aug_shape, 1, (ody_augment_draw){.dy = 1, .dx = 1, .ey = 4, .ex = 0,
+                                                          .eh = 1, .ew = 4},
+                      -5.0f, scratch);
+    for (int i = 0; i < AUG_N; i++)
+        assert_true(x[i] == ((i / AUG_W) % AUG_H == 4 ? 0.0f : orig[i]));
 }
 
 /* Where the window leaves the image there is padding, and the image is shifted under it. */
@@ -1138,7 +1225,7 @@ static void check_augmented_epoch(ody_ctx *ctx, ody_loader *l, ody_dataset *ds,
             int32_t y;
             assert_int_equal(ody_dataset_read(ds, ctx, &b.ids[i], 1, raw, &y), ODY_OK);
             memcpy(want, raw, sizeof want);
-            ody_augment_draw d = ody_augment_choose(opt, AUG_LOADER_SEED, epoch, b.ids[i]);
+            ody_augment_draw d = ody_augment_choose(opt, &ds->sample_shape, AUG_LOADER_SEED, epoch, b.ids[i]);
             ody_augment_apply(want, ds->sample_shape, opt->crop_padding, d,
                               ody_augment_fill(ds->norm), scratch);
             assert_memory_equal(b.x + (size_t)i * AUG_LOADER_NUMEL, want, sizeof want);
@@ -1155,7 +1242,8 @@ static void test_loader_augments_by_sample(void **state)
     fixture *f = *state;
     ody_dataset *ds = NULL;
     assert_int_equal(ody_synthetic_open(f->ctx, 37, ody_shape3(2, 6, 5), 4, 2, 0, &ds), ODY_OK);
-    const ody_augment_options opt = {.crop_padding = 2, .horizontal_flip = true};
+    const ody_augment_options opt = {.crop_padding = 2, .horizontal_flip = true,
+                                     .random_erasing = 0.5};
     const struct {
         int rank, size;
         bool prefetch;
@@ -1205,6 +1293,15 @@ static void test_loader_augment_errors(void **state)
     assert_int_equal(ody_loader_augment(ctx, l[1], &wide, 1), ODY_ERR_CONFIG);
     assert_string_equal(ody_ctx_error(ctx), "data.crop_padding: 3 is more than half the image "
                                             "(samples 2x6x5, synthetic): at most 2");
+    const ody_augment_options erase = {.random_erasing = 0.5}, certain = {.random_erasing = 1.5};
+    assert_int_equal(ody_loader_augment(ctx, l[0], &erase, 1), ODY_ERR_CONFIG);
+    assert_string_equal(ody_ctx_error(ctx), "data.random_erasing: augmentation needs image "
+                                            "samples (C, H, W), but the samples are 12 "
+                                            "(synthetic)");
+    assert_int_equal(ody_loader_augment(ctx, l[1], &certain, 1), ODY_ERR_CONFIG);
+    assert_string_equal(ody_ctx_error(ctx),
+                        "data.random_erasing: 1.5 is not a probability (0 to 1)");
+    assert_int_equal(ody_loader_augment(ctx, l[1], &erase, 1), ODY_OK);
     for (int i = 0; i < 2; i++)
         ody_loader_destroy(ctx, l[i]);
     ody_sampler_destroy(ctx, s);
@@ -1797,6 +1894,8 @@ static const struct CMUnitTest group[] = {
     cmocka_unit_test(test_augment_draws_are_uniform),
     cmocka_unit_test(test_augment_identity_and_flip),
     cmocka_unit_test(test_augment_padding_where_expected),
+    cmocka_unit_test(test_augment_erase_draws),
+    cmocka_unit_test(test_augment_erase_apply),
     FIXTURE(test_augment_fill_is_a_black_pixel),
     FIXTURE(test_loader_augments_by_sample),
     FIXTURE(test_loader_augment_errors),
