@@ -284,7 +284,8 @@ static ody_status make_pool(nn_dnnl_op *c, dnnl_engine_t e, int n, const dnnl_me
     p->kept_ws = ody_arena_round(nn_dnnl_floats(ws));
     /* forward: pooled; backward: pooled gradient, the conv output's gradient, and the two diff_dst layouts */
     p->fwd_floats += ody_arena_round(nn_dnnl_floats(pooled));
-    p->bwd_floats = ody_arena_round(nn_dnnl_floats(md(p->pbpd, dnnl_query_diff_dst_md))) + p->kept_dst +
+    p->bwd_floats = ody_arena_round(nn_dnnl_floats(&user)) + /* the masked pooled gradient */
+                    ody_arena_round(nn_dnnl_floats(md(p->pbpd, dnnl_query_diff_dst_md))) + p->kept_dst +
                     staged(&p->p_to_d, d_ddst) + staged(&p->p_to_w, w_ddst) + staged(&p->d_wei, d_wei_of(p)) +
                     staged(&p->d_dsrc, md(p->dpd, dnnl_query_diff_src_md)) +
                     staged(&p->w_src, md(p->wpd, dnnl_query_src_md)) +
@@ -540,29 +541,39 @@ typedef struct {
 } conv_grads;
 
 /*
- * Fused pool: dout is the pooled output's gradient. The pool's backward
- * gives the relu output's, in the kept output's layout; the relu's
- * backward masks it by that output; then it is reordered for each pass.
+ * Fused pool: dout is the pooled output's gradient. The relu's backward
+ * runs on the pooled side: a window's maximum is its argmax's relu output,
+ * and the pool sends a gradient to the argmax only, so zeroing dout where
+ * the pooled output is 0 masks exactly what masking the conv output's
+ * gradient by its relu output would (a quarter of the elements, and no
+ * pass over the kept output). The pool's backward then gives the conv
+ * output's gradient in the kept output's layout, reordered for each pass.
  */
-static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, const float *dout, float **cursor)
+static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int n, const float *out,
+                               const float *dout, float **cursor)
 {
     float *kept = c->work;
-    void *pddst = stage(s, &p->p_dout, md(p->pbpd, dnnl_query_diff_dst_md), dout, cursor);
+    const nn_window *w = &c->shape.conv.win;
+    int k = c->shape.pool_k;
+    size_t m = (size_t)n * c->shape.conv.oc * (size_t)(w->oh / k) * (size_t)(w->ow / k);
+    float *masked = *cursor;
+    *cursor += ody_arena_round(m);
+    for (size_t i = 0; i < m; i++)
+        masked[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    void *pddst = stage(s, &p->p_dout, md(p->pbpd, dnnl_query_diff_dst_md), masked, cursor);
     float *g = *cursor;
     *cursor += p->kept_dst;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, nn_dnnl_at(p->pm_ddst, pddst)},
                                {DNNL_ARG_WORKSPACE, nn_dnnl_at(p->pm_ws, kept + p->kept_dst)},
                                {DNNL_ARG_DIFF_SRC, nn_dnnl_at(p->pm_dsrc, g)}};
     nn_dnnl_execute(s, p->pool_bwd, 3, args);
-    size_t m = nn_dnnl_floats(md(p->ppd, dnnl_query_src_md)); /* the same layout: element by element */
-    for (size_t i = 0; i < m; i++)
-        g[i] = kept[i] > 0.0f ? g[i] : 0.0f;
-    conv_grads out;
-    out.data = stage(s, &p->p_to_d, md(p->dpd, dnnl_query_diff_dst_md), g, cursor);
-    out.weights = dnnl_memory_desc_equal(md(p->dpd, dnnl_query_diff_dst_md), md(p->wpd, dnnl_query_diff_dst_md))
-                      ? out.data
-                      : stage(s, &p->p_to_w, md(p->wpd, dnnl_query_diff_dst_md), g, cursor);
-    return out;
+    conv_grads grads;
+    grads.data = stage(s, &p->p_to_d, md(p->dpd, dnnl_query_diff_dst_md), g, cursor);
+    grads.weights =
+        dnnl_memory_desc_equal(md(p->dpd, dnnl_query_diff_dst_md), md(p->wpd, dnnl_query_diff_dst_md))
+            ? grads.data
+            : stage(s, &p->p_to_w, md(p->wpd, dnnl_query_diff_dst_md), g, cursor);
+    return grads;
 }
 
 /* Alone or with a fused relu: dout in the user's layout, masked by the relu's output first. */
@@ -593,7 +604,8 @@ ody_status nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *
         return c->ctx->err_status;
     dnnl_status_t s = dnnl_success;
     float *cursor = c->work + kept_floats(p);
-    conv_grads g = p->pool_bwd ? pooled_grads(&s, c, p, dout, &cursor) : plain_grads(&s, c, p, n, out, dout, &cursor);
+    conv_grads g = p->pool_bwd ? pooled_grads(&s, c, p, n, out, dout, &cursor)
+                               : plain_grads(&s, c, p, n, out, dout, &cursor);
     if (din) {
         void *wei = stage(&s, &p->d_wei, md(p->dpd, dnnl_query_weights_md), w, &cursor);
         void *dsrc = p->d_dsrc.same ? din : cursor;
