@@ -541,6 +541,56 @@ typedef struct {
 } conv_grads;
 
 /*
+ * dst = dout where out > 0, else 0, for (n, c, h, w) tensors in the user's
+ * layout, written straight into layout `to` when it is fp32 and either the
+ * user's own or channels blocked by B (nChw8c, nChw16c: padding channels
+ * set to 0): the relu's backward and the reorder in one pass. False, and
+ * nothing written, for any other layout.
+ */
+static bool mask_into(const dnnl_memory_desc_t *to, int n, int c, int h, int w, const float *out,
+                      const float *dout, float *dst)
+{
+    if (to->data_type != dnnl_f32 || to->format_kind != dnnl_blocked || to->ndims != 4 ||
+        to->offset0 != 0 || to->dims[0] != n || to->dims[1] != c || to->padded_dims[0] != n ||
+        to->padded_dims[2] != h || to->padded_dims[3] != w)
+        return false;
+    const dnnl_blocking_desc_t *bd = &to->format_desc.blocking;
+    const dnnl_dim_t *st = bd->strides;
+    const size_t hw = (size_t)h * (size_t)w;
+    if (bd->inner_nblks == 0) {
+        if (st[3] != 1 || st[2] != w || st[1] != (dnnl_dim_t)hw || st[0] != (dnnl_dim_t)(c * hw))
+            return false;
+        size_t m = (size_t)n * (size_t)c * hw;
+        for (size_t i = 0; i < m; i++)
+            dst[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+        return true;
+    }
+    if (bd->inner_nblks != 1 || bd->inner_idxs[0] != 1)
+        return false;
+    const dnnl_dim_t b = bd->inner_blks[0];
+    if (st[3] != b || st[2] != w * b || st[1] != (dnnl_dim_t)hw * b)
+        return false;
+    const dnnl_dim_t blocks = to->padded_dims[1] / b;
+    for (int i = 0; i < n; i++)
+        for (dnnl_dim_t cb = 0; cb < blocks; cb++) {
+            float *block = dst + i * st[0] + cb * st[1];
+            for (dnnl_dim_t ci = 0; ci < b; ci++) {
+                dnnl_dim_t ch = cb * b + ci;
+                if (ch >= c) {
+                    for (size_t q = 0; q < hw; q++)
+                        block[q * (size_t)b + (size_t)ci] = 0.0f;
+                    continue;
+                }
+                const float *o = out + ((size_t)i * (size_t)c + (size_t)ch) * hw;
+                const float *g = dout + ((size_t)i * (size_t)c + (size_t)ch) * hw;
+                for (size_t q = 0; q < hw; q++)
+                    block[q * (size_t)b + (size_t)ci] = o[q] > 0.0f ? g[q] : 0.0f;
+            }
+        }
+    return true;
+}
+
+/*
  * Fused pool: dout is the pooled output's gradient. The relu's backward
  * runs on the pooled side: a window's maximum is its argmax's relu output,
  * and the pool sends a gradient to the argmax only, so zeroing dout where
@@ -554,13 +604,19 @@ static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int 
 {
     float *kept = c->work;
     const nn_window *w = &c->shape.conv.win;
-    int k = c->shape.pool_k;
-    size_t m = (size_t)n * c->shape.conv.oc * (size_t)(w->oh / k) * (size_t)(w->ow / k);
-    float *masked = *cursor;
-    *cursor += ody_arena_round(m);
-    for (size_t i = 0; i < m; i++)
-        masked[i] = out[i] > 0.0f ? dout[i] : 0.0f;
-    void *pddst = stage(s, &p->p_dout, md(p->pbpd, dnnl_query_diff_dst_md), masked, cursor);
+    int k = c->shape.pool_k, oc = c->shape.conv.oc, ph = w->oh / k, pw = w->ow / k;
+    const dnnl_memory_desc_t *pool_ddst = md(p->pbpd, dnnl_query_diff_dst_md);
+    void *pddst = *cursor;
+    if (mask_into(pool_ddst, n, oc, ph, pw, out, dout, pddst)) {
+        *cursor += ody_arena_round(nn_dnnl_floats(pool_ddst));
+    } else {
+        size_t m = (size_t)n * (size_t)oc * (size_t)ph * (size_t)pw;
+        float *masked = *cursor;
+        *cursor += ody_arena_round(m);
+        for (size_t i = 0; i < m; i++)
+            masked[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+        pddst = stage(s, &p->p_dout, pool_ddst, masked, cursor);
+    }
     float *g = *cursor;
     *cursor += p->kept_dst;
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, nn_dnnl_at(p->pm_ddst, pddst)},
@@ -576,10 +632,30 @@ static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int 
     return grads;
 }
 
-/* Alone or with a fused relu: dout in the user's layout, masked by the relu's output first. */
+/*
+ * Alone or with a fused relu: dout in the user's layout, masked by the
+ * relu's output, in the layouts of the passes that run (backward data only
+ * when need_data). A convolution whose passes share one fp32 layout gets
+ * the mask and the reorder in one pass (mask_into).
+ */
 static conv_grads plain_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int n, const float *out,
-                              const float *dout, float **cursor)
+                              const float *dout, bool need_data, float **cursor)
 {
+    const dnnl_memory_desc_t *d_ddst = md(p->dpd, dnnl_query_diff_dst_md);
+    const dnnl_memory_desc_t *w_ddst = md(p->wpd, dnnl_query_diff_dst_md);
+    bool shared = dnnl_memory_desc_equal(d_ddst, w_ddst);
+    conv_grads g = {0};
+    if (c->shape.relu && c->shape.kind != NN_DNNL_INNER_PRODUCT && (shared || !need_data)) {
+        const nn_window *w = &c->shape.conv.win;
+        const dnnl_memory_desc_t *to = need_data ? d_ddst : w_ddst;
+        float *at = *cursor;
+        if (mask_into(to, n, c->shape.conv.oc, w->oh, w->ow, out, dout, at)) {
+            *cursor += ody_arena_round(nn_dnnl_floats(to));
+            g.weights = at;
+            g.data = need_data ? at : NULL;
+            return g;
+        }
+    }
     if (c->shape.relu) {
         size_t m = (size_t)n * c->outputs;
         float *masked = *cursor;
@@ -588,11 +664,9 @@ static conv_grads plain_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int n
             masked[i] = out[i] > 0.0f ? dout[i] : 0.0f;
         dout = masked;
     }
-    conv_grads g;
-    g.data = stage(s, &p->d_ddst, md(p->dpd, dnnl_query_diff_dst_md), dout, cursor);
-    g.weights = dnnl_memory_desc_equal(md(p->dpd, dnnl_query_diff_dst_md), md(p->wpd, dnnl_query_diff_dst_md))
-                    ? g.data
-                    : stage(s, &p->w_ddst, md(p->wpd, dnnl_query_diff_dst_md), dout, cursor);
+    if (need_data)
+        g.data = stage(s, &p->d_ddst, d_ddst, dout, cursor);
+    g.weights = need_data && shared ? g.data : stage(s, &p->w_ddst, w_ddst, dout, cursor);
     return g;
 }
 
@@ -605,7 +679,7 @@ ody_status nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *
     dnnl_status_t s = dnnl_success;
     float *cursor = c->work + kept_floats(p);
     conv_grads g = p->pool_bwd ? pooled_grads(&s, c, p, n, out, dout, &cursor)
-                               : plain_grads(&s, c, p, n, out, dout, &cursor);
+                               : plain_grads(&s, c, p, n, out, dout, din != NULL, &cursor);
     if (din) {
         void *wei = stage(&s, &p->d_wei, md(p->dpd, dnnl_query_weights_md), w, &cursor);
         void *dsrc = p->d_dsrc.same ? din : cursor;

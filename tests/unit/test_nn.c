@@ -1434,8 +1434,9 @@ static void check_onednn_matches_direct(ody_ctx *ctx, bool bf16, double tol)
 
 /*
  * oneDNN's conv with its relu (post-op) and 2x2 max pool fused against the
- * three run apart: the same bits. 10x10 outputs pool fused; 9x9 ones (odd)
- * fuse the relu alone.
+ * three run apart: the same bits (the relu's backward runs on the pooled
+ * gradient, or inside the reorder to oneDNN's layout). 10x10 outputs pool
+ * fused; 9x9 ones (odd) fuse the relu alone.
  */
 static void test_conv2d_onednn_relu_fused(void **state)
 {
@@ -1465,6 +1466,10 @@ static void test_conv2d_onednn_relu_fused(void **state)
             backward_all(m[f], n, x, dy, dx[f], tmp);
         }
         assert_memory_equal(dx[0], dx[1], nx * sizeof(float));
+        assert_memory_equal(m[0]->grads.data, m[1]->grads.data, m[0]->grads.size * sizeof(float));
+        /* as a first layer (no input gradient: backward weights alone), the same weight gradients */
+        ody_model_zero_grad(m[1]);
+        backward_all(m[1], n, x, dy, NULL, tmp);
         assert_memory_equal(m[0]->grads.data, m[1]->grads.data, m[0]->grads.size * sizeof(float));
         free(x), free(dy), free(dx[0]), free(dx[1]), free(tmp[0]), free(tmp[1]);
         ody_model_destroy(ctx, m[0]);
