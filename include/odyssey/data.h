@@ -204,6 +204,8 @@ void ody_augment_apply(float *x, ody_shape shape, int padding, ody_augment_draw 
                        float *scratch);
 /* The padding value: a stored 0 (a black pixel) normalised by norm, as the readers do it. */
 float ody_augment_fill(ody_normalize norm);
+/* The augmentation the data options ask for (data.crop_padding, horizontal_flip, random_erasing). */
+ody_augment_options ody_augment_options_of(const ody_data_options *d);
 /* True when opt changes anything. */
 bool ody_augment_active(const ody_augment_options *opt);
 /*

@@ -51,10 +51,12 @@ static void choose_erase(double p, int height, int width, ody_rng_key key, int64
         int wd = (int)nearbyint(sqrt(erase_area / aspect));
         if (!(h < height && wd < width))
             continue;
-        if (h > 0 && wd > 0) /* an empty rectangle erases nothing */
-            *d = (ody_augment_draw){.dy = d->dy, .dx = d->dx, .flip = d->flip,
-                                    .ey = uniform_below(w[2], height - h + 1),
-                                    .ex = uniform_below(w[3], width - wd + 1), .eh = h, .ew = wd};
+        if (h > 0 && wd > 0) { /* an empty rectangle erases nothing */
+            d->ey = uniform_below(w[2], height - h + 1);
+            d->ex = uniform_below(w[3], width - wd + 1);
+            d->eh = h;
+            d->ew = wd;
+        }
         return;
     }
 }
@@ -73,6 +75,13 @@ ody_augment_draw ody_augment_choose(const ody_augment_options *opt, const ody_sh
         choose_erase(opt->random_erasing, (int)shape->dims[1], (int)shape->dims[2],
                      (ody_rng_key){.seed = seed, .stream = ODY_STREAM_ERASE}, epoch, index, &d);
     return d;
+}
+
+ody_augment_options ody_augment_options_of(const ody_data_options *d)
+{
+    return (ody_augment_options){.crop_padding = d->crop_padding,
+                                 .horizontal_flip = d->horizontal_flip,
+                                 .random_erasing = d->random_erasing};
 }
 
 bool ody_augment_active(const ody_augment_options *opt)

@@ -114,16 +114,14 @@ static ody_status try_model(ody_ctx *ctx, const ody_config *cfg, const char *pat
 }
 
 /*
- * Augmentation crops and flips (C, H, W) images. The samples are
+ * Augmentation crops, flips and erases (C, H, W) images. The samples are
  * model.input_shape, except that image files may feed a flat input: their
  * image shape is known once they are read, and the loader checks it then.
  */
 static ody_status check_augmentation(ody_ctx *ctx, const ody_config *cfg, const char *where)
 {
     const ody_data_options *d = &cfg->data;
-    ody_augment_options opt = {.crop_padding = d->crop_padding,
-                               .horizontal_flip = d->horizontal_flip,
-                               .random_erasing = d->random_erasing};
+    ody_augment_options opt = ody_augment_options_of(d);
     const ody_shape *shape = &cfg->model.input_shape;
     if (shape->ndim != 3 && strcmp(d->name, "synthetic") != 0)
         return ODY_OK;

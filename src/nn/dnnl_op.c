@@ -540,6 +540,22 @@ typedef struct {
     void *data, *weights;
 } conv_grads;
 
+/* The relu's backward on m elements: dst = dout where out > 0, else 0. */
+static void relu_mask(size_t m, const float *out, const float *dout, float *dst)
+{
+    for (size_t i = 0; i < m; i++)
+        dst[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+/* relu_mask of m elements into the next piece of scratch, which it returns. */
+static float *relu_mask_staged(size_t m, const float *out, const float *dout, float **cursor)
+{
+    float *masked = *cursor;
+    *cursor += ody_arena_round(m);
+    relu_mask(m, out, dout, masked);
+    return masked;
+}
+
 /*
  * dst = dout where out > 0, else 0, for (n, c, h, w) tensors in the user's
  * layout, written straight into layout `to` when it is fp32 and either the
@@ -560,9 +576,7 @@ static bool mask_into(const dnnl_memory_desc_t *to, int n, int c, int h, int w, 
     if (bd->inner_nblks == 0) {
         if (st[3] != 1 || st[2] != w || st[1] != (dnnl_dim_t)hw || st[0] != (dnnl_dim_t)(c * hw))
             return false;
-        size_t m = (size_t)n * (size_t)c * hw;
-        for (size_t i = 0; i < m; i++)
-            dst[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+        relu_mask((size_t)n * (size_t)c * hw, out, dout, dst);
         return true;
     }
     if (bd->inner_nblks != 1 || bd->inner_idxs[0] != 1)
@@ -597,10 +611,11 @@ static bool mask_into(const dnnl_memory_desc_t *to, int n, int c, int h, int w, 
  * the pooled output is 0 masks exactly what masking the conv output's
  * gradient by its relu output would (a quarter of the elements, and no
  * pass over the kept output). The pool's backward then gives the conv
- * output's gradient in the kept output's layout, reordered for each pass.
+ * output's gradient in the kept output's layout, reordered for each pass
+ * that runs (backward data only when need_data).
  */
 static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int n, const float *out,
-                               const float *dout, float **cursor)
+                               const float *dout, bool need_data, float **cursor)
 {
     float *kept = c->work;
     const nn_window *w = &c->shape.conv.win;
@@ -611,11 +626,7 @@ static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int 
         *cursor += ody_arena_round(nn_dnnl_floats(pool_ddst));
     } else {
         size_t m = (size_t)n * (size_t)oc * (size_t)ph * (size_t)pw;
-        float *masked = *cursor;
-        *cursor += ody_arena_round(m);
-        for (size_t i = 0; i < m; i++)
-            masked[i] = out[i] > 0.0f ? dout[i] : 0.0f;
-        pddst = stage(s, &p->p_dout, pool_ddst, masked, cursor);
+        pddst = stage(s, &p->p_dout, pool_ddst, relu_mask_staged(m, out, dout, cursor), cursor);
     }
     float *g = *cursor;
     *cursor += p->kept_dst;
@@ -623,12 +634,13 @@ static conv_grads pooled_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int 
                                {DNNL_ARG_WORKSPACE, nn_dnnl_at(p->pm_ws, kept + p->kept_dst)},
                                {DNNL_ARG_DIFF_SRC, nn_dnnl_at(p->pm_dsrc, g)}};
     nn_dnnl_execute(s, p->pool_bwd, 3, args);
-    conv_grads grads;
-    grads.data = stage(s, &p->p_to_d, md(p->dpd, dnnl_query_diff_dst_md), g, cursor);
-    grads.weights =
-        dnnl_memory_desc_equal(md(p->dpd, dnnl_query_diff_dst_md), md(p->wpd, dnnl_query_diff_dst_md))
-            ? grads.data
-            : stage(s, &p->p_to_w, md(p->wpd, dnnl_query_diff_dst_md), g, cursor);
+    const dnnl_memory_desc_t *d_ddst = md(p->dpd, dnnl_query_diff_dst_md);
+    const dnnl_memory_desc_t *w_ddst = md(p->wpd, dnnl_query_diff_dst_md);
+    conv_grads grads = {0};
+    if (need_data)
+        grads.data = stage(s, &p->p_to_d, d_ddst, g, cursor);
+    grads.weights = need_data && dnnl_memory_desc_equal(d_ddst, w_ddst) ? grads.data
+                                                                       : stage(s, &p->p_to_w, w_ddst, g, cursor);
     return grads;
 }
 
@@ -656,14 +668,8 @@ static conv_grads plain_grads(dnnl_status_t *s, nn_dnnl_op *c, op_plan *p, int n
             return g;
         }
     }
-    if (c->shape.relu) {
-        size_t m = (size_t)n * c->outputs;
-        float *masked = *cursor;
-        *cursor += ody_arena_round(m);
-        for (size_t i = 0; i < m; i++)
-            masked[i] = out[i] > 0.0f ? dout[i] : 0.0f;
-        dout = masked;
-    }
+    if (c->shape.relu)
+        dout = relu_mask_staged((size_t)n * c->outputs, out, dout, cursor);
     if (need_data)
         g.data = stage(s, &p->d_ddst, d_ddst, dout, cursor);
     g.weights = need_data && shared ? g.data : stage(s, &p->w_ddst, w_ddst, dout, cursor);
@@ -678,7 +684,7 @@ ody_status nn_dnnl_op_backward(nn_dnnl_op *c, const float *w, float *dw, float *
         return c->ctx->err_status;
     dnnl_status_t s = dnnl_success;
     float *cursor = c->work + kept_floats(p);
-    conv_grads g = p->pool_bwd ? pooled_grads(&s, c, p, n, out, dout, &cursor)
+    conv_grads g = p->pool_bwd ? pooled_grads(&s, c, p, n, out, dout, din != NULL, &cursor)
                                : plain_grads(&s, c, p, n, out, dout, din != NULL, &cursor);
     if (din) {
         void *wei = stage(&s, &p->d_wei, md(p->dpd, dnnl_query_weights_md), w, &cursor);

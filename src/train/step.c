@@ -176,6 +176,7 @@ static bool sync_parts(void *user, const double *part, int count, double *total)
         ls->displs[r] = all;
         all += ls->counts[r];
     }
+    /* every rank computes the same `all` from the same gathered counts: none skips the collective alone */
     if ((size_t)all > ls->gathered_len ||
         MPI_Allgatherv(part, mine, MPI_DOUBLE, ls->gathered, ls->counts, ls->displs, MPI_DOUBLE, ctx->comm) !=
             MPI_SUCCESS) {

@@ -235,9 +235,7 @@ static ody_status build_loaders(ody_trainer *t)
     if (st == ODY_OK)
         st = ody_loader_create(ctx, &t->loader, t->train_set, t->sampler, cfg->data.prefetch);
     /* Only the training loader augments: validation sees the images as they are. */
-    ody_augment_options augment = {.crop_padding = cfg->data.crop_padding,
-                                   .horizontal_flip = cfg->data.horizontal_flip,
-                                   .random_erasing = cfg->data.random_erasing};
+    ody_augment_options augment = ody_augment_options_of(&cfg->data);
     if (st == ODY_OK)
         st = ody_loader_augment(ctx, t->loader, &augment, seed);
     if (st == ODY_OK && t->val_set)
@@ -329,8 +327,8 @@ static void log_start(const ody_trainer *t)
             (long long)(b / t->ctx->size), (long long)ody_sampler_max_local(t->sampler),
             t->run_dir);
     const ody_data_options *d = &cfg->data;
-    if (d->crop_padding > 0 || d->horizontal_flip || d->random_erasing > 0 ||
-        cfg->training.label_smoothing > 0)
+    ody_augment_options augment = ody_augment_options_of(d);
+    if (ody_augment_active(&augment) || cfg->training.label_smoothing > 0)
         ody_log(t->ctx, ODY_LOG_INFO,
                 "training augmentation: random crop from %d pixels of padding, horizontal flip %s, "
                 "random erasing with probability %g; label smoothing %g",
