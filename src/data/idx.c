@@ -28,6 +28,12 @@
 
 #include <zlib.h>
 
+#include "core/cpu_internal.h"
+#ifdef ODY_X86_KERNELS /* the lookup's AVX2 gather, run where the CPU has it (core/cpu.c) */
+#include <immintrin.h>
+#define IDX_AVX2 __attribute__((target("avx2")))
+#endif
+
 #define IDX_UBYTE 0x08
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
@@ -324,16 +330,51 @@ static ody_status check_labels(ody_ctx *ctx, const idx_file *labels, int num_cla
     return ODY_OK;
 }
 
+#ifdef IDX_AVX2
+/* dst[p] = table[src[p]] for p < n, 8 at a time; returns how many it did. */
+IDX_AVX2 static size_t lookup_avx2(const float *table, const uint8_t *src, size_t n, float *dst)
+{
+    size_t p = 0;
+    for (; p + 8 <= n; p += 8) {
+        __m256i at = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + p)));
+        _mm256_storeu_ps(dst + p, _mm256_i32gather_ps(table, at, 4));
+    }
+    return p;
+}
+#endif
+
+/* dst[p] = table[src[p]] (a gather where the CPU has AVX2: the same values) */
+static void lookup(const float *table, const uint8_t *src, size_t n, float *dst)
+{
+    size_t p = 0;
+#ifdef IDX_AVX2
+    if (ody_cpu_isa_active() >= ODY_ISA_AVX2)
+        p = lookup_avx2(table, src, n, dst);
+#endif
+    for (; p < n; p++)
+        dst[p] = table[src[p]];
+}
+
+/* Ask for the cache lines of src[0, n) now. */
+static void prefetch(const uint8_t *src, size_t n)
+{
+    for (size_t p = 0; p < n; p += 64)
+        __builtin_prefetch(src + p);
+    __builtin_prefetch(src + n - 1);
+}
+
 static ody_status idx_read(ody_dataset *ds, ody_ctx *ctx, const int64_t *indices, int n, float *x,
                            int32_t *y)
 {
     const idx_dataset *d = (const idx_dataset *)ds;
     size_t numel = (size_t)ody_shape_numel(&ds->sample_shape);
+    enum { AHEAD = 4 }; /* samples whose pixels are fetched ahead (random rows of a large array) */
+    for (int r = 0; r < n && r < AHEAD; r++)
+        prefetch(d->pixels + (size_t)indices[r] * numel, numel);
     for (int r = 0; r < n; r++) {
-        const uint8_t *src = d->pixels + (size_t)indices[r] * numel;
-        float *dst = x + (size_t)r * numel;
-        for (size_t p = 0; p < numel; p++)
-            dst[p] = d->table[src[p]];
+        if (r + AHEAD < n)
+            prefetch(d->pixels + (size_t)indices[r + AHEAD] * numel, numel);
+        lookup(d->table, d->pixels + (size_t)indices[r] * numel, numel, x + (size_t)r * numel);
         y[r] = d->labels[indices[r]];
     }
     return ODY_OK;

@@ -62,6 +62,7 @@ typedef struct {
 typedef struct {
     float *xpad, *dint, *wq, *acc, *grad;
     int32_t *rowoff, *tapoff, *winoff, *off;
+    nn_hwc_work hwc; /* the pixel-major fused backward's (nn_conv_hwc_fits; else empty) */
 } backward_buffers;
 
 _Static_assert(sizeof(int32_t) == sizeof(float), "offsets live in the float scratch");
@@ -98,6 +99,19 @@ static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffer
     b->tapoff = (int32_t *)take(base, &used, (size_t)g->taps);
     b->winoff = (int32_t *)take(base, &used, plane);
     b->off = (int32_t *)take(base, &used, plane + NN_VEC);
+    b->hwc = (nn_hwc_work){0};
+    if (nn_conv_hwc_fits(g)) {
+        size_t sizes[8];
+        nn_conv_hwc_sizes(g, sizes);
+        b->hwc.xhwc = take(base, &used, sizes[0]);
+        b->hwc.dhwc = take(base, &used, sizes[1]);
+        b->hwc.wrow = take(base, &used, sizes[2]);
+        b->hwc.hacc = take(base, &used, sizes[3]);
+        b->hwc.grad = take(base, &used, sizes[4]);
+        b->hwc.off = (int32_t *)take(base, &used, sizes[5]);
+        b->hwc.xidx = (int32_t *)take(base, &used, sizes[6]);
+        b->hwc.didx = (int32_t *)take(base, &used, sizes[7]);
+    }
     return used;
 }
 
@@ -156,6 +170,29 @@ static void channel_terms(const conv2d_layer *c, int s, int o, const float *out,
     nn_conv_gather_terms(dout + at, out + at, (const int32_t *)c->pool->saved + at, plane, t);
 }
 
+/*
+ * Fused, at a level with the pixel-major backward (the AVX-512 one): all
+ * channels of a sample at once (conv_internal.h, nn_hwc_work). Its weight
+ * and bias gradients are the same bits as the terms path's below; its
+ * input gradient adds each element's parts in another order.
+ */
+static void hwc_backward(conv2d_layer *c, const backward_buffers *b, const nn_conv_kernels *k, int n,
+                         const float *in, const float *out, const float *dout, float *din)
+{
+    ody_layer *l = &c->base;
+    const nn_conv_geom *g = &c->geom;
+    nn_conv_hwc_prepare(g, l->params[0].value, &b->hwc, din != NULL);
+    size_t in_numel = nn_numel(l->in_shape), pooled = nn_numel(c->pool->out_shape);
+    const int32_t *arg = (const int32_t *)c->pool->saved;
+    for (int s = 0; s < n; s++) {
+        nn_conv_pad(g, in + s * in_numel, b->xpad);
+        size_t at = s * pooled;
+        k->hwc_backward(g, b->xpad, out + at, dout + at, arg + at, &b->hwc, l->params[1].grad,
+                        din ? din + s * in_numel : NULL);
+    }
+    nn_conv_hwc_fold(g, b->hwc.hacc, l->params[0].grad);
+}
+
 static void direct_backward(conv2d_layer *c, int n, const float *in, const float *out, const float *dout,
                             float *din)
 {
@@ -163,6 +200,12 @@ static void direct_backward(conv2d_layer *c, int n, const float *in, const float
     const nn_conv_geom *g = &c->geom;
     backward_buffers b;
     backward_carve(g, l->scratch, &b);
+    const nn_conv_kernels *k = nn_conv_kernels_active();
+    if (c->pool && k->hwc_backward && b.hwc.xhwc) {
+        nn_conv_pad_clear(g, b.xpad);
+        hwc_backward(c, &b, k, n, in, out, dout, din);
+        return;
+    }
     nn_conv_pack_backward(g, l->params[0].value, din ? b.wq : NULL, b.rowoff, din ? b.tapoff : NULL);
     nn_conv_window_offsets(g, b.winoff);
     nn_conv_pad_clear(g, b.xpad);

@@ -110,6 +110,39 @@ void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *t
                         const nn_conv_terms *t, float *dint);
 
 /*
+ * The fused backward on pixel-major copies, all output channels of a
+ * sample at once (levels that have it: AVX-512). A window's rows of C
+ * channels are then contiguous: a kernel row of the weight gradient is
+ * K * C floats (two 16-float vectors at most), and the input gradient of
+ * one pooled window (K + 1 rows of K + 1 pixels, whichever of its four
+ * positions won) is summed in registers over every output channel before
+ * it is added to dhwc once. For geometries with nn_conv_hwc_fits:
+ *
+ *   xhwc  (HP*WP, C) + slack   the padded sample, pixel-major (C > 1)
+ *   dhwc  (HP*WP, C) + slack   its input gradient, pixel-major
+ *   wrow  (OC, 2, K, 48)       filter row kh of channel o placed in a row
+ *                              of K + 1 pixels from pixel dx (0 or 1):
+ *                              float (dx + kw) * C + c, zero elsewhere
+ *   hacc  (OC, K, 32)          dW: kernel row kh's floats kw * C + c
+ *   xidx, didx                 gather indices of the two transposes
+ */
+enum { NN_HWC_ROW = 32, NN_HWC_WROW = 48, NN_HWC_SLACK = 64 };
+
+typedef struct {
+    float *xhwc, *dhwc, *wrow, *hacc, *grad;
+    int32_t *off, *xidx, *didx;
+} nn_hwc_work;
+
+/* Stride 1, C >= 2 (one channel's rows are contiguous already), K <= 5, K * C <= 32 and (K + 1) * C <= 48. */
+bool nn_conv_hwc_fits(const nn_conv_geom *g);
+/* Floats of each buffer of nn_hwc_work (fields in order: xhwc, dhwc, wrow, hacc, grad, off, xidx, didx). */
+void nn_conv_hwc_sizes(const nn_conv_geom *g, size_t sizes[8]);
+/* wrow from W, and the gather indices (once per backward call); hacc and dhwc's slack zeroed. */
+void nn_conv_hwc_prepare(const nn_conv_geom *g, const float *w, const nn_hwc_work *work, bool input_grad);
+/* dW (OC, C, K, K) += hacc. */
+void nn_conv_hwc_fold(const nn_conv_geom *g, const float *hacc, float *dw);
+
+/*
  * The direct loops of one instruction set. The functions above with the
  * same names call those of the process's level (ody_cpu_isa_active, fixed
  * at its first use). Each level computes every sample alone, in a fixed
@@ -129,6 +162,16 @@ typedef struct {
                        float *dint);
     /* nn_conv_to_channels of what direct wrote. */
     void (*to_channels)(const nn_conv_geom *g, const float *y, int pixels, float *dst);
+    /*
+     * One sample's fused backward on pixel-major copies (NULL: the level
+     * has none): out, dout and arg are the sample's pooled output, its
+     * gradient and the argmax window offsets, (OC, PH*PW). hacc and dbias
+     * += its weight and bias gradients, the terms of each channel in
+     * weight_grad's order (the same bits); din (when not NULL) = its input
+     * gradient, (C, H, W).
+     */
+    void (*hwc_backward)(const nn_conv_geom *g, const float *xpad, const float *out, const float *dout,
+                         const int32_t *arg, const nn_hwc_work *work, float *dbias, float *din);
     /* dst[c * dst_stride + p] = src[p * stride + c] for p < pixels, c < channels (as bits). */
     void (*transpose)(const float *src, int stride, int pixels, int channels, float *dst, size_t dst_stride);
 } nn_conv_kernels;

@@ -110,6 +110,69 @@ void nn_conv_fold_weight_grad(const nn_conv_geom *g, const float *acc, float *dw
                     acc[((size_t)o * g->rows + (size_t)ck * g->kv + kw / NN_VEC) * NN_VEC + kw % NN_VEC];
 }
 
+bool nn_conv_hwc_fits(const nn_conv_geom *g)
+{
+    const nn_window *w = &g->win;
+    return w->stride == 1 && w->c >= 2 && w->k <= 5 && w->k * w->c <= NN_HWC_ROW && (w->k + 1) * w->c <= NN_HWC_WROW &&
+           w->oh >= 2 && w->ow >= 2;
+}
+
+void nn_conv_hwc_sizes(const nn_conv_geom *g, size_t sizes[8])
+{
+    const nn_window *w = &g->win;
+    size_t hwc = (size_t)g->hp * g->wp * w->c, pooled = (size_t)(w->oh / 2) * (w->ow / 2);
+    sizes[0] = hwc + NN_HWC_SLACK;                           /* xhwc */
+    sizes[1] = hwc + NN_HWC_SLACK;                           /* dhwc */
+    sizes[2] = (size_t)g->oc * 2 * w->k * NN_HWC_WROW;       /* wrow */
+    sizes[3] = (size_t)g->oc * w->k * NN_HWC_ROW;            /* hacc */
+    sizes[4] = pooled + 2 * NN_VEC;                          /* grad */
+    sizes[5] = pooled + 2 * NN_VEC;                          /* off */
+    sizes[6] = hwc;                                          /* xidx */
+    sizes[7] = (size_t)w->c * w->h * w->w;                   /* didx */
+}
+
+void nn_conv_hwc_prepare(const nn_conv_geom *g, const float *w, const nn_hwc_work *work, bool input_grad)
+{
+    const nn_window *win = &g->win;
+    int c_n = win->c, k = win->k;
+    size_t pixels = (size_t)g->hp * g->wp, hwc = pixels * c_n;
+    memset(work->hacc, 0, (size_t)g->oc * k * NN_HWC_ROW * sizeof *work->hacc);
+    for (size_t p = 0; p < pixels; p++) /* xhwc[p * C + c] = xpad[c * pixels + p] */
+        for (int c = 0; c < c_n; c++)
+            work->xidx[p * c_n + c] = (int32_t)(c * pixels + p);
+    memset(work->xhwc + hwc, 0, NN_HWC_SLACK * sizeof *work->xhwc);
+    if (!input_grad)
+        return;
+    memset(work->dhwc + hwc, 0, NN_HWC_SLACK * sizeof *work->dhwc);
+    int32_t *didx = work->didx; /* din[c][y][x] = dhwc[inside pixel (y, x)][c] */
+    for (int c = 0; c < c_n; c++)
+        for (int y = 0; y < win->h; y++)
+            for (int x = 0; x < win->w; x++)
+                *didx++ = ((y + win->pad) * g->wp + x + win->pad) * c_n + c;
+    size_t taps = (size_t)c_n * k * k;
+    memset(work->wrow, 0, (size_t)g->oc * 2 * k * NN_HWC_WROW * sizeof *work->wrow);
+    for (int o = 0; o < g->oc; o++)
+        for (int dx = 0; dx < 2; dx++)
+            for (int kh = 0; kh < k; kh++) {
+                float *row = work->wrow + (((size_t)o * 2 + dx) * k + kh) * NN_HWC_WROW;
+                for (int kw = 0; kw < k; kw++)
+                    for (int c = 0; c < c_n; c++)
+                        row[(dx + kw) * c_n + c] = w[o * taps + ((size_t)c * k + kh) * k + kw];
+            }
+}
+
+void nn_conv_hwc_fold(const nn_conv_geom *g, const float *hacc, float *dw)
+{
+    int k = g->win.k, c_n = g->win.c;
+    size_t taps = (size_t)c_n * k * k;
+    for (int o = 0; o < g->oc; o++)
+        for (int c = 0; c < c_n; c++)
+            for (int kh = 0; kh < k; kh++)
+                for (int kw = 0; kw < k; kw++)
+                    dw[o * taps + ((size_t)c * k + kh) * k + kw] +=
+                        hacc[((size_t)o * k + kh) * NN_HWC_ROW + kw * c_n + c];
+}
+
 /*
  * Without branches (the kept ones are random): each candidate is written
  * at the end and counted only when kept.

@@ -348,6 +348,185 @@ static void avx512_input_grad(const nn_conv_geom *g, const float *wq, const int3
     }
 }
 
+/*
+ * hwc_backward (conv_internal.h, nn_hwc_work): the fused backward on
+ * pixel-major copies of one sample.
+ */
+
+/* dst[i] = src[idx[i]] for i < n, 16 at a time. */
+static void gather_copy(const float *src, const int32_t *idx, size_t n, float *dst)
+{
+    size_t i = 0;
+    for (; i + ZMM <= n; i += ZMM)
+        _mm512_storeu_ps(dst + i, _mm512_i32gather_ps(_mm512_loadu_si512(idx + i), src, 4));
+    if (i < n) {
+        __mmask16 m = lanes_below((int)(n - i));
+        __m512i at = _mm512_maskz_loadu_epi32(m, idx + i);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, at, src, 4));
+    }
+}
+
+/*
+ * One channel's terms: its K kernel rows of K * C floats (V vectors, the
+ * last one masked) in registers, each term one FMA per vector, in the
+ * terms' order as weight_grad (the same sums, the same bits).
+ */
+ALWAYS_INLINE float hwc_weight_grad(const float *xhwc, size_t rowstep, int c_n, const nn_conv_terms *t,
+                                    float *acc, const int K, const int V)
+{
+    const __mmask16 last = lanes_below(K * c_n - (V - 1) * ZMM);
+    __m512 sum[5][3];
+    float b = 0.0f;
+#pragma GCC unroll 5
+    for (int kh = 0; kh < K; kh++)
+        for (int v = 0; v < V; v++)
+            sum[kh][v] = _mm512_loadu_ps(acc + kh * NN_HWC_ROW + v * ZMM);
+    for (int e = 0; e < t->count; e++) {
+        __m512 grad = _mm512_set1_ps(t->grad[e]);
+        const float *x = xhwc + (size_t)t->off[e] * c_n;
+        b += t->grad[e];
+#pragma GCC unroll 5
+        for (int kh = 0; kh < K; kh++)
+            for (int v = 0; v < V; v++) {
+                const float *at = x + kh * rowstep + v * ZMM;
+                __m512 xv = v == V - 1 ? _mm512_maskz_loadu_ps(last, at) : _mm512_loadu_ps(at);
+                sum[kh][v] = _mm512_fmadd_ps(grad, xv, sum[kh][v]);
+            }
+    }
+#pragma GCC unroll 5
+    for (int kh = 0; kh < K; kh++)
+        for (int v = 0; v < V; v++)
+            _mm512_storeu_ps(acc + kh * NN_HWC_ROW + v * ZMM, sum[kh][v]);
+    return b;
+}
+
+/* One term of a pooled window: acc rows DY.. += grad * the filter rows placed at its dx (w). */
+ALWAYS_INLINE void hwc_window_term(__m512 acc[6][3], float grad, const float *w, const int DY, const int K,
+                                   const int V)
+{
+    __m512 g = _mm512_set1_ps(grad);
+#pragma GCC unroll 5
+    for (int kh = 0; kh < K; kh++)
+        for (int v = 0; v < V; v++)
+            acc[kh + DY][v] = _mm512_fmadd_ps(g, _mm512_loadu_ps(w + kh * NN_HWC_WROW + v * ZMM), acc[kh + DY][v]);
+}
+
+/*
+ * The input gradient, window by window: the terms of every output channel
+ * at pooled window q (a relu passed it and its gradient is not zero) add
+ * their filter, placed at the window's argmax, into K + 1 rows of K + 1
+ * pixels held in registers (V vectors a row); then that block is added
+ * into dhwc. A window's channels come 16 at a time by gathers; the terms
+ * whose argmax is in the window's top row go first, then the bottom row's
+ * (each group in channel order).
+ */
+ALWAYS_INLINE void hwc_input_grad(const nn_conv_geom *g, const float *out, const float *dout, const int32_t *arg,
+                                  const float *wrow, float *dhwc, const int K, const int V)
+{
+    const int c_n = g->win.c, wp = g->wp, ph = g->win.oh / 2, pw = g->win.ow / 2, plane = ph * pw;
+    const size_t entry = (size_t)K * NN_HWC_WROW; /* wrow floats of one (channel, dx) */
+    const __mmask16 last = lanes_below((K + 1) * c_n - (V - 1) * ZMM);
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i channel = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                               _mm512_set1_epi32(plane));
+    float grads[ZMM];
+    int32_t dxs[ZMM];
+    for (int py = 0; py < ph; py++)
+        for (int px = 0; px < pw; px++) {
+            int q = py * pw + px, base = 2 * py * wp + 2 * px;
+            __m512 acc[6][3];
+#pragma GCC unroll 6
+            for (int r = 0; r <= K; r++)
+                for (int v = 0; v < V; v++)
+                    acc[r][v] = zero;
+            for (int o0 = 0; o0 < g->oc; o0 += ZMM) {
+                __mmask16 in = lanes_below(g->oc - o0);
+                __m512i at = _mm512_add_epi32(channel, _mm512_set1_epi32(o0 * plane + q));
+                __m512 d = _mm512_mask_i32gather_ps(zero, in, at, dout, 4);
+                __m512 y = _mm512_mask_i32gather_ps(zero, in, at, out, 4);
+                __m512i a = _mm512_sub_epi32(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), in, at, arg, 4),
+                                             _mm512_set1_epi32(base));
+                __mmask16 live = _mm512_mask_cmp_ps_mask(in, d, zero, _CMP_NEQ_UQ) &
+                                 _mm512_mask_cmp_ps_mask(in, y, zero, _CMP_GT_OQ);
+                __mmask16 top = _mm512_cmp_epi32_mask(a, _mm512_set1_epi32(wp), _MM_CMPINT_LT);
+                _mm512_storeu_ps(grads, d);
+                _mm512_storeu_si512(dxs, _mm512_mask_sub_epi32(a, (__mmask16)~top, a, _mm512_set1_epi32(wp)));
+                const float *w = wrow + (size_t)o0 * 2 * entry;
+                for (unsigned m = live & top; m; m &= m - 1) {
+                    int o = __builtin_ctz(m);
+                    hwc_window_term(acc, grads[o], w + ((size_t)o * 2 + dxs[o]) * entry, 0, K, V);
+                }
+                for (unsigned m = live & (unsigned)~top & 0xFFFFu; m; m &= m - 1) {
+                    int o = __builtin_ctz(m);
+                    hwc_window_term(acc, grads[o], w + ((size_t)o * 2 + dxs[o]) * entry, 1, K, V);
+                }
+            }
+#pragma GCC unroll 6
+            for (int r = 0; r <= K; r++) {
+                float *dst = dhwc + (size_t)(base + r * wp) * c_n;
+                for (int v = 0; v < V; v++) {
+                    __mmask16 m = v == V - 1 ? last : (__mmask16)0xFFFF;
+                    __m512 sum = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + v * ZMM), acc[r][v]);
+                    _mm512_mask_storeu_ps(dst + v * ZMM, m, sum);
+                }
+            }
+        }
+}
+
+/* pre fn(..., K, V) with K (<= 5) and V (<= 3) as constants. */
+#define HWC_CASE(pre, fn, K, V, ...) \
+    case (K) * 4 + (V):              \
+        pre fn(__VA_ARGS__, K, V);   \
+        break;
+#define HWC_SWITCH(k, v, pre, fn, ...) \
+    switch ((k) * 4 + (v)) { \
+        HWC_CASE(pre, fn, 1, 1, __VA_ARGS__) HWC_CASE(pre, fn, 1, 2, __VA_ARGS__) HWC_CASE(pre, fn, 1, 3, __VA_ARGS__) \
+        HWC_CASE(pre, fn, 2, 1, __VA_ARGS__) HWC_CASE(pre, fn, 2, 2, __VA_ARGS__) HWC_CASE(pre, fn, 2, 3, __VA_ARGS__) \
+        HWC_CASE(pre, fn, 3, 1, __VA_ARGS__) HWC_CASE(pre, fn, 3, 2, __VA_ARGS__) HWC_CASE(pre, fn, 3, 3, __VA_ARGS__) \
+        HWC_CASE(pre, fn, 4, 1, __VA_ARGS__) HWC_CASE(pre, fn, 4, 2, __VA_ARGS__) HWC_CASE(pre, fn, 4, 3, __VA_ARGS__) \
+        HWC_CASE(pre, fn, 5, 1, __VA_ARGS__) HWC_CASE(pre, fn, 5, 2, __VA_ARGS__) HWC_CASE(pre, fn, 5, 3, __VA_ARGS__) \
+    }
+
+static float hwc_weight_grad_any(const float *xhwc, size_t rowstep, int c_n, const nn_conv_terms *t, float *acc,
+                                 int k)
+{
+    float bias = 0.0f;
+    HWC_SWITCH(k, (k * c_n + ZMM - 1) / ZMM, bias =, hwc_weight_grad, xhwc, rowstep, c_n, t, acc)
+    return bias;
+}
+
+static void hwc_input_grad_any(const nn_conv_geom *g, const float *out, const float *dout, const int32_t *arg,
+                               const float *wrow, float *dhwc)
+{
+    int k = g->win.k;
+    HWC_SWITCH(k, ((k + 1) * g->win.c + ZMM - 1) / ZMM, , hwc_input_grad, g, out, dout, arg, wrow, dhwc)
+}
+
+static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const float *out, const float *dout,
+                                const int32_t *arg, const nn_hwc_work *work, float *dbias, float *din)
+{
+    const nn_window *w = &g->win;
+    int c_n = w->c, plane = (w->oh / 2) * (w->ow / 2);
+    size_t hwc = (size_t)g->hp * g->wp * c_n;
+    const float *xhwc = xpad; /* one channel: the same layout */
+    if (c_n > 1) {
+        gather_copy(xpad, work->xidx, hwc, work->xhwc);
+        xhwc = work->xhwc;
+    }
+    for (int o = 0; o < g->oc; o++) {
+        nn_conv_terms t = {.off = work->off, .grad = work->grad};
+        size_t at = (size_t)o * plane;
+        nn_conv_avx2_gather_terms(dout + at, out + at, arg + at, plane, &t);
+        dbias[o] += hwc_weight_grad_any(xhwc, (size_t)g->wp * c_n, c_n, &t,
+                                        work->hacc + (size_t)o * w->k * NN_HWC_ROW, w->k);
+    }
+    if (!din)
+        return;
+    memset(work->dhwc, 0, hwc * sizeof *work->dhwc);
+    hwc_input_grad_any(g, out, dout, arg, work->wrow, work->dhwc);
+    gather_copy(work->dhwc, work->didx, (size_t)c_n * w->h * w->w, din);
+}
+
 const nn_conv_kernels nn_conv_kernels_avx512 = {
     .isa = ODY_ISA_AVX512,
     .direct = avx512_direct,
@@ -356,6 +535,7 @@ const nn_conv_kernels nn_conv_kernels_avx512 = {
     .gather_terms = nn_conv_avx2_gather_terms,
     .weight_grad = avx512_weight_grad,
     .input_grad = avx512_input_grad,
+    .hwc_backward = avx512_hwc_backward,
     .transpose = nn_conv_avx2_transpose,
 };
 

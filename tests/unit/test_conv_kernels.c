@@ -80,10 +80,37 @@ static void work_free(sample_work *s)
         free(all[i]);
 }
 
-/* dW, db and din of one sample from the terms of each channel (conv2d.c's direct_backward). */
-static void backward(const nn_conv_kernels *k, sample_work *s, bool fused, sample_result *r)
+/* dW, db and din of one sample at level k on pixel-major copies (conv2d.c's hwc_backward). */
+static void backward_hwc(const nn_conv_kernels *k, sample_work *s, sample_result *r)
 {
     const nn_conv_geom *g = &s->g;
+    size_t sizes[8];
+    nn_conv_hwc_sizes(g, sizes);
+    float *buf[8];
+    for (int i = 0; i < 8; i++)
+        buf[i] = falloc(sizes[i]);
+    nn_hwc_work work = {.xhwc = buf[0], .dhwc = buf[1], .wrow = buf[2], .hacc = buf[3], .grad = buf[4],
+                        .off = (int32_t *)buf[5], .xidx = (int32_t *)buf[6], .didx = (int32_t *)buf[7]};
+    nn_conv_hwc_prepare(g, s->w, &work, true);
+    memset(r->dbias, 0, sizeof r->dbias);
+    k->hwc_backward(g, s->xpad, r->pooled, s->dpooled, s->arg, &work, r->dbias, r->din);
+    nn_conv_hwc_fold(g, work.hacc, r->dw);
+    for (int i = 0; i < 8; i++)
+        free(buf[i]);
+}
+
+/*
+ * dW, db and din of one sample from the terms of each channel (conv2d.c's
+ * direct_backward); fused, on pixel-major copies where the level has them
+ * and hwc is true.
+ */
+static void backward(const nn_conv_kernels *k, sample_work *s, bool fused, bool hwc, sample_result *r)
+{
+    const nn_conv_geom *g = &s->g;
+    if (fused && hwc && k->hwc_backward && nn_conv_hwc_fits(g)) {
+        backward_hwc(k, s, r);
+        return;
+    }
     int plane = g->win.oh * g->win.ow, pooled = (g->win.oh / 2) * (g->win.ow / 2);
     size_t filter = (size_t)g->rows * NN_VEC;
     nn_conv_pack_backward(g, s->w, s->wq, s->rowoff, s->tapoff);
@@ -108,7 +135,7 @@ static void backward(const nn_conv_kernels *k, sample_work *s, bool fused, sampl
 }
 
 /* Forward (fused with relu + pool, and alone) and backward of one sample at level k. */
-static void run_sample(const nn_conv_kernels *k, sample_work *s, bool fused, sample_result *r)
+static void run_sample(const nn_conv_kernels *k, sample_work *s, bool fused, bool hwc, sample_result *r)
 {
     const nn_conv_geom *g = &s->g;
     int plane = g->win.oh * g->win.ow;
@@ -120,7 +147,7 @@ static void run_sample(const nn_conv_kernels *k, sample_work *s, bool fused, sam
     k->to_channels(g, s->y, plane, r->conv);
     k->pool_relu(g, s->y, s->winoff, s->tmp, r->pooled, s->arg);
     memset(r->dw, 0, r->ndw * sizeof *r->dw);
-    backward(k, s, fused, r);
+    backward(k, s, fused, hwc, r);
 }
 
 static void result_make(const sample_work *s, sample_result *r)
@@ -170,6 +197,9 @@ static void test_levels_agree_with_portable(void **state)
         {4, 12, 12, 32, 3, 1, 1}, /* two 16-float vectors */
         {9, 10, 11, 17, 9, 1, 1}, /* kernel rows wider than a vector; 9 input channels */
         {1, 11, 6, 2, 2, 3, 1},   /* stride 3 */
+        {3, 11, 13, 20, 5, 1, 2}, /* pixel-major backward: padding, 20 channels (a partial 16), 11x13 */
+        {8, 9, 9, 5, 4, 1, 1},    /* pixel-major, kernel rows of 32 floats and blocks of 40 */
+        {2, 6, 6, 4, 1, 1, 0},    /* pixel-major, 1x1 */
     };
     int levels = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -182,12 +212,12 @@ static void test_levels_agree_with_portable(void **state)
             sample_result want, got;
             result_make(&s, &want);
             result_make(&s, &got);
-            run_sample(&nn_conv_kernels_portable, &s, fused, &want);
+            run_sample(&nn_conv_kernels_portable, &s, fused, true, &want);
             for (int isa = ODY_ISA_AVX2; isa <= (int)ody_cpu_isa_best(); isa++) {
                 const nn_conv_kernels *k = nn_conv_kernels_for((ody_cpu_isa)isa);
                 assert_non_null(k);
                 assert_int_equal(k->isa, isa);
-                run_sample(k, &s, fused, &got);
+                run_sample(k, &s, fused, true, &got);
                 const char *name = ody_cpu_isa_name((ody_cpu_isa)isa);
                 assert_agree(got.conv, want.conv, want.nconv, "conv output", name);
                 assert_agree(got.pooled, want.pooled, want.npooled, "pooled output", name);
@@ -220,11 +250,11 @@ static void test_levels_are_repeatable(void **state)
         sample_result a, b;
         result_make(&s, &a);
         result_make(&s, &b);
-        run_sample(k, &s, true, &a);
+        run_sample(k, &s, true, true, &a);
         fill(9, (size_t)6 * 14 * 14, s.x); /* another sample between the two */
-        run_sample(k, &s, true, &b);
+        run_sample(k, &s, true, true, &b);
         fill(3, (size_t)6 * 14 * 14, s.x);
-        run_sample(k, &s, true, &b);
+        run_sample(k, &s, true, true, &b);
         assert_memory_equal(a.pooled, b.pooled, a.npooled * sizeof(float));
         assert_memory_equal(a.dw, b.dw, a.ndw * sizeof(float));
         assert_memory_equal(a.din, b.din, a.ndin * sizeof(float));
@@ -232,6 +262,45 @@ static void test_levels_are_repeatable(void **state)
         result_free(&b);
     }
     work_free(&s);
+}
+
+/*
+ * The pixel-major fused backward sums each weight's and bias's terms in
+ * the order of the terms path at the same level (the same bits); its
+ * input gradient only agrees (another order of each element's parts).
+ */
+static void test_hwc_backward_bits(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const int cases[][7] = {{6, 14, 14, 16, 5, 1, 0}, {3, 11, 13, 20, 5, 1, 2}, {4, 12, 12, 32, 3, 1, 1}};
+    int checked = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        nn_window win;
+        ody_shape in = {3, {cases[c][0], cases[c][1], cases[c][2]}};
+        assert_int_equal(nn_window_make(ctx, "conv2d", in, cases[c][4], cases[c][5], cases[c][6], &win), ODY_OK);
+        sample_work s;
+        work_make(&win, cases[c][3], &s);
+        assert_true(nn_conv_hwc_fits(&s.g));
+        for (int isa = 0; isa <= (int)ody_cpu_isa_best(); isa++) {
+            const nn_conv_kernels *k = nn_conv_kernels_for((ody_cpu_isa)isa);
+            if (!k->hwc_backward)
+                continue;
+            sample_result terms, hwc;
+            result_make(&s, &terms);
+            result_make(&s, &hwc);
+            run_sample(k, &s, true, false, &terms);
+            run_sample(k, &s, true, true, &hwc);
+            assert_memory_equal(hwc.dw, terms.dw, terms.ndw * sizeof(float));
+            assert_memory_equal(hwc.dbias, terms.dbias, (size_t)s.g.oc * sizeof(float));
+            assert_agree(hwc.din, terms.din, terms.ndin, "input gradient (pixel-major)", ody_cpu_isa_name(k->isa));
+            result_free(&terms);
+            result_free(&hwc);
+            checked++;
+        }
+        work_free(&s);
+    }
+    if (!checked)
+        skip(); /* no level of this CPU has it */
 }
 
 /* ODY_CPU_ISA as ctest sets it picks the level; unknown names and levels above the CPU's are errors. */
@@ -277,6 +346,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_isa_selection),
     CTX_TEST(test_levels_agree_with_portable),
     CTX_TEST(test_levels_are_repeatable),
+    CTX_TEST(test_hwc_backward_bits),
 };
 
 ODY_TEST_MAIN(group)
