@@ -101,16 +101,10 @@ static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffer
     b->off = (int32_t *)take(base, &used, plane + NN_VEC);
     b->hwc = (nn_hwc_work){0};
     if (nn_conv_hwc_fits(g)) {
-        size_t sizes[8];
-        nn_conv_hwc_sizes(g, sizes);
-        b->hwc.xhwc = take(base, &used, sizes[0]);
-        b->hwc.dhwc = take(base, &used, sizes[1]);
-        b->hwc.wrow = take(base, &used, sizes[2]);
-        b->hwc.hacc = take(base, &used, sizes[3]);
-        b->hwc.grad = take(base, &used, sizes[4]);
-        b->hwc.off = (int32_t *)take(base, &used, sizes[5]);
-        b->hwc.xidx = (int32_t *)take(base, &used, sizes[6]);
-        b->hwc.didx = (int32_t *)take(base, &used, sizes[7]);
+        nn_hwc_work counted;
+        float *at = take(base, &used, nn_conv_hwc_carve(g, NULL, &counted));
+        if (at)
+            nn_conv_hwc_carve(g, at, &b->hwc);
     }
     return used;
 }

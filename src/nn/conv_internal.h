@@ -115,28 +115,37 @@ void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *t
  * channels are then contiguous: a kernel row of the weight gradient is
  * K * C floats (two 16-float vectors at most), and the input gradient of
  * one pooled window (K + 1 rows of K + 1 pixels, whichever of its four
- * positions won) is summed in registers over every output channel before
- * it is added to dhwc once. For geometries with nn_conv_hwc_fits:
+ * positions won) is summed in registers over every output channel, and
+ * slides along the pooled row, adding to dhwc the pixels it leaves
+ * behind. For geometries with nn_conv_hwc_fits:
  *
- *   xhwc  (HP*WP, C) + slack   the padded sample, pixel-major (C > 1)
+ *   xhwc  (HP*WP, C) + slack   the padded sample, pixel-major
  *   dhwc  (HP*WP, C) + slack   its input gradient, pixel-major
- *   wrow  (OC, 2, K, 48)       filter row kh of channel o placed in a row
+ *   wrow  (OC16, 2, K, 48)     filter row kh of channel o placed in a row
  *                              of K + 1 pixels from pixel dx (0 or 1):
  *                              float (dx + kw) * C + c, zero elsewhere
+ *                              (OC16: OC rounded up to whole 16s)
  *   hacc  (OC, K, 32)          dW: kernel row kh's floats kw * C + c
  *   xidx, didx                 gather indices of the two transposes
+ *   tgrad, toff, tmask         each pooled window's terms (below)
  */
 enum { NN_HWC_ROW = 32, NN_HWC_WROW = 48, NN_HWC_SLACK = 64 };
 
 typedef struct {
     float *xhwc, *dhwc, *wrow, *hacc, *grad;
     int32_t *off, *xidx, *didx;
+    /* each pooled window's terms by channel (16 per group): gradient, wrow offset, and the masks of
+     * live channels whose argmax is in the window's top row (low 16 bits) or bottom row (high 16) */
+    float *tgrad;
+    int32_t *toff;
+    uint32_t *tmask;
 } nn_hwc_work;
 
-/* Stride 1, C >= 2 (one channel's rows are contiguous already), K <= 5, K * C <= 32 and (K + 1) * C <= 48. */
+/* Stride 1, 2 <= C <= 7 (one channel's rows are contiguous already; 2 pixels within a vector), K <= 5,
+ * K * C <= 32 and (K + 1) * C <= 48. */
 bool nn_conv_hwc_fits(const nn_conv_geom *g);
-/* Floats of each buffer of nn_hwc_work (fields in order: xhwc, dhwc, wrow, hacc, grad, off, xidx, didx). */
-void nn_conv_hwc_sizes(const nn_conv_geom *g, size_t sizes[8]);
+/* Point work's buffers into base (64-byte aligned), or with base NULL only count; returns the floats used. */
+size_t nn_conv_hwc_carve(const nn_conv_geom *g, float *base, nn_hwc_work *work);
 /* wrow from W, and the gather indices (once per backward call); hacc and dhwc's slack zeroed. */
 void nn_conv_hwc_prepare(const nn_conv_geom *g, const float *w, const nn_hwc_work *work, bool input_grad);
 /* dW (OC, C, K, K) += hacc. */

@@ -113,22 +113,35 @@ void nn_conv_fold_weight_grad(const nn_conv_geom *g, const float *acc, float *dw
 bool nn_conv_hwc_fits(const nn_conv_geom *g)
 {
     const nn_window *w = &g->win;
-    return w->stride == 1 && w->c >= 2 && w->k <= 5 && w->k * w->c <= NN_HWC_ROW && (w->k + 1) * w->c <= NN_HWC_WROW &&
+    return w->stride == 1 && w->c >= 2 && w->c <= 7 && w->k <= 5 && w->k * w->c <= NN_HWC_ROW && (w->k + 1) * w->c <= NN_HWC_WROW &&
            w->oh >= 2 && w->ow >= 2;
 }
 
-void nn_conv_hwc_sizes(const nn_conv_geom *g, size_t sizes[8])
+/* The next n floats (64-byte pieces) from base, or NULL when only counting. */
+static float *hwc_take(float *base, size_t *used, size_t n)
+{
+    float *p = base ? base + *used : NULL;
+    *used += (n + 15) / 16 * 16;
+    return p;
+}
+
+size_t nn_conv_hwc_carve(const nn_conv_geom *g, float *base, nn_hwc_work *work)
 {
     const nn_window *w = &g->win;
     size_t hwc = (size_t)g->hp * g->wp * w->c, pooled = (size_t)(w->oh / 2) * (w->ow / 2);
-    sizes[0] = hwc + NN_HWC_SLACK;                           /* xhwc */
-    sizes[1] = hwc + NN_HWC_SLACK;                           /* dhwc */
-    sizes[2] = (size_t)g->oc * 2 * w->k * NN_HWC_WROW;       /* wrow */
-    sizes[3] = (size_t)g->oc * w->k * NN_HWC_ROW;            /* hacc */
-    sizes[4] = pooled + 2 * NN_VEC;                          /* grad */
-    sizes[5] = pooled + 2 * NN_VEC;                          /* off */
-    sizes[6] = hwc;                                          /* xidx */
-    sizes[7] = (size_t)w->c * w->h * w->w;                   /* didx */
+    size_t groups = (size_t)(g->oc + 15) / 16, used = 0;
+    work->xhwc = hwc_take(base, &used, hwc + NN_HWC_SLACK);
+    work->dhwc = hwc_take(base, &used, hwc + NN_HWC_SLACK);
+    work->wrow = hwc_take(base, &used, groups * 16 * 2 * w->k * NN_HWC_WROW);
+    work->hacc = hwc_take(base, &used, (size_t)g->oc * w->k * NN_HWC_ROW);
+    work->grad = hwc_take(base, &used, pooled + 2 * NN_VEC);
+    work->off = (int32_t *)hwc_take(base, &used, pooled + 2 * NN_VEC);
+    work->xidx = (int32_t *)hwc_take(base, &used, hwc);
+    work->didx = (int32_t *)hwc_take(base, &used, (size_t)w->c * w->h * w->w);
+    work->tgrad = hwc_take(base, &used, pooled * groups * 16);
+    work->toff = (int32_t *)hwc_take(base, &used, pooled * groups * 16);
+    work->tmask = (uint32_t *)hwc_take(base, &used, pooled * groups);
+    return used;
 }
 
 void nn_conv_hwc_prepare(const nn_conv_geom *g, const float *w, const nn_hwc_work *work, bool input_grad)

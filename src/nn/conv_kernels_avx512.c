@@ -367,14 +367,14 @@ static void gather_copy(const float *src, const int32_t *idx, size_t n, float *d
 }
 
 /*
- * One channel's terms: its K kernel rows of K * C floats (V vectors, the
- * last one masked) in registers, each term one FMA per vector, in the
- * terms' order as weight_grad (the same sums, the same bits).
+ * One channel's terms: its K kernel rows of K * C floats (V vectors) in
+ * registers, each term one FMA per vector, in the terms' order as
+ * weight_grad (the same sums, the same bits). Lanes beyond K * C read the
+ * pixels after the window's row (or xhwc's slack); they are never folded.
  */
 ALWAYS_INLINE float hwc_weight_grad(const float *xhwc, size_t rowstep, int c_n, const nn_conv_terms *t,
                                     float *acc, const int K, const int V)
 {
-    const __mmask16 last = lanes_below(K * c_n - (V - 1) * ZMM);
     __m512 sum[5][3];
     float b = 0.0f;
 #pragma GCC unroll 5
@@ -388,9 +388,7 @@ ALWAYS_INLINE float hwc_weight_grad(const float *xhwc, size_t rowstep, int c_n, 
 #pragma GCC unroll 5
         for (int kh = 0; kh < K; kh++)
             for (int v = 0; v < V; v++) {
-                const float *at = x + kh * rowstep + v * ZMM;
-                __m512 xv = v == V - 1 ? _mm512_maskz_loadu_ps(last, at) : _mm512_loadu_ps(at);
-                sum[kh][v] = _mm512_fmadd_ps(grad, xv, sum[kh][v]);
+                sum[kh][v] = _mm512_fmadd_ps(grad, _mm512_loadu_ps(x + kh * rowstep + v * ZMM), sum[kh][v]);
             }
     }
 #pragma GCC unroll 5
@@ -411,66 +409,107 @@ ALWAYS_INLINE void hwc_window_term(__m512 acc[6][3], float grad, const float *w,
             acc[kh + DY][v] = _mm512_fmadd_ps(g, _mm512_loadu_ps(w + kh * NN_HWC_WROW + v * ZMM), acc[kh + DY][v]);
 }
 
-/*
- * The input gradient, window by window: the terms of every output channel
- * at pooled window q (a relu passed it and its gradient is not zero) add
- * their filter, placed at the window's argmax, into K + 1 rows of K + 1
- * pixels held in registers (V vectors a row); then that block is added
- * into dhwc. A window's channels come 16 at a time by gathers; the terms
- * whose argmax is in the window's top row go first, then the bottom row's
- * (each group in channel order).
- */
-ALWAYS_INLINE void hwc_input_grad(const nn_conv_geom *g, const float *out, const float *dout, const int32_t *arg,
-                                  const float *wrow, float *dhwc, const int K, const int V)
+/* dhwc at pixel p. */
+static inline float *dhwc_row(const nn_hwc_work *work, int p, int c_n)
 {
-    const int c_n = g->win.c, wp = g->wp, ph = g->win.oh / 2, pw = g->win.ow / 2, plane = ph * pw;
-    const size_t entry = (size_t)K * NN_HWC_WROW; /* wrow floats of one (channel, dx) */
-    const __mmask16 last = lanes_below((K + 1) * c_n - (V - 1) * ZMM);
+    return work->dhwc + (size_t)p * c_n;
+}
+
+/*
+ * Each pooled window's terms, 16 channels at a time (gathered across the
+ * channel planes): tmask the live ones (a relu passed them and their
+ * gradient is not zero) whose argmax is in the window's top row (low 16
+ * bits) or bottom row (high 16), tgrad their gradients and toff the
+ * offset in wrow of their filter placed at the argmax's column.
+ */
+static void hwc_window_terms(const nn_conv_geom *g, const float *out, const float *dout, const int32_t *arg,
+                             const nn_hwc_work *work)
+{
+    const int wp = g->wp, ph = g->win.oh / 2, pw = g->win.ow / 2, plane = ph * pw, groups = (g->oc + ZMM - 1) / ZMM;
+    const int entry = g->win.k * NN_HWC_WROW; /* wrow floats of one (channel, dx) */
     const __m512 zero = _mm512_setzero_ps();
-    const __m512i channel = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32(plane));
-    float grads[ZMM];
-    int32_t dxs[ZMM];
-    for (int py = 0; py < ph; py++)
-        for (int px = 0; px < pw; px++) {
-            int q = py * pw + px, base = 2 * py * wp + 2 * px;
-            __m512 acc[6][3];
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i channel = _mm512_mullo_epi32(lane, _mm512_set1_epi32(plane));
+    const __m512i filter = _mm512_mullo_epi32(lane, _mm512_set1_epi32(2 * entry));
+    for (int q = 0; q < plane; q++) {
+        int base = 2 * (q / pw) * wp + 2 * (q % pw);
+        for (int grp = 0; grp < groups; grp++) {
+            int o0 = grp * ZMM;
+            __mmask16 in = lanes_below(g->oc - o0);
+            __m512i at = _mm512_add_epi32(channel, _mm512_set1_epi32(o0 * plane + q));
+            __m512 d = _mm512_mask_i32gather_ps(zero, in, at, dout, 4);
+            __m512 y = _mm512_mask_i32gather_ps(zero, in, at, out, 4);
+            __m512i a = _mm512_sub_epi32(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), in, at, arg, 4),
+                                         _mm512_set1_epi32(base));
+            __mmask16 live = _mm512_mask_cmp_ps_mask(in, d, zero, _CMP_NEQ_UQ) &
+                             _mm512_mask_cmp_ps_mask(in, y, zero, _CMP_GT_OQ);
+            __mmask16 top = _mm512_cmp_epi32_mask(a, _mm512_set1_epi32(wp), _MM_CMPINT_LT);
+            __m512i dx = _mm512_mask_sub_epi32(a, (__mmask16)~top, a, _mm512_set1_epi32(wp));
+            size_t at_q = ((size_t)q * groups + grp) * ZMM;
+            _mm512_storeu_ps(work->tgrad + at_q, d);
+            _mm512_storeu_si512(work->toff + at_q,
+                                _mm512_add_epi32(_mm512_add_epi32(filter, _mm512_set1_epi32(o0 * 2 * entry)),
+                                                 _mm512_mullo_epi32(dx, _mm512_set1_epi32(entry))));
+            work->tmask[(size_t)q * groups + grp] = (uint32_t)(live & top) | (uint32_t)(live & (__mmask16)~top) << 16;
+        }
+    }
+}
+
+/*
+ * The input gradient, window by window along each pooled row (the terms
+ * from hwc_window_terms): the terms of a window add their filter, placed
+ * at the argmax, into K + 1 rows of K + 1 pixels held in registers (V
+ * vectors a row): the top row's terms first, then the bottom row's (each
+ * in channel order). The block then slides 2 pixels right to the next
+ * window: the 2 pixels it leaves behind are final for this pooled row and
+ * are added into dhwc (no later store of the row overlaps them, so no
+ * load waits on a store in flight), the rest moves down 2 * C lanes; the
+ * last window of the row adds its whole block.
+ */
+ALWAYS_INLINE void hwc_input_grad(const nn_conv_geom *g, const nn_hwc_work *work, const int K, const int V)
+{
+    const int c_n = g->win.c, wp = g->wp, ph = g->win.oh / 2, pw = g->win.ow / 2, groups = (g->oc + ZMM - 1) / ZMM;
+    const __mmask16 last = lanes_below((K + 1) * c_n - (V - 1) * ZMM), left = lanes_below(2 * c_n);
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i slide = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(2 * c_n)); /* lane i <- i + 2C of (v, next) */
+    const float *wrow = work->wrow;
+    for (int py = 0; py < ph; py++) {
+        __m512 acc[6][3];
 #pragma GCC unroll 6
-            for (int r = 0; r <= K; r++)
-                for (int v = 0; v < V; v++)
-                    acc[r][v] = zero;
-            for (int o0 = 0; o0 < g->oc; o0 += ZMM) {
-                __mmask16 in = lanes_below(g->oc - o0);
-                __m512i at = _mm512_add_epi32(channel, _mm512_set1_epi32(o0 * plane + q));
-                __m512 d = _mm512_mask_i32gather_ps(zero, in, at, dout, 4);
-                __m512 y = _mm512_mask_i32gather_ps(zero, in, at, out, 4);
-                __m512i a = _mm512_sub_epi32(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), in, at, arg, 4),
-                                             _mm512_set1_epi32(base));
-                __mmask16 live = _mm512_mask_cmp_ps_mask(in, d, zero, _CMP_NEQ_UQ) &
-                                 _mm512_mask_cmp_ps_mask(in, y, zero, _CMP_GT_OQ);
-                __mmask16 top = _mm512_cmp_epi32_mask(a, _mm512_set1_epi32(wp), _MM_CMPINT_LT);
-                _mm512_storeu_ps(grads, d);
-                _mm512_storeu_si512(dxs, _mm512_mask_sub_epi32(a, (__mmask16)~top, a, _mm512_set1_epi32(wp)));
-                const float *w = wrow + (size_t)o0 * 2 * entry;
-                for (unsigned m = live & top; m; m &= m - 1) {
+        for (int r = 0; r <= K; r++)
+            for (int v = 0; v < V; v++)
+                acc[r][v] = zero;
+        for (int px = 0; px < pw; px++) {
+            size_t q = (size_t)py * pw + px;
+            for (int grp = 0; grp < groups; grp++) {
+                const float *grad = work->tgrad + (q * groups + grp) * ZMM;
+                const int32_t *off = work->toff + (q * groups + grp) * ZMM;
+                uint32_t mask = work->tmask[q * groups + grp];
+                for (uint32_t m = mask & 0xFFFFu; m; m &= m - 1) {
                     int o = __builtin_ctz(m);
-                    hwc_window_term(acc, grads[o], w + ((size_t)o * 2 + dxs[o]) * entry, 0, K, V);
+                    hwc_window_term(acc, grad[o], wrow + off[o], 0, K, V);
                 }
-                for (unsigned m = live & (unsigned)~top & 0xFFFFu; m; m &= m - 1) {
+                for (uint32_t m = mask >> 16; m; m &= m - 1) {
                     int o = __builtin_ctz(m);
-                    hwc_window_term(acc, grads[o], w + ((size_t)o * 2 + dxs[o]) * entry, 1, K, V);
+                    hwc_window_term(acc, grad[o], wrow + off[o], 1, K, V);
                 }
             }
+            bool end = px == pw - 1;
+            int base = 2 * py * wp + 2 * px;
 #pragma GCC unroll 6
             for (int r = 0; r <= K; r++) {
-                float *dst = dhwc + (size_t)(base + r * wp) * c_n;
-                for (int v = 0; v < V; v++) {
-                    __mmask16 m = v == V - 1 ? last : (__mmask16)0xFFFF;
+                float *dst = dhwc_row(work, base + r * wp, c_n);
+                for (int v = 0; v < (end ? V : 1); v++) {
+                    __mmask16 m = !end ? left : v == V - 1 ? last : (__mmask16)0xFFFF;
                     __m512 sum = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + v * ZMM), acc[r][v]);
                     _mm512_mask_storeu_ps(dst + v * ZMM, m, sum);
                 }
+                for (int v = 0; v < V; v++)
+                    acc[r][v] = _mm512_permutex2var_ps(acc[r][v], slide, v + 1 < V ? acc[r][v + 1] : zero);
             }
         }
+    }
 }
 
 /* pre fn(..., K, V) with K (<= 5) and V (<= 3) as constants. */
@@ -495,11 +534,10 @@ static float hwc_weight_grad_any(const float *xhwc, size_t rowstep, int c_n, con
     return bias;
 }
 
-static void hwc_input_grad_any(const nn_conv_geom *g, const float *out, const float *dout, const int32_t *arg,
-                               const float *wrow, float *dhwc)
+static void hwc_input_grad_any(const nn_conv_geom *g, const nn_hwc_work *work)
 {
     int k = g->win.k;
-    HWC_SWITCH(k, ((k + 1) * g->win.c + ZMM - 1) / ZMM, , hwc_input_grad, g, out, dout, arg, wrow, dhwc)
+    HWC_SWITCH(k, ((k + 1) * g->win.c + ZMM - 1) / ZMM, , hwc_input_grad, g, work)
 }
 
 static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const float *out, const float *dout,
@@ -523,7 +561,8 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
     if (!din)
         return;
     memset(work->dhwc, 0, hwc * sizeof *work->dhwc);
-    hwc_input_grad_any(g, out, dout, arg, work->wrow, work->dhwc);
+    hwc_window_terms(g, out, dout, arg, work);
+    hwc_input_grad_any(g, work);
     gather_copy(work->dhwc, work->didx, (size_t)c_n * w->h * w->w, din);
 }
 

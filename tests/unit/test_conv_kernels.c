@@ -84,19 +84,17 @@ static void work_free(sample_work *s)
 static void backward_hwc(const nn_conv_kernels *k, sample_work *s, sample_result *r)
 {
     const nn_conv_geom *g = &s->g;
-    size_t sizes[8];
-    nn_conv_hwc_sizes(g, sizes);
-    float *buf[8];
-    for (int i = 0; i < 8; i++)
-        buf[i] = falloc(sizes[i]);
-    nn_hwc_work work = {.xhwc = buf[0], .dhwc = buf[1], .wrow = buf[2], .hacc = buf[3], .grad = buf[4],
-                        .off = (int32_t *)buf[5], .xidx = (int32_t *)buf[6], .didx = (int32_t *)buf[7]};
+    nn_hwc_work work;
+    size_t floats = nn_conv_hwc_carve(g, NULL, &work);
+    float *buf = aligned_alloc(64, floats * sizeof *buf);
+    assert_non_null(buf);
+    memset(buf, 0, floats * sizeof *buf);
+    nn_conv_hwc_carve(g, buf, &work);
     nn_conv_hwc_prepare(g, s->w, &work, true);
     memset(r->dbias, 0, sizeof r->dbias);
     k->hwc_backward(g, s->xpad, r->pooled, s->dpooled, s->arg, &work, r->dbias, r->din);
     nn_conv_hwc_fold(g, work.hacc, r->dw);
-    for (int i = 0; i < 8; i++)
-        free(buf[i]);
+    free(buf);
 }
 
 /*
