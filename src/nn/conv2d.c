@@ -30,7 +30,12 @@
  * gradient of the pooled output: its terms are the pooled outputs that are
  * positive, at their argmax. The conv and relu outputs are never stored.
  * The pool layer's saved buffer holds the argmax as the window offset in
- * xpad (where the pool alone keeps the position in its input plane).
+ * xpad (where the pool alone keeps the position in its input plane). At a
+ * level with a pixel-major backward (AVX-512) and a shape it takes
+ * (nn_conv_hwc_fits: LeNet-5's conv2), fused backward runs on pixel-major
+ * copies of the sample instead, all output channels at once
+ * (hwc_backward): the same weight and bias gradient bits, the input
+ * gradient's parts added in another order.
  */
 #include "nn/conv_internal.h"
 #include "nn/nn_dnnl.h"

@@ -126,14 +126,13 @@ void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *t
  *                              float (dx + kw) * C + c, zero elsewhere
  *                              (OC16: OC rounded up to whole 16s)
  *   hacc  (OC, K, 32)          dW: kernel row kh's floats kw * C + c
- *   xidx, didx                 gather indices of the two transposes
  *   tgrad, toff, tmask         each pooled window's terms (below)
  */
 enum { NN_HWC_ROW = 32, NN_HWC_WROW = 48, NN_HWC_SLACK = 64 };
 
 typedef struct {
     float *xhwc, *dhwc, *wrow, *hacc, *grad;
-    int32_t *off, *xidx, *didx;
+    int32_t *off;
     /* each pooled window's terms by channel (16 per group): gradient, wrow offset, and the masks of
      * live channels whose argmax is in the window's top row (low 16 bits) or bottom row (high 16) */
     float *tgrad;
@@ -146,7 +145,7 @@ typedef struct {
 bool nn_conv_hwc_fits(const nn_conv_geom *g);
 /* Point work's buffers into base (64-byte aligned), or with base NULL only count; returns the floats used. */
 size_t nn_conv_hwc_carve(const nn_conv_geom *g, float *base, nn_hwc_work *work);
-/* wrow from W, and the gather indices (once per backward call); hacc and dhwc's slack zeroed. */
+/* wrow from W (once per backward call); hacc and the slack of xhwc and dhwc zeroed. */
 void nn_conv_hwc_prepare(const nn_conv_geom *g, const float *w, const nn_hwc_work *work, bool input_grad);
 /* dW (OC, C, K, K) += hacc. */
 void nn_conv_hwc_fold(const nn_conv_geom *g, const float *hacc, float *dw);

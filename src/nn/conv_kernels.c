@@ -56,9 +56,12 @@ void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad)
         return;
     }
     for (int c = 0; c < w->c; c++)
-        for (int y = 0; y < w->h; y++)
-            memcpy(xpad + c * plane + (size_t)(y + w->pad) * g->wp + w->pad, x + c * in_plane + (size_t)y * w->w,
-                   (size_t)w->w * sizeof *x);
+        for (int y = 0; y < w->h; y++) { /* rows are short (LeNet-5: 28 floats): a loop, not a memcpy call */
+            float *restrict dst = xpad + c * plane + (size_t)(y + w->pad) * g->wp + w->pad;
+            const float *restrict src = x + c * in_plane + (size_t)y * w->w;
+            for (int i = 0; i < w->w; i++)
+                dst[i] = src[i];
+        }
 }
 
 void nn_conv_pack_forward(const nn_conv_geom *g, const float *w, const float *b, float *wt, float *bias)
@@ -136,8 +139,6 @@ size_t nn_conv_hwc_carve(const nn_conv_geom *g, float *base, nn_hwc_work *work)
     work->hacc = hwc_take(base, &used, (size_t)g->oc * w->k * NN_HWC_ROW);
     work->grad = hwc_take(base, &used, pooled + 2 * NN_VEC);
     work->off = (int32_t *)hwc_take(base, &used, pooled + 2 * NN_VEC);
-    work->xidx = (int32_t *)hwc_take(base, &used, hwc);
-    work->didx = (int32_t *)hwc_take(base, &used, (size_t)w->c * w->h * w->w);
     work->tgrad = hwc_take(base, &used, pooled * groups * 16);
     work->toff = (int32_t *)hwc_take(base, &used, pooled * groups * 16);
     work->tmask = (uint32_t *)hwc_take(base, &used, pooled * groups);
@@ -150,18 +151,10 @@ void nn_conv_hwc_prepare(const nn_conv_geom *g, const float *w, const nn_hwc_wor
     int c_n = win->c, k = win->k;
     size_t pixels = (size_t)g->hp * g->wp, hwc = pixels * c_n;
     memset(work->hacc, 0, (size_t)g->oc * k * NN_HWC_ROW * sizeof *work->hacc);
-    for (size_t p = 0; p < pixels; p++) /* xhwc[p * C + c] = xpad[c * pixels + p] */
-        for (int c = 0; c < c_n; c++)
-            work->xidx[p * c_n + c] = (int32_t)(c * pixels + p);
     memset(work->xhwc + hwc, 0, NN_HWC_SLACK * sizeof *work->xhwc);
     if (!input_grad)
         return;
     memset(work->dhwc + hwc, 0, NN_HWC_SLACK * sizeof *work->dhwc);
-    int32_t *didx = work->didx; /* din[c][y][x] = dhwc[inside pixel (y, x)][c] */
-    for (int c = 0; c < c_n; c++)
-        for (int y = 0; y < win->h; y++)
-            for (int x = 0; x < win->w; x++)
-                *didx++ = ((y + win->pad) * g->wp + x + win->pad) * c_n + c;
     size_t taps = (size_t)c_n * k * k;
     memset(work->wrow, 0, (size_t)g->oc * 2 * k * NN_HWC_WROW * sizeof *work->wrow);
     for (int o = 0; o < g->oc; o++)

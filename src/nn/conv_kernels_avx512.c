@@ -12,6 +12,11 @@
  *               8-wide rows and channel vectors as in AVX2 (5 taps and 6
  *               channels would leave a 16-wide vector more than half
  *               empty), a pointer per row in the block
+ *   hwc_backward
+ *               the fused backward of a sample on pixel-major copies
+ *               (LeNet-5's conv2): kernel rows of K * C floats for dW,
+ *               and each pooled window's input gradient over all output
+ *               channels summed in registers (conv_internal.h)
  *
  * The rest, and direct for an odd number of 8-float channel vectors, is
  * the AVX2 code (conv_kernels_avx2.c).
@@ -353,16 +358,70 @@ static void avx512_input_grad(const nn_conv_geom *g, const float *wq, const int3
  * pixel-major copies of one sample.
  */
 
-/* dst[i] = src[idx[i]] for i < n, 16 at a time. */
-static void gather_copy(const float *src, const int32_t *idx, size_t n, float *dst)
+/* Transpose the 8x8 block r (rows -> columns), as bits. */
+static inline void transpose8(__m256 r[8])
 {
-    size_t i = 0;
-    for (; i + ZMM <= n; i += ZMM)
-        _mm512_storeu_ps(dst + i, _mm512_i32gather_ps(_mm512_loadu_si512(idx + i), src, 4));
-    if (i < n) {
-        __mmask16 m = lanes_below((int)(n - i));
-        __m512i at = _mm512_maskz_loadu_epi32(m, idx + i);
-        _mm512_mask_storeu_ps(dst + i, m, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, at, src, 4));
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/*
+ * xhwc (pixels, C) = xpad (C, pixels), C <= 8: 8 pixels at a time; each
+ * pixel's 8 floats (zeros beyond C) are stored at its place, in order,
+ * so the next pixel's store overwrites the zeros and the last ones land
+ * in xhwc's slack.
+ */
+static void to_hwc(const float *xpad, int c_n, int pixels, float *xhwc)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    for (int p = 0; p < pixels; p += 8) {
+        int n = pixels - p < 8 ? pixels - p : 8;
+        __mmask8 in = (__mmask8)lanes_below(n);
+        __m256 r[8];
+        for (int c = 0; c < 8; c++)
+            r[c] = c < c_n ? _mm256_maskz_loadu_ps(in, xpad + (size_t)c * pixels + p) : zero;
+        transpose8(r);
+        for (int j = 0; j < n; j++)
+            _mm256_storeu_ps(xhwc + (size_t)(p + j) * c_n, r[j]);
+    }
+}
+
+/*
+ * din (C, H, W) = the inside of dhwc (HP*WP, C), C <= 8: 8 pixels of a
+ * row at a time (each load takes 8 floats from the pixel's first channel:
+ * the next pixel's, or dhwc's slack, beyond C).
+ */
+static void from_hwc(const nn_conv_geom *g, const float *dhwc, float *din)
+{
+    const nn_window *w = &g->win;
+    int c_n = w->c;
+    size_t plane = (size_t)w->h * w->w;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int y = 0; y < w->h; y++) {
+        const float *src = dhwc + ((size_t)(y + w->pad) * g->wp + w->pad) * c_n;
+        float *dst = din + (size_t)y * w->w;
+        for (int x = 0; x < w->w; x += 8) {
+            int n = w->w - x < 8 ? w->w - x : 8;
+            __m256 r[8];
+            for (int j = 0; j < 8; j++)
+                r[j] = j < n ? _mm256_loadu_ps(src + (size_t)(x + j) * c_n) : zero;
+            transpose8(r);
+            for (int c = 0; c < c_n; c++)
+                _mm256_mask_storeu_ps(dst + c * plane + x, (__mmask8)lanes_below(n), r[c]);
+        }
     }
 }
 
@@ -548,7 +607,7 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
     size_t hwc = (size_t)g->hp * g->wp * c_n;
     const float *xhwc = xpad; /* one channel: the same layout */
     if (c_n > 1) {
-        gather_copy(xpad, work->xidx, hwc, work->xhwc);
+        to_hwc(xpad, c_n, g->hp * g->wp, work->xhwc);
         xhwc = work->xhwc;
     }
     for (int o = 0; o < g->oc; o++) {
@@ -563,7 +622,7 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
     memset(work->dhwc, 0, hwc * sizeof *work->dhwc);
     hwc_window_terms(g, out, dout, arg, work);
     hwc_input_grad_any(g, work);
-    gather_copy(work->dhwc, work->didx, (size_t)c_n * w->h * w->w, din);
+    from_hwc(g, work->dhwc, din);
 }
 
 const nn_conv_kernels nn_conv_kernels_avx512 = {

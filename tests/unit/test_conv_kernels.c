@@ -196,7 +196,8 @@ static void test_levels_agree_with_portable(void **state)
         {9, 10, 11, 17, 9, 1, 1}, /* kernel rows wider than a vector; 9 input channels */
         {1, 11, 6, 2, 2, 3, 1},   /* stride 3 */
         {3, 11, 13, 20, 5, 1, 2}, /* pixel-major backward: padding, 20 channels (a partial 16), 11x13 */
-        {8, 9, 9, 5, 4, 1, 1},    /* pixel-major, kernel rows of 32 floats and blocks of 40 */
+        {7, 9, 9, 5, 4, 1, 1},    /* pixel-major, kernel rows of 28 floats, blocks of 35 (7 channels: the most) */
+        {8, 9, 9, 5, 4, 1, 1},    /* 8 channels: the terms path */
         {2, 6, 6, 4, 1, 1, 0},    /* pixel-major, 1x1 */
     };
     int levels = 0;
