@@ -9,7 +9,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__)
 
-#include <immintrin.h>
+#include "nn/conv_avx.h"
 #include <string.h>
 
 enum { BLOCK_MAX = 12 };
@@ -97,26 +97,6 @@ void nn_conv_avx2_direct(const nn_conv_geom *g, const float *xpad, const float *
     }
 }
 
-/* Transpose 8 rows of 8 floats in place: r[l] becomes lane l of r[0..8). */
-static inline void transpose8(__m256 r[8])
-{
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
-
 /* Pixel-major vectors to channel-major rows, 8 x 8 at a time. */
 void nn_conv_avx2_transpose(const float *a, int stride, int pixels, int channels, float *dst, size_t dst_stride)
 {
@@ -128,7 +108,7 @@ void nn_conv_avx2_transpose(const float *a, int stride, int pixels, int channels
                 size_t at = (size_t)(p + i) * stride + NN_VEC * v;
                 r[i] = _mm256_loadu_ps(a + at);
             }
-            transpose8(r);
+            nn_transpose8(r);
             for (int lane = 0; lane < NN_VEC && NN_VEC * v + lane < channels; lane++)
                 _mm256_storeu_ps(dst + (size_t)(NN_VEC * v + lane) * dst_stride + p, r[lane]);
         }

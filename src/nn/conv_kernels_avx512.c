@@ -25,7 +25,7 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__)
 
-#include <immintrin.h>
+#include "nn/conv_avx.h"
 #include <string.h>
 
 enum { ZMM = 16, BLOCK_MAX = 16 };
@@ -358,26 +358,6 @@ static void avx512_input_grad(const nn_conv_geom *g, const float *wq, const int3
  * pixel-major copies of one sample.
  */
 
-/* Transpose the 8x8 block r (rows -> columns), as bits. */
-static inline void transpose8(__m256 r[8])
-{
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
-
 /*
  * xhwc (pixels, C) = xpad (C, pixels), C <= 8: 8 pixels at a time; each
  * pixel's 8 floats (zeros beyond C) are stored at its place, in order,
@@ -393,35 +373,9 @@ static void to_hwc(const float *xpad, int c_n, int pixels, float *xhwc)
         __m256 r[8];
         for (int c = 0; c < 8; c++)
             r[c] = c < c_n ? _mm256_maskz_loadu_ps(in, xpad + (size_t)c * pixels + p) : zero;
-        transpose8(r);
+        nn_transpose8(r);
         for (int j = 0; j < n; j++)
             _mm256_storeu_ps(xhwc + (size_t)(p + j) * c_n, r[j]);
-    }
-}
-
-/*
- * din (C, H, W) = the inside of dhwc (HP*WP, C), C <= 8: 8 pixels of a
- * row at a time (each load takes 8 floats from the pixel's first channel:
- * the next pixel's, or dhwc's slack, beyond C).
- */
-static void from_hwc(const nn_conv_geom *g, const float *dhwc, float *din)
-{
-    const nn_window *w = &g->win;
-    int c_n = w->c;
-    size_t plane = (size_t)w->h * w->w;
-    const __m256 zero = _mm256_setzero_ps();
-    for (int y = 0; y < w->h; y++) {
-        const float *src = dhwc + ((size_t)(y + w->pad) * g->wp + w->pad) * c_n;
-        float *dst = din + (size_t)y * w->w;
-        for (int x = 0; x < w->w; x += 8) {
-            int n = w->w - x < 8 ? w->w - x : 8;
-            __m256 r[8];
-            for (int j = 0; j < 8; j++)
-                r[j] = j < n ? _mm256_loadu_ps(src + (size_t)(x + j) * c_n) : zero;
-            transpose8(r);
-            for (int c = 0; c < c_n; c++)
-                _mm256_mask_storeu_ps(dst + c * plane + x, (__mmask8)lanes_below(n), r[c]);
-        }
     }
 }
 
@@ -622,7 +576,9 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
     memset(work->dhwc, 0, hwc * sizeof *work->dhwc);
     hwc_window_terms(g, out, dout, arg, work);
     hwc_input_grad_any(g, work);
-    from_hwc(g, work->dhwc, din);
+    for (int y = 0; y < w->h; y++) /* din = the inside of dhwc, channel-major (nn_conv_unpad's loop) */
+        nn_conv_avx2_transpose(work->dhwc + ((size_t)(y + w->pad) * g->wp + w->pad) * c_n, c_n, w->w, c_n,
+                               din + (size_t)y * w->w, (size_t)w->h * w->w);
 }
 
 const nn_conv_kernels nn_conv_kernels_avx512 = {
