@@ -21,8 +21,8 @@
  *   wq   (OC, K*K, CP)         a filter per tap as channel vectors
  *
  * OCP and CP are OC and C rounded up to whole vectors of 8 floats, zero
- * beyond. The slack (8 floats after xpad) lets an 8-wide row read run past
- * the last row of the plane.
+ * beyond. The slack (16 floats after xpad) lets an 8- or 16-wide row read
+ * run past the last row of the plane.
  */
 #ifndef ODYSSEY_NN_CONV_INTERNAL_H
 #define ODYSSEY_NN_CONV_INTERNAL_H
@@ -30,7 +30,7 @@
 #include "core/cpu_internal.h"
 #include "nn/nn_internal.h"
 
-enum { NN_VEC = 8, NN_SLACK = 8 };
+enum { NN_VEC = 8, NN_SLACK = 16 };
 
 typedef struct {
     nn_window win; /* input (c, h, w), kernel, stride, pad, output (oh, ow) */

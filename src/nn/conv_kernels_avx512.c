@@ -100,8 +100,8 @@ static void direct_two_vectors(const nn_conv_geom *g, const float *x, int S, con
  * Layers with few output channels (at most 8, stride 1: LeNet-5's conv1,
  * 1 -> 6) vectorise over pixels instead: 16 output pixels of a row in a
  * vector, one vector per output channel and row, each tap one input row
- * load and one broadcast weight per channel, two output rows at a time
- * (16 sums in registers). y is then channel-major, (OC, OH, OW), which
+ * load and one broadcast weight per channel, four output rows at a time
+ * (24 sums in registers; two rows above 6 channels). y is then channel-major, (OC, OH, OW), which
  * pool_relu and to_channels of this level read; the sums are the same, in
  * the same order, as the channel-vectorised loops (the same bits).
  */
@@ -112,14 +112,14 @@ static bool pixel_major(const nn_conv_geom *g)
 
 static inline __mmask16 lanes_below(int n)
 {
-    return n >= ZMM ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    return n >= ZMM ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* R output rows (1 or 2) from oy, the 16 (or `mask`) pixels from ox, of OC channels. */
+/* R output rows (1, 2, or 4 when OC <= 6) from oy, the 16 (or `mask`) pixels from ox, of OC channels. */
 ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias,
                                float *y, int oy, int ox, __mmask16 mask, const int R, const int OC)
 {
-    __m512 acc[2][8];
+    __m512 acc[4][8];
 #pragma GCC unroll 8
     for (int o = 0; o < OC; o++)
         for (int r = 0; r < R; r++)
@@ -129,14 +129,17 @@ ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const f
         for (int kh = 0; kh < k; kh++) {
             const float *row = xpad + ((size_t)c * g->hp + oy + kh) * g->wp + ox;
             for (int kw = 0; kw < k; kw++, wt += g->ocp) {
-                __m512 x0 = _mm512_maskz_loadu_ps(mask, row + kw);
-                __m512 x1 = R > 1 ? _mm512_maskz_loadu_ps(mask, row + g->wp + kw) : x0;
+                /* whole vectors: lanes past the row read the next row (or xpad's slack) and are not stored */
+                __m512 x[4];
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++)
+                    x[r] = _mm512_loadu_ps(row + (size_t)r * g->wp + kw);
 #pragma GCC unroll 8
                 for (int o = 0; o < OC; o++) {
                     __m512 w = _mm512_set1_ps(wt[o]);
-                    acc[0][o] = _mm512_fmadd_ps(x0, w, acc[0][o]);
-                    if (R > 1)
-                        acc[1][o] = _mm512_fmadd_ps(x1, w, acc[1][o]);
+#pragma GCC unroll 4
+                    for (int r = 0; r < R; r++)
+                        acc[r][o] = _mm512_fmadd_ps(x[r], w, acc[r][o]);
                 }
             }
         }
@@ -149,7 +152,9 @@ ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const f
 
 #define PIXEL_CASE(OC)                                                                         \
     case OC:                                                                                   \
-        if (rows == 2)                                                                         \
+        if (rows == 4 && OC <= 6)                                                              \
+            pixel_block(g, xpad, wt, bias, y, oy, ox, mask, OC <= 6 ? 4 : 1, OC);              \
+        else if (rows == 2)                                                                    \
             pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 2, OC);                            \
         else                                                                                   \
             pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 1, OC);                            \
@@ -167,19 +172,18 @@ static void pixel_rows(const nn_conv_geom *g, const float *xpad, const float *wt
 static void pixel_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y)
 {
     const nn_window *w = &g->win;
-    for (int oy = 0; oy < w->oh; oy += 2)
+    int oy = 0;
+    if (g->oc <= 6) /* 4 rows: 24 sums in registers */
+        for (; oy + 4 <= w->oh; oy += 4)
+            for (int ox = 0; ox < w->ow; ox += ZMM)
+                pixel_rows(g, xpad, wt, bias, y, oy, 4, ox, lanes_below(w->ow - ox));
+    for (; oy < w->oh; oy += 2)
         for (int ox = 0; ox < w->ow; ox += ZMM)
             pixel_rows(g, xpad, wt, bias, y, oy, w->oh - oy >= 2 ? 2 : 1, ox, lanes_below(w->ow - ox));
 }
 
-/* The upper 8 floats of v. */
-static inline __m256 upper_half(__m512 v)
-{
-    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-}
-
 /*
- * pool_relu of a channel-major y: 8 pooled outputs at a time from 16
+ * pool_relu of a channel-major y: 16 pooled outputs at a time from 32
  * pixels of two rows, split into even and odd columns; the candidates in
  * the order of the other levels (ties keep the first) and the same
  * window offsets (stride 1: row * WP + column).
@@ -188,31 +192,32 @@ static void pixel_pool_relu(const nn_conv_geom *g, const float *y, float *out, i
 {
     int ow = g->win.ow, ph = g->win.oh / 2, pw = ow / 2;
     size_t plane = (size_t)g->win.oh * ow, pooled = (size_t)ph * pw;
-    const __m512i split = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m256 zero = _mm256_setzero_ps();
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i even = _mm512_add_epi32(lane, lane), odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512 zero = _mm512_setzero_ps();
+    const int step[4] = {0, 1, g->wp, g->wp + 1};
     for (int o = 0; o < g->oc; o++)
         for (int py = 0; py < ph; py++)
-            for (int px = 0; px < pw; px += 8) {
-                int n = pw - px < 8 ? pw - px : 8;
-                __mmask16 in = lanes_below(2 * n);
-                const float *r0 = y + o * plane + (size_t)2 * py * ow + 2 * px;
-                __m512 a = _mm512_permutexvar_ps(split, _mm512_maskz_loadu_ps(in, r0));
-                __m512 b = _mm512_permutexvar_ps(split, _mm512_maskz_loadu_ps(in, r0 + ow));
-                __m256 cand[4] = {_mm512_castps512_ps256(a), upper_half(a), _mm512_castps512_ps256(b), upper_half(b)};
-                __m256i corner = _mm256_add_epi32(_mm256_set1_epi32(2 * py * g->wp + 2 * px), even);
-                int step[4] = {0, 1, g->wp, g->wp + 1};
-                __m256 best = cand[0];
-                __m256i where = corner;
+            for (int px = 0; px < pw; px += ZMM) { /* 16 pooled outputs from 32 pixels of two rows */
+                int n = pw - px < ZMM ? pw - px : ZMM;
+                __mmask16 lo = lanes_below(2 * n), hi = lanes_below(2 * n - ZMM);
+                const float *r0 = y + o * plane + (size_t)2 * py * ow + 2 * px, *r1 = r0 + ow;
+                __m512 a0 = _mm512_maskz_loadu_ps(lo, r0), a1 = _mm512_maskz_loadu_ps(hi, r0 + ZMM);
+                __m512 b0 = _mm512_maskz_loadu_ps(lo, r1), b1 = _mm512_maskz_loadu_ps(hi, r1 + ZMM);
+                __m512 cand[4] = {_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1),
+                                  _mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1)};
+                __m512i corner = _mm512_add_epi32(_mm512_set1_epi32(2 * py * g->wp + 2 * px), even);
+                __m512 best = cand[0];
+                __m512i where = corner;
                 for (int t = 1; t < 4; t++) {
-                    __mmask8 wins = _mm256_cmp_ps_mask(cand[t], best, _CMP_GT_OQ); /* strictly: ties keep the first */
-                    best = _mm256_mask_blend_ps(wins, best, cand[t]);
-                    where = _mm256_mask_blend_epi32(wins, where, _mm256_add_epi32(corner, _mm256_set1_epi32(step[t])));
+                    __mmask16 wins = _mm512_cmp_ps_mask(cand[t], best, _CMP_GT_OQ); /* strictly: ties keep the first */
+                    best = _mm512_mask_blend_ps(wins, best, cand[t]);
+                    where = _mm512_mask_blend_epi32(wins, where, _mm512_add_epi32(corner, _mm512_set1_epi32(step[t])));
                 }
                 size_t at = o * pooled + (size_t)py * pw + px;
-                __mmask8 keep = (__mmask8)lanes_below(n);
-                _mm256_mask_storeu_ps(out + at, keep, _mm256_max_ps(best, zero)); /* relu; NaN -> 0 */
-                _mm256_mask_storeu_epi32(arg + at, keep, where);
+                __mmask16 keep = lanes_below(n);
+                _mm512_mask_storeu_ps(out + at, keep, _mm512_max_ps(best, zero)); /* relu; NaN -> 0 */
+                _mm512_mask_storeu_epi32(arg + at, keep, where);
             }
 }
 
