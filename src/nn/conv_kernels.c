@@ -116,8 +116,8 @@ void nn_conv_fold_weight_grad(const nn_conv_geom *g, const float *acc, float *dw
 bool nn_conv_hwc_fits(const nn_conv_geom *g)
 {
     const nn_window *w = &g->win;
-    return w->stride == 1 && w->c >= 2 && w->c <= 7 && w->k <= 5 && w->k * w->c <= NN_HWC_ROW && (w->k + 1) * w->c <= NN_HWC_WROW &&
-           w->oh >= 2 && w->ow >= 2;
+    return w->stride == 1 && w->c >= 2 && w->c <= 7 && w->k <= 5 && w->k * w->c <= NN_HWC_ROW &&
+           (w->k + 1) * w->c <= NN_HWC_WROW && w->oh >= 2 && w->ow >= 2;
 }
 
 /* The next n floats (64-byte pieces) from base, or NULL when only counting. */
