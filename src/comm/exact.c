@@ -38,7 +38,6 @@
 #ifdef ODY_X86_KERNELS
 #include <immintrin.h>
 #define EXACT_AVX2 __attribute__((target("avx2")))
-#define EXACT_AVX512 __attribute__((target("avx512f")))
 #endif
 
 #define EXACT_BITS 51      /* |value| < 2^51: the conversion trick's range */
@@ -219,37 +218,6 @@ EXACT_AVX2 static size_t add_tensor_avx2(int64_t *restrict acc, float *restrict 
     *bad_out = _mm256_movemask_ps(vbad) != 0;
     return i;
 }
-
-/* add_tensor_avx2 sixteen at a time (the same bits: x * 2^s is exact, so
- * one fused multiply-add rounds as the separate multiply and add do). */
-EXACT_AVX512 static size_t add_tensor_avx512(int64_t *restrict acc, float *restrict g, size_t n, double scale,
-                                             float *max_out, bool *bad_out)
-{
-    size_t i = 0;
-    const __m512 inf = _mm512_set1_ps(INFINITY);
-    const __m512d vscale = _mm512_set1_pd(scale), vmagic = _mm512_set1_pd(6755399441055744.0);
-    const __m512i vbias = _mm512_set1_epi64(0x4338000000000000LL);
-    __m512 vmax = _mm512_setzero_ps();
-    __mmask16 bad = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 x = _mm512_loadu_ps(g + i);
-        __m512 a = _mm512_abs_ps(x);
-        vmax = _mm512_max_ps(vmax, a);
-        bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ);
-        for (int h = 0; h < 2; h++) {
-            __m256 half = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))
-                            : _mm512_castps512_ps256(x);
-            __m512d y = _mm512_fmadd_pd(_mm512_cvtps_pd(half), vscale, vmagic);
-            __m512i q = _mm512_sub_epi64(_mm512_castpd_si512(y), vbias);
-            int64_t *dst = acc + i + 8 * h;
-            _mm512_storeu_si512(dst, _mm512_add_epi64(_mm512_loadu_si512(dst), q));
-        }
-        _mm512_storeu_ps(g + i, _mm512_setzero_ps());
-    }
-    *max_out = _mm512_reduce_max_ps(vmax);
-    *bad_out = bad != 0;
-    return i;
-}
 #endif
 
 /* Add one tensor's chunk gradient into acc and clear g (the next chunk's
@@ -263,9 +231,7 @@ static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int 
     bool bad = false;
     size_t i = 0;
 #ifdef EXACT_AVX2
-    if (ody_cpu_isa_active() >= ODY_ISA_AVX512)
-        i = add_tensor_avx512(acc, g, n, scale, &max, &bad);
-    else if (ody_cpu_isa_active() >= ODY_ISA_AVX2)
+    if (ody_cpu_isa_active() >= ODY_ISA_AVX2)
         i = add_tensor_avx2(acc, g, n, scale, &max, &bad);
 #endif
     for (; i < n; i++) {

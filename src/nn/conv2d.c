@@ -181,12 +181,18 @@ static void hwc_backward(conv2d_layer *c, const backward_buffers *b, const nn_co
     ody_layer *l = &c->base;
     const nn_conv_geom *g = &c->geom;
     nn_conv_hwc_prepare(g, l->params[0].value, &b->hwc, din != NULL);
+    if (g->win.pad)
+        nn_conv_pad_clear(g, b->xpad);
     size_t in_numel = nn_numel(l->in_shape), pooled = nn_numel(c->pool->out_shape);
     const int32_t *arg = (const int32_t *)c->pool->saved;
     for (int s = 0; s < n; s++) {
-        nn_conv_pad(g, in + s * in_numel, b->xpad);
+        const float *x = in + s * in_numel; /* without padding: already the padded sample */
+        if (g->win.pad) {
+            nn_conv_pad(g, x, b->xpad);
+            x = b->xpad;
+        }
         size_t at = s * pooled;
-        k->hwc_backward(g, b->xpad, out + at, dout + at, arg + at, &b->hwc, l->params[1].grad,
+        k->hwc_backward(g, x, out + at, dout + at, arg + at, &b->hwc, l->params[1].grad,
                         din ? din + s * in_numel : NULL);
     }
     nn_conv_hwc_fold(g, b->hwc.hacc, l->params[0].grad);
@@ -200,8 +206,7 @@ static void direct_backward(conv2d_layer *c, int n, const float *in, const float
     backward_buffers b;
     backward_carve(g, l->scratch, &b);
     const nn_conv_kernels *k = nn_conv_kernels_active();
-    if (c->pool && k->hwc_backward && b.hwc.xhwc) {
-        nn_conv_pad_clear(g, b.xpad);
+    if (c->pool && k->hwc_backward && nn_conv_hwc_fits(g)) {
         hwc_backward(c, &b, k, n, in, out, dout, din);
         return;
     }
@@ -223,7 +228,7 @@ static void direct_backward(conv2d_layer *c, int n, const float *in, const float
                 nn_conv_input_grad(g, b.wq + o * taps, b.tapoff, &t, b.dint);
         }
         if (din)
-            nn_conv_unpad(g, b.dint, din + s * in_numel);
+            nn_conv_unpad(g, b.dint, g->cp, din + s * in_numel);
     }
     nn_conv_fold_weight_grad(g, b.acc, l->params[0].grad);
 }

@@ -63,8 +63,8 @@ typedef struct {
 void nn_conv_pad_clear(const nn_conv_geom *g, float *xpad);
 /* The inside of xpad = x (C, H, W). */
 void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad);
-/* din (C, H, W) = the inside of dint, channel-major. */
-void nn_conv_unpad(const nn_conv_geom *g, const float *dint, float *din);
+/* din (C, H, W) = the inside of a pixel-major padded plane, `stride` floats a pixel (dint: CP). */
+void nn_conv_unpad(const nn_conv_geom *g, const float *dint, int stride, float *din);
 /* wt (C*K*K, OCP) and bias (OCP) from W (OC, C, K, K) and b (OC), zero-filled beyond OC. */
 void nn_conv_pack_forward(const nn_conv_geom *g, const float *w, const float *b, float *wt, float *bias);
 /*
@@ -172,7 +172,9 @@ typedef struct {
     void (*to_channels)(const nn_conv_geom *g, const float *y, int pixels, float *dst);
     /*
      * One sample's fused backward on pixel-major copies (NULL: the level
-     * has none): out, dout and arg are the sample's pooled output, its
+     * has none): xpad is the padded sample (C, HP, WP), read within its
+     * C * HP * WP floats (unpadded layers pass the input itself); out,
+     * dout and arg are the sample's pooled output, its
      * gradient and the argmax window offsets, (OC, PH*PW). hacc and dbias
      * += its weight and bias gradients, the terms of each channel in
      * weight_grad's order (the same bits); din (when not NULL) = its input

@@ -348,12 +348,12 @@ void nn_conv_to_channels(const nn_conv_geom *g, const float *src, int pixels, fl
     nn_conv_kernels_active()->to_channels(g, src, pixels, dst);
 }
 
-void nn_conv_unpad(const nn_conv_geom *g, const float *dint, float *din)
+void nn_conv_unpad(const nn_conv_geom *g, const float *dint, int stride, float *din)
 {
     const nn_window *w = &g->win;
     const nn_conv_kernels *k = nn_conv_kernels_active();
     for (int y = 0; y < w->h; y++) {
-        size_t first = ((size_t)(y + w->pad) * g->wp + w->pad) * g->cp;
-        k->transpose(dint + first, g->cp, w->w, w->c, din + (size_t)y * w->w, (size_t)w->h * w->w);
+        size_t first = ((size_t)(y + w->pad) * g->wp + w->pad) * stride;
+        k->transpose(dint + first, stride, w->w, w->c, din + (size_t)y * w->w, (size_t)w->h * w->w);
     }
 }

@@ -152,8 +152,8 @@ ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const f
 
 #define PIXEL_CASE(OC)                                                                         \
     case OC:                                                                                   \
-        if (rows == 4 && OC <= 6)                                                              \
-            pixel_block(g, xpad, wt, bias, y, oy, ox, mask, OC <= 6 ? 4 : 1, OC);              \
+        if (OC <= 6 && rows == 4) /* constant OC: no 4-row code above 6 channels */            \
+            pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 4, OC);                            \
         else if (rows == 2)                                                                    \
             pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 2, OC);                            \
         else                                                                                   \
@@ -172,14 +172,12 @@ static void pixel_rows(const nn_conv_geom *g, const float *xpad, const float *wt
 static void pixel_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y)
 {
     const nn_window *w = &g->win;
-    int oy = 0;
-    if (g->oc <= 6) /* 4 rows: 24 sums in registers */
-        for (; oy + 4 <= w->oh; oy += 4)
-            for (int ox = 0; ox < w->ow; ox += ZMM)
-                pixel_rows(g, xpad, wt, bias, y, oy, 4, ox, lanes_below(w->ow - ox));
-    for (; oy < w->oh; oy += 2)
+    for (int oy = 0, rows; oy < w->oh; oy += rows) { /* 4 rows (24 sums in registers) up to 6 channels, else 2 */
+        int left = w->oh - oy;
+        rows = g->oc <= 6 && left >= 4 ? 4 : left >= 2 ? 2 : 1;
         for (int ox = 0; ox < w->ow; ox += ZMM)
-            pixel_rows(g, xpad, wt, bias, y, oy, w->oh - oy >= 2 ? 2 : 1, ox, lanes_below(w->ow - ox));
+            pixel_rows(g, xpad, wt, bias, y, oy, rows, ox, lanes_below(w->ow - ox));
+    }
 }
 
 /*
@@ -427,12 +425,6 @@ ALWAYS_INLINE void hwc_window_term(__m512 acc[6][3], float grad, const float *w,
             acc[kh + DY][v] = _mm512_fmadd_ps(g, _mm512_loadu_ps(w + kh * NN_HWC_WROW + v * ZMM), acc[kh + DY][v]);
 }
 
-/* dhwc at pixel p. */
-static inline float *dhwc_row(const nn_hwc_work *work, int p, int c_n)
-{
-    return work->dhwc + (size_t)p * c_n;
-}
-
 /*
  * Each pooled window's terms, 16 channels at a time (gathered across the
  * channel planes): tmask the live ones (a relu passed them and their
@@ -517,7 +509,7 @@ ALWAYS_INLINE void hwc_input_grad(const nn_conv_geom *g, const nn_hwc_work *work
             int base = 2 * py * wp + 2 * px;
 #pragma GCC unroll 6
             for (int r = 0; r <= K; r++) {
-                float *dst = dhwc_row(work, base + r * wp, c_n);
+                float *dst = work->dhwc + (size_t)(base + r * wp) * c_n;
                 for (int v = 0; v < (end ? V : 1); v++) {
                     __mmask16 m = !end ? left : v == V - 1 ? last : (__mmask16)0xFFFF;
                     __m512 sum = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + v * ZMM), acc[r][v]);
@@ -564,16 +556,12 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
     const nn_window *w = &g->win;
     int c_n = w->c, plane = (w->oh / 2) * (w->ow / 2);
     size_t hwc = (size_t)g->hp * g->wp * c_n;
-    const float *xhwc = xpad; /* one channel: the same layout */
-    if (c_n > 1) {
-        to_hwc(xpad, c_n, g->hp * g->wp, work->xhwc);
-        xhwc = work->xhwc;
-    }
+    to_hwc(xpad, c_n, g->hp * g->wp, work->xhwc);
     for (int o = 0; o < g->oc; o++) {
         nn_conv_terms t = {.off = work->off, .grad = work->grad};
         size_t at = (size_t)o * plane;
         nn_conv_avx2_gather_terms(dout + at, out + at, arg + at, plane, &t);
-        dbias[o] += hwc_weight_grad_any(xhwc, (size_t)g->wp * c_n, c_n, &t,
+        dbias[o] += hwc_weight_grad_any(work->xhwc, (size_t)g->wp * c_n, c_n, &t,
                                         work->hacc + (size_t)o * w->k * NN_HWC_ROW, w->k);
     }
     if (!din)
@@ -581,9 +569,7 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
     memset(work->dhwc, 0, hwc * sizeof *work->dhwc);
     hwc_window_terms(g, out, dout, arg, work);
     hwc_input_grad_any(g, work);
-    for (int y = 0; y < w->h; y++) /* din = the inside of dhwc, channel-major (nn_conv_unpad's loop) */
-        nn_conv_avx2_transpose(work->dhwc + ((size_t)(y + w->pad) * g->wp + w->pad) * c_n, c_n, w->w, c_n,
-                               din + (size_t)y * w->w, (size_t)w->h * w->w);
+    nn_conv_unpad(g, work->dhwc, c_n, din);
 }
 
 const nn_conv_kernels nn_conv_kernels_avx512 = {
