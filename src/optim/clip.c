@@ -28,8 +28,9 @@ double ody_grad_norm(const float *g, size_t n)
 bool ody_all_finite(const float *g, size_t n)
 {
     /* Sum of x*0 is NaN iff some x is inf or NaN; branch-free, and in
-     * LANES independent sums so that it vectorises without -ffast-math. */
-    enum { LANES = 16 };
+     * LANES independent sums so that it vectorises without -ffast-math
+     * (64: several vectors' chains of additions in flight at any width). */
+    enum { LANES = 64 };
     float acc[LANES] = {0};
     size_t whole = n - n % LANES;
     for (size_t i = 0; i < whole; i += LANES)

@@ -14,6 +14,19 @@
 
 #include "optim/optim_internal.h"
 
+/*
+ * The rules are inlined into two copies of the step: one for the build's
+ * baseline and one compiled for AVX-512 (a target attribute), run where
+ * the CPU has it (ody_cpu_isa_active, so ODY_CPU_ISA lowers it too). Both
+ * are the same element-wise C, so they give the same bits: this file is
+ * ISO C (-std=c11, no contraction into FMAs) and the vector width changes
+ * only how many elements go at once.
+ */
+#define RULE static inline __attribute__((always_inline))
+#ifdef ODY_X86_KERNELS
+#define OPT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512")))
+#endif
+
 static const char *const kind_names[] = {
     [ODY_OPT_SGD] = "sgd",
     [ODY_OPT_ADAM] = "adam",
@@ -110,7 +123,7 @@ static float *state_buffer(ody_optimizer *opt, const char *name)
 /* ------------------------------------------------------------------ sgd */
 
 /* p -= lr * (g + wd*p): SGD without momentum. */
-static void sgd_plain(float *restrict p, const float *restrict g, size_t n, float lr, float wd)
+RULE void sgd_plain(float *restrict p, const float *restrict g, size_t n, float lr, float wd)
 {
     for (size_t i = 0; i < n; i++)
         p[i] -= lr * (g[i] + wd * p[i]);
@@ -120,7 +133,7 @@ static void sgd_plain(float *restrict p, const float *restrict g, size_t n, floa
  * SGD with momentum as torch.optim.SGD: d = g + wd*p; b = mu*b + (1-damp)*d
  * (b = d on the first step); p -= lr * (nesterov ? d + mu*b : b).
  */
-static void sgd_momentum(float *restrict p, const float *restrict g, float *restrict b, size_t n,
+RULE void sgd_momentum(float *restrict p, const float *restrict g, float *restrict b, size_t n,
                          const ody_optimizer_params *hp, bool first, float lr)
 {
     const float wd = (float)hp->weight_decay, mu = (float)hp->momentum;
@@ -148,7 +161,7 @@ static void sgd_momentum(float *restrict p, const float *restrict g, float *rest
  * term added to the gradient (0 for AdamW); decay scales p first (AdamW's
  * decoupled weight decay, 1 - lr*wd; 1 for Adam), in the same pass.
  */
-static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
+RULE void adam_update(float *restrict p, const float *restrict g, float *restrict m,
                         float *restrict v, size_t n, const ody_optimizer_params *hp, float wd,
                         float decay, int64_t t, double lr)
 {
@@ -172,7 +185,7 @@ static void adam_update(float *restrict p, const float *restrict g, float *restr
  * v = alpha*v + (1-alpha)*d*d, q = d / (sqrt(v) + eps); centered also
  * ga = alpha*ga + (1-alpha)*d and q = d / (sqrt(max(v - ga*ga, 0)) + eps).
  */
-static void rmsprop_quotient(const float *restrict p, const float *restrict g, float *restrict v,
+RULE void rmsprop_quotient(const float *restrict p, const float *restrict g, float *restrict v,
                              float *restrict ga, float *restrict q, size_t n,
                              const ody_optimizer_params *hp)
 {
@@ -197,7 +210,7 @@ static void rmsprop_quotient(const float *restrict p, const float *restrict g, f
 }
 
 /* p -= lr*q, or with momentum b = mu*b + q; p -= lr*b. */
-static void rmsprop_apply(float *restrict p, float *restrict b, const float *restrict q, size_t n,
+RULE void rmsprop_apply(float *restrict p, float *restrict b, const float *restrict q, size_t n,
                           float mu, float lr)
 {
     if (b) {
@@ -215,7 +228,7 @@ static void rmsprop_apply(float *restrict p, float *restrict b, const float *res
  * RMSprop a chunk at a time: the quotients d/denominator of a chunk go to
  * a scratch that stays in L1, then into p (through the momentum buffer).
  */
-static void rmsprop_update(ody_optimizer *opt, float *p, const float *g, float lr)
+RULE void rmsprop_update(ody_optimizer *opt, float *p, const float *g, float lr)
 {
     enum { CHUNK = 1024 };
     _Alignas(64) float q[CHUNK];
@@ -231,7 +244,8 @@ static void rmsprop_update(ody_optimizer *opt, float *p, const float *g, float l
 
 /* ----------------------------------------------------------------- step */
 
-void ody_optimizer_step(ody_optimizer *opt, float *params, const float *grads, double lr)
+/* The update, and the step count after it. */
+RULE void apply_rule(ody_optimizer *opt, float *params, const float *grads, double lr)
 {
     const ody_optimizer_params *hp = &opt->p;
     const int64_t t = opt->steps + 1;
@@ -258,4 +272,33 @@ void ody_optimizer_step(ody_optimizer *opt, float *params, const float *grads, d
         return;
     }
     opt->steps++;
+}
+
+static void step_baseline(ody_optimizer *opt, float *params, const float *grads, double lr)
+{
+    apply_rule(opt, params, grads, lr);
+}
+
+#ifdef OPT_AVX512
+OPT_AVX512 static void step_avx512(ody_optimizer *opt, float *params, const float *grads, double lr)
+{
+    apply_rule(opt, params, grads, lr);
+}
+#endif
+
+void ody_optimizer_step_at(ody_optimizer *opt, float *params, const float *grads, double lr, ody_cpu_isa isa)
+{
+#ifdef OPT_AVX512
+    if (isa >= ODY_ISA_AVX512) {
+        step_avx512(opt, params, grads, lr);
+        return;
+    }
+#endif
+    (void)isa;
+    step_baseline(opt, params, grads, lr);
+}
+
+void ody_optimizer_step(ody_optimizer *opt, float *params, const float *grads, double lr)
+{
+    ody_optimizer_step_at(opt, params, grads, lr, ody_cpu_isa_active());
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "odyssey/optim.h"
+#include "optim/optim_internal.h"
 
 #define COUNT(array) (sizeof(array) / sizeof(array)[0])
 #define PI 3.14159265358979323846
@@ -321,6 +322,61 @@ static void test_long_buffers_match_reference(void **state)
     h.momentum = 0.9;
     h.nesterov = true;
     check_against_reference(ctx, &h, 2500, "sgd nesterov, 2500");
+}
+
+/*
+ * The update at the portable level and at AVX-512 (where the CPU has it):
+ * the same bits for every rule, parameters and state, over a buffer past
+ * the vector widths with a ragged end.
+ */
+static void check_levels_agree(ody_ctx *ctx, const ody_optimizer_params *h, const char *what)
+{
+    enum { N = 2503 };
+    static float p[2][N], g[N];
+    ody_optimizer *opt[2] = {NULL, NULL};
+    const ody_cpu_isa level[2] = {ODY_ISA_PORTABLE, ODY_ISA_AVX512};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(ody_optimizer_create(ctx, h, N, &opt[k]), ODY_OK);
+        for (size_t i = 0; i < N; i++)
+            p[k][i] = param0(i);
+    }
+    for (int s = 0; s < STEPS; s++) {
+        for (size_t i = 0; i < N; i++)
+            g[i] = grad_at(s, i);
+        for (int k = 0; k < 2; k++)
+            ody_optimizer_step_at(opt[k], p[k], g, 0.05 / (1 + s), level[k]);
+        if (memcmp(p[0], p[1], sizeof p[0]) != 0)
+            fail_msg("%s: the levels' parameters differ after step %d", what, s + 1);
+        for (int b = 0; b < opt[0]->nstate; b++)
+            if (memcmp(opt[0]->state[b].data, opt[1]->state[b].data, N * sizeof(float)) != 0)
+                fail_msg("%s: the levels' %s differ after step %d", what, opt[0]->state_names[b], s + 1);
+    }
+    for (int k = 0; k < 2; k++)
+        ody_optimizer_destroy(ctx, opt[k]);
+}
+
+static void test_levels_give_the_same_bits(void **state)
+{
+    ody_ctx *ctx = *state;
+    if (ody_cpu_isa_best() < ODY_ISA_AVX512)
+        skip();
+    ody_optimizer_params h = params_of(ODY_OPT_SGD);
+    h.weight_decay = 1e-4;
+    check_levels_agree(ctx, &h, "sgd");
+    h.momentum = 0.9;
+    check_levels_agree(ctx, &h, "sgd momentum");
+    h.nesterov = true;
+    check_levels_agree(ctx, &h, "sgd nesterov");
+    h = params_of(ODY_OPT_ADAM);
+    h.weight_decay = 1e-4;
+    check_levels_agree(ctx, &h, "adam");
+    h = params_of(ODY_OPT_ADAMW);
+    h.weight_decay = 0.01;
+    check_levels_agree(ctx, &h, "adamw");
+    h = params_of(ODY_OPT_RMSPROP);
+    h.momentum = 0.9;
+    h.centered = true;
+    check_levels_agree(ctx, &h, "rmsprop centered + momentum");
 }
 
 /*
@@ -746,7 +802,7 @@ static void test_clip_grad_value_and_finite(void **state)
     assert_false(ody_all_finite(g, 6));
     assert_true(ody_all_finite(g, 5));
     /* Every position of a long buffer (vector lanes and the tail). */
-    enum { LONG = 37 };
+    enum { LONG = 150 }; /* past the 64 partial sums, with a tail */
     float many[LONG];
     for (int bad = 0; bad < LONG; bad++) {
         for (int i = 0; i < LONG; i++)
@@ -836,6 +892,7 @@ static const struct CMUnitTest group[] = {
     CTX(test_adamw_decay_is_decoupled),
     CTX(test_rmsprop_matches_reference),
     CTX(test_long_buffers_match_reference),
+    CTX(test_levels_give_the_same_bits),
     CTX(test_optimizers_match_pytorch),
     CTX(test_restored_state_continues_the_run),
     cmocka_unit_test(test_schedule_names_and_defaults),
