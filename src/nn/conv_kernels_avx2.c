@@ -22,17 +22,19 @@ enum { BLOCK_MAX = 12 };
  * the first of them): P * B sums in registers over every tap.
  */
 ALWAYS_INLINE void direct_block(const nn_conv_geom *g, const float *x, const int S, const float *wt,
-                                const float *bias, float *y, const int P, const int B)
+                                const float *bias, float *y, const int P, const int B, const int KC)
 {
     __m256 acc[BLOCK_MAX];
 #pragma GCC unroll 12
     for (int j = 0; j < P; j++)
         for (int b = 0; b < B; b++)
             acc[j * B + b] = _mm256_loadu_ps(bias + NN_VEC * b);
-    int k = g->win.k;
+    const int k = KC ? KC : g->win.k;
     for (int c = 0; c < g->win.c; c++)
+#pragma GCC unroll 5
         for (int kh = 0; kh < k; kh++) {
             const float *row = x + ((size_t)c * g->hp + kh) * g->wp;
+#pragma GCC unroll 5
             for (int kw = 0; kw < k; kw++, wt += g->ocp) {
                 __m256 w0 = _mm256_loadu_ps(wt), w1 = B > 1 ? _mm256_loadu_ps(wt + NN_VEC) : w0;
 #pragma GCC unroll 12
@@ -50,22 +52,13 @@ ALWAYS_INLINE void direct_block(const nn_conv_geom *g, const float *x, const int
             _mm256_storeu_ps(y + (size_t)j * g->ocp + NN_VEC * b, acc[j * B + b]);
 }
 
-/* direct_block with P and B as constants (so that acc lives in registers) and stride 1 apart. */
-#define DIRECT_CASE(P, B)                                                                      \
-    case P:                                                                                    \
-        if (S == 1)                                                                            \
-            direct_block(g, x, 1, wt, bias, y, P, B);                                          \
-        else                                                                                   \
-            direct_block(g, x, S, wt, bias, y, P, B);                                          \
-        return;
-
 static void direct_one_vector(const nn_conv_geom *g, const float *x, int S, const float *wt,
                               const float *bias, float *y, int P)
 {
     switch (P) {
-        DIRECT_CASE(1, 1) DIRECT_CASE(2, 1) DIRECT_CASE(3, 1) DIRECT_CASE(4, 1) DIRECT_CASE(5, 1)
-        DIRECT_CASE(6, 1) DIRECT_CASE(7, 1) DIRECT_CASE(8, 1) DIRECT_CASE(9, 1) DIRECT_CASE(10, 1)
-        DIRECT_CASE(11, 1) DIRECT_CASE(12, 1)
+        NN_DIRECT_CASE(1, 1) NN_DIRECT_CASE(2, 1) NN_DIRECT_CASE(3, 1) NN_DIRECT_CASE(4, 1) NN_DIRECT_CASE(5, 1)
+        NN_DIRECT_CASE(6, 1) NN_DIRECT_CASE(7, 1) NN_DIRECT_CASE(8, 1) NN_DIRECT_CASE(9, 1) NN_DIRECT_CASE(10, 1)
+        NN_DIRECT_CASE(11, 1) NN_DIRECT_CASE(12, 1)
     }
 }
 
@@ -73,8 +66,8 @@ static void direct_two_vectors(const nn_conv_geom *g, const float *x, int S, con
                                const float *bias, float *y, int P)
 {
     switch (P) {
-        DIRECT_CASE(1, 2) DIRECT_CASE(2, 2) DIRECT_CASE(3, 2) DIRECT_CASE(4, 2) DIRECT_CASE(5, 2)
-        DIRECT_CASE(6, 2)
+        NN_DIRECT_CASE(1, 2) NN_DIRECT_CASE(2, 2) NN_DIRECT_CASE(3, 2) NN_DIRECT_CASE(4, 2) NN_DIRECT_CASE(5, 2)
+        NN_DIRECT_CASE(6, 2)
     }
 }
 

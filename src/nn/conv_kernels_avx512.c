@@ -69,42 +69,14 @@ ALWAYS_INLINE void direct_block(const nn_conv_geom *g, const float *x, const int
             _mm512_storeu_ps(y + (size_t)j * g->ocp + ZMM * b, acc[j * B + b]);
 }
 
-/*
- * The kernel size as a constant (KC; 0: g's, at run time) for the common
- * 3 and 5: the tap loops then unroll whole, with no loop exits in the
- * middle of the FMAs (LeNet-5's conv2 forward took 3.7 us a sample with 5
- * as a loop count, 2.8 unrolled; the same sums in the same order).
- */
-#define WITH_K(k, call)                                                                        \
-    do {                                                                                       \
-        if ((k) == 5)                                                                          \
-            call(5);                                                                           \
-        else if ((k) == 3)                                                                     \
-            call(3);                                                                           \
-        else                                                                                   \
-            call(0);                                                                           \
-    } while (0)
-
-/* direct_block with P, B and (stride 1) the kernel size as constants, so that acc lives in registers. */
-#define DIRECT_UNIT(KC) direct_block(g, x, 1, wt, bias, y, P_, B_, KC)
-#define DIRECT_CASE(P, B)                                                                      \
-    case P:                                                                                    \
-        if (S == 1) {                                                                          \
-            enum { P_ = P, B_ = B };                                                           \
-            WITH_K(g->win.k, DIRECT_UNIT);                                                     \
-        } else {                                                                               \
-            direct_block(g, x, S, wt, bias, y, P, B, 0);                                       \
-        }                                                                                      \
-        return;
-
 static void direct_one_vector(const nn_conv_geom *g, const float *x, int S, const float *wt,
                               const float *bias, float *y, int P)
 {
     switch (P) {
-        DIRECT_CASE(1, 1) DIRECT_CASE(2, 1) DIRECT_CASE(3, 1) DIRECT_CASE(4, 1) DIRECT_CASE(5, 1)
-        DIRECT_CASE(6, 1) DIRECT_CASE(7, 1) DIRECT_CASE(8, 1) DIRECT_CASE(9, 1) DIRECT_CASE(10, 1)
-        DIRECT_CASE(11, 1) DIRECT_CASE(12, 1) DIRECT_CASE(13, 1) DIRECT_CASE(14, 1) DIRECT_CASE(15, 1)
-        DIRECT_CASE(16, 1)
+        NN_DIRECT_CASE(1, 1) NN_DIRECT_CASE(2, 1) NN_DIRECT_CASE(3, 1) NN_DIRECT_CASE(4, 1) NN_DIRECT_CASE(5, 1)
+        NN_DIRECT_CASE(6, 1) NN_DIRECT_CASE(7, 1) NN_DIRECT_CASE(8, 1) NN_DIRECT_CASE(9, 1) NN_DIRECT_CASE(10, 1)
+        NN_DIRECT_CASE(11, 1) NN_DIRECT_CASE(12, 1) NN_DIRECT_CASE(13, 1) NN_DIRECT_CASE(14, 1) NN_DIRECT_CASE(15, 1)
+        NN_DIRECT_CASE(16, 1)
     }
 }
 
@@ -112,8 +84,8 @@ static void direct_two_vectors(const nn_conv_geom *g, const float *x, int S, con
                                const float *bias, float *y, int P)
 {
     switch (P) {
-        DIRECT_CASE(1, 2) DIRECT_CASE(2, 2) DIRECT_CASE(3, 2) DIRECT_CASE(4, 2) DIRECT_CASE(5, 2)
-        DIRECT_CASE(6, 2) DIRECT_CASE(7, 2) DIRECT_CASE(8, 2)
+        NN_DIRECT_CASE(1, 2) NN_DIRECT_CASE(2, 2) NN_DIRECT_CASE(3, 2) NN_DIRECT_CASE(4, 2) NN_DIRECT_CASE(5, 2)
+        NN_DIRECT_CASE(6, 2) NN_DIRECT_CASE(7, 2) NN_DIRECT_CASE(8, 2)
     }
 }
 
@@ -179,9 +151,9 @@ ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const f
     case OC: {                                                                                 \
         enum { OC_ = OC };                                                                     \
         if (OC <= 6 && rows == 4) /* constant OC: no 4-row code above 6 channels */            \
-            WITH_K(g->win.k, PIXEL_ROWS4);                                                     \
+            NN_WITH_K(g->win.k, PIXEL_ROWS4);                                                     \
         else if (rows == 2)                                                                    \
-            WITH_K(g->win.k, PIXEL_ROWS2);                                                     \
+            NN_WITH_K(g->win.k, PIXEL_ROWS2);                                                     \
         else                                                                                   \
             pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 1, OC, 0);                         \
         return;                                                                                \
