@@ -294,6 +294,10 @@ void ody_loss_forward(ody_loss_kind kind, double label_smoothing, int n, int cla
  */
 void ody_loss_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
                        const float *logits, const int32_t *labels, float scale, float *dlogits);
+/* Both at once, each row's logsumexp computed once: the same bits as the two calls. */
+void ody_loss_forward_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                               const float *logits, const int32_t *labels, float *loss, int64_t *correct,
+                               float scale, float *dlogits);
 
 /* ----------------------------------------------------------------- model */
 

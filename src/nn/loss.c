@@ -32,9 +32,9 @@ static double logsumexp(const float *z, int classes)
     return m + log(sum);
 }
 
-static double cross_entropy_row(const float *z, int classes, int label, double eps)
+/* The loss of a row from its logsumexp. */
+static double cross_entropy_row(const float *z, int classes, int label, double eps, double lse)
 {
-    double lse = logsumexp(z, classes);
     if (eps == 0.0)
         return lse - z[label];
     /* sum_c q_c (lse - z_c): every term >= 0, so nothing cancels */
@@ -54,27 +54,10 @@ static double mse_row(const float *z, int classes, int label)
     return sum / classes;
 }
 
-void ody_loss_forward(ody_loss_kind kind, double label_smoothing, int n, int classes,
-                      const float *logits, const int32_t *labels, float *loss, int64_t *correct)
-{
-    int64_t hits = 0;
-    for (int i = 0; i < n; i++) {
-        const float *z = logits + (size_t)i * classes;
-        if (kind == ODY_LOSS_CROSS_ENTROPY)
-            loss[i] = (float)cross_entropy_row(z, classes, labels[i], label_smoothing);
-        else
-            loss[i] = (float)mse_row(z, classes, labels[i]);
-        hits += argmax(z, classes) == labels[i];
-    }
-    if (correct)
-        *correct += hits;
-}
-
-/* scale * (softmax(z) - q) into dz. */
-static void cross_entropy_grad(const float *z, int classes, int label, double eps, float scale,
+/* scale * (softmax(z) - q) into dz, from the row's logsumexp. */
+static void cross_entropy_grad(const float *z, int classes, int label, double eps, double lse, float scale,
                                float *dz)
 {
-    double lse = logsumexp(z, classes);
     if (eps == 0.0) {
         for (int c = 0; c < classes; c++)
             dz[c] = scale * (float)(exp((double)z[c] - lse) - (c == label));
@@ -85,18 +68,56 @@ static void cross_entropy_grad(const float *z, int classes, int label, double ep
         dz[c] = scale * (float)(exp((double)z[c] - lse) - (c == label ? on : off));
 }
 
-void ody_loss_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
-                       const float *logits, const int32_t *labels, float scale, float *dlogits)
+/*
+ * Rows [0, n): their loss (loss not NULL: into loss, and the rows whose
+ * argmax is the label into *hits) and their gradient (dlogits not NULL).
+ */
+static void rows(ody_loss_kind kind, double eps, int n, int classes, const float *logits, const int32_t *labels,
+                 float *loss, int64_t *hits, float scale, float *dlogits)
 {
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * classes;
+        int label = labels[i];
+        double lse = kind == ODY_LOSS_CROSS_ENTROPY ? logsumexp(z, classes) : 0.0;
+        if (loss) {
+            loss[i] = (float)(kind == ODY_LOSS_CROSS_ENTROPY ? cross_entropy_row(z, classes, label, eps, lse)
+                                                             : mse_row(z, classes, label));
+            *hits += argmax(z, classes) == label;
+        }
+        if (!dlogits)
+            continue;
         float *dz = dlogits + (size_t)i * classes;
         if (kind == ODY_LOSS_CROSS_ENTROPY) {
-            cross_entropy_grad(z, classes, labels[i], label_smoothing, scale, dz);
+            cross_entropy_grad(z, classes, label, eps, lse, scale, dz);
         } else {
             /* 2 (z - onehot(y)) / classes */
             for (int c = 0; c < classes; c++)
-                dz[c] = scale * (float)(2.0 * ((double)z[c] - (c == labels[i])) / classes);
+                dz[c] = scale * (float)(2.0 * ((double)z[c] - (c == label)) / classes);
         }
     }
+}
+
+void ody_loss_forward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                      const float *logits, const int32_t *labels, float *loss, int64_t *correct)
+{
+    int64_t hits = 0;
+    rows(kind, label_smoothing, n, classes, logits, labels, loss, &hits, 0.0f, NULL);
+    if (correct)
+        *correct += hits;
+}
+
+void ody_loss_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                       const float *logits, const int32_t *labels, float scale, float *dlogits)
+{
+    rows(kind, label_smoothing, n, classes, logits, labels, NULL, NULL, scale, dlogits);
+}
+
+void ody_loss_forward_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
+                               const float *logits, const int32_t *labels, float *loss, int64_t *correct,
+                               float scale, float *dlogits)
+{
+    int64_t hits = 0;
+    rows(kind, label_smoothing, n, classes, logits, labels, loss, &hits, scale, dlogits);
+    if (correct)
+        *correct += hits;
 }

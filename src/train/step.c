@@ -93,14 +93,12 @@ static void rows_loss(ody_training_loop *loop, int n, const int32_t *y, const fl
         memset(dlogits, 0, (size_t)n * classes * sizeof *dlogits);
         return;
     }
-    double smoothing = loop->cfg->training.label_smoothing;
-    ody_loss_forward(loop->loss_kind, smoothing, n, classes, logits, y, losses, &res->correct);
+    /* The gradient is of the mean over the global batch: every rank scales
+     * by the same count, so the summed gradients are the mean whatever the
+     * split (times the loss scale when fp16 gradients need one). */
+    ody_loss_forward_backward(loop->loss_kind, loop->cfg->training.label_smoothing, n, classes, logits, y, losses,
+                              &res->correct, (float)(loop->scaler.scale / (double)loop->step.group_count), dlogits);
     ody_sum_losses(losses, n, res);
-    /* Mean over the global batch: every rank scales by the same count, so
-     * the summed gradients are the mean whatever the split (times the loss
-     * scale when fp16 gradients need one). */
-    ody_loss_backward(loop->loss_kind, smoothing, n, classes, logits, y,
-                      (float)(loop->scaler.scale / (double)loop->step.group_count), dlogits);
 }
 
 static ody_status chunk_loss(void *user, const ody_batch *b, ody_step_result *res)

@@ -613,6 +613,27 @@ static double ref_loss(ody_loss_kind kind, int classes, const double *z, int lab
     return m + log(e) - z[label];
 }
 
+/* ody_loss_forward_backward: the bits of ody_loss_forward and ody_loss_backward, each kind, with and without smoothing. */
+static void test_loss_forward_backward_same_bits(void **state)
+{
+    (void)state;
+    enum { N = 7, C = 10 };
+    const int32_t labels[N] = {0, 9, 4, 3, 3, 1, 7};
+    float z[N * C], loss[2][N], dz[2][N * C];
+    frand(21, N * C, -8, 8, z);
+    for (int kind = ODY_LOSS_CROSS_ENTROPY; kind <= ODY_LOSS_MSE; kind++)
+        for (int smooth = 0; smooth < 2; smooth++) {
+            double eps = smooth ? 0.1 : 0.0;
+            int64_t hits[2] = {3, 3};
+            ody_loss_forward(kind, eps, N, C, z, labels, loss[0], &hits[0]);
+            ody_loss_backward(kind, eps, N, C, z, labels, 0.25f, dz[0]);
+            ody_loss_forward_backward(kind, eps, N, C, z, labels, loss[1], &hits[1], 0.25f, dz[1]);
+            assert_memory_equal(loss[0], loss[1], sizeof loss[0]);
+            assert_memory_equal(dz[0], dz[1], sizeof dz[0]);
+            assert_int_equal(hits[0], hits[1]);
+        }
+}
+
 static void test_losses_match_finite_differences(void **state)
 {
     enum { N = 4, C = 5 };
@@ -1791,6 +1812,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_dropout_rate_and_eval_identity),
     CTX_TEST(test_dropout_backward_matches_mask),
     cmocka_unit_test(test_losses_match_finite_differences),
+    cmocka_unit_test(test_loss_forward_backward_same_bits),
     cmocka_unit_test(test_cross_entropy_is_stable),
     cmocka_unit_test(test_mse_values_and_correct_counts),
     cmocka_unit_test(test_label_smoothing_matches_finite_differences),
