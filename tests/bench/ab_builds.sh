@@ -7,6 +7,10 @@
 # the mean of A's; reported: every round's ratio and their geometric mean
 # with a 95% bootstrap interval. For "did this change make it slower?".
 # ROUNDS defaults to 6, STEPS to 400 per run. Exit 0 unless a run fails.
+# Both builds train this checkout's configs/lenet5/baseline.yaml; with
+# AB_OWN_CONFIGS=1 each trains the one of its own source tree (a build
+# directory inside its checkout: BUILD/../configs), so that a change of
+# the shipped config (its chunk size) counts too.
 source "$(dirname "$0")/common.sh" ab_builds "${1:?usage: ab_builds.sh BUILD_A BUILD_B [ROUNDS] [STEPS]}"
 prog_a="$prog"
 prog_b="$(cd "${2:?usage: ab_builds.sh BUILD_A BUILD_B [ROUNDS] [STEPS]}" && pwd)/odyssey-dist"
@@ -17,13 +21,15 @@ steps="${4:-400}"
 # rate_of PROG NP: images/s of STEPS steps
 rate_of() {
   prog="$1"
+  config=""
+  [ "${AB_OWN_CONFIGS:-0}" = 1 ] && config="$(dirname "$prog")/../configs/lenet5/baseline.yaml"
   train "$2" run training.batch_size_per_rank=64 training.max_steps="$steps"
   rate
 }
 
 echo "ab_builds: A = $prog_a"
 echo "           B = $prog_b"
-echo "$(nproc) cores, $rounds rounds of A B B A, $steps steps each"
+echo "$(nproc) cores, $rounds rounds of A B B A, $steps steps each$([ "${AB_OWN_CONFIGS:-0}" = 1 ] && echo ", each build's own configs/lenet5/baseline.yaml")"
 for np in 1 2; do
   : >"$work/ratios"
   for ((r = 1; r <= rounds; r++)); do

@@ -32,7 +32,7 @@ train() {
   local np="$1" name="$2"; shift 2
   run_dir="$work/$name/lenet5-baseline"
   rm -rf "$work/$name"
-  "${mpirun[@]}" -np "$np" "$prog" "$root/configs/lenet5/baseline.yaml" training.epochs=1 \
+  "${mpirun[@]}" -np "$np" "$prog" "${config:-$root/configs/lenet5/baseline.yaml}" training.epochs=1 \
     training.max_steps=400 training.validate_interval=0 training.save_checkpoints=false \
     logging.level=info logging.plot=false experiment.output_dir="$work/$name" "$@" \
     </dev/null >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }

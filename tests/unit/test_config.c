@@ -219,8 +219,10 @@ static void test_seed_example_parses_exactly(void **state)
     snprintf(want.experiment.name, sizeof want.experiment.name, "lenet5-baseline");
     want.optimizer.momentum = 0.9;
     want.optimizer.weight_decay = 0.0001;
+    want.distributed.chunk_size = 32;
     assert_string_equal(got.experiment.name, "lenet5-baseline");
     assert_true(got.optimizer.momentum == 0.9 && got.optimizer.weight_decay == 0.0001);
+    assert_int_equal(got.distributed.chunk_size, 32);
     /* Everything else is what the file says, which is also the default. */
     assert_memory_equal(&got, &want, sizeof got);
 }
