@@ -70,11 +70,13 @@ static void cross_entropy_grad(const float *z, int classes, int label, double ep
 
 /*
  * Rows [0, n): their loss (loss not NULL: into loss, and the rows whose
- * argmax is the label into *hits) and their gradient (dlogits not NULL).
+ * argmax is the label added to *correct unless it is NULL) and their
+ * gradient (dlogits not NULL), each row's logsumexp once for both.
  */
 static void rows(ody_loss_kind kind, double eps, int n, int classes, const float *logits, const int32_t *labels,
-                 float *loss, int64_t *hits, float scale, float *dlogits)
+                 float *loss, int64_t *correct, float scale, float *dlogits)
 {
+    int64_t hits = 0;
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * classes;
         int label = labels[i];
@@ -82,7 +84,7 @@ static void rows(ody_loss_kind kind, double eps, int n, int classes, const float
         if (loss) {
             loss[i] = (float)(kind == ODY_LOSS_CROSS_ENTROPY ? cross_entropy_row(z, classes, label, eps, lse)
                                                              : mse_row(z, classes, label));
-            *hits += argmax(z, classes) == label;
+            hits += argmax(z, classes) == label;
         }
         if (!dlogits)
             continue;
@@ -95,15 +97,14 @@ static void rows(ody_loss_kind kind, double eps, int n, int classes, const float
                 dz[c] = scale * (float)(2.0 * ((double)z[c] - (c == label)) / classes);
         }
     }
+    if (correct)
+        *correct += hits;
 }
 
 void ody_loss_forward(ody_loss_kind kind, double label_smoothing, int n, int classes,
                       const float *logits, const int32_t *labels, float *loss, int64_t *correct)
 {
-    int64_t hits = 0;
-    rows(kind, label_smoothing, n, classes, logits, labels, loss, &hits, 0.0f, NULL);
-    if (correct)
-        *correct += hits;
+    rows(kind, label_smoothing, n, classes, logits, labels, loss, correct, 0.0f, NULL);
 }
 
 void ody_loss_backward(ody_loss_kind kind, double label_smoothing, int n, int classes,
@@ -116,8 +117,5 @@ void ody_loss_forward_backward(ody_loss_kind kind, double label_smoothing, int n
                                const float *logits, const int32_t *labels, float *loss, int64_t *correct,
                                float scale, float *dlogits)
 {
-    int64_t hits = 0;
-    rows(kind, label_smoothing, n, classes, logits, labels, loss, &hits, scale, dlogits);
-    if (correct)
-        *correct += hits;
+    rows(kind, label_smoothing, n, classes, logits, labels, loss, correct, scale, dlogits);
 }

@@ -14,8 +14,8 @@ bool ody_optim_is_count(double v);
 
 /*
  * ody_optimizer_step at a given kernel level (ody_cpu_isa_active() there;
- * at most ody_cpu_isa_best()): the levels give the same bits, which the
- * tests check by running both.
+ * one above ody_cpu_isa_best() runs the best): the levels give the same
+ * bits, which the tests check by running both.
  */
 void ody_optimizer_step_at(ody_optimizer *opt, float *params, const float *grads, double lr, ody_cpu_isa isa);
 

@@ -289,7 +289,7 @@ OPT_AVX512 static void step_avx512(ody_optimizer *opt, float *params, const floa
 void ody_optimizer_step_at(ody_optimizer *opt, float *params, const float *grads, double lr, ody_cpu_isa isa)
 {
 #ifdef OPT_AVX512
-    if (isa >= ODY_ISA_AVX512) {
+    if (isa >= ODY_ISA_AVX512 && ody_cpu_isa_best() >= ODY_ISA_AVX512) { /* never code this CPU lacks */
         step_avx512(opt, params, grads, lr);
         return;
     }

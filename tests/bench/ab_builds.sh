@@ -21,8 +21,8 @@ steps="${4:-400}"
 # rate_of PROG NP: images/s of STEPS steps
 rate_of() {
   prog="$1"
-  config=""
-  [ "${AB_OWN_CONFIGS:-0}" = 1 ] && config="$(dirname "$prog")/../configs/lenet5/baseline.yaml"
+  train_config="" # train's config: this checkout's, or (AB_OWN_CONFIGS=1) the build's own
+  if [ "${AB_OWN_CONFIGS:-0}" = 1 ]; then train_config="$(dirname "$prog")/../configs/lenet5/baseline.yaml"; fi
   train "$2" run training.batch_size_per_rank=64 training.max_steps="$steps"
   rate
 }

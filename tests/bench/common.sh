@@ -25,14 +25,15 @@ py=/usr/bin/python3
 field() { "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
 
 # train NP NAME OVERRIDES...: 400 steps (an override may say otherwise: the
-# last one given wins) of LeNet-5 on Fashion-MNIST, no validation or
-# checkpoints, in $work/NAME, its output in $work/NAME.log; sets run_dir.
+# last one given wins) of LeNet-5 on Fashion-MNIST ($train_config, or this
+# checkout's configs/lenet5/baseline.yaml), no validation or checkpoints,
+# in $work/NAME, its output in $work/NAME.log; sets run_dir.
 # A failed run ends the script with its output.
 train() {
   local np="$1" name="$2"; shift 2
   run_dir="$work/$name/lenet5-baseline"
   rm -rf "$work/$name"
-  "${mpirun[@]}" -np "$np" "$prog" "${config:-$root/configs/lenet5/baseline.yaml}" training.epochs=1 \
+  "${mpirun[@]}" -np "$np" "$prog" "${train_config:-$root/configs/lenet5/baseline.yaml}" training.epochs=1 \
     training.max_steps=400 training.validate_interval=0 training.save_checkpoints=false \
     logging.level=info logging.plot=false experiment.output_dir="$work/$name" "$@" \
     </dev/null >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }
