@@ -245,11 +245,75 @@ static void avx512_direct(const nn_conv_geom *g, const float *xpad, const float 
     }
 }
 
+/*
+ * dst[c][p] = src[p][c] (as bits) in 8 x 8 blocks, the last block of
+ * pixels and of channels masked: no float past a pixel's channels is read
+ * and none past the pixels is written (AVX2's loop does the pixels beyond
+ * the last whole block one float at a time: LeNet-5's conv2 unpads rows of
+ * 14 pixels and pools planes of 25).
+ */
+static void avx512_transpose(const float *src, int stride, int pixels, int channels, float *dst,
+                             size_t dst_stride)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    for (int p = 0; p < pixels; p += 8) {
+        int n = pixels - p < 8 ? pixels - p : 8;
+        __mmask8 keep = (__mmask8)lanes_below(n);
+        for (int c0 = 0; c0 < channels; c0 += 8) {
+            int m = channels - c0 < 8 ? channels - c0 : 8;
+            __mmask8 in = (__mmask8)lanes_below(m);
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = i < n ? _mm256_maskz_loadu_ps(in, src + (size_t)(p + i) * stride + c0) : zero;
+            nn_transpose8(r);
+            for (int lane = 0; lane < m; lane++)
+                _mm256_mask_storeu_ps(dst + (size_t)(c0 + lane) * dst_stride + p, keep, r[lane]);
+        }
+    }
+}
+
+/*
+ * pool_relu of a pixel-major y whose channels are whole 16-float vectors
+ * (LeNet-5's conv2): AVX2's loop (the candidates in the same order, ties
+ * keep the first) a vector of 16 channels at a time, then the values and
+ * the argmax offsets transposed to channel-major.
+ */
+static void vector_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp, float *out,
+                             int32_t *arg)
+{
+    int ow = g->win.ow, ph = g->win.oh / 2, pw = ow / 2, plane = ph * pw, vectors = g->ocp / ZMM;
+    float *value = tmp, *where = tmp + (size_t)plane * g->ocp; /* pixel-major, then transposed */
+    const __m512 zero = _mm512_setzero_ps();
+    for (int py = 0; py < ph; py++)
+        for (int px = 0; px < pw; px++) {
+            int q = py * pw + px, p0 = 2 * py * ow + 2 * px;
+            int at[4] = {p0, p0 + 1, p0 + ow, p0 + ow + 1};
+            for (int v = 0; v < vectors; v++) {
+                const float *yv = y + ZMM * v;
+                __m512 best = _mm512_loadu_ps(yv + (size_t)at[0] * g->ocp);
+                __m512i idx = _mm512_set1_epi32(winoff[at[0]]);
+                for (int t = 1; t < 4; t++) {
+                    __m512 x = _mm512_loadu_ps(yv + (size_t)at[t] * g->ocp);
+                    __mmask16 wins = _mm512_cmp_ps_mask(x, best, _CMP_GT_OQ); /* strictly: ties keep the first */
+                    best = _mm512_mask_blend_ps(wins, best, x);
+                    idx = _mm512_mask_blend_epi32(wins, idx, _mm512_set1_epi32(winoff[at[t]]));
+                }
+                size_t o = (size_t)q * g->ocp + ZMM * v;
+                _mm512_storeu_ps(value + o, _mm512_max_ps(best, zero)); /* relu; NaN -> 0 as relu does */
+                _mm512_storeu_si512(where + o, idx);
+            }
+        }
+    avx512_transpose(value, g->ocp, plane, g->oc, out, (size_t)plane);
+    avx512_transpose(where, g->ocp, plane, g->oc, (float *)arg, (size_t)plane); /* int32 bits moved as floats */
+}
+
 static void avx512_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp,
                              float *out, int32_t *arg)
 {
     if (pixel_major(g))
         pixel_pool_relu(g, y, out, arg);
+    else if (g->ocp % ZMM == 0)
+        vector_pool_relu(g, y, winoff, tmp, out, arg);
     else
         nn_conv_avx2_pool_relu(g, y, winoff, tmp, out, arg);
 }
@@ -259,7 +323,7 @@ static void avx512_to_channels(const nn_conv_geom *g, const float *y, int pixels
     if (pixel_major(g))
         memcpy(dst, y, (size_t)g->oc * pixels * sizeof *dst);
     else
-        nn_conv_avx2_transpose(y, g->ocp, pixels, g->oc, dst, (size_t)pixels);
+        avx512_transpose(y, g->ocp, pixels, g->oc, dst, (size_t)pixels);
 }
 
 /*
@@ -580,7 +644,7 @@ const nn_conv_kernels nn_conv_kernels_avx512 = {
     .weight_grad = avx512_weight_grad,
     .input_grad = avx512_input_grad,
     .hwc_backward = avx512_hwc_backward,
-    .transpose = nn_conv_avx2_transpose,
+    .transpose = avx512_transpose,
 };
 
 #endif
