@@ -53,8 +53,8 @@ bool ody_shm_room_for(size_t bytes);
 bool ody_node_window(const ody_ctx *ctx, size_t bytes, MPI_Win *win);
 char *ody_node_window_part(MPI_Win win, int node_rank);
 void ody_node_window_free(MPI_Win *win);
-/* Add src[begin, end) into this round's sum and zero it in src. */
-void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end);
+/* Add src[begin, end) into this round's sum (src is left as it is). */
+void ody_shm_add(ody_shm *s, const int64_t *src, size_t begin, size_t end);
 /* Merge this rank's maxima (nmax) and counts (ncount; count may be NULL). */
 void ody_shm_merge(ody_shm *s, const float *max, const int64_t *count);
 /* Arrive and sleep until every rank has (and, on several nodes, the node

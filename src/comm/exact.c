@@ -33,11 +33,11 @@
 #include <string.h>
 
 #include "core/cpu_internal.h"
-/* The AVX2 loops are compiled for AVX2 alone (target attributes: the build
+/* The AVX2 loops are compiled for AVX2 and FMA (target attributes: the build
  * targets the architecture's baseline) and run where the CPU has it. */
 #ifdef ODY_X86_KERNELS
 #include <immintrin.h>
-#define EXACT_AVX2 __attribute__((target("avx2")))
+#define EXACT_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 #define EXACT_BITS 51      /* |value| < 2^51: the conversion trick's range */
@@ -53,6 +53,7 @@ struct ody_exact {
     int *scale;           /* (ntensors) exponent s of each tensor */
     float *local_max;     /* (ntensors + 2): max |g| per tensor, then overflow, non-finite */
     float *global_max;
+    bool *fresh;          /* (ntensors) no chunk of this step added into the tensor's acc yet */
     int64_t chunks;       /* chunks in the step (all ranks), for the bound */
     /* the sum goes out in buckets of whole layers, started from the last
      * chunk's backward as its layers finish (see ody_exact_layer_ready) */
@@ -67,7 +68,6 @@ struct ody_exact {
     bool sleepy;
     uint64_t bytes_sent;
     ody_status error;
-    bool dirty;           /* acc may hold something: clear it at begin */
 };
 
 /*
@@ -125,7 +125,8 @@ ody_status ody_exact_create(ody_ctx *ctx, const ody_model *model, size_t bucket_
     e->scale = calloc((size_t)e->ntensors + 1, sizeof *e->scale);
     e->local_max = calloc((size_t)e->ntensors + 2, sizeof *e->local_max);
     e->global_max = calloc((size_t)e->ntensors + 2, sizeof *e->global_max);
-    if (st == ODY_OK && (!e->scale || !e->local_max || !e->global_max))
+    e->fresh = calloc((size_t)e->ntensors + 1, sizeof *e->fresh);
+    if (st == ODY_OK && (!e->scale || !e->local_max || !e->global_max || !e->fresh))
         st = ody_fail(ctx, ODY_ERR_NOMEM, "out of memory for exact reduction");
     if (st == ODY_OK || shared_memory) /* plan agrees on st before any collective */
         st = plan(ctx, e, bucket_bytes, shared_memory, st);
@@ -151,15 +152,18 @@ void ody_exact_destroy(ody_ctx *ctx, ody_exact *e)
     free(e->layer_tensor);
     free(e->local_max);
     free(e->global_max);
+    free(e->fresh);
     free(e);
 }
 
 void ody_exact_begin(ody_exact *e, int64_t chunks)
 {
-    /* A finished step leaves the accumulator at zero (unscale clears it). */
-    if (e->dirty)
-        memset(e->acc, 0, e->n * sizeof *e->acc);
-    e->dirty = true;
+    /* Nothing is cleared: the step's first chunk stores into each tensor's
+     * acc, the later ones add, and a tensor no chunk of this rank reached
+     * is zeroed before it is sent (zero_fresh). The gaps between tensors
+     * are never written: zero from the allocation (and the sums of zeros). */
+    for (int t = 0; t < e->ntensors; t++)
+        e->fresh[t] = true;
     memset(e->local_max, 0, ((size_t)e->ntensors + 2) * sizeof *e->local_max);
     e->chunks = chunks > 0 ? chunks : 1;
     e->next = 0;
@@ -183,14 +187,14 @@ static inline int64_t round_exact(double x)
 #ifdef EXACT_AVX2
 /* add_tensor's whole vectors of eight; returns how many floats it took. */
 EXACT_AVX2 static size_t add_tensor_avx2(int64_t *restrict acc, float *restrict g, size_t n, double scale,
-                                         float *max_out, bool *bad_out)
+                                         bool fresh, float *max_out, bool *bad_out)
 {
     size_t i = 0;
     float max = 0.0f;
     /* Eight at a time: |g| for the max, |g| >= inf or NaN for the check, and
      * the same round-to-nearest-even through the magic constant in two
-     * halves of four doubles (x * 2^s is exact, so the bits are the scalar
-     * path's). */
+     * halves of four doubles (x * 2^s is exact, so x * 2^s + magic in one
+     * FMA rounds once, as the scalar path's add does: the same bits). */
     const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
     const __m256d vscale = _mm256_set1_pd(scale);
     const __m256d vmagic = _mm256_set1_pd(6755399441055744.0);
@@ -203,10 +207,10 @@ EXACT_AVX2 static size_t add_tensor_avx2(int64_t *restrict acc, float *restrict 
         vbad = _mm256_or_ps(vbad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ));
         for (int h = 0; h < 2; h++) {
             __m128 half = h ? _mm256_extractf128_ps(x, 1) : _mm256_castps256_ps128(x);
-            __m256d y = _mm256_add_pd(_mm256_mul_pd(_mm256_cvtps_pd(half), vscale), vmagic);
+            __m256d y = _mm256_fmadd_pd(_mm256_cvtps_pd(half), vscale, vmagic);
             __m256i q = _mm256_sub_epi64(_mm256_castpd_si256(y), vbias);
             __m256i *dst = (__m256i *)(acc + i + 4 * h);
-            _mm256_storeu_si256(dst, _mm256_add_epi64(_mm256_loadu_si256(dst), q));
+            _mm256_storeu_si256(dst, fresh ? q : _mm256_add_epi64(_mm256_loadu_si256(dst), q));
         }
         _mm256_storeu_ps(g + i, _mm256_setzero_ps());
     }
@@ -220,11 +224,12 @@ EXACT_AVX2 static size_t add_tensor_avx2(int64_t *restrict acc, float *restrict 
 }
 #endif
 
-/* Add one tensor's chunk gradient into acc and clear g (the next chunk's
- * backward accumulates into it from zero), in one pass; returns its max
- * |g|, or NaN when some value is not finite (the step's sum is then
- * discarded by the caller, whatever was added). */
-static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int s)
+/* Add one tensor's chunk gradient into acc (store it, when fresh: the
+ * step's first) and clear g (the next chunk's backward accumulates into it
+ * from zero), in one pass; returns its max |g|, or NaN when some value is
+ * not finite (the step's sum is then discarded by the caller, whatever was
+ * added). */
+static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int s, bool fresh)
 {
     const double scale = ldexp(1.0, s);
     float max = 0.0f;
@@ -232,13 +237,14 @@ static float add_tensor(int64_t *restrict acc, float *restrict g, size_t n, int 
     size_t i = 0;
 #ifdef EXACT_AVX2
     if (ody_cpu_isa_active() >= ODY_ISA_AVX2)
-        i = add_tensor_avx2(acc, g, n, scale, &max, &bad);
+        i = add_tensor_avx2(acc, g, n, scale, fresh, &max, &bad);
 #endif
     for (; i < n; i++) {
         float a = fabsf(g[i]);
         bad |= !(a < INFINITY);
         max = a > max ? a : max;
-        acc[i] = (int64_t)((uint64_t)acc[i] + (uint64_t)round_exact((double)g[i] * scale));
+        uint64_t q = (uint64_t)round_exact((double)g[i] * scale);
+        acc[i] = (int64_t)(fresh ? q : (uint64_t)acc[i] + q);
         g[i] = 0.0f;
     }
     return bad ? NAN : max;
@@ -251,7 +257,8 @@ static void add_tensors(ody_exact *e, float *grads, int first, int last)
     for (int t = first; t < last; t++) {
         const ody_param *p = e->model->tensors[t];
         size_t n = (size_t)ody_shape_numel(&p->shape);
-        float max = add_tensor(e->acc + p->offset, grads + p->offset, n, e->scale[t]);
+        float max = add_tensor(e->acc + p->offset, grads + p->offset, n, e->scale[t], e->fresh[t]);
+        e->fresh[t] = false;
         if (isnan(max)) {
             e->local_max[e->ntensors + 1] = 1.0f;
             continue;
@@ -280,8 +287,22 @@ static void start_maxima(ody_exact *e)
         e->error = ody_fail(e->ctx, ODY_ERR_MPI, "exact reduction: maxima allreduce failed");
 }
 
+/* acc of the tensors in [begin, end) that no chunk of this rank reached
+ * in this step (it had fewer chunks than layers, or none) to zero. */
+static void zero_fresh(ody_exact *e, size_t begin, size_t end)
+{
+    for (int t = 0; t < e->ntensors; t++) {
+        const ody_param *p = e->model->tensors[t];
+        if (e->fresh[t] && p->offset >= begin && p->offset < end) {
+            memset(e->acc + p->offset, 0, (size_t)ody_shape_numel(&p->shape) * sizeof *e->acc);
+            e->fresh[t] = false;
+        }
+    }
+}
+
 static void start_bucket(ody_exact *e, ody_bucket *b)
 {
+    zero_fresh(e, b->begin, b->end);
     int count = (int)(b->end - b->begin);
     e->bytes_sent += (uint64_t)count * sizeof(int64_t);
     if (e->shm) { /* into the node's sum now; nothing to wait for but the barrier */
@@ -371,8 +392,7 @@ static ody_status sum_buckets(ody_exact *e)
 
 #ifdef EXACT_AVX2
 /* unscale_tensor's whole vectors of four; returns how many it took. */
-EXACT_AVX2 static size_t unscale_tensor_avx2(const int64_t *sum, int64_t *clear, float *restrict g, size_t n,
-                                             double unscale)
+EXACT_AVX2 static size_t unscale_tensor_avx2(const int64_t *sum, float *restrict g, size_t n, double unscale)
 {
     size_t i = 0;
     const __m256d vunscale = _mm256_set1_pd(unscale);
@@ -382,29 +402,23 @@ EXACT_AVX2 static size_t unscale_tensor_avx2(const int64_t *sum, int64_t *clear,
         __m256i q = _mm256_loadu_si256((const __m256i *)(sum + i));
         __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q, vbias)), vmagic);
         _mm_storeu_ps(g + i, _mm256_cvtpd_ps(_mm256_mul_pd(d, vunscale)));
-        if (clear)
-            _mm256_storeu_si256((__m256i *)(clear + i), _mm256_setzero_si256());
     }
     return i;
 }
 #endif
 
-/* g = sum * 2^-s rounded once to float, and clear (the sum itself, or
- * NULL: a shared sum, read only) zeroed for the next step. |sum| < 2^51,
- * so the double is exact (the magic constant again). */
-static void unscale_tensor(const int64_t *sum, int64_t *clear, float *restrict g, size_t n, int s)
+/* g = sum * 2^-s rounded once to float. |sum| < 2^51, so the double is
+ * exact (the magic constant again). */
+static void unscale_tensor(const int64_t *sum, float *restrict g, size_t n, int s)
 {
     const double unscale = ldexp(1.0, -s);
     size_t i = 0;
 #ifdef EXACT_AVX2
     if (ody_cpu_isa_active() >= ODY_ISA_AVX2)
-        i = unscale_tensor_avx2(sum, clear, g, n, unscale);
+        i = unscale_tensor_avx2(sum, g, n, unscale);
 #endif
-    for (; i < n; i++) {
+    for (; i < n; i++)
         g[i] = (float)((double)sum[i] * unscale);
-        if (clear)
-            clear[i] = 0;
-    }
 }
 
 /* The exponent that puts chunks * 2^headroom * max below 2^51. */
@@ -441,20 +455,16 @@ ody_status ody_exact_finish(ody_exact *e, float *grads, bool *redo, bool *nonfin
 
 void ody_exact_read(ody_exact *e, float *grads, bool redo)
 {
-    /* The shared sum is the node's; the buckets' adds already cleared acc. */
+    /* The node's shared sum, or acc itself (the sum MPI left there). */
     const int64_t *sum = e->shm ? ody_shm_sum(e->shm) : e->acc;
-    int64_t *clear = e->shm ? NULL : e->acc;
     for (int t = 0; t < e->ntensors; t++) {
         const ody_param *p = e->model->tensors[t];
         if (!redo)
-            unscale_tensor(sum + p->offset, clear ? clear + p->offset : NULL, grads + p->offset,
-                           (size_t)ody_shape_numel(&p->shape), e->scale[t]);
+            unscale_tensor(sum + p->offset, grads + p->offset, (size_t)ody_shape_numel(&p->shape), e->scale[t]);
         /* The next step's scale (or this one's again, when redone). */
         if (e->global_max[t] > 0.0f)
             e->scale[t] = scale_for(e->global_max[t], e->chunks);
     }
-    /* Every tensor was read out and cleared; the gaps between them stay 0. */
-    e->dirty = redo && !e->shm;
 }
 
 int ody_exact_tensors(const ody_exact *e) { return e->ntensors; }

@@ -237,19 +237,17 @@ void ody_shm_destroy(ody_shm *s)
 }
 
 /*
- * dst += src and src = 0 over [0, n). Plain loops the compiler vectorises;
- * on x86 an AVX2 clone is picked at load time where the CPU has it (the
- * build itself assumes no more than x86-64).
+ * dst += src over [0, n). Plain loops the compiler vectorises; on x86 an
+ * AVX2 clone is picked at load time where the CPU has it (the build itself
+ * assumes no more than x86-64).
  */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-static void move_add(int64_t *restrict dst, int64_t *restrict src, size_t n)
+static void move_add(int64_t *restrict dst, const int64_t *restrict src, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
-        src[i] = 0;
-    }
 }
 
 /* The stripe holding element i. */
@@ -268,7 +266,7 @@ static size_t stripe_begin(const ody_shm *s, size_t k)
  * instead at its own place in the range (node rank / node size of the
  * way in), takes the free stripes first, and waits only for those left.
  */
-void ody_shm_add(ody_shm *s, int64_t *src, size_t begin, size_t end)
+void ody_shm_add(ody_shm *s, const int64_t *src, size_t begin, size_t end)
 {
     int64_t *dst = s->sum[s->round % 3];
     if (end > s->n)
