@@ -99,11 +99,11 @@ static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffer
     b->dint = take(base, &used, nn_conv_dint_floats(g));
     b->wq = take(base, &used, (size_t)g->oc * g->taps * NN_VEC);
     b->acc = take(base, &used, (size_t)g->oc * g->rows * NN_VEC);
-    b->grad = take(base, &used, plane + NN_VEC);
+    b->grad = take(base, &used, plane + NN_SLACK);
     b->rowoff = (int32_t *)take(base, &used, (size_t)g->rows);
     b->tapoff = (int32_t *)take(base, &used, (size_t)g->taps);
     b->winoff = (int32_t *)take(base, &used, plane);
-    b->off = (int32_t *)take(base, &used, plane + NN_VEC);
+    b->off = (int32_t *)take(base, &used, plane + NN_SLACK);
     b->hwc = (nn_hwc_work){0};
     if (nn_conv_hwc_fits(g)) {
         nn_hwc_work counted;

@@ -94,7 +94,8 @@ void nn_conv_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *win
 /*
  * Set t to the candidates i < n with grad[i] != 0 and, when y is not NULL,
  * y[i] > 0 (a relu passes them): their grad and off[i], in order. t's
- * arrays hold n + 8 entries (whole vectors are written).
+ * arrays hold n + NN_SLACK entries (whole vectors are written, up to 16
+ * floats at the AVX-512 level).
  */
 void nn_conv_gather_terms(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);
 /*

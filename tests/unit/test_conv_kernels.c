@@ -64,12 +64,12 @@ static void work_make(const nn_window *win, int oc, sample_work *s)
     s->wq = falloc((size_t)oc * g->taps * NN_VEC);
     s->acc = falloc((size_t)oc * g->rows * NN_VEC);
     s->dint = falloc(nn_conv_dint_floats(g));
-    s->grad = falloc(plane + NN_VEC);
+    s->grad = falloc(plane + NN_SLACK);
     s->winoff = (int32_t *)falloc(plane);
     s->arg = (int32_t *)falloc(oc * pooled + 1);
     s->rowoff = (int32_t *)falloc(g->rows);
     s->tapoff = (int32_t *)falloc(g->taps);
-    s->off = (int32_t *)falloc(plane + NN_VEC);
+    s->off = (int32_t *)falloc(plane + NN_SLACK);
 }
 
 static void work_free(sample_work *s)
