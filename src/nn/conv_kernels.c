@@ -47,6 +47,11 @@ void nn_conv_pad_clear(const nn_conv_geom *g, float *xpad)
     memset(xpad, 0, nn_conv_padded_floats(g) * sizeof *xpad);
 }
 
+/* Moves only (the same bits anywhere): wider copies of the short rows where
+ * the CPU has them, picked at load time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad)
 {
     const nn_window *w = &g->win;
