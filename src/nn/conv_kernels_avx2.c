@@ -3,7 +3,7 @@
  * does and conv_internal.h for the layouts). CMakeLists.txt compiles this
  * file alone with -mavx2 -mfma; nothing here runs unless the CPU has them
  * (nn_conv_kernels_for, core/cpu.c). The AVX-512 level calls these where
- * its own loops do not apply (gather_terms and transpose always).
+ * its own loops do not apply.
  */
 #include "nn/conv_internal.h"
 

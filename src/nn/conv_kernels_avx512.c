@@ -7,7 +7,11 @@
  *               of 16: LeNet-5's conv2 has 16): the AVX2 loop with half the
  *               instructions; at most 8 output channels at stride 1 (conv1):
  *               vectorised over 16 pixels of a row instead, y channel-major
- *   pool_relu   of that channel-major y; otherwise AVX2's
+ *   pool_relu   of that channel-major y; of whole 16-channel vectors
+ *               otherwise (conv2), or AVX2's
+ *   gather_terms, transpose
+ *               16 candidates (8 x 8 blocks) at a time, the last ones
+ *               masked: no scalar tails
  *   weight_grad, input_grad
  *               8-wide rows and channel vectors as in AVX2 (5 taps and 6
  *               channels would leave a 16-wide vector more than half
