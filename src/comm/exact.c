@@ -288,7 +288,7 @@ static void start_maxima(ody_exact *e)
 }
 
 /* acc of the tensors in [begin, end) that no chunk of this rank reached
- * in this step (it had fewer chunks than layers, or none) to zero. */
+ * in this step (it had no chunk, or failed before its chunks) to zero. */
 static void zero_fresh(ody_exact *e, size_t begin, size_t end)
 {
     for (int t = 0; t < e->ntensors; t++) {
