@@ -65,8 +65,8 @@ typedef struct {
 } forward_buffers;
 
 typedef struct {
-    float *xpad, *dint, *wq, *acc, *grad;
-    int32_t *rowoff, *tapoff, *winoff, *off;
+    float *xpad, *dint, *wq, *acc, *grad, *grad2;
+    int32_t *rowoff, *tapoff, *winoff, *off, *off2; /* grad2, off2: a second channel's terms */
     nn_hwc_work hwc; /* the pixel-major fused backward's (nn_conv_hwc_fits; else empty) */
 } backward_buffers;
 
@@ -104,6 +104,8 @@ static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffer
     b->tapoff = (int32_t *)take(base, &used, (size_t)g->taps);
     b->winoff = (int32_t *)take(base, &used, plane);
     b->off = (int32_t *)take(base, &used, plane + NN_SLACK);
+    b->grad2 = take(base, &used, plane + NN_SLACK);
+    b->off2 = (int32_t *)take(base, &used, plane + NN_SLACK);
     b->hwc = (nn_hwc_work){0};
     if (nn_conv_hwc_fits(g)) {
         nn_hwc_work counted;
@@ -216,16 +218,27 @@ static void direct_backward(conv2d_layer *c, int n, const float *in, const float
     size_t filter = (size_t)g->rows * NN_VEC, taps = (size_t)g->taps * NN_VEC, in_numel = nn_numel(l->in_shape);
     memset(b.acc, 0, g->oc * filter * sizeof *b.acc);
     float *dbias = l->params[1].grad;
+    bool pairs = k->weight_grad_pair && g->rows <= 8; /* two channels' weight gradients at once */
     for (int s = 0; s < n; s++) {
         nn_conv_pad(g, in + s * in_numel, b.xpad);
         if (din)
             memset(b.dint, 0, nn_conv_dint_floats(g) * sizeof *b.dint);
-        for (int o = 0; o < g->oc; o++) {
-            nn_conv_terms t = {.off = b.off, .grad = b.grad};
-            channel_terms(c, s, o, out, dout, b.winoff, &t);
-            dbias[o] += nn_conv_weight_grad(g, b.xpad, b.rowoff, &t, b.acc + o * filter);
-            if (din)
-                nn_conv_input_grad(g, b.wq + o * taps, b.tapoff, &t, b.dint);
+        for (int o = 0; o < g->oc; o += pairs ? 2 : 1) {
+            nn_conv_terms t[2] = {{.off = b.off, .grad = b.grad}, {.off = b.off2, .grad = b.grad2}};
+            int chans = pairs && o + 1 < g->oc ? 2 : 1;
+            for (int j = 0; j < chans; j++)
+                channel_terms(c, s, o + j, out, dout, b.winoff, &t[j]);
+            if (chans == 2) {
+                float bias[2];
+                k->weight_grad_pair(g, b.xpad, b.rowoff, t, (float *const[2]){b.acc + o * filter,
+                                    b.acc + (o + 1) * filter}, bias);
+                dbias[o] += bias[0];
+                dbias[o + 1] += bias[1];
+            } else {
+                dbias[o] += nn_conv_weight_grad(g, b.xpad, b.rowoff, &t[0], b.acc + o * filter);
+            }
+            for (int j = 0; j < chans && din; j++)
+                nn_conv_input_grad(g, b.wq + (o + j) * taps, b.tapoff, &t[j], b.dint);
         }
         if (din)
             nn_conv_unpad(g, b.dint, g->cp, din + s * in_numel);

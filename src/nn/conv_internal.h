@@ -167,6 +167,15 @@ typedef struct {
     void (*gather_terms)(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);
     float (*weight_grad)(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
                          const nn_conv_terms *t, float *acc);
+    /*
+     * weight_grad of two output channels at once, where g->rows <= 8 (NULL:
+     * the level has none): acc[k] += channel k's terms, bias[k] = the sum
+     * of its gradients, each in its terms' order (two weight_grad calls'
+     * bits). The two bias sums are two chains side by side: one channel's
+     * alone bounds LeNet-5's conv1 at 4 cycles a term.
+     */
+    void (*weight_grad_pair)(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
+                             const nn_conv_terms t[2], float *const acc[2], float bias[2]);
     void (*input_grad)(const nn_conv_geom *g, const float *wq, const int32_t *tapoff, const nn_conv_terms *t,
                        float *dint);
     /* nn_conv_to_channels of what direct wrote. */

@@ -438,6 +438,60 @@ static float avx512_weight_grad(const nn_conv_geom *g, const float *xpad, const 
     return bias;
 }
 
+/* Term e of t into M rows' sums and the bias sum b. */
+ALWAYS_INLINE void weight_grad_term(const float *const row[], const nn_conv_terms *t, int e, __m256 sum[],
+                                    float *b, const int M)
+{
+    __m256 grad = _mm256_set1_ps(t->grad[e]);
+    int32_t off = t->off[e];
+    *b += t->grad[e];
+#pragma GCC unroll 8
+    for (int r = 0; r < M; r++)
+        sum[r] = _mm256_fmadd_ps(grad, _mm256_loadu_ps(row[r] + off), sum[r]);
+}
+
+/*
+ * Two channels' weight_grad_rows side by side, over the terms both have,
+ * then each one's rest: each sum (and each bias) takes its own terms in
+ * order, so the bits are two weight_grad calls', but the two bias chains
+ * run together.
+ */
+ALWAYS_INLINE void weight_grad_pair_rows(const float *xpad, const int32_t *rowoff, const nn_conv_terms t[2],
+                                         float *const acc[2], float bias[2], const int M)
+{
+    __m256 sum[2][ROWS_MAX];
+    const float *row[ROWS_MAX];
+    float b[2] = {0.0f, 0.0f};
+#pragma GCC unroll 8
+    for (int r = 0; r < M; r++) {
+        sum[0][r] = _mm256_loadu_ps(acc[0] + YMM * r);
+        sum[1][r] = _mm256_loadu_ps(acc[1] + YMM * r);
+        row[r] = xpad + rowoff[r];
+    }
+    int both = t[0].count < t[1].count ? t[0].count : t[1].count;
+    for (int e = 0; e < both; e++) {
+        weight_grad_term(row, &t[0], e, sum[0], &b[0], M);
+        weight_grad_term(row, &t[1], e, sum[1], &b[1], M);
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++)
+        for (int e = both; e < t[k].count; e++)
+            weight_grad_term(row, &t[k], e, sum[k], &b[k], M);
+#pragma GCC unroll 8
+    for (int r = 0; r < M; r++) {
+        _mm256_storeu_ps(acc[0] + YMM * r, sum[0][r]);
+        _mm256_storeu_ps(acc[1] + YMM * r, sum[1][r]);
+    }
+    bias[0] = b[0];
+    bias[1] = b[1];
+}
+
+static void avx512_weight_grad_pair(const nn_conv_geom *g, const float *xpad, const int32_t *rowoff,
+                                    const nn_conv_terms t[2], float *const acc[2], float bias[2])
+{
+    ROWS_SWITCH(g->rows, weight_grad_pair_rows, xpad, rowoff, t, acc, bias)
+}
+
 static void avx512_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *tapoff,
                               const nn_conv_terms *t, float *dint)
 {
@@ -672,6 +726,7 @@ const nn_conv_kernels nn_conv_kernels_avx512 = {
     .to_channels = avx512_to_channels,
     .gather_terms = avx512_gather_terms,
     .weight_grad = avx512_weight_grad,
+    .weight_grad_pair = avx512_weight_grad_pair,
     .input_grad = avx512_input_grad,
     .hwc_backward = avx512_hwc_backward,
     .transpose = avx512_transpose,

@@ -302,6 +302,65 @@ static void test_hwc_backward_bits(void **state)
         skip(); /* no level of this CPU has it */
 }
 
+/*
+ * weight_grad_pair gives two weight_grad calls' bits: each channel's terms
+ * in its own order, counts equal, unequal either way round, or zero.
+ */
+static void test_weight_grad_pair_bits(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const int cases[][7] = {{1, 28, 28, 6, 5, 1, 2}, {2, 7, 9, 3, 3, 1, 0}, {1, 11, 6, 2, 2, 3, 1}};
+    static const int counts[][2] = {{0, 0}, {5, 5}, {0, 7}, {9, 2}, {3, 40}, {196, 150}};
+    int checked = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        nn_window win;
+        ody_shape in = {3, {cases[c][0], cases[c][1], cases[c][2]}};
+        assert_int_equal(nn_window_make(ctx, "conv2d", in, cases[c][4], cases[c][5], cases[c][6], &win), ODY_OK);
+        sample_work s;
+        work_make(&win, cases[c][3], &s);
+        const nn_conv_geom *g = &s.g;
+        assert_true(g->rows <= 8);
+        int plane = win.oh * win.ow;
+        nn_conv_pack_backward(g, s.w, s.wq, s.rowoff, s.tapoff);
+        nn_conv_window_offsets(g, s.winoff);
+        nn_conv_pad_clear(g, s.xpad);
+        nn_conv_pad(g, s.x, s.xpad);
+        size_t filter = (size_t)g->rows * NN_VEC;
+        float *grad2 = falloc((size_t)plane + NN_SLACK), *acc1 = falloc(2 * filter), *acc2 = falloc(2 * filter);
+        int32_t *off2 = (int32_t *)falloc((size_t)plane + NN_SLACK);
+        for (size_t n = 0; n < sizeof counts / sizeof counts[0]; n++) {
+            nn_conv_terms t[2] = {{.off = s.off, .grad = s.grad}, {.off = off2, .grad = grad2}};
+            for (int k = 0; k < 2; k++) {
+                t[k].count = counts[n][k] < plane ? counts[n][k] : plane;
+                fill(7 + k, (size_t)t[k].count, t[k].grad);
+                for (int e = 0; e < t[k].count; e++) /* windows in a scattered order */
+                    t[k].off[e] = s.winoff[(e * 7 + k * 3) % plane];
+            }
+            for (int isa = 0; isa <= (int)ody_cpu_isa_best(); isa++) {
+                const nn_conv_kernels *kern = nn_conv_kernels_for((ody_cpu_isa)isa);
+                if (!kern || !kern->weight_grad_pair)
+                    continue;
+                fill(9, 2 * filter, acc1); /* both start from the same (non-zero) sums */
+                memcpy(acc2, acc1, 2 * filter * sizeof *acc1);
+                float want[2], got[2];
+                for (int k = 0; k < 2; k++)
+                    want[k] = kern->weight_grad(g, s.xpad, s.rowoff, &t[k], acc1 + k * filter);
+                kern->weight_grad_pair(g, s.xpad, s.rowoff, t, (float *const[2]){acc2, acc2 + filter}, got);
+                assert_memory_equal(acc2, acc1, 2 * filter * sizeof *acc1);
+                assert_memory_equal(got, want, sizeof want);
+                checked++;
+            }
+        }
+        free(grad2);
+        free(acc1);
+        free(acc2);
+        free(off2);
+        work_free(&s);
+    }
+    if (!checked)
+        skip(); /* no level of this CPU has it */
+}
+
 /* ODY_CPU_ISA as ctest sets it picks the level; unknown names and levels above the CPU's are errors. */
 static void test_isa_selection(void **state)
 {
@@ -346,6 +405,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_levels_agree_with_portable),
     CTX_TEST(test_levels_are_repeatable),
     CTX_TEST(test_hwc_backward_bits),
+    CTX_TEST(test_weight_grad_pair_bits),
 };
 
 ODY_TEST_MAIN(group)
