@@ -244,7 +244,7 @@ void ody_shm_destroy(ody_shm *s)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-static void move_add(int64_t *restrict dst, const int64_t *restrict src, size_t n)
+static void add_into(int64_t *restrict dst, const int64_t *restrict src, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         dst[i] = (int64_t)((uint64_t)dst[i] + (uint64_t)src[i]);
@@ -291,7 +291,7 @@ void ody_shm_add(ody_shm *s, const int64_t *src, size_t begin, size_t end)
             size_t lo = stripe_begin(s, k), hi = stripe_begin(s, k + 1);
             lo = lo > begin ? lo : begin;
             hi = hi < end ? hi : end;
-            move_add(dst + lo, src + lo, hi - lo);
+            add_into(dst + lo, src + lo, hi - lo);
             pthread_mutex_unlock(lock);
         }
     }

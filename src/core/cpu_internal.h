@@ -33,4 +33,13 @@ ody_status ody_cpu_isa_select(ody_ctx *ctx, ody_cpu_isa *out);
  */
 ody_cpu_isa ody_cpu_isa_active(void);
 
+/*
+ * For a second copy of a loop compiled for the AVX-512 level in a file the
+ * build compiles for its baseline (the optimizer's step, the gradient
+ * norm): run it only where ody_cpu_isa_active() says AVX-512.
+ */
+#ifdef ODY_X86_KERNELS
+#define ODY_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512")))
+#endif
+
 #endif /* ODYSSEY_CORE_CPU_INTERNAL_H */

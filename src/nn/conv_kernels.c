@@ -142,8 +142,8 @@ size_t nn_conv_hwc_carve(const nn_conv_geom *g, float *base, nn_hwc_work *work)
     work->dhwc = hwc_take(base, &used, hwc + NN_HWC_SLACK);
     work->wrow = hwc_take(base, &used, groups * 16 * 2 * w->k * NN_HWC_WROW);
     work->hacc = hwc_take(base, &used, (size_t)g->oc * w->k * NN_HWC_ROW);
-    work->grad = hwc_take(base, &used, pooled + 2 * NN_VEC);
-    work->off = (int32_t *)hwc_take(base, &used, pooled + 2 * NN_VEC);
+    work->grad = hwc_take(base, &used, pooled + NN_SLACK); /* gather_terms' slack */
+    work->off = (int32_t *)hwc_take(base, &used, pooled + NN_SLACK);
     work->tgrad = hwc_take(base, &used, pooled * groups * 16);
     work->toff = (int32_t *)hwc_take(base, &used, pooled * groups * 16);
     work->tmask = (uint32_t *)hwc_take(base, &used, pooled * groups);

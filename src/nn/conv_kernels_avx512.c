@@ -368,6 +368,19 @@ static void avx512_gather_terms(const float *grad, const float *y, const int32_t
  */
 enum { YMM = 8, ROWS_MAX = 8 };
 
+/* Term e of t into M rows' sums, and into the bias sum *b unless b is NULL. */
+ALWAYS_INLINE void weight_grad_term(const float *const row[], const nn_conv_terms *t, int e, __m256 sum[],
+                                    float *b, const int M)
+{
+    __m256 grad = _mm256_set1_ps(t->grad[e]);
+    int32_t off = t->off[e];
+    if (b)
+        *b += t->grad[e];
+#pragma GCC unroll 8
+    for (int r = 0; r < M; r++)
+        sum[r] = _mm256_fmadd_ps(grad, _mm256_loadu_ps(row[r] + off), sum[r]);
+}
+
 ALWAYS_INLINE void weight_grad_rows(const float *xpad, const int32_t *rowoff, const nn_conv_terms *t,
                                     float *acc, float *bias, const int M)
 {
@@ -379,15 +392,8 @@ ALWAYS_INLINE void weight_grad_rows(const float *xpad, const int32_t *rowoff, co
         sum[r] = _mm256_loadu_ps(acc + YMM * r);
         row[r] = xpad + rowoff[r];
     }
-    for (int e = 0; e < t->count; e++) {
-        __m256 grad = _mm256_set1_ps(t->grad[e]);
-        int32_t off = t->off[e];
-        if (bias)
-            b += t->grad[e];
-#pragma GCC unroll 8
-        for (int r = 0; r < M; r++)
-            sum[r] = _mm256_fmadd_ps(grad, _mm256_loadu_ps(row[r] + off), sum[r]);
-    }
+    for (int e = 0; e < t->count; e++)
+        weight_grad_term(row, t, e, sum, bias ? &b : NULL, M);
 #pragma GCC unroll 8
     for (int r = 0; r < M; r++)
         _mm256_storeu_ps(acc + YMM * r, sum[r]);
@@ -436,18 +442,6 @@ static float avx512_weight_grad(const nn_conv_geom *g, const float *xpad, const 
         ROWS_SWITCH(r1 - r0, weight_grad_rows, xpad, rowoff + r0, t, acc + (size_t)YMM * r0, b == 0 ? &bias : NULL)
     }
     return bias;
-}
-
-/* Term e of t into M rows' sums and the bias sum b. */
-ALWAYS_INLINE void weight_grad_term(const float *const row[], const nn_conv_terms *t, int e, __m256 sum[],
-                                    float *b, const int M)
-{
-    __m256 grad = _mm256_set1_ps(t->grad[e]);
-    int32_t off = t->off[e];
-    *b += t->grad[e];
-#pragma GCC unroll 8
-    for (int r = 0; r < M; r++)
-        sum[r] = _mm256_fmadd_ps(grad, _mm256_loadu_ps(row[r] + off), sum[r]);
 }
 
 /*

@@ -12,9 +12,6 @@
  * the same bits.
  */
 #define BODY static inline __attribute__((always_inline))
-#ifdef ODY_X86_KERNELS
-#define CLIP_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512")))
-#endif
 
 /*
  * Sum of squares in double over LANES interleaved partial sums, combined
@@ -60,14 +57,14 @@ BODY bool all_finite(const float *g, size_t n)
     return total == 0.0f;
 }
 
-#ifdef CLIP_AVX512
-CLIP_AVX512 static double grad_norm_avx512(const float *g, size_t n) { return grad_norm(g, n); }
-CLIP_AVX512 static bool all_finite_avx512(const float *g, size_t n) { return all_finite(g, n); }
+#ifdef ODY_TARGET_AVX512
+ODY_TARGET_AVX512 static double grad_norm_avx512(const float *g, size_t n) { return grad_norm(g, n); }
+ODY_TARGET_AVX512 static bool all_finite_avx512(const float *g, size_t n) { return all_finite(g, n); }
 #endif
 
 double ody_grad_norm(const float *g, size_t n)
 {
-#ifdef CLIP_AVX512
+#ifdef ODY_TARGET_AVX512
     if (ody_cpu_isa_active() >= ODY_ISA_AVX512)
         return grad_norm_avx512(g, n);
 #endif
@@ -76,7 +73,7 @@ double ody_grad_norm(const float *g, size_t n)
 
 bool ody_all_finite(const float *g, size_t n)
 {
-#ifdef CLIP_AVX512
+#ifdef ODY_TARGET_AVX512
     if (ody_cpu_isa_active() >= ODY_ISA_AVX512)
         return all_finite_avx512(g, n);
 #endif

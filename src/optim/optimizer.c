@@ -23,9 +23,6 @@
  * only how many elements go at once.
  */
 #define RULE static inline __attribute__((always_inline))
-#ifdef ODY_X86_KERNELS
-#define OPT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512")))
-#endif
 
 static const char *const kind_names[] = {
     [ODY_OPT_SGD] = "sgd",
@@ -279,8 +276,8 @@ static void step_baseline(ody_optimizer *opt, float *params, const float *grads,
     apply_rule(opt, params, grads, lr);
 }
 
-#ifdef OPT_AVX512
-OPT_AVX512 static void step_avx512(ody_optimizer *opt, float *params, const float *grads, double lr)
+#ifdef ODY_TARGET_AVX512
+ODY_TARGET_AVX512 static void step_avx512(ody_optimizer *opt, float *params, const float *grads, double lr)
 {
     apply_rule(opt, params, grads, lr);
 }
@@ -288,7 +285,7 @@ OPT_AVX512 static void step_avx512(ody_optimizer *opt, float *params, const floa
 
 void ody_optimizer_step_at(ody_optimizer *opt, float *params, const float *grads, double lr, ody_cpu_isa isa)
 {
-#ifdef OPT_AVX512
+#ifdef ODY_TARGET_AVX512
     if (isa >= ODY_ISA_AVX512 && ody_cpu_isa_best() >= ODY_ISA_AVX512) { /* never code this CPU lacks */
         step_avx512(opt, params, grads, lr);
         return;

@@ -72,6 +72,15 @@ static void work_make(const nn_window *win, int oc, sample_work *s)
     s->off = (int32_t *)falloc(plane + NN_SLACK);
 }
 
+/* The work of case c = {C, H, W, OC, K, stride, pad}. */
+static void case_work(ody_ctx *ctx, const int c[7], sample_work *s)
+{
+    nn_window win;
+    ody_shape in = {3, {c[0], c[1], c[2]}};
+    assert_int_equal(nn_window_make(ctx, "conv2d", in, c[4], c[5], c[6], &win), ODY_OK);
+    work_make(&win, c[3], s);
+}
+
 static void work_free(sample_work *s)
 {
     void *all[] = {s->w, s->b, s->x, s->dpooled, s->dconv, s->wt, s->bias, s->xpad, s->y, s->tmp, s->wq,
@@ -274,11 +283,8 @@ static void test_hwc_backward_bits(void **state)
     static const int cases[][7] = {{6, 14, 14, 16, 5, 1, 0}, {3, 11, 13, 20, 5, 1, 2}, {4, 12, 12, 32, 3, 1, 1}};
     int checked = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        nn_window win;
-        ody_shape in = {3, {cases[c][0], cases[c][1], cases[c][2]}};
-        assert_int_equal(nn_window_make(ctx, "conv2d", in, cases[c][4], cases[c][5], cases[c][6], &win), ODY_OK);
         sample_work s;
-        work_make(&win, cases[c][3], &s);
+        case_work(ctx, cases[c], &s);
         assert_true(nn_conv_hwc_fits(&s.g));
         for (int isa = 0; isa <= (int)ody_cpu_isa_best(); isa++) {
             const nn_conv_kernels *k = nn_conv_kernels_for((ody_cpu_isa)isa);
@@ -313,14 +319,11 @@ static void test_weight_grad_pair_bits(void **state)
     static const int counts[][2] = {{0, 0}, {5, 5}, {0, 7}, {9, 2}, {3, 40}, {196, 150}};
     int checked = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        nn_window win;
-        ody_shape in = {3, {cases[c][0], cases[c][1], cases[c][2]}};
-        assert_int_equal(nn_window_make(ctx, "conv2d", in, cases[c][4], cases[c][5], cases[c][6], &win), ODY_OK);
         sample_work s;
-        work_make(&win, cases[c][3], &s);
+        case_work(ctx, cases[c], &s);
         const nn_conv_geom *g = &s.g;
         assert_true(g->rows <= 8);
-        int plane = win.oh * win.ow;
+        int plane = g->win.oh * g->win.ow;
         nn_conv_pack_backward(g, s.w, s.wq, s.rowoff, s.tapoff);
         nn_conv_window_offsets(g, s.winoff);
         nn_conv_pad_clear(g, s.xpad);
