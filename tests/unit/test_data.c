@@ -183,6 +183,43 @@ static void test_idx_reads_and_normalises(void **state)
     }
 }
 
+/*
+ * Every byte value, through the reader's vector normalisation (8 or 16 at
+ * a time, a masked or scalar tail: 272-pixel samples) at this run's CPU
+ * level: the bits of the scalar expression, for two normalisations.
+ */
+static void test_idx_normalises_every_byte_value(void **state)
+{
+    fixture *f = *state;
+    enum { H = 16, W = 17, N = 3, P = H * W };
+    write_images(f, "img", N, H, W, SIZE_MAX);
+    write_labels(f, "lbl", N, -1, 0);
+    const ody_normalize norms[2] = {{.scale = 1.0f / 255.0f, .mean = 0.2860f, .std = 0.3530f},
+                                    {.scale = 1.0f, .mean = -1.0f, .std = 3.0f}};
+    for (int k = 0; k < 2; k++) {
+        char ip[512], lp[512];
+        ody_dataset *ds = NULL;
+        assert_int_equal(ody_idx_open(f->ctx, path_in(f, "img", ip, sizeof ip), path_in(f, "lbl", lp, sizeof lp),
+                                      10, norms[k], &ds),
+                         ODY_OK);
+        const int64_t rows[N] = {2, 0, 1};
+        static float x[N * P], want[N * P];
+        int32_t y[N];
+        bool seen[256] = {false};
+        assert_int_equal(ody_dataset_read(ds, f->ctx, rows, N, x, y), ODY_OK);
+        for (int r = 0; r < N; r++)
+            for (int p = 0; p < P; p++) {
+                uint8_t v = pixel(rows[r], p);
+                seen[v] = true;
+                want[r * P + p] = ((float)v * norms[k].scale - norms[k].mean) / norms[k].std;
+            }
+        for (int v = 0; v < 256; v++)
+            assert_true(seen[v]);
+        assert_memory_equal(x, want, sizeof x);
+        ody_dataset_destroy(f->ctx, ds);
+    }
+}
+
 static void test_idx_truncated(void **state)
 {
     fixture *f = *state;
@@ -1869,6 +1906,7 @@ static void test_hdf5_concurrent_loaders(void **state)
 
 static const struct CMUnitTest group[] = {
     FIXTURE(test_idx_reads_and_normalises),
+    FIXTURE(test_idx_normalises_every_byte_value),
     FIXTURE(test_idx_truncated),
     FIXTURE(test_idx_claim_beyond_data),
     FIXTURE(test_idx_gz_grows),
