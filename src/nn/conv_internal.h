@@ -128,6 +128,7 @@ void nn_conv_input_grad(const nn_conv_geom *g, const float *wq, const int32_t *t
  *                              (OC16: OC rounded up to whole 16s)
  *   hacc  (OC, K, 32)          dW: kernel row kh's floats kw * C + c
  *   tgrad, toff, tmask         each pooled window's terms (below)
+ *   ty   (PH*PW, OC16)         the pooled output, pixel-major
  */
 enum { NN_HWC_ROW = 32, NN_HWC_WROW = 48, NN_HWC_SLACK = 64 };
 
@@ -139,6 +140,7 @@ typedef struct {
     float *tgrad;
     int32_t *toff;
     uint32_t *tmask;
+    float *ty;
 } nn_hwc_work;
 
 /* Stride 1, 2 <= C <= 7 (one channel's rows are contiguous already; 2 pixels within a vector), K <= 5,

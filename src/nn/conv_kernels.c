@@ -147,6 +147,7 @@ size_t nn_conv_hwc_carve(const nn_conv_geom *g, float *base, nn_hwc_work *work)
     work->tgrad = hwc_take(base, &used, pooled * groups * 16);
     work->toff = (int32_t *)hwc_take(base, &used, pooled * groups * 16);
     work->tmask = (uint32_t *)hwc_take(base, &used, pooled * groups);
+    work->ty = hwc_take(base, &used, pooled * groups * 16);
     return used;
 }
 

@@ -567,37 +567,38 @@ ALWAYS_INLINE void hwc_window_term(__m512 acc[6][3], float grad, const float *w,
 }
 
 /*
- * Each pooled window's terms, 16 channels at a time (gathered across the
- * channel planes): tmask the live ones (a relu passed them and their
- * gradient is not zero) whose argmax is in the window's top row (low 16
- * bits) or bottom row (high 16), tgrad their gradients and toff the
- * offset in wrow of their filter placed at the argmax's column.
+ * Each pooled window's terms, 16 channels at a time (the three planes
+ * transposed pixel-major first: AVX-512's gathers across the planes,
+ * three a window, took 3.4% of a LeNet-5 step on an AMD EPYC, Zen 4):
+ * tmask the live ones (a relu passed them and their gradient is not zero)
+ * whose argmax is in the window's top row (low 16 bits) or bottom row
+ * (high 16), tgrad their gradients and toff the offset in wrow of their
+ * filter placed at the argmax's column. Lanes past OC are never live.
  */
 static void hwc_window_terms(const nn_conv_geom *g, const float *out, const float *dout, const int32_t *arg,
                              const nn_hwc_work *work)
 {
     const int wp = g->wp, ph = g->win.oh / 2, pw = g->win.ow / 2, plane = ph * pw, groups = (g->oc + ZMM - 1) / ZMM;
     const int entry = g->win.k * NN_HWC_WROW; /* wrow floats of one (channel, dx) */
+    const size_t lanes = (size_t)groups * ZMM;
     const __m512 zero = _mm512_setzero_ps();
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i channel = _mm512_mullo_epi32(lane, _mm512_set1_epi32(plane));
     const __m512i filter = _mm512_mullo_epi32(lane, _mm512_set1_epi32(2 * entry));
+    avx512_transpose(dout, plane, g->oc, plane, work->tgrad, lanes);
+    avx512_transpose(out, plane, g->oc, plane, work->ty, lanes);
+    avx512_transpose((const float *)arg, plane, g->oc, plane, (float *)work->toff, lanes); /* int32 bits */
     for (int q = 0; q < plane; q++) {
         int base = 2 * (q / pw) * wp + 2 * (q % pw);
         for (int grp = 0; grp < groups; grp++) {
             int o0 = grp * ZMM;
             __mmask16 in = lanes_below(g->oc - o0);
-            __m512i at = _mm512_add_epi32(channel, _mm512_set1_epi32(o0 * plane + q));
-            __m512 d = _mm512_mask_i32gather_ps(zero, in, at, dout, 4);
-            __m512 y = _mm512_mask_i32gather_ps(zero, in, at, out, 4);
-            __m512i a = _mm512_sub_epi32(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), in, at, arg, 4),
-                                         _mm512_set1_epi32(base));
+            size_t at_q = ((size_t)q * groups + grp) * ZMM;
+            __m512 d = _mm512_loadu_ps(work->tgrad + at_q), y = _mm512_loadu_ps(work->ty + at_q);
+            __m512i a = _mm512_sub_epi32(_mm512_loadu_si512(work->toff + at_q), _mm512_set1_epi32(base));
             __mmask16 live = _mm512_mask_cmp_ps_mask(in, d, zero, _CMP_NEQ_UQ) &
                              _mm512_mask_cmp_ps_mask(in, y, zero, _CMP_GT_OQ);
             __mmask16 top = _mm512_cmp_epi32_mask(a, _mm512_set1_epi32(wp), _MM_CMPINT_LT);
             __m512i dx = _mm512_mask_sub_epi32(a, (__mmask16)~top, a, _mm512_set1_epi32(wp));
-            size_t at_q = ((size_t)q * groups + grp) * ZMM;
-            _mm512_storeu_ps(work->tgrad + at_q, d);
             _mm512_storeu_si512(work->toff + at_q,
                                 _mm512_add_epi32(_mm512_add_epi32(filter, _mm512_set1_epi32(o0 * 2 * entry)),
                                                  _mm512_mullo_epi32(dx, _mm512_set1_epi32(entry))));

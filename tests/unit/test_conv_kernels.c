@@ -97,7 +97,7 @@ static void backward_hwc(const nn_conv_kernels *k, sample_work *s, sample_result
     size_t floats = nn_conv_hwc_carve(g, NULL, &work);
     float *buf = aligned_alloc(64, floats * sizeof *buf);
     assert_non_null(buf);
-    memset(buf, 0, floats * sizeof *buf);
+    memset(buf, 0xFF, floats * sizeof *buf); /* NaNs: what the kernels read must be written first */
     nn_conv_hwc_carve(g, buf, &work);
     nn_conv_hwc_prepare(g, s->w, &work, true);
     memset(r->dbias, 0, sizeof r->dbias);
