@@ -30,6 +30,7 @@ rate_of() {
 echo "ab_builds: A = $prog_a"
 echo "           B = $prog_b"
 echo "$(nproc) cores, $rounds rounds of A B B A, $steps steps each$([ "${AB_OWN_CONFIGS:-0}" = 1 ] && echo ", each build's own configs/lenet5/baseline.yaml")"
+cpu_line
 for np in 1 2; do
   : >"$work/ratios"
   for ((r = 1; r <= rounds; r++)); do

@@ -23,6 +23,7 @@ np="${ODY_BENCH_NP:-1}"
 vgg_steps=$((steps / 10 > 3 ? steps / 10 : 3))
 bench="$build/tests/bench/bench_config"
 [ -x "$bench" ] || { echo "chunk_sweep: $bench not built (cmake --build $build --target bench_config)" >&2; exit 2; }
+cpu_line
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 [ -d /usr/share/datasets/fashion-mnist ] || overrides=(data.name=synthetic "${overrides[@]}")
 settings=(8 16 32 64 fast)

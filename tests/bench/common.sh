@@ -4,7 +4,8 @@
 # which must be built), work (a scratch directory removed at exit), py (a
 # python3, /usr/bin's first: the one python3-torch installs into), the
 # environment for one BLAS thread per rank and MPI as root, and the mpirun
-# array that oversubscribes without binding; defines field, train and rate.
+# array that oversubscribes without binding; defines field, train, rate and
+# cpu_line.
 set -euo pipefail
 bench_name="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,3 +41,17 @@ train() {
 }
 # rate: images/s of the last train (its epoch record's samples_per_sec)
 rate() { field "$run_dir/metrics.jsonl" samples_per_sec; }
+
+# cpu_line: the CPU the figures come from, for a script's header: its model
+# name, family and model (AMD family 25 model 17 is Zen 4, which runs a
+# 512-bit FMA as two halves: half the FMA rate per cycle of a Xeon with
+# two 512-bit FMA units) and the instruction sets the kernels use.
+cpu_line() {
+  local name fam model flags sets=""
+  name="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  fam="$(grep -m1 '^cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')"
+  model="$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')"
+  flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+  for f in avx2 avx512f avx512_bf16 amx_tile; do [[ "$flags" == *" $f "* ]] && sets+=" $f"; done
+  echo "cpu: ${name:-unknown} (family ${fam:-?}, model ${model:-?}; ${sets# })"
+}

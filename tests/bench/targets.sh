@@ -40,6 +40,7 @@ torch_rate() {  # NP: PyTorch (DDP when NP > 1), batch 64 per process
 }
 
 echo "issue 7 targets: $(nproc) cores, $rounds alternating rounds each, medians"
+cpu_line
 declare -A got
 for ((r = 1; r <= rounds; r++)); do
   train 1 p1; got[p1]+="$(rate) "

@@ -36,6 +36,7 @@ read -r -a bf16 <<<"${ODY_BENCH_BF16:-training.use_mixed_precision=true training
 vgg_steps=$((steps / 10 > 3 ? steps / 10 : 3))
 bench="$build/tests/bench/bench_config"
 [ -x "$bench" ] || { echo "vs_torch: $bench not built (cmake --build $build --target bench_config)" >&2; exit 2; }
+cpu_line
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 py="${ODY_BENCH_PYTHON:-$py}"
 synthetic=()  # without Fashion-MNIST installed, both sides train on synthetic data

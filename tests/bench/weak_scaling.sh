@@ -34,6 +34,7 @@ pair() {
 }
 
 echo "weak scaling: $(nproc) cores, $rounds rounds of one rank, 2 ranks, the pair, the pair, 2 ranks, one rank ($steps steps each)"
+cpu_line
 : >"$work/rounds"
 for ((r = 1; r <= rounds; r++)); do
   o1=$(rate_of 1 one)

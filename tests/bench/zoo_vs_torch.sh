@@ -33,6 +33,7 @@ torch() {
 }
 
 echo "zoo_vs_torch: $rounds rounds of $steps steps, batch 128, 1 thread per process; pytorch $("$py" -c 'import torch; print(torch.__version__)')"
+cpu_line
 declare -A ratios
 for ((r = 1; r <= rounds; r++)); do
   echo "round $r:"
