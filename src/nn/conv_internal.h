@@ -194,6 +194,8 @@ typedef struct {
      */
     void (*hwc_backward)(const nn_conv_geom *g, const float *xpad, const float *out, const float *dout,
                          const int32_t *arg, const nn_hwc_work *work, float *dbias, float *din);
+    /* nn_conv_pad (NULL: the level has none, the generic copy runs). */
+    void (*pad)(const nn_conv_geom *g, const float *x, float *xpad);
     /* dst[c * dst_stride + p] = src[p * stride + c] for p < pixels, c < channels (as bits). */
     void (*transpose)(const float *src, int stride, int pixels, int channels, float *dst, size_t dst_stride);
 } nn_conv_kernels;

@@ -48,11 +48,12 @@ void nn_conv_pad_clear(const nn_conv_geom *g, float *xpad)
 }
 
 /* Moves only (the same bits anywhere): wider copies of the short rows where
- * the CPU has them, picked at load time. */
+ * the CPU has them, picked at load time; the level's own (AVX-512: each
+ * row's last piece masked, no scalar tail) where it has one. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
-void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad)
+static void pad_rows(const nn_conv_geom *g, const float *x, float *xpad)
 {
     const nn_window *w = &g->win;
     size_t in_plane = (size_t)w->h * w->w, plane = (size_t)g->hp * g->wp;
@@ -67,6 +68,15 @@ void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad)
             for (int i = 0; i < w->w; i++)
                 dst[i] = src[i];
         }
+}
+
+void nn_conv_pad(const nn_conv_geom *g, const float *x, float *xpad)
+{
+    const nn_conv_kernels *k = nn_conv_kernels_active();
+    if (k->pad && g->win.pad)
+        k->pad(g, x, xpad);
+    else
+        pad_rows(g, x, xpad);
 }
 
 void nn_conv_pack_forward(const nn_conv_geom *g, const float *w, const float *b, float *wt, float *bias)

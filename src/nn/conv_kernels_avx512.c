@@ -277,6 +277,26 @@ static void avx512_transpose(const float *src, int stride, int pixels, int chann
 }
 
 /*
+ * nn_conv_pad with padding: each row 16 floats at a time, the last piece
+ * masked (LeNet-5's conv1: 28 = 16 + 12; the generic loop's AVX-512 clone
+ * did the 12 one float at a time).
+ */
+static void avx512_pad(const nn_conv_geom *g, const float *x, float *xpad)
+{
+    const nn_window *w = &g->win;
+    size_t in_plane = (size_t)w->h * w->w, plane = (size_t)g->hp * g->wp;
+    for (int c = 0; c < w->c; c++)
+        for (int y = 0; y < w->h; y++) {
+            float *dst = xpad + c * plane + (size_t)(y + w->pad) * g->wp + w->pad;
+            const float *src = x + c * in_plane + (size_t)y * w->w;
+            for (int i = 0; i < w->w; i += ZMM) {
+                __mmask16 keep = lanes_below(w->w - i);
+                _mm512_mask_storeu_ps(dst + i, keep, _mm512_maskz_loadu_ps(keep, src + i));
+            }
+        }
+}
+
+/*
  * pool_relu of a pixel-major y whose channels are whole 16-float vectors
  * (LeNet-5's conv2): AVX2's loop (the candidates in the same order, ties
  * keep the first) a vector of 16 channels at a time, then the values and
@@ -740,6 +760,7 @@ const nn_conv_kernels nn_conv_kernels_avx512 = {
     .weight_grad_pair = avx512_weight_grad_pair,
     .input_grad = avx512_input_grad,
     .hwc_backward = avx512_hwc_backward,
+    .pad = avx512_pad,
     .transpose = avx512_transpose,
 };
 
