@@ -10,6 +10,7 @@
  * oneDNN's inner product primitives instead (dnnl_op.c: bf16 inputs and
  * weights, fp32 accumulation; oneDNN 2.6's C API has no bf16 GEMM).
  */
+#include "nn/conv_internal.h" /* the kernels' transpose */
 #include "nn/nn_dnnl.h"
 
 #include <cblas.h>
@@ -60,9 +61,7 @@ static void forward_rows(const ody_layer *l, int n, const float *in, float *out,
         for (int s = 0; s < n; s++)
             yt[(size_t)o * n + s] = bias[o];
     gemm(f, false, true, out_n, n, in_n, l->params[0].value, in_n, in, in_n, 1.0f, yt, n);
-    for (int s = 0; s < n; s++)
-        for (int o = 0; o < out_n; o++)
-            out[(size_t)s * out_n + o] = yt[(size_t)o * n + s];
+    nn_conv_kernels_active()->transpose(yt, n, out_n, n, out, (size_t)out_n); /* the level's 8 x 8 blocks */
 }
 
 /*
