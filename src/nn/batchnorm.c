@@ -26,6 +26,7 @@
 #include "nn/nn_internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -54,26 +55,48 @@ static size_t bn_saved(const ody_layer *l, int max_batch)
 }
 
 /*
- * Sums of d = x - shift and d^2 over x[0..len), over 8 float lanes in a
- * fixed order, added into s1, s2 in double. The shift (the channel's first
- * value) keeps E[d^2] - E[d]^2 from cancelling when the mean is large
- * against the spread.
+ * The sums below run over 8 float lanes, element e in lane e % 8, as GCC
+ * vectors (two SSE registers at the build's baseline), then the lanes in
+ * order and the tail in double. Written as plain loops over a[8], GCC
+ * vectorised them with a shuffle per pair of elements, and with the relu's
+ * test on y not at all: a branch per element (ResNet-20's batchnorm
+ * backward took 17 cycles an element).
+ */
+typedef float lanes8 __attribute__((vector_size(32)));
+typedef int32_t mask8 __attribute__((vector_size(32)));
+
+/* (Vectors go through pointers: passed by value, 32 bytes would change the ABI without AVX.) */
+static inline void load8(lanes8 *v, const float *p)
+{
+    memcpy(v, p, sizeof *v);
+}
+
+/* t += the 8 lanes of v, in order, in double. */
+static inline void add_lanes(double *t, const lanes8 *v)
+{
+    for (int k = 0; k < 8; k++)
+        *t += (*v)[k];
+}
+
+/*
+ * Sums of d = x - shift and d^2 over x[0..len), added into s1, s2 in
+ * double. The shift (the channel's first value) keeps E[d^2] - E[d]^2 from
+ * cancelling when the mean is large against the spread.
  */
 static void lane_moments(const float *restrict x, int len, float shift, double *s1, double *s2)
 {
-    float a[8] = {0}, b[8] = {0};
+    lanes8 a = {0}, b = {0};
     int e = 0;
-    for (; e + 8 <= len; e += 8)
-        for (int k = 0; k < 8; k++) {
-            float d = x[e + k] - shift;
-            a[k] += d;
-            b[k] += d * d;
-        }
-    double t1 = 0.0, t2 = 0.0;
-    for (int k = 0; k < 8; k++) {
-        t1 += a[k];
-        t2 += b[k];
+    for (; e + 8 <= len; e += 8) {
+        lanes8 d;
+        load8(&d, x + e);
+        d -= shift;
+        a += d;
+        b += d * d;
     }
+    double t1 = 0.0, t2 = 0.0;
+    add_lanes(&t1, &a);
+    add_lanes(&t2, &b);
     for (; e < len; e++) {
         double d = (double)x[e] - shift;
         t1 += d;
@@ -87,19 +110,22 @@ static void lane_moments(const float *restrict x, int len, float shift, double *
 static void lane_dots(const float *restrict dy, const float *restrict x, const float *restrict y, int len,
                       float mean, double *sdy, double *sdyx)
 {
-    float a[8] = {0}, b[8] = {0};
+    lanes8 a = {0}, b = {0};
     int e = 0;
-    for (; e + 8 <= len; e += 8)
-        for (int k = 0; k < 8; k++) {
-            float g = y && !(y[e + k] > 0.0f) ? 0.0f : dy[e + k];
-            a[k] += g;
-            b[k] += g * (x[e + k] - mean);
+    for (; e + 8 <= len; e += 8) {
+        lanes8 g, xv, yv;
+        load8(&g, dy + e);
+        load8(&xv, x + e);
+        if (y) { /* the same test for every element: hoisted */
+            load8(&yv, y + e);
+            g = (lanes8)((mask8)g & (yv > 0.0f));
         }
-    double s1 = 0.0, s2 = 0.0;
-    for (int k = 0; k < 8; k++) {
-        s1 += a[k];
-        s2 += b[k];
+        a += g;
+        b += g * (xv - mean);
     }
+    double s1 = 0.0, s2 = 0.0;
+    add_lanes(&s1, &a);
+    add_lanes(&s2, &b);
     for (; e < len; e++) {
         float g = y && !(y[e] > 0.0f) ? 0.0f : dy[e];
         s1 += g;
@@ -206,9 +232,11 @@ static void bn_backward(ody_layer *l, const ody_forward_info *info, int n, const
             size_t at = ((size_t)i * c + ch) * hw;
             const float *restrict x = in + at, *restrict dy = dout + at, *restrict y = out + at;
             float *restrict dx = din + at;
-            if (b->relu)
-                for (int e = 0; e < hw; e++)
-                    dx[e] = k * ((y[e] > 0.0f ? dy[e] : 0.0f) - a - (x[e] - mu) * bterm);
+            if (b->relu) /* dy read always, as in lane_dots */
+                for (int e = 0; e < hw; e++) {
+                    float g = dy[e];
+                    dx[e] = k * ((y[e] > 0.0f ? g : 0.0f) - a - (x[e] - mu) * bterm);
+                }
             else
                 for (int e = 0; e < hw; e++)
                     dx[e] = k * (dy[e] - a - (x[e] - mu) * bterm);

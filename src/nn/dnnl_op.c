@@ -540,11 +540,14 @@ typedef struct {
     void *data, *weights;
 } conv_grads;
 
-/* The relu's backward on m elements: dst = dout where out > 0, else 0. */
-static void relu_mask(size_t m, const float *out, const float *dout, float *dst)
+/* The relu's backward on m elements: dst = dout where out > 0, else 0 (dout read always: a conditional read
+ * does not vectorise). */
+static void relu_mask(size_t m, const float *restrict out, const float *restrict dout, float *restrict dst)
 {
-    for (size_t i = 0; i < m; i++)
-        dst[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (size_t i = 0; i < m; i++) {
+        float d = dout[i];
+        dst[i] = out[i] > 0.0f ? d : 0.0f;
+    }
 }
 
 /* relu_mask of m elements into the next piece of scratch, which it returns. */
@@ -597,8 +600,10 @@ static bool mask_into(const dnnl_memory_desc_t *to, int n, int c, int h, int w, 
                 }
                 const float *o = out + ((size_t)i * (size_t)c + (size_t)ch) * hw;
                 const float *g = dout + ((size_t)i * (size_t)c + (size_t)ch) * hw;
-                for (size_t q = 0; q < hw; q++)
-                    block[q * (size_t)b + (size_t)ci] = o[q] > 0.0f ? g[q] : 0.0f;
+                for (size_t q = 0; q < hw; q++) {
+                    float d = g[q]; /* read always, as in relu_mask */
+                    block[q * (size_t)b + (size_t)ci] = o[q] > 0.0f ? d : 0.0f;
+                }
             }
         }
     return true;

@@ -727,10 +727,17 @@ static void join_backward(ody_model *m, int start, int last, int n, const float 
         float *restrict g = rows_at(m->gbuf[s], off, shape);
         bool add = m->din_add[start][k];
         if (last > start) {
-            for (size_t e = 0; e < count; e++) {
-                float d = y[e] > 0.0f ? dout[e] : 0.0f;
-                g[e] = add ? g[e] + d : d;
-            }
+            /* dout read always: a conditional read does not vectorise (a branch per element) */
+            if (add)
+                for (size_t e = 0; e < count; e++) {
+                    float d = dout[e];
+                    g[e] += y[e] > 0.0f ? d : 0.0f;
+                }
+            else
+                for (size_t e = 0; e < count; e++) {
+                    float d = dout[e];
+                    g[e] = y[e] > 0.0f ? d : 0.0f;
+                }
         } else if (add) {
             add_into(g, dout, count);
         } else {
