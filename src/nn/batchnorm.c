@@ -55,27 +55,31 @@ static size_t bn_saved(const ody_layer *l, int max_batch)
 }
 
 /*
- * The sums below run over 8 float lanes, element e in lane e % 8, as GCC
- * vectors (two SSE registers at the build's baseline), then the lanes in
- * order and the tail in double. Written as plain loops over a[8], GCC
- * vectorised them with a shuffle per pair of elements, and with the relu's
- * test on y not at all: a branch per element (ResNet-20's batchnorm
- * backward took 17 cycles an element).
+ * The sums below run over 8 float lanes, element e in lane e % 8, as two
+ * 4-float GCC vectors (SSE registers at the build's baseline; lanes 0-3
+ * and 4-7), then the lanes in order and the tail in double. Written as
+ * plain loops over a[8], GCC vectorised them with a shuffle per pair of
+ * elements, and with the relu's test on y not at all: a branch per element
+ * (ResNet-20's batchnorm backward took 17 cycles an element); as 8-float
+ * vectors, wider than SSE, it split the comparison into scalar ones.
  */
-typedef float lanes8 __attribute__((vector_size(32)));
-typedef int32_t mask8 __attribute__((vector_size(32)));
+typedef float lanes4 __attribute__((vector_size(16)));
+typedef int32_t mask4 __attribute__((vector_size(16)));
 
-/* (Vectors go through pointers: passed by value, 32 bytes would change the ABI without AVX.) */
-static inline void load8(lanes8 *v, const float *p)
+static inline lanes4 load4(const float *p)
 {
-    memcpy(v, p, sizeof *v);
+    lanes4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
-/* t += the 8 lanes of v, in order, in double. */
-static inline void add_lanes(double *t, const lanes8 *v)
+/* t += the 8 lanes lo (0-3) and hi (4-7), in order, in double. */
+static inline void add_lanes(double *t, lanes4 lo, lanes4 hi)
 {
-    for (int k = 0; k < 8; k++)
-        *t += (*v)[k];
+    for (int k = 0; k < 4; k++)
+        *t += lo[k];
+    for (int k = 0; k < 4; k++)
+        *t += hi[k];
 }
 
 /*
@@ -85,18 +89,18 @@ static inline void add_lanes(double *t, const lanes8 *v)
  */
 static void lane_moments(const float *restrict x, int len, float shift, double *s1, double *s2)
 {
-    lanes8 a = {0}, b = {0};
+    lanes4 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
     int e = 0;
     for (; e + 8 <= len; e += 8) {
-        lanes8 d;
-        load8(&d, x + e);
-        d -= shift;
-        a += d;
-        b += d * d;
+        lanes4 d0 = load4(x + e) - shift, d1 = load4(x + e + 4) - shift;
+        a0 += d0;
+        a1 += d1;
+        b0 += d0 * d0;
+        b1 += d1 * d1;
     }
     double t1 = 0.0, t2 = 0.0;
-    add_lanes(&t1, &a);
-    add_lanes(&t2, &b);
+    add_lanes(&t1, a0, a1);
+    add_lanes(&t2, b0, b1);
     for (; e < len; e++) {
         double d = (double)x[e] - shift;
         t1 += d;
@@ -106,26 +110,32 @@ static void lane_moments(const float *restrict x, int len, float shift, double *
     *s2 += t2;
 }
 
+/* g where y > 0, else 0 (NaN y: 0), as bits. */
+static inline lanes4 relu_pass(lanes4 g, lanes4 y)
+{
+    return (lanes4)((mask4)g & (y > 0.0f));
+}
+
 /* sum of g and of g * (x - mean) over [0..len), g = dy (masked by y > 0 with relu), as lane_moments. */
 static void lane_dots(const float *restrict dy, const float *restrict x, const float *restrict y, int len,
                       float mean, double *sdy, double *sdyx)
 {
-    lanes8 a = {0}, b = {0};
+    lanes4 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
     int e = 0;
     for (; e + 8 <= len; e += 8) {
-        lanes8 g, xv, yv;
-        load8(&g, dy + e);
-        load8(&xv, x + e);
+        lanes4 g0 = load4(dy + e), g1 = load4(dy + e + 4);
         if (y) { /* the same test for every element: hoisted */
-            load8(&yv, y + e);
-            g = (lanes8)((mask8)g & (yv > 0.0f));
+            g0 = relu_pass(g0, load4(y + e));
+            g1 = relu_pass(g1, load4(y + e + 4));
         }
-        a += g;
-        b += g * (xv - mean);
+        a0 += g0;
+        a1 += g1;
+        b0 += g0 * (load4(x + e) - mean);
+        b1 += g1 * (load4(x + e + 4) - mean);
     }
     double s1 = 0.0, s2 = 0.0;
-    add_lanes(&s1, &a);
-    add_lanes(&s2, &b);
+    add_lanes(&s1, a0, a1);
+    add_lanes(&s2, b0, b1);
     for (; e < len; e++) {
         float g = y && !(y[e] > 0.0f) ? 0.0f : dy[e];
         s1 += g;
