@@ -35,6 +35,13 @@ ody_status ody_subset_split(ody_ctx *ctx, ody_dataset *base, const int64_t *orde
  * the same float expression for every reader of uint8 pixels.
  */
 void ody_normalize_table(ody_normalize norm, float table[256]);
+/*
+ * dst[p] = table[src[p]] for p < n, table ody_normalize_table's of norm:
+ * computed as the expression 8 or 16 at a time where the CPU has AVX2 or
+ * AVX-512 (each operation rounded as the table's: the same bits), looked
+ * up elsewhere.
+ */
+void ody_normalize_bytes(ody_normalize norm, const float table[256], const uint8_t *src, size_t n, float *dst);
 
 /* ODY_ERR_CONFIG naming `source` unless scale > 0 and std > 0. */
 ody_status ody_normalize_check(ody_ctx *ctx, const char *source, ody_normalize norm);

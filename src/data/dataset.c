@@ -4,6 +4,11 @@
  */
 #include "data/data_internal.h"
 
+#include "core/cpu_internal.h"
+#ifdef ODY_X86_KERNELS /* the vector normalisations, run where the CPU has them (core/cpu.c) */
+#include <immintrin.h>
+#endif
+
 #include <errno.h>
 #include <math.h>
 #include <string.h>
@@ -46,6 +51,57 @@ void ody_normalize_table(ody_normalize norm, float table[256])
 {
     for (int v = 0; v < 256; v++)
         table[v] = ((float)v * norm.scale - norm.mean) / norm.std;
+}
+
+#ifdef ODY_X86_KERNELS
+/*
+ * (raw * scale - mean) / std, 8 (AVX2) or 16 (AVX-512, the last ones
+ * masked) at a time; returns how many it did. Multiply, subtract and
+ * divide, each correctly rounded as ody_normalize_table's (never
+ * contracted into an FMA: the table's bits). Through the table with AVX2's
+ * gather a batch of 64 Fashion-MNIST images took 19-20 us on an AMD EPYC
+ * (Zen 4), whose gathers are slow; the expression 5.4.
+ */
+__attribute__((target("avx2"))) static size_t normalize_avx2(ody_normalize norm, const uint8_t *src, size_t n,
+                                                             float *dst)
+{
+    const __m256 scale = _mm256_set1_ps(norm.scale), mean = _mm256_set1_ps(norm.mean),
+                 std = _mm256_set1_ps(norm.std);
+    size_t p = 0;
+    for (; p + 8 <= n; p += 8) {
+        __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + p))));
+        _mm256_storeu_ps(dst + p, _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(v, scale), mean), std));
+    }
+    return p;
+}
+
+ODY_TARGET_AVX512 static size_t normalize_avx512(ody_normalize norm, const uint8_t *src, size_t n, float *dst)
+{
+    const __m512 scale = _mm512_set1_ps(norm.scale), mean = _mm512_set1_ps(norm.mean),
+                 std = _mm512_set1_ps(norm.std);
+    for (size_t p = 0; p < n; p += 16) {
+        __mmask16 keep = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
+        __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, src + p)));
+        _mm512_mask_storeu_ps(dst + p, keep, _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(v, scale), mean), std));
+    }
+    return n;
+}
+#endif
+
+void ody_normalize_bytes(ody_normalize norm, const float table[256], const uint8_t *src, size_t n, float *dst)
+{
+    size_t p = 0;
+#ifdef ODY_X86_KERNELS
+    ody_cpu_isa isa = ody_cpu_isa_active();
+    if (isa >= ODY_ISA_AVX512)
+        p = normalize_avx512(norm, src, n, dst);
+    else if (isa >= ODY_ISA_AVX2)
+        p = normalize_avx2(norm, src, n, dst);
+#else
+    (void)norm;
+#endif
+    for (; p < n; p++)
+        dst[p] = table[src[p]];
 }
 
 ody_status ody_normalize_check(ody_ctx *ctx, const char *source, ody_normalize norm)

@@ -201,8 +201,7 @@ static void scatter_piece(const hdf5_dataset *d, const int64_t *indices, int cou
             for (size_t e = 0; e < d->numel; e++)
                 dst[e] = (values[e] - mean) / std;
         } else {
-            for (size_t e = 0; e < d->numel; e++)
-                dst[e] = d->table[src[e]];
+            ody_normalize_bytes(d->ds.norm, d->table, src, d->numel, dst);
         }
         y[r] = d->labels[indices[r]];
     }

@@ -4,11 +4,7 @@
  * Both files are read whole into memory as uint8 (a float copy would be 4x
  * larger, and every rank holds one). zlib's gzread reads raw and gzip files
  * alike. Pixels become floats in read() as the float expression
- * (raw * scale - mean) / std: 8 or 16 at a time where the CPU has AVX2 or
- * AVX-512 (the same operations, each rounded as the scalar one: the same
- * bits), through a 256-entry table of it elsewhere. (The table through
- * AVX2's gather took 19-20 us a batch of 64 on an AMD EPYC (Zen 4), the
- * vector expression 5.4.)
+ * (raw * scale - mean) / std (ody_normalize_bytes).
  *
  * A header is a claim, checked before it is trusted with memory: a raw
  * file's size must match it before anything is allocated, and a gzip
@@ -31,11 +27,6 @@
 
 #include <zlib.h>
 
-#include "core/cpu_internal.h"
-#ifdef ODY_X86_KERNELS /* the vector normalisations, run where the CPU has them (core/cpu.c) */
-#include <immintrin.h>
-#define IDX_AVX2 __attribute__((target("avx2")))
-#endif
 
 #define IDX_UBYTE 0x08
 #define IDX_IMAGES_MAGIC 0x00000803u
@@ -333,54 +324,6 @@ static ody_status check_labels(ody_ctx *ctx, const idx_file *labels, int num_cla
     return ODY_OK;
 }
 
-#ifdef IDX_AVX2
-/*
- * dst[p] = (src[p] * scale - mean) / std for p < n, 8 at a time; returns
- * how many it did. Multiply, subtract and divide, each correctly rounded
- * as ody_normalize_table's (never contracted into an FMA: the bits of
- * the table).
- */
-IDX_AVX2 static size_t normalize_avx2(ody_normalize norm, const uint8_t *src, size_t n, float *dst)
-{
-    const __m256 scale = _mm256_set1_ps(norm.scale), mean = _mm256_set1_ps(norm.mean),
-                 std = _mm256_set1_ps(norm.std);
-    size_t p = 0;
-    for (; p + 8 <= n; p += 8) {
-        __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + p))));
-        _mm256_storeu_ps(dst + p, _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(v, scale), mean), std));
-    }
-    return p;
-}
-
-/* The same, 16 at a time, the last ones masked: all of them. */
-ODY_TARGET_AVX512 static size_t normalize_avx512(ody_normalize norm, const uint8_t *src, size_t n, float *dst)
-{
-    const __m512 scale = _mm512_set1_ps(norm.scale), mean = _mm512_set1_ps(norm.mean),
-                 std = _mm512_set1_ps(norm.std);
-    for (size_t p = 0; p < n; p += 16) {
-        __mmask16 keep = n - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - p)) - 1);
-        __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, src + p)));
-        _mm512_mask_storeu_ps(dst + p, keep, _mm512_div_ps(_mm512_sub_ps(_mm512_mul_ps(v, scale), mean), std));
-    }
-    return n;
-}
-#endif
-
-/* dst[p] = table[src[p]], the normalised pixels (computed where the CPU has AVX2: the same values) */
-static void normalize(const idx_dataset *d, const uint8_t *src, size_t n, float *dst)
-{
-    size_t p = 0;
-#ifdef IDX_AVX2
-    ody_cpu_isa isa = ody_cpu_isa_active();
-    if (isa >= ODY_ISA_AVX512)
-        p = normalize_avx512(d->ds.norm, src, n, dst);
-    else if (isa >= ODY_ISA_AVX2)
-        p = normalize_avx2(d->ds.norm, src, n, dst);
-#endif
-    for (; p < n; p++)
-        dst[p] = d->table[src[p]];
-}
-
 /* Ask for the cache lines of src[0, n) now. */
 static void prefetch(const uint8_t *src, size_t n)
 {
@@ -400,7 +343,7 @@ static ody_status idx_read(ody_dataset *ds, ody_ctx *ctx, const int64_t *indices
     for (int r = 0; r < n; r++) {
         if (r + AHEAD < n)
             prefetch(d->pixels + (size_t)indices[r + AHEAD] * numel, numel);
-        normalize(d, d->pixels + (size_t)indices[r] * numel, numel, x + (size_t)r * numel);
+        ody_normalize_bytes(ds->norm, d->table, d->pixels + (size_t)indices[r] * numel, numel, x + (size_t)r * numel);
         y[r] = d->labels[indices[r]];
     }
     return ODY_OK;
