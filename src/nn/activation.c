@@ -21,10 +21,14 @@ static void relu_backward(ody_layer *l, const ody_forward_info *info, int n, con
 {
     if (!din)
         return;
-    size_t m = count(l, n);
+    nn_relu_mask(count(l, n), out, dout, din);
+}
+
+void nn_relu_mask(size_t m, const float *restrict out, const float *restrict dout, float *restrict dst)
+{
     for (size_t i = 0; i < m; i++) {
-        float d = dout[i]; /* read always: a conditional read vectorises only with masked loads (AVX) */
-        din[i] = out[i] > 0.0f ? d : 0.0f;
+        float d = dout[i];
+        dst[i] = out[i] > 0.0f ? d : 0.0f;
     }
 }
 

@@ -540,22 +540,12 @@ typedef struct {
     void *data, *weights;
 } conv_grads;
 
-/* The relu's backward on m elements: dst = dout where out > 0, else 0 (dout read always: a conditional read
- * does not vectorise). */
-static void relu_mask(size_t m, const float *restrict out, const float *restrict dout, float *restrict dst)
-{
-    for (size_t i = 0; i < m; i++) {
-        float d = dout[i];
-        dst[i] = out[i] > 0.0f ? d : 0.0f;
-    }
-}
-
-/* relu_mask of m elements into the next piece of scratch, which it returns. */
+/* nn_relu_mask of m elements into the next piece of scratch, which it returns. */
 static float *relu_mask_staged(size_t m, const float *out, const float *dout, float **cursor)
 {
     float *masked = *cursor;
     *cursor += ody_arena_round(m);
-    relu_mask(m, out, dout, masked);
+    nn_relu_mask(m, out, dout, masked);
     return masked;
 }
 
@@ -579,7 +569,7 @@ static bool mask_into(const dnnl_memory_desc_t *to, int n, int c, int h, int w, 
     if (bd->inner_nblks == 0) {
         if (st[3] != 1 || st[2] != w || st[1] != (dnnl_dim_t)hw || st[0] != (dnnl_dim_t)(c * hw))
             return false;
-        relu_mask((size_t)n * (size_t)c * hw, out, dout, dst);
+        nn_relu_mask((size_t)n * (size_t)c * hw, out, dout, dst);
         return true;
     }
     if (bd->inner_nblks != 1 || bd->inner_idxs[0] != 1)
@@ -601,7 +591,7 @@ static bool mask_into(const dnnl_memory_desc_t *to, int n, int c, int h, int w, 
                 const float *o = out + ((size_t)i * (size_t)c + (size_t)ch) * hw;
                 const float *g = dout + ((size_t)i * (size_t)c + (size_t)ch) * hw;
                 for (size_t q = 0; q < hw; q++) {
-                    float d = g[q]; /* read always, as in relu_mask */
+                    float d = g[q]; /* read always, as in nn_relu_mask */
                     block[q * (size_t)b + (size_t)ci] = o[q] > 0.0f ? d : 0.0f;
                 }
             }

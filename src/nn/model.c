@@ -734,10 +734,7 @@ static void join_backward(ody_model *m, int start, int last, int n, const float 
                     g[e] += y[e] > 0.0f ? d : 0.0f;
                 }
             else
-                for (size_t e = 0; e < count; e++) {
-                    float d = dout[e];
-                    g[e] = y[e] > 0.0f ? d : 0.0f;
-                }
+                nn_relu_mask(count, y, dout, g);
         } else if (add) {
             add_into(g, dout, count);
         } else {

@@ -100,6 +100,9 @@ ody_status nn_avgpool2d_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_sha
                                ody_layer **out);
 ody_status nn_linear_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
 ody_status nn_relu_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
+/* A relu's backward on m elements: dst = dout where out > 0, else 0 (also NaN out). dout is read always:
+ * a conditional read does not vectorise (a branch per element). */
+void nn_relu_mask(size_t m, const float *restrict out, const float *restrict dout, float *restrict dst);
 ody_status nn_tanh_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
 ody_status nn_sigmoid_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
 ody_status nn_dropout_create(ody_ctx *ctx, const ody_layer_spec *spec, ody_shape in_shape, ody_layer **out);
