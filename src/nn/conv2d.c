@@ -11,11 +11,12 @@
  * auto picks one per layer from its shape and the layers after it
  * (choose_algorithm, with the measurements behind it).
  *
- * Direct forward pads the sample, computes it pixel-major (y) and writes it
- * channel-major. Backward lists each output channel's non-zero output
- * gradients as terms and adds grad * window into dW (and grad * filter
- * into din): after a relu and a max pool most are zero, and they cost
- * nothing.
+ * Direct forward pads the sample (a same-size layer of few channels reads
+ * it unpadded where the level can: nn_conv_same_masks), computes it
+ * pixel-major (y) and writes it channel-major. Backward lists each output
+ * channel's non-zero output gradients as terms and adds grad * window into
+ * dW (and grad * filter into din): after a relu and a max pool most are
+ * zero, and they cost nothing.
  *
  * onednn: oneDNN's primitives (dnnl_op.c), in fp32 or bf16; a relu
  * after it runs fused as a post-op (its output is the step's; backward
@@ -42,6 +43,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -55,6 +57,7 @@ typedef struct {
     bool relu;       /* onednn: the relu after it runs fused, as a post-op */
     bool relu_pool;  /* onednn: and the 2x2 max pool after the relu too, on oneDNN's layout */
     nn_dnnl_op *dnnl; /* the onednn algorithm's plans (made by conv2d_prepare) */
+    uint16_t *same_masks; /* direct: a same-size layer's lane masks (nn_conv_same_active), or NULL */
     char description[64];
 } conv2d_layer;
 
@@ -137,13 +140,19 @@ static void direct_forward(conv2d_layer *c, int n, const float *in, float *out)
     forward_carve(g, l->scratch, &f);
     nn_conv_pack_forward(g, l->params[0].value, l->params[1].value, f.wt, f.bias);
     nn_conv_window_offsets(g, f.winoff);
-    nn_conv_pad_clear(g, f.xpad);
+    const uint16_t *same = c->same_masks; /* from the sample itself, without xpad */
+    if (!same)
+        nn_conv_pad_clear(g, f.xpad);
     int plane = g->win.oh * g->win.ow;
     size_t in_numel = nn_numel(l->in_shape);
     size_t out_numel = nn_numel(c->pool ? c->pool->out_shape : l->out_shape);
     for (int s = 0; s < n; s++) {
-        nn_conv_pad(g, in + s * in_numel, f.xpad);
-        nn_conv_direct(g, f.xpad, f.wt, f.bias, f.y);
+        if (same) {
+            nn_conv_direct_same(g, in + s * in_numel, same, f.wt, f.bias, f.y);
+        } else {
+            nn_conv_pad(g, in + s * in_numel, f.xpad);
+            nn_conv_direct(g, f.xpad, f.wt, f.bias, f.y);
+        }
         if (c->pool)
             nn_conv_pool_relu(g, f.y, f.winoff, f.pooled, out + s * out_numel,
                               (int32_t *)c->pool->saved + s * out_numel);
@@ -395,6 +404,12 @@ static const char *conv2d_describe(const ody_layer *l)
 static ody_status conv2d_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
 {
     conv2d_layer *c = (conv2d_layer *)l;
+    if (c->algorithm == ODY_CONV_DIRECT && !c->same_masks && nn_conv_same_active(&c->geom)) {
+        c->same_masks = malloc(nn_conv_same_masks(&c->geom) * sizeof *c->same_masks);
+        if (!c->same_masks)
+            return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for the convolution's lane masks", l->name);
+        nn_conv_same_fill(&c->geom, c->same_masks);
+    }
     if (c->algorithm != ODY_CONV_ONEDNN)
         return ODY_OK;
     ody_status st = ODY_OK;
@@ -436,6 +451,8 @@ static void conv2d_destroy(ody_layer *l)
     conv2d_layer *c = (conv2d_layer *)l;
     nn_dnnl_op_destroy(c->dnnl);
     c->dnnl = NULL;
+    free(c->same_masks);
+    c->same_masks = NULL;
 }
 
 static const ody_layer_ops conv2d_ops = {

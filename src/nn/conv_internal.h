@@ -81,6 +81,24 @@ void nn_conv_fold_weight_grad(const nn_conv_geom *g, const float *acc, float *dw
 
 /* y (OH*OW, OCP) = the convolution of xpad plus the bias. */
 void nn_conv_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y);
+/*
+ * A same-size convolution (stride 1, padding, K = 2 * pad + 1: the output
+ * plane is the input's) of at most 8 output channels (LeNet-5's conv1)
+ * can run on the unpadded sample at a level that has direct_same: output
+ * pixel p's tap (kh, kw) reads input element p + (kh - pad) * W + kw - pad
+ * of its channel, so 16 consecutive pixels of the plane, across row ends,
+ * read 16 consecutive floats, and lane masks (16 bits per 16 pixels and
+ * tap, the lanes whose tap is inside the input) stand in for the padding.
+ * nn_conv_same_masks is the number of masks, [vector][kh][kw] (0: not
+ * such a layer); nn_conv_same_active says whether the active level runs
+ * the layer so; nn_conv_same_fill writes them (once: conv2d keeps them).
+ * nn_conv_direct_same's y is nn_conv_pad + nn_conv_direct's, bit for bit.
+ */
+size_t nn_conv_same_masks(const nn_conv_geom *g);
+bool nn_conv_same_active(const nn_conv_geom *g);
+void nn_conv_same_fill(const nn_conv_geom *g, uint16_t *masks);
+void nn_conv_direct_same(const nn_conv_geom *g, const float *x, const uint16_t *masks, const float *wt,
+                         const float *bias, float *y);
 /* dst (OC, pixels) = src (pixels, OCP): pixel-major to channel-major. */
 void nn_conv_to_channels(const nn_conv_geom *g, const float *src, int pixels, float *dst);
 /*
@@ -164,6 +182,10 @@ void nn_conv_hwc_fold(const nn_conv_geom *g, const float *hacc, float *dw);
 typedef struct {
     ody_cpu_isa isa;
     void (*direct)(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y);
+    /* direct of a same-size layer from the unpadded sample x (C, H, W) and its masks, where
+     * nn_conv_same_masks(g) > 0 (NULL: the level has none): direct's y, bits and all. */
+    void (*direct_same)(const nn_conv_geom *g, const float *x, const uint16_t *masks, const float *wt,
+                        const float *bias, float *y);
     void (*pool_relu)(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp, float *out,
                       int32_t *arg);
     void (*gather_terms)(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);

@@ -336,6 +336,45 @@ void nn_conv_direct(const nn_conv_geom *g, const float *xpad, const float *wt, c
     nn_conv_kernels_active()->direct(g, xpad, wt, bias, y);
 }
 
+enum { SAME_LANES = 16 }; /* pixels per mask: a 16-float vector */
+
+size_t nn_conv_same_masks(const nn_conv_geom *g)
+{
+    const nn_window *w = &g->win;
+    if (w->stride != 1 || w->pad < 1 || w->k != 2 * w->pad + 1 || g->oc > 8 || w->ow < 8)
+        return 0;
+    size_t vectors = ((size_t)w->oh * w->ow + SAME_LANES - 1) / SAME_LANES;
+    return vectors * w->k * w->k;
+}
+
+bool nn_conv_same_active(const nn_conv_geom *g)
+{
+    return nn_conv_same_masks(g) > 0 && nn_conv_kernels_active()->direct_same;
+}
+
+void nn_conv_same_fill(const nn_conv_geom *g, uint16_t *masks)
+{
+    const nn_window *w = &g->win;
+    int plane = w->oh * w->ow, vectors = (plane + SAME_LANES - 1) / SAME_LANES;
+    for (int v = 0; v < vectors; v++)
+        for (int kh = 0; kh < w->k; kh++)
+            for (int kw = 0; kw < w->k; kw++) {
+                unsigned bits = 0;
+                for (int lane = 0; lane < SAME_LANES; lane++) {
+                    int p = v * SAME_LANES + lane, iy = p / w->ow + kh - w->pad, ix = p % w->ow + kw - w->pad;
+                    if (p < plane && iy >= 0 && iy < w->h && ix >= 0 && ix < w->w)
+                        bits |= 1u << lane;
+                }
+                *masks++ = (uint16_t)bits;
+            }
+}
+
+void nn_conv_direct_same(const nn_conv_geom *g, const float *x, const uint16_t *masks, const float *wt,
+                         const float *bias, float *y)
+{
+    nn_conv_kernels_active()->direct_same(g, x, masks, wt, bias, y);
+}
+
 void nn_conv_pool_relu(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp,
                        float *out, int32_t *arg)
 {

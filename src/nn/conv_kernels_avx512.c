@@ -7,6 +7,8 @@
  *               of 16: LeNet-5's conv2 has 16): the AVX2 loop with half the
  *               instructions; at most 8 output channels at stride 1 (conv1):
  *               vectorised over 16 pixels of a row instead, y channel-major
+ *   direct_same such a layer of the input's size (conv1): 16 pixels of the
+ *               plane, across row ends, from the unpadded sample, masked
  *   pool_relu   of that channel-major y; of whole 16-channel vectors
  *               otherwise (conv2), or AVX2's
  *   gather_terms, transpose
@@ -112,6 +114,18 @@ static inline __mmask16 lanes_below(int n)
     return n >= ZMM ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
+/* One tap of a pixel-major block: acc[r][o] += x[r] * the tap's weight of channel o. */
+ALWAYS_INLINE void tap_fma(__m512 acc[4][8], const __m512 x[4], const float *wt, const int R, const int OC)
+{
+#pragma GCC unroll 8
+    for (int o = 0; o < OC; o++) {
+        __m512 w = _mm512_set1_ps(wt[o]);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            acc[r][o] = _mm512_fmadd_ps(x[r], w, acc[r][o]);
+    }
+}
+
 /* R output rows (1, 2, or 4 when OC <= 6) from oy, the 16 (or `mask`) pixels from ox, of OC channels. */
 ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias,
                                float *y, int oy, int ox, __mmask16 mask, const int R, const int OC, const int KC)
@@ -133,13 +147,7 @@ ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const f
 #pragma GCC unroll 4
                 for (int r = 0; r < R; r++)
                     x[r] = _mm512_loadu_ps(row + (size_t)r * g->wp + kw);
-#pragma GCC unroll 8
-                for (int o = 0; o < OC; o++) {
-                    __m512 w = _mm512_set1_ps(wt[o]);
-#pragma GCC unroll 4
-                    for (int r = 0; r < R; r++)
-                        acc[r][o] = _mm512_fmadd_ps(x[r], w, acc[r][o]);
-                }
+                tap_fma(acc, x, wt, R, OC);
             }
         }
     size_t plane = (size_t)g->win.oh * g->win.ow;
@@ -149,27 +157,36 @@ ALWAYS_INLINE void pixel_block(const nn_conv_geom *g, const float *xpad, const f
             _mm512_mask_storeu_ps(y + o * plane + (size_t)(oy + r) * g->win.ow + ox, mask, acc[r][o]);
 }
 
-#define PIXEL_ROWS4(KC) pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 4, OC_, KC)
-#define PIXEL_ROWS2(KC) pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 2, OC_, KC)
-#define PIXEL_CASE(OC)                                                                         \
+/*
+ * The pixel-major blocks of up to 8 channels, OC and K constants: a switch
+ * on g->oc of blocks of n (4, 2 or 1) rows or vectors, BLOCK_(R, OC, KC)
+ * being the caller's block (defined around OC_SWITCH).
+ */
+#define BLOCK_4(KC) BLOCK_(4, OC_, KC)
+#define BLOCK_2(KC) BLOCK_(2, OC_, KC)
+#define OC_CASE(OC, n)                                                                         \
     case OC: {                                                                                 \
         enum { OC_ = OC };                                                                     \
-        if (OC <= 6 && rows == 4) /* constant OC: no 4-row code above 6 channels */            \
-            NN_WITH_K(g->win.k, PIXEL_ROWS4);                                                     \
-        else if (rows == 2)                                                                    \
-            NN_WITH_K(g->win.k, PIXEL_ROWS2);                                                     \
+        if (OC <= 6 && (n) == 4) /* constant OC: no 4-block code above 6 channels */           \
+            NN_WITH_K(g->win.k, BLOCK_4);                                                      \
+        else if ((n) == 2)                                                                     \
+            NN_WITH_K(g->win.k, BLOCK_2);                                                      \
         else                                                                                   \
-            pixel_block(g, xpad, wt, bias, y, oy, ox, mask, 1, OC, 0);                         \
+            BLOCK_(1, OC, 0);                                                                  \
         return;                                                                                \
+    }
+#define OC_SWITCH(n)                                                                           \
+    switch (g->oc) {                                                                           \
+        OC_CASE(1, n) OC_CASE(2, n) OC_CASE(3, n) OC_CASE(4, n) OC_CASE(5, n) OC_CASE(6, n)    \
+        OC_CASE(7, n) OC_CASE(8, n)                                                            \
     }
 
 static void pixel_rows(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y,
                        int oy, int rows, int ox, __mmask16 mask)
 {
-    switch (g->oc) {
-        PIXEL_CASE(1) PIXEL_CASE(2) PIXEL_CASE(3) PIXEL_CASE(4) PIXEL_CASE(5) PIXEL_CASE(6) PIXEL_CASE(7)
-        PIXEL_CASE(8)
-    }
+#define BLOCK_(R, OC, KC) pixel_block(g, xpad, wt, bias, y, oy, ox, mask, R, OC, KC)
+    OC_SWITCH(rows)
+#undef BLOCK_
 }
 
 static void pixel_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y)
@@ -180,6 +197,83 @@ static void pixel_direct(const nn_conv_geom *g, const float *xpad, const float *
         rows = g->oc <= 6 && left >= 4 ? 4 : left >= 2 ? 2 : 1;
         for (int ox = 0; ox < w->ow; ox += ZMM)
             pixel_rows(g, xpad, wt, bias, y, oy, rows, ox, lanes_below(w->ow - ox));
+    }
+}
+
+/* kmovw straight from memory (GCC's _load_mask16 goes through a general register: two ops) */
+ALWAYS_INLINE __mmask16 load_mask(const uint16_t *m)
+{
+    __mmask16 k;
+    __asm__("kmovw %1, %0" : "=k"(k) : "m"(*m));
+    return k;
+}
+
+/*
+ * direct_same (conv_internal.h): R vectors of 16 consecutive pixels of
+ * the plane from vector v, across row ends, of OC channels; each tap one
+ * masked load of the unpadded channel per vector (the lanes off are the
+ * padding: +0, as xpad's) and one broadcast weight per channel, the taps
+ * in pixel_block's order: its sums, bit for bit. LeNet-5's conv1: 49
+ * vectors a channel against pixel_block's 56 (rows of 28 in two vectors),
+ * and no xpad to fill.
+ */
+ALWAYS_INLINE void same_block(const nn_conv_geom *g, const float *x, const uint16_t *masks, const float *wt,
+                              const float *bias, float *y, int v, const int R, const int OC, const int KC)
+{
+    __m512 acc[4][8];
+#pragma GCC unroll 8
+    for (int o = 0; o < OC; o++)
+        for (int r = 0; r < R; r++)
+            acc[r][o] = _mm512_set1_ps(bias[o]);
+    const int k = KC ? KC : g->win.k, taps = k * k, w = g->win.w;
+    const size_t in_plane = (size_t)g->win.h * w;
+    /* the address of a tap's first lane (p + (kh - pad) * W + kw - pad) may lie before x or
+     * past it, in lanes the mask turns off (never read): integer arithmetic, not a pointer */
+    const intptr_t lane0 = (intptr_t)ZMM * v - (intptr_t)g->win.pad * (w + 1); /* tap (0, 0) of pixel 16v */
+    const intptr_t first = (intptr_t)x + (intptr_t)sizeof(float) * lane0;
+    for (int c = 0; c < g->win.c; c++) {
+        const uint16_t *m = masks + (size_t)v * taps;
+        __asm__("" : "+r"(m)); /* each tap's masks loaded at the tap, not hoisted out of c into spills */
+        const intptr_t xc = first + (intptr_t)(sizeof(float) * c * in_plane);
+#pragma GCC unroll 5
+        for (int kh = 0; kh < k; kh++) {
+            intptr_t row = xc + (intptr_t)sizeof(float) * kh * w;
+            __asm__("" : "+r"(row)); /* one base register a kernel row, the taps' offsets constants */
+#pragma GCC unroll 5
+            for (int kw = 0; kw < k; kw++, wt += g->ocp, m++) {
+                __m512 xv[4];
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++)
+                    xv[r] = _mm512_maskz_loadu_ps(load_mask(&m[r * taps]),
+                                                  (const void *)(row + (intptr_t)(sizeof(float) * (ZMM * r + kw))));
+                tap_fma(acc, xv, wt, R, OC);
+            }
+        }
+    }
+    const int plane = g->win.oh * g->win.ow;
+#pragma GCC unroll 8
+    for (int o = 0; o < OC; o++)
+        for (int r = 0; r < R; r++)
+            _mm512_mask_storeu_ps(y + (size_t)o * plane + (size_t)ZMM * (v + r),
+                                  lanes_below(plane - ZMM * (v + r)), acc[r][o]);
+}
+
+static void same_vectors(const nn_conv_geom *g, const float *x, const uint16_t *masks, const float *wt,
+                         const float *bias, float *y, int v, int vectors)
+{
+#define BLOCK_(R, OC, KC) same_block(g, x, masks, wt, bias, y, v, R, OC, KC)
+    OC_SWITCH(vectors)
+#undef BLOCK_
+}
+
+static void avx512_direct_same(const nn_conv_geom *g, const float *x, const uint16_t *masks, const float *wt,
+                               const float *bias, float *y)
+{
+    int total = (g->win.oh * g->win.ow + ZMM - 1) / ZMM;
+    for (int v = 0, vectors; v < total; v += vectors) { /* 4 vectors (24 sums) up to 6 channels, else 2 */
+        int left = total - v;
+        vectors = g->oc <= 6 && left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        same_vectors(g, x, masks, wt, bias, y, v, vectors);
     }
 }
 
@@ -753,6 +847,7 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
 const nn_conv_kernels nn_conv_kernels_avx512 = {
     .isa = ODY_ISA_AVX512,
     .direct = avx512_direct,
+    .direct_same = avx512_direct_same,
     .pool_relu = avx512_pool_relu,
     .to_channels = avx512_to_channels,
     .gather_terms = avx512_gather_terms,

@@ -364,6 +364,69 @@ static void test_weight_grad_pair_bits(void **state)
         skip(); /* no level of this CPU has it */
 }
 
+/*
+ * A same-size layer of few channels read unpadded (direct_same, with the
+ * lane masks standing in for the padding) gives the y of pad + direct at
+ * the same level, bit for bit, every output written; other shapes have
+ * no masks.
+ */
+static void test_same_forward_bits(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const int cases[][7] = {
+        {1, 28, 28, 6, 5, 1, 2}, /* LeNet-5's conv1: 49 whole vectors a channel, 4 at a time */
+        {3, 11, 13, 8, 3, 1, 1}, /* 8 channels (2 vectors at a time), a partial last vector */
+        {2, 9, 8, 5, 5, 1, 2},   /* rows of 8: a vector spans 2 rows and the padding at both ends */
+        {1, 8, 9, 1, 7, 1, 3},   /* 7x7 (no constant-K code), one channel */
+        {4, 10, 9, 7, 3, 1, 1},  /* 7 channels, 4 inputs */
+        {2, 12, 10, 3, 5, 1, 2}, /* 120 pixels: 7 whole vectors and a partial one */
+    };
+    static const int others[][7] = {{1, 28, 28, 6, 5, 1, 1}, {1, 28, 28, 6, 5, 2, 2}, {1, 28, 28, 9, 5, 1, 2},
+                                    {1, 6, 6, 2, 3, 1, 1},   {1, 28, 28, 6, 5, 1, 0}};
+    for (size_t c = 0; c < sizeof others / sizeof others[0]; c++) {
+        sample_work s;
+        case_work(ctx, others[c], &s);
+        assert_int_equal(nn_conv_same_masks(&s.g), 0);
+        work_free(&s);
+    }
+    int checked = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sample_work s;
+        case_work(ctx, cases[c], &s);
+        const nn_conv_geom *g = &s.g;
+        size_t count = nn_conv_same_masks(g), plane = (size_t)g->win.oh * g->win.ow, ny = plane * g->ocp;
+        assert_int_equal(count, (plane + 15) / 16 * g->win.k * g->win.k);
+        uint16_t *masks = calloc(count, sizeof *masks);
+        float *want = falloc(g->oc * plane), *got = falloc(g->oc * plane);
+        assert_non_null(masks);
+        nn_conv_same_fill(g, masks);
+        nn_conv_pack_forward(g, s.w, s.b, s.wt, s.bias);
+        for (int isa = 0; isa <= (int)ody_cpu_isa_best(); isa++) {
+            const nn_conv_kernels *k = nn_conv_kernels_for((ody_cpu_isa)isa);
+            if (!k || !k->direct_same)
+                continue;
+            nn_conv_pad_clear(g, s.xpad);
+            nn_conv_pad(g, s.x, s.xpad);
+            memset(s.y, 0xFF, ny * sizeof *s.y); /* NaNs: every output must be written */
+            k->direct(g, s.xpad, s.wt, s.bias, s.y);
+            k->to_channels(g, s.y, (int)plane, want);
+            memset(s.y, 0xFF, ny * sizeof *s.y);
+            k->direct_same(g, s.x, masks, s.wt, s.bias, s.y);
+            k->to_channels(g, s.y, (int)plane, got);
+            for (size_t i = 0; i < g->oc * plane; i++)
+                assert_false(isnan(got[i]));
+            assert_memory_equal(got, want, g->oc * plane * sizeof *got);
+            checked++;
+        }
+        free(masks);
+        free(want);
+        free(got);
+        work_free(&s);
+    }
+    if (!checked)
+        skip(); /* no level of this CPU has it */
+}
+
 /* ODY_CPU_ISA as ctest sets it picks the level; unknown names and levels above the CPU's are errors. */
 static void test_isa_selection(void **state)
 {
@@ -409,6 +472,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_levels_are_repeatable),
     CTX_TEST(test_hwc_backward_bits),
     CTX_TEST(test_weight_grad_pair_bits),
+    CTX_TEST(test_same_forward_bits),
 };
 
 ODY_TEST_MAIN(group)
