@@ -57,19 +57,21 @@ typedef struct {
     bool relu;       /* onednn: the relu after it runs fused, as a post-op */
     bool relu_pool;  /* onednn: and the 2x2 max pool after the relu too, on oneDNN's layout */
     nn_dnnl_op *dnnl; /* the onednn algorithm's plans (made by conv2d_prepare) */
-    uint16_t *same_masks; /* direct: a same-size layer's lane masks (nn_conv_same_active), or NULL */
+    /* direct (made by conv2d_prepare): each output's window offset in xpad (nn_conv_window_offsets),
+     * and a same-size layer's lane masks (nn_conv_same_active) or NULL */
+    int32_t *winoff;
+    uint16_t *same_masks;
     char description[64];
 } conv2d_layer;
 
 /* The work buffers of forward and of backward, carved from the layer's scratch. */
 typedef struct {
     float *wt, *bias, *xpad, *y, *pooled;
-    int32_t *winoff;
 } forward_buffers;
 
 typedef struct {
     float *xpad, *dint, *wq, *acc, *grad, *grad2;
-    int32_t *rowoff, *tapoff, *winoff, *off, *off2; /* grad2, off2: a second channel's terms */
+    int32_t *rowoff, *tapoff, *off, *off2; /* grad2, off2: a second channel's terms */
     nn_hwc_work hwc; /* the pixel-major fused backward's (nn_conv_hwc_fits; else empty) */
 } backward_buffers;
 
@@ -91,7 +93,6 @@ static size_t forward_carve(const nn_conv_geom *g, float *base, forward_buffers 
     f->xpad = take(base, &used, nn_conv_padded_floats(g));
     f->y = take(base, &used, (size_t)g->win.oh * g->win.ow * g->ocp);
     f->pooled = take(base, &used, 2 * (size_t)(g->win.oh / 2) * (g->win.ow / 2) * g->ocp);
-    f->winoff = (int32_t *)take(base, &used, (size_t)g->win.oh * g->win.ow);
     return used;
 }
 
@@ -105,7 +106,6 @@ static size_t backward_carve(const nn_conv_geom *g, float *base, backward_buffer
     b->grad = take(base, &used, plane + NN_SLACK);
     b->rowoff = (int32_t *)take(base, &used, (size_t)g->rows);
     b->tapoff = (int32_t *)take(base, &used, (size_t)g->taps);
-    b->winoff = (int32_t *)take(base, &used, plane);
     b->off = (int32_t *)take(base, &used, plane + NN_SLACK);
     b->grad2 = take(base, &used, plane + NN_SLACK);
     b->off2 = (int32_t *)take(base, &used, plane + NN_SLACK);
@@ -139,7 +139,6 @@ static void direct_forward(conv2d_layer *c, int n, const float *in, float *out)
     forward_buffers f;
     forward_carve(g, l->scratch, &f);
     nn_conv_pack_forward(g, l->params[0].value, l->params[1].value, f.wt, f.bias);
-    nn_conv_window_offsets(g, f.winoff);
     const uint16_t *same = c->same_masks; /* from the sample itself, without xpad */
     if (!same)
         nn_conv_pad_clear(g, f.xpad);
@@ -154,7 +153,7 @@ static void direct_forward(conv2d_layer *c, int n, const float *in, float *out)
             nn_conv_direct(g, f.xpad, f.wt, f.bias, f.y);
         }
         if (c->pool)
-            nn_conv_pool_relu(g, f.y, f.winoff, f.pooled, out + s * out_numel,
+            nn_conv_pool_relu(g, f.y, c->winoff, f.pooled, out + s * out_numel,
                               (int32_t *)c->pool->saved + s * out_numel);
         else
             nn_conv_to_channels(g, f.y, plane, out + s * out_numel);
@@ -222,7 +221,6 @@ static void direct_backward(conv2d_layer *c, int n, const float *in, const float
         return;
     }
     nn_conv_pack_backward(g, l->params[0].value, din ? b.wq : NULL, b.rowoff, din ? b.tapoff : NULL);
-    nn_conv_window_offsets(g, b.winoff);
     nn_conv_pad_clear(g, b.xpad);
     size_t filter = (size_t)g->rows * NN_VEC, taps = (size_t)g->taps * NN_VEC, in_numel = nn_numel(l->in_shape);
     memset(b.acc, 0, g->oc * filter * sizeof *b.acc);
@@ -236,7 +234,7 @@ static void direct_backward(conv2d_layer *c, int n, const float *in, const float
             nn_conv_terms t[2] = {{.off = b.off, .grad = b.grad}, {.off = b.off2, .grad = b.grad2}};
             int chans = pairs && o + 1 < g->oc ? 2 : 1;
             for (int j = 0; j < chans; j++)
-                channel_terms(c, s, o + j, out, dout, b.winoff, &t[j]);
+                channel_terms(c, s, o + j, out, dout, c->winoff, &t[j]);
             if (chans == 2) {
                 float bias[2];
                 k->weight_grad_pair(g, b.xpad, b.rowoff, t, (float *const[2]){b.acc + o * filter,
@@ -401,17 +399,9 @@ static const char *conv2d_describe(const ody_layer *l)
  * what the openblas backend would run (and says so); one that asked for
  * onednn, or for bf16, fails with the reason.
  */
-static ody_status conv2d_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
+static ody_status prepare_onednn(ody_ctx *ctx, conv2d_layer *c, int max_batch)
 {
-    conv2d_layer *c = (conv2d_layer *)l;
-    if (c->algorithm == ODY_CONV_DIRECT && !c->same_masks && nn_conv_same_active(&c->geom)) {
-        c->same_masks = malloc(nn_conv_same_masks(&c->geom) * sizeof *c->same_masks);
-        if (!c->same_masks)
-            return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for the convolution's lane masks", l->name);
-        nn_conv_same_fill(&c->geom, c->same_masks);
-    }
-    if (c->algorithm != ODY_CONV_ONEDNN)
-        return ODY_OK;
+    ody_layer *l = &c->base;
     ody_status st = ODY_OK;
     if (!c->dnnl)
         st = nn_dnnl_op_create(ctx,
@@ -440,6 +430,35 @@ static ody_status conv2d_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
     return ODY_OK;
 }
 
+/* The direct algorithm's tables, which depend on the shape alone: made once. */
+static ody_status prepare_direct(ody_ctx *ctx, conv2d_layer *c)
+{
+    const nn_conv_geom *g = &c->geom;
+    if (!c->winoff) {
+        c->winoff = malloc((size_t)g->win.oh * g->win.ow * sizeof *c->winoff);
+        if (!c->winoff)
+            return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for the convolution's window offsets",
+                            c->base.name);
+        nn_conv_window_offsets(g, c->winoff);
+    }
+    if (!c->same_masks && nn_conv_same_active(g)) {
+        c->same_masks = malloc(nn_conv_same_masks(g) * sizeof *c->same_masks);
+        if (!c->same_masks)
+            return ody_fail(ctx, ODY_ERR_NOMEM, "%s: out of memory for the convolution's lane masks", c->base.name);
+        nn_conv_same_fill(g, c->same_masks);
+    }
+    return ODY_OK;
+}
+
+static ody_status conv2d_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
+{
+    conv2d_layer *c = (conv2d_layer *)l;
+    ody_status st = c->algorithm == ODY_CONV_ONEDNN ? prepare_onednn(ctx, c, max_batch) : ODY_OK;
+    if (st == ODY_OK && c->algorithm == ODY_CONV_DIRECT) /* also where oneDNN fell back to it */
+        st = prepare_direct(ctx, c);
+    return st;
+}
+
 static ody_status conv2d_plan(ody_ctx *ctx, ody_layer *l, int n)
 {
     conv2d_layer *c = (conv2d_layer *)l;
@@ -451,7 +470,9 @@ static void conv2d_destroy(ody_layer *l)
     conv2d_layer *c = (conv2d_layer *)l;
     nn_dnnl_op_destroy(c->dnnl);
     c->dnnl = NULL;
+    free(c->winoff);
     free(c->same_masks);
+    c->winoff = NULL;
     c->same_masks = NULL;
 }
 
