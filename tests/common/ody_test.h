@@ -78,6 +78,8 @@ static inline void ody_assert_error_has(const ody_ctx *ctx, const char *text)
     int main(int argc, char **argv)                                            \
     {                                                                          \
         MPI_Init(&argc, &argv);                                                \
+        if (getenv("ODY_TEST_FILTER")) /* only the tests whose names match */  \
+            cmocka_set_test_filter(getenv("ODY_TEST_FILTER"));                 \
         int failed = cmocka_run_group_tests(group, NULL, NULL);                \
         int any = 0;                                                           \
         MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);     \

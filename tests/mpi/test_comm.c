@@ -482,6 +482,68 @@ static void check_exact_sums(ody_ctx *ctx, ody_model *m, bool shared, float *ref
     ody_exact_destroy(ctx, e);
 }
 
+/*
+ * The sum is the fixed-point sum comm/exact.c promises, bit for bit: each
+ * chunk's value times 2^s of its tensor rounded to nearest-even (ties
+ * included), the integers summed, the sum times 2^-s rounded once to
+ * float. ctest runs this file at each CPU level (mpi_comm_portable,
+ * mpi_comm_avx2 and the best, mpi_comm): each level's vector loops give
+ * these bits. Two steps: the first finds the scales, the second sums
+ * values of which every 5th is a tie at its tensor's quantum.
+ */
+static void test_exact_sum_is_the_fixed_point_sum(void **state)
+{
+    ody_ctx *ctx = world(state);
+    ody_model *m = lenet5(ctx);
+    ody_exact *e = NULL;
+    assert_int_equal(ody_exact_create(ctx, m, 16 * 1024, false, &e), ODY_OK);
+    int nt = ody_exact_tensors(e);
+    double *scale = malloc((size_t)nt * sizeof *scale);
+    float *values = malloc(8 * m->grads.size * sizeof *values); /* chunk c's gradients at c * size */
+    assert_true(scale && values);
+    for (int step = 0; step < 2; step++) {
+        ody_exact_save(e, scale); /* the scales the step starts with (its ties are at these quanta) */
+        for (int c = 0; c < 8; c++)
+            for (int t = 0; t < nt; t++) {
+                const ody_param *p = m->tensors[t];
+                for (size_t i = p->offset; i < p->offset + (size_t)ody_shape_numel(&p->shape); i++) {
+                    float v = chunk_value(c, i, 1e-2f);
+                    if (step == 1 && i % 5 == 0) /* (k + 1/2) quanta, k odd and even: a tie either way */
+                        v = ldexpf((float)((int)(i % 23) - 11) + 0.5f, -(int)scale[t]);
+                    values[c * m->grads.size + i] = v;
+                }
+            }
+        bool redo = true, nonfinite = false;
+        while (redo) {
+            ody_exact_begin(e, 8);
+            ody_exact_save(e, scale); /* the scales of this sum (a redo's are new) */
+            for (int c = ctx->rank; c < 8; c += ctx->size) {
+                memcpy(m->grads.data, values + c * m->grads.size, m->grads.size * sizeof(float));
+                ody_exact_add(e, m->grads.data);
+            }
+            assert_int_equal(ody_exact_finish(e, m->grads.data, &redo, &nonfinite), ODY_OK);
+            assert_false(nonfinite);
+            assert_false(redo && step == 1); /* its values are no larger than the first step's */
+        }
+        for (int t = 0; t < nt; t++) {
+            const ody_param *p = m->tensors[t];
+            for (size_t i = p->offset; i < p->offset + (size_t)ody_shape_numel(&p->shape); i++) {
+                int64_t sum = 0;
+                for (int c = 0; c < 8; c++) /* nearbyint: the default rounding, to nearest-even */
+                    sum += (int64_t)nearbyint(ldexp((double)values[c * m->grads.size + i], (int)scale[t]));
+                float want = (float)ldexp((double)sum, -(int)scale[t]);
+                if (memcmp(&want, &m->grads.data[i], sizeof want) != 0)
+                    fail_msg("step %d, tensor %d, element %zu: %.9g, the fixed-point sum %.9g (2^%d)", step, t,
+                             i - p->offset, m->grads.data[i], want, (int)scale[t]);
+            }
+        }
+    }
+    free(scale);
+    free(values);
+    ody_exact_destroy(ctx, e);
+    ody_model_destroy(ctx, m);
+}
+
 /* The exact sum has the same bits whether it goes through MPI, one node's
  * shared memory or several nodes' ("nodes" of 2 ranks, and of 1). */
 static void test_exact_sum_is_order_free_and_redoes(void **state)
@@ -617,6 +679,7 @@ static const struct CMUnitTest group[] = {
     cmocka_unit_test_setup_teardown(test_stall_watchdog_sleeps, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_stealing_takes_every_chunk_once, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_exact_sum_is_order_free_and_redoes, ody_test_ctx_setup, ody_test_ctx_teardown),
+    cmocka_unit_test_setup_teardown(test_exact_sum_is_the_fixed_point_sum, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_accumulation_equals_large_batch, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_half_precision_reduce, ody_test_ctx_setup, ody_test_ctx_teardown),
     cmocka_unit_test_setup_teardown(test_agree_names_first_failing_rank, ody_test_ctx_setup, ody_test_ctx_teardown),
