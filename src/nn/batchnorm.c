@@ -23,6 +23,7 @@
  * across rows, in a fixed order: the same input gives the same bits on
  * every rank.
  */
+#include "core/cpu_internal.h"
 #include "nn/nn_internal.h"
 
 #include <math.h>
@@ -145,8 +146,10 @@ static void lane_dots(const float *restrict dy, const float *restrict x, const f
     *sdyx += s2;
 }
 
+#define BODY static inline __attribute__((always_inline))
+
 /* y = x * scale + shift (then max(0, .) with relu) over one (row, channel) block. */
-static void affine(float *restrict y, const float *restrict x, int len, float scale, float shift, bool relu)
+BODY void affine_body(float *restrict y, const float *restrict x, int len, float scale, float shift, bool relu)
 {
     if (relu) {
         for (int e = 0; e < len; e++) {
@@ -159,6 +162,150 @@ static void affine(float *restrict y, const float *restrict x, int len, float sc
     }
 }
 
+/* dx = k * (g - a - (x - mu) * bterm), g = dy (where y > 0 with y, dy read always: it vectorises). */
+BODY void dx_body(float *restrict dx, const float *restrict dy, const float *restrict x, const float *restrict y,
+                  int len, float k, float a, float mu, float bterm)
+{
+    if (y)
+        for (int e = 0; e < len; e++) {
+            float g = dy[e];
+            dx[e] = k * ((y[e] > 0.0f ? g : 0.0f) - a - (x[e] - mu) * bterm);
+        }
+    else
+        for (int e = 0; e < len; e++)
+            dx[e] = k * (dy[e] - a - (x[e] - mu) * bterm);
+}
+
+static void affine(float *restrict y, const float *restrict x, int len, float scale, float shift, bool relu)
+{
+    affine_body(y, x, len, scale, shift, relu);
+}
+
+static void input_grad(float *restrict dx, const float *restrict dy, const float *restrict x,
+                       const float *restrict y, int len, float k, float a, float mu, float bterm)
+{
+    dx_body(dx, dy, x, y, len, k, a, mu, bterm);
+}
+
+/*
+ * The loops over one (row, channel) block, at the build's baseline (above)
+ * and for AVX-512 (below, where ody_cpu_isa_active says so): each element
+ * takes the same operations (ISO C: no contraction into FMAs) and each of
+ * the 8 lanes its elements in the same order, so every level gives the
+ * same bits (test_batchnorm_pinned_bits runs at each). At AVX-512 the
+ * element-wise loops run 16 wide and the 8 lanes are one 8-float vector.
+ */
+typedef struct {
+    void (*moments)(const float *x, int len, float shift, double *s1, double *s2);
+    void (*dots)(const float *dy, const float *x, const float *y, int len, float mean, double *sdy, double *sdyx);
+    void (*affine)(float *y, const float *x, int len, float scale, float shift, bool relu);
+    void (*input_grad)(float *dx, const float *dy, const float *x, const float *y, int len, float k, float a,
+                       float mu, float bterm);
+} bn_loops;
+
+static const bn_loops baseline_loops = {lane_moments, lane_dots, affine, input_grad};
+
+#ifdef ODY_TARGET_AVX512
+typedef float lanes8 __attribute__((vector_size(32)));
+typedef int32_t mask8 __attribute__((vector_size(32)));
+
+ODY_TARGET_AVX512 static inline lanes8 load8(const float *p)
+{
+    lanes8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* t += the 8 lanes, in order, in double (add_lanes' order). */
+ODY_TARGET_AVX512 static inline void add_lanes8(double *t, lanes8 v)
+{
+    for (int k = 0; k < 8; k++)
+        *t += v[k];
+}
+
+ODY_TARGET_AVX512 static void moments_avx512(const float *restrict x, int len, float shift, double *s1, double *s2)
+{
+    lanes8 a = {0}, b = {0};
+    int e = 0;
+    for (; e + 8 <= len; e += 8) {
+        lanes8 d = load8(x + e) - shift;
+        a += d;
+        b += d * d;
+    }
+    double t1 = 0.0, t2 = 0.0;
+    add_lanes8(&t1, a);
+    add_lanes8(&t2, b);
+    for (; e < len; e++) {
+        double d = (double)x[e] - shift;
+        t1 += d;
+        t2 += d * d;
+    }
+    *s1 += t1;
+    *s2 += t2;
+}
+
+ODY_TARGET_AVX512 static void dots_avx512(const float *restrict dy, const float *restrict x, const float *restrict y,
+                                          int len, float mean, double *sdy, double *sdyx)
+{
+    lanes8 a = {0}, b = {0};
+    int e = 0;
+    for (; e + 8 <= len; e += 8) {
+        lanes8 g = load8(dy + e);
+        if (y)
+            g = (lanes8)((mask8)g & (load8(y + e) > 0.0f));
+        a += g;
+        b += g * (load8(x + e) - mean);
+    }
+    double s1 = 0.0, s2 = 0.0;
+    add_lanes8(&s1, a);
+    add_lanes8(&s2, b);
+    for (; e < len; e++) {
+        float g = y && !(y[e] > 0.0f) ? 0.0f : dy[e];
+        s1 += g;
+        s2 += (double)g * (x[e] - mean);
+    }
+    *sdy += s1;
+    *sdyx += s2;
+}
+
+ODY_TARGET_AVX512 static void affine_avx512(float *restrict y, const float *restrict x, int len, float scale,
+                                            float shift, bool relu)
+{
+    affine_body(y, x, len, scale, shift, relu);
+}
+
+ODY_TARGET_AVX512 static void input_grad_avx512(float *restrict dx, const float *restrict dy,
+                                                const float *restrict x, const float *restrict y, int len, float k,
+                                                float a, float mu, float bterm)
+{
+    dx_body(dx, dy, x, y, len, k, a, mu, bterm);
+}
+
+static const bn_loops avx512_loops = {moments_avx512, dots_avx512, affine_avx512, input_grad_avx512};
+#endif
+
+static const bn_loops *bn_loops_active(void)
+{
+#ifdef ODY_TARGET_AVX512
+    if (ody_cpu_isa_active() >= ODY_ISA_AVX512)
+        return &avx512_loops;
+#endif
+    return &baseline_loops;
+}
+
+/*
+ * Scratch: per channel two double sums (first, 4 * C floats), then three
+ * floats. The passes below go through the batch in memory order (rows
+ * outer, channels inner: one stream the prefetchers follow, not N jumps
+ * of a channel's stride) while each channel's sums still add its blocks
+ * in row order: the same bits as channel by channel.
+ */
+static size_t bn_scratch(const ody_layer *l, int max_batch)
+{
+    (void)max_batch;
+    return 7 * (size_t)((const bn_layer *)l)->c;
+}
+
 /* The batch's statistics into saved (mean, invstd); their weighted share into the buffers' gradient slots. */
 static void batch_stats(bn_layer *b, const ody_forward_info *info, int n, const float *in)
 {
@@ -167,18 +314,24 @@ static void batch_stats(bn_layer *b, const ody_forward_info *info, int n, const 
     float *mean = b->base.saved, *invstd = mean + c;
     ody_param *rm = &b->base.params[BN_RUNNING_MEAN], *rv = &b->base.params[BN_RUNNING_VAR];
     double share = info->batch_rows > 0 ? (double)n / (double)info->batch_rows : 0.0;
+    double *s1 = (double *)b->base.scratch, *s2 = s1 + c;
+    float *shift = (float *)(s2 + c);
     for (int ch = 0; ch < c; ch++) {
-        float shift = in[(size_t)ch * hw];
-        double s1 = 0.0, s2 = 0.0;
-        for (int i = 0; i < n; i++)
-            lane_moments(in + ((size_t)i * c + ch) * hw, hw, shift, &s1, &s2);
-        double d = s1 / count, q = s2 - s1 * d; /* sum of (x - mean)^2 */
+        s1[ch] = s2[ch] = 0.0;
+        shift[ch] = in[(size_t)ch * hw];
+    }
+    const bn_loops *loops = bn_loops_active();
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            loops->moments(in + ((size_t)i * c + ch) * hw, hw, shift[ch], &s1[ch], &s2[ch]);
+    for (int ch = 0; ch < c; ch++) {
+        double d = s1[ch] / count, q = s2[ch] - s1[ch] * d; /* sum of (x - mean)^2 */
         q = q > 0.0 ? q : 0.0;
         double var = q / count;
-        mean[ch] = (float)(shift + d);
+        mean[ch] = (float)(shift[ch] + d);
         invstd[ch] = (float)(1.0 / sqrt(var + b->eps));
         if (share > 0.0) {
-            rm->grad[ch] += (float)(share * (shift + d));
+            rm->grad[ch] += (float)(share * (shift[ch] + d));
             rv->grad[ch] += (float)(share * (count > 1.0 ? q / (count - 1.0) : var));
         }
     }
@@ -193,15 +346,19 @@ static void bn_forward(ody_layer *l, const ody_forward_info *info, int n, const 
     if (training && !b->global) /* over the global batch, sync_take has set them */
         batch_stats(b, info, n, in);
     const float *mean = training ? l->saved : l->params[BN_RUNNING_MEAN].value;
+    float *scale = l->scratch, *shift = scale + c;
     for (int ch = 0; ch < c; ch++) {
         float is = training ? l->saved[c + ch]
                             : (float)(1.0 / sqrt((double)l->params[BN_RUNNING_VAR].value[ch] + b->eps));
-        float scale = w[ch] * is, shift = bias[ch] - mean[ch] * scale;
-        for (int i = 0; i < n; i++) {
-            size_t at = ((size_t)i * c + ch) * hw;
-            affine(out + at, in + at, hw, scale, shift, b->relu);
-        }
+        scale[ch] = w[ch] * is;
+        shift[ch] = bias[ch] - mean[ch] * scale[ch];
     }
+    const bn_loops *loops = bn_loops_active();
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
+            size_t at = ((size_t)i * c + ch) * hw;
+            loops->affine(out + at, in + at, hw, scale[ch], shift[ch], b->relu);
+        }
 }
 
 /*
@@ -219,39 +376,38 @@ static void bn_backward(ody_layer *l, const ody_forward_info *info, int n, const
     const float *mean = l->saved, *invstd = l->saved + c, *w = l->params[BN_WEIGHT].value;
     float *dw = l->params[BN_WEIGHT].grad, *db = l->params[BN_BIAS].grad;
     const double count = (double)n * hw;
-    for (int ch = 0; ch < c; ch++) {
-        double sdy = 0.0, sdyx = 0.0;
-        for (int i = 0; i < n; i++) {
+    const bn_loops *loops = bn_loops_active();
+    double *sdy = (double *)l->scratch, *sdyx = sdy + c;
+    float *k = (float *)(sdyx + c), *a = k + c, *bterm = a + c;
+    for (int ch = 0; ch < c; ch++)
+        sdy[ch] = sdyx[ch] = 0.0;
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
             size_t at = ((size_t)i * c + ch) * hw;
-            lane_dots(dout + at, in + at, b->relu ? out + at : NULL, hw, mean[ch], &sdy, &sdyx);
+            loops->dots(dout + at, in + at, b->relu ? out + at : NULL, hw, mean[ch], &sdy[ch], &sdyx[ch]);
         }
-        double sdyxhat = sdyx * invstd[ch];
-        db[ch] += (float)sdy;
+    for (int ch = 0; ch < c; ch++) {
+        double sdyxhat = sdyx[ch] * invstd[ch];
+        db[ch] += (float)sdy[ch];
         dw[ch] += (float)sdyxhat;
-        if (!din)
-            continue;
         /* dx = k * (g - a - (x - mean) * bterm): a = mean g, bterm = invstd * mean(g * xhat), over
          * the chunk, or over the global batch (saved by sync_take) */
-        float k = w[ch] * invstd[ch], a = (float)(sdy / count), bterm = (float)(sdyxhat / count) * invstd[ch];
+        k[ch] = w[ch] * invstd[ch];
+        a[ch] = (float)(sdy[ch] / count);
+        bterm[ch] = (float)(sdyxhat / count) * invstd[ch];
         if (b->global) {
-            a = l->saved[SAVED_GMEAN * c + ch];
-            bterm = l->saved[SAVED_GXMEAN * c + ch] * invstd[ch];
-        }
-        float mu = mean[ch];
-        for (int i = 0; i < n; i++) {
-            size_t at = ((size_t)i * c + ch) * hw;
-            const float *restrict x = in + at, *restrict dy = dout + at, *restrict y = out + at;
-            float *restrict dx = din + at;
-            if (b->relu) /* dy read always, as in lane_dots */
-                for (int e = 0; e < hw; e++) {
-                    float g = dy[e];
-                    dx[e] = k * ((y[e] > 0.0f ? g : 0.0f) - a - (x[e] - mu) * bterm);
-                }
-            else
-                for (int e = 0; e < hw; e++)
-                    dx[e] = k * (dy[e] - a - (x[e] - mu) * bterm);
+            a[ch] = l->saved[SAVED_GMEAN * c + ch];
+            bterm[ch] = l->saved[SAVED_GXMEAN * c + ch] * invstd[ch];
         }
     }
+    if (!din)
+        return;
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
+            size_t at = ((size_t)i * c + ch) * hw;
+            loops->input_grad(din + at, dout + at, in + at, b->relu ? out + at : NULL, hw, k[ch], a[ch], mean[ch],
+                              bterm[ch]);
+        }
 }
 
 /* A relu right after it runs inside it (fusion on). */
@@ -277,20 +433,24 @@ static void bn_sync_part(ody_layer *l, int phase, int n, const float *in, const 
     bn_layer *b = (bn_layer *)l;
     const int c = b->c, hw = b->hw;
     const float *mean = l->saved + SAVED_MEAN * c;
-    for (int ch = 0; ch < c; ch++) {
-        double s1 = 0.0, s2 = 0.0;
-        for (int i = 0; i < n; i++) {
+    const bn_loops *loops = bn_loops_active();
+    double *s1 = (double *)l->scratch, *s2 = s1 + c;
+    for (int ch = 0; ch < c; ch++)
+        s1[ch] = s2[ch] = 0.0;
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
             size_t at = ((size_t)i * c + ch) * hw;
             if (phase == ODY_SYNC_GRAD)
-                lane_dots(dout + at, in + at, b->relu ? out + at : NULL, hw, mean[ch], &s1, &s2);
+                loops->dots(dout + at, in + at, b->relu ? out + at : NULL, hw, mean[ch], &s1[ch], &s2[ch]);
             else /* sums of x - shift and its square: shift 0 for the mean, the mean for the variance */
-                lane_moments(in + at, hw, phase == ODY_SYNC_MEAN ? 0.0f : mean[ch], &s1, &s2);
+                loops->moments(in + at, hw, phase == ODY_SYNC_MEAN ? 0.0f : mean[ch], &s1[ch], &s2[ch]);
         }
+    for (int ch = 0; ch < c; ch++) {
         if (phase == ODY_SYNC_GRAD) {
-            part[ch] = s1;
-            part[c + ch] = s2;
+            part[ch] = s1[ch];
+            part[c + ch] = s2[ch];
         } else {
-            part[ch] = phase == ODY_SYNC_MEAN ? s1 : s2;
+            part[ch] = phase == ODY_SYNC_MEAN ? s1[ch] : s2[ch];
         }
     }
 }
@@ -346,6 +506,7 @@ static const char *bn_describe(const ody_layer *l)
 
 static const ody_layer_ops bn_ops = {
     .kind = "batchnorm",
+    .scratch_floats = bn_scratch,
     .saved_floats = bn_saved,
     .forward = bn_forward,
     .backward = bn_backward,

@@ -375,6 +375,60 @@ static void test_batchnorm_running_statistics(void **state)
     ody_model_destroy(ctx, m);
 }
 
+/* FNV-1a over the bytes of n floats, on from h. */
+static uint64_t fnv(uint64_t h, const float *x, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)x;
+    for (size_t i = 0; i < n * sizeof *x; i++)
+        h = (h ^ b[i]) * 0x100000001B3ull;
+    return h;
+}
+
+/*
+ * Batchnorm's bits are pinned: two batchnorms (the first alone, the second
+ * with its relu fused) on 13 x 11 planes (143 values a channel: whole
+ * 8-lane groups and a tail), forward in training, backward (the second's
+ * input gradient reaches the first's weight gradient), forward in
+ * evaluation. ctest runs it at each CPU level: every level's loops give
+ * these bits, which were those of the plain loops before them.
+ */
+static void test_batchnorm_pinned_bits(void **state)
+{
+    ody_ctx *ctx = *state;
+    enum { ROWS = 5, CH = 3, H = 13, W = 11, NUMEL = CH * H * W };
+    ody_layer_spec s[3] = {spec_of(ctx, "batchnorm", 0, NULL), spec_of(ctx, "batchnorm", 0, NULL),
+                           spec_of(ctx, "relu", 0, NULL)};
+    ody_model *m = NULL;
+    assert_int_equal(ody_model_create_from_specs(ctx, "bn", s, 3, ody_shape3(CH, H, W), &m), ODY_OK);
+    assert_int_equal(ody_model_set_fusion(ctx, m, true), ODY_OK);
+    for (int t = 0; t < m->ntensors; t++) /* weights and biases away from 1 and 0 */
+        if (!m->tensors[t]->buffer)
+            fill(200 + (uint64_t)t, m->tensors[t]->value, (size_t)ody_shape_numel(&m->tensors[t]->shape), -1.5f,
+                 1.5f);
+    assert_int_equal(ody_model_prepare(ctx, m, ROWS), ODY_OK);
+    assert_int_equal(m->span[1], 2); /* bn2 + relu */
+    static float x[ROWS * NUMEL], dz[ROWS * NUMEL];
+    fill(21, x, ROWS * NUMEL, -3.0f, 5.0f);
+    fill(22, dz, ROWS * NUMEL, -1.0f, 1.0f);
+    ody_forward_info info = {.training = true, .batch_rows = 2 * ROWS};
+    ody_model_zero_grad(m);
+    const float *z = ody_model_forward(m, &info, ROWS, x);
+    assert_non_null(z);
+    uint64_t h[3] = {fnv(0xcbf29ce484222325ull, z, ROWS * NUMEL)};
+    ody_model_backward(m, &info, ROWS, x, dz, NULL, NULL);
+    assert_int_equal(m->status, ODY_OK);
+    h[1] = fnv(0xcbf29ce484222325ull, m->grads.data, m->grads.size);
+    ody_model_update_buffers(m);
+    z = ody_model_forward(m, NULL, ROWS, x);
+    h[2] = fnv(0xcbf29ce484222325ull, z, ROWS * NUMEL);
+    print_message("batchnorm bits: %016llx %016llx %016llx\n", (unsigned long long)h[0], (unsigned long long)h[1],
+                  (unsigned long long)h[2]);
+    const uint64_t want[3] = {0xd8eb621307e31a11ull, 0x81cf78d6a9add064ull, 0x7cfac0faec4a0fdfull};
+    for (int k = 0; k < 3; k++)
+        assert_true(h[k] == want[k]);
+    ody_model_destroy(ctx, m);
+}
+
 /* A global average pool's output and gradient. */
 static void test_global_avgpool(void **state)
 {
@@ -528,6 +582,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_residual_graph),
     CTX_TEST(test_buffers_layout),
     CTX_TEST(test_batchnorm_running_statistics),
+    CTX_TEST(test_batchnorm_pinned_bits),
     CTX_TEST(test_global_avgpool),
     CTX_TEST(test_residual_config_parses_and_round_trips),
     CTX_TEST(test_residual_config_errors),
