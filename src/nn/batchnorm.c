@@ -83,6 +83,27 @@ static inline void add_lanes(double *t, lanes4 lo, lanes4 hi)
         *t += hi[k];
 }
 
+/* The scalar tails [e, len) of the lane sums below (every level's), in double. */
+static inline __attribute__((always_inline)) void moments_tail(const float *x, int e, int len, float shift,
+                                                               double *t1, double *t2)
+{
+    for (; e < len; e++) {
+        double d = (double)x[e] - shift;
+        *t1 += d;
+        *t2 += d * d;
+    }
+}
+
+static inline __attribute__((always_inline)) void dots_tail(const float *dy, const float *x, const float *y, int e,
+                                                            int len, float mean, double *s1, double *s2)
+{
+    for (; e < len; e++) {
+        float g = y && !(y[e] > 0.0f) ? 0.0f : dy[e];
+        *s1 += g;
+        *s2 += (double)g * (x[e] - mean);
+    }
+}
+
 /*
  * Sums of d = x - shift and d^2 over x[0..len), added into s1, s2 in
  * double. The shift (the channel's first value) keeps E[d^2] - E[d]^2 from
@@ -102,11 +123,7 @@ static void lane_moments(const float *restrict x, int len, float shift, double *
     double t1 = 0.0, t2 = 0.0;
     add_lanes(&t1, a0, a1);
     add_lanes(&t2, b0, b1);
-    for (; e < len; e++) {
-        double d = (double)x[e] - shift;
-        t1 += d;
-        t2 += d * d;
-    }
+    moments_tail(x, e, len, shift, &t1, &t2);
     *s1 += t1;
     *s2 += t2;
 }
@@ -137,11 +154,7 @@ static void lane_dots(const float *restrict dy, const float *restrict x, const f
     double s1 = 0.0, s2 = 0.0;
     add_lanes(&s1, a0, a1);
     add_lanes(&s2, b0, b1);
-    for (; e < len; e++) {
-        float g = y && !(y[e] > 0.0f) ? 0.0f : dy[e];
-        s1 += g;
-        s2 += (double)g * (x[e] - mean);
-    }
+    dots_tail(dy, x, y, e, len, mean, &s1, &s2);
     *sdy += s1;
     *sdyx += s2;
 }
@@ -235,11 +248,7 @@ ODY_TARGET_AVX512 static void moments_avx512(const float *restrict x, int len, f
     double t1 = 0.0, t2 = 0.0;
     add_lanes8(&t1, a);
     add_lanes8(&t2, b);
-    for (; e < len; e++) {
-        double d = (double)x[e] - shift;
-        t1 += d;
-        t2 += d * d;
-    }
+    moments_tail(x, e, len, shift, &t1, &t2);
     *s1 += t1;
     *s2 += t2;
 }
@@ -259,11 +268,7 @@ ODY_TARGET_AVX512 static void dots_avx512(const float *restrict dy, const float 
     double s1 = 0.0, s2 = 0.0;
     add_lanes8(&s1, a);
     add_lanes8(&s2, b);
-    for (; e < len; e++) {
-        float g = y && !(y[e] > 0.0f) ? 0.0f : dy[e];
-        s1 += g;
-        s2 += (double)g * (x[e] - mean);
-    }
+    dots_tail(dy, x, y, e, len, mean, &s1, &s2);
     *sdy += s1;
     *sdyx += s2;
 }
