@@ -193,18 +193,43 @@ static void train_on(ody_ctx *world_ctx, int ranks, bool deterministic, const ch
 }
 
 /* max |a - b| / max |a| over the buffers. */
-static double relative_diff(const run_result *a, const run_result *b)
+/*
+ * How far apart two runs' parameters are: the largest difference, over the
+ * largest parameter (the worst element), and the difference's L2 norm over
+ * the parameters' (the run as a whole).
+ */
+typedef struct {
+    double max, l2;
+} param_diff;
+
+static param_diff diff_params(const run_result *a, const run_result *b)
 {
-    double maxdiff = 0, maxabs = 0;
+    double maxdiff = 0, maxabs = 0, sq_diff = 0, sq = 0;
     for (size_t i = 0; i < a->n; i++) {
-        maxdiff = fmax(maxdiff, fabs((double)a->params[i] - b->params[i]));
+        double d = (double)a->params[i] - b->params[i];
+        maxdiff = fmax(maxdiff, fabs(d));
         maxabs = fmax(maxabs, fabs((double)a->params[i]));
+        sq_diff += d * d;
+        sq += (double)a->params[i] * a->params[i];
     }
-    return maxdiff / maxabs;
+    return (param_diff){.max = maxdiff / maxabs, .l2 = sqrt(sq_diff / sq)};
 }
 
+/*
+ * The fast mode's sums run in another order when the rows per call or per
+ * rank change, so its runs agree to rounding, about 1e-7 of the largest
+ * parameter after a step. Over a few steps one rounding can also tip a
+ * ReLU or a max pool's choice and move a few weights by more: at the
+ * portable level the accumulation test's 4 x 16 run parts from 1 x 64 at
+ * step 4 by 2.3e-5 of the largest parameter, all in 36 weights of one of
+ * conv2's output channels, while the run as a whole moves by 1e-6 in L2.
+ * So the fast mode's runs are held to 1e-5 in L2: a lost or doubled
+ * micro-batch, rank or scale moves every gradient, by far more.
+ */
+static const double FAST_L2_TOLERANCE = 1e-5;
+
 /* The same config on 1, 2 and 4 ranks: bitwise the same parameters in
- * deterministic mode (a whole epoch), the same to 1e-5 in the fast mode. */
+ * deterministic mode (a whole epoch), the same to FAST_L2_TOLERANCE in the fast mode. */
 static void check_equivalence(ody_ctx *ctx, bool deterministic)
 {
     char outdir[] = "/tmp/ody-equiv-XXXXXX";
@@ -219,13 +244,13 @@ static void check_equivalence(ody_ctx *ctx, bool deterministic)
         if (deterministic)
             assert_true(r[0].val_accuracy > 0.3); /* it learned, but is far from perfect */
         for (int i = 1; i < 3 && ranks[i] <= ctx->size; i++) {
-            double rel = relative_diff(&r[0], &r[i]);
-            print_message("%s: P=%d vs P=1: params rel diff %.3g, val_acc %.4f vs %.4f\n",
-                          deterministic ? "deterministic" : "fast", ranks[i], rel,
+            param_diff rel = diff_params(&r[0], &r[i]);
+            print_message("%s: P=%d vs P=1: params rel diff %.3g (L2 %.3g), val_acc %.4f vs %.4f\n",
+                          deterministic ? "deterministic" : "fast", ranks[i], rel.max, rel.l2,
                           r[i].val_accuracy, r[0].val_accuracy);
             if (deterministic)
                 assert_memory_equal(r[0].params, r[i].params, r[0].n * sizeof(float));
-            assert_true(rel < 1e-5);
+            assert_true(rel.l2 < FAST_L2_TOLERANCE);
             assert_true(fabs(r[i].val_accuracy - r[0].val_accuracy) <= 0.002);
         }
         char cmd[300];
@@ -267,16 +292,16 @@ static void check_accumulation(ody_ctx *ctx, bool deterministic)
     run_result a = {0}, b = {0};
     train_yaml_on(ctx, ctx->size, big, outdir, &a);
     train_yaml_on(ctx, ctx->size, accumulated, outdir, &b);
-    double rel = relative_diff(&a, &b);
+    param_diff rel = diff_params(&a, &b);
     if (ctx->rank == 0)
-        print_message("%s: 1 x 64 vs 4 x 16 accumulated: params rel diff %.3g, val_acc %.4f vs %.4f\n",
-                      deterministic ? "deterministic" : "fast", rel, a.val_accuracy,
+        print_message("%s: 1 x 64 vs 4 x 16 accumulated: params rel diff %.3g (L2 %.3g), val_acc %.4f vs %.4f\n",
+                      deterministic ? "deterministic" : "fast", rel.max, rel.l2, a.val_accuracy,
                       b.val_accuracy);
     if (deterministic) {
         assert_memory_equal(a.params, b.params, a.n * sizeof(float));
         assert_true(a.val_accuracy > 0.3);
     }
-    assert_true(rel < 1e-5);
+    assert_true(rel.l2 < FAST_L2_TOLERANCE);
     assert_true(fabs(a.val_accuracy - b.val_accuracy) <= 0.002);
     free(a.params);
     free(b.params);
