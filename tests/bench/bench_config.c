@@ -26,9 +26,12 @@
  * distributed.chunk_size in deterministic mode, else the rank's batch; the
  * optimizer), with the model's per-step profile on: every step of layers
  * (a fused step as one row) with its forward and backward microseconds
- * per training step, its FLOPs and GFLOP/s, and its share of P (default
- * 200, one core's fp32 FMA peak). The exact sum of deterministic mode and
- * data loading are not in it.
+ * per training step, its FLOPs and GFLOP/s, and its share of P, one
+ * core's fp32 FMA peak (default: measured before the breakdown, the FMA
+ * rate of the widest vectors the CPU has, fma_rate.h: 115 GFLOP/s on
+ * 2026-12-07's Zen 4, ~200 on the Xeon before it; 200 where it cannot be
+ * measured). The exact sum of deterministic mode and data loading are not
+ * in it.
  *
  * A speed figure is never a failure: the exit status is 0 unless
  * something breaks (a bad config exits 2).
@@ -42,6 +45,7 @@
 
 #include <mpi.h>
 
+#include "fma_rate.h"
 #include "odyssey/io.h"
 #include "odyssey/train.h"
 #include "train/train_internal.h"
@@ -78,7 +82,7 @@ static int *int_option(bench_options *o, const char *arg)
 
 static int parse_args(int argc, char **argv, bench_options *o)
 {
-    *o = (bench_options){.steps = 100, .warmup = 10, .runs = 1, .peak_gflops = 200.0};
+    *o = (bench_options){.steps = 100, .warmup = 10, .runs = 1, .peak_gflops = 0.0 /* measured */};
     for (int i = 1; i < argc; i++) {
         int *target = int_option(o, argv[i]);
         bool has_value = i + 1 < argc;
@@ -346,8 +350,18 @@ static int breakdown(ody_ctx *ctx, ody_trainer *tr, const bench_options *o)
         st = timed_step(ctx, loop, &b, (int64_t)(s + 3) * rows, rows, chunk, s < 0 ? &warm : &t);
     }
     m->profile = false;
+    double peak = o->peak_gflops;
+    if (st == ODY_OK && peak <= 0.0) { /* 3 x 20 ms */
+        peak = fma_rate_widest(3, 5000000);
+        printf("peak: %.1f GFLOP/s, this core's FMA rate at its widest vectors, measured (--peak-gflops to set)\n",
+               peak);
+        if (peak <= 0.0) {
+            peak = 200.0;
+            printf("peak: no AVX2 or AVX-512 FMA to measure; taking 200 GFLOP/s\n");
+        }
+    }
     if (st == ODY_OK)
-        print_breakdown(m, &t, o->breakdown_steps, rows, chunk, o->peak_gflops);
+        print_breakdown(m, &t, o->breakdown_steps, rows, chunk, peak);
     else
         fprintf(stderr, "bench_config: breakdown: %s\n", ody_ctx_error(ctx));
     free(b.x), free(b.dlogits), free(b.losses), free(b.y), free(b.ids);

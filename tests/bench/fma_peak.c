@@ -1,60 +1,28 @@
 /*
- * fma_peak: one core's fp32 limits, the figures the per-layer breakdown's
- * "share of peak" needs (bench_config --peak-gflops). Prints the FMA rate of
- * 12 independent chains of 8-float (AVX2) and 16-float (AVX-512) FMAs, and
- * oneDNN's sgemm on 1024 x 1024 x 1024 on one OpenMP thread; each the
- * best of 5 runs.
- *
- * The two FMA rates tell the machines this project has run on apart: an
- * Intel Xeon with two 512-bit FMA units runs AVX-512 at twice AVX2's rate;
- * AMD's Zen 4 runs a 512-bit FMA as two 256-bit halves, so both rates are
- * the same (115 GFLOP/s on 2026-12-07, dnnl_sgemm 100-106).
+ * fma_peak: one core's fp32 limits, the figures behind the per-layer
+ * breakdown's "share of peak" (bench_config measures the widest FMA rate
+ * itself unless --peak-gflops is given). Prints the FMA rate of 12
+ * independent chains of 8-float (AVX2) and 16-float (AVX-512) FMAs
+ * (fma_rate.h), and oneDNN's sgemm on 1024 x 1024 x 1024 on one OpenMP
+ * thread; each the best of 5 runs. On AMD's Zen 4 both FMA rates are 115
+ * GFLOP/s (2026-12-07, dnnl_sgemm 99-106); on the Intel Xeon this project
+ * ran on before, AVX-512's was twice AVX2's.
  *
  *   build/tests/bench/fma_peak
  */
 #define _POSIX_C_SOURCE 200809L
-#include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "fma_rate.h"
 
 /* libgomp's, linked for oneDNN's OpenMP threads (as src/nn/dnnl.c declares it) */
 extern void omp_set_num_threads(int n);
 
-enum { CHAINS = 12, RUNS = 5 };
+enum { RUNS = 5 };
 static const long ROUNDS = 20000000;
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static volatile float sink;
-
-/* name(): GFLOP/s of CHAINS independent chains of LANES-float FMAs (V, its set1, fmadd and first lane). */
-#define FMA_RATE(name, isa, V, LANES, set1, fmadd, first)                    \
-    __attribute__((target(isa))) static double name(void)                    \
-    {                                                                        \
-        V acc[CHAINS], a = set1(1.0000001f), b = set1(1e-7f);                \
-        for (int i = 0; i < CHAINS; i++)                                     \
-            acc[i] = set1((float)i);                                         \
-        double t = now();                                                    \
-        for (long r = 0; r < ROUNDS; r++)                                    \
-            for (int i = 0; i < CHAINS; i++)                                 \
-                acc[i] = fmadd(acc[i], a, b);                                \
-        t = now() - t;                                                       \
-        float s = 0.0f;                                                      \
-        for (int i = 0; i < CHAINS; i++)                                     \
-            s += first(acc[i]);                                              \
-        sink = s;                                                            \
-        return 2.0 * (LANES) * CHAINS * (double)ROUNDS / t * 1e-9;           \
-    }
-
-FMA_RATE(fma_avx2, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_cvtss_f32)
-FMA_RATE(fma_avx512, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_cvtss_f32)
 
 static double sgemm(void)
 {
@@ -71,12 +39,12 @@ static double sgemm(void)
     }
     double best = 0.0;
     for (int r = 0; r < RUNS; r++) {
-        double t = now();
+        double t = fma_rate_now();
         if (dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n) != dnnl_success) {
             fprintf(stderr, "fma_peak: dnnl_sgemm failed\n");
             exit(1);
         }
-        t = now() - t;
+        t = fma_rate_now() - t;
         double rate = 2.0 * n * n * (double)n / t * 1e-9;
         best = rate > best ? rate : best;
     }
@@ -92,11 +60,11 @@ int main(void)
     double avx2 = 0.0, avx512 = 0.0;
     for (int r = 0; r < RUNS; r++) {
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            double x = fma_avx2();
+            double x = fma_rate_avx2(ROUNDS);
             avx2 = x > avx2 ? x : avx2;
         }
         if (__builtin_cpu_supports("avx512f")) {
-            double x = fma_avx512();
+            double x = fma_rate_avx512(ROUNDS);
             avx512 = x > avx512 ? x : avx512;
         }
     }
