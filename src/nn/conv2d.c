@@ -51,6 +51,7 @@ typedef struct {
     nn_conv_geom geom;
     ody_conv_algorithm algorithm; /* DIRECT, GEMM or ONEDNN */
     bool automatic;               /* chosen by choose_algorithm */
+    bool winograd;                /* auto and fused direct, where it fits: forward by nn_conv_winograd */
     ody_backend backend;          /* ONEDNN or OPENBLAS */
     bool bf16;                    /* compute in bf16 (onednn only) */
     ody_layer *pool; /* the maxpool2d this layer runs fused with (direct only), or NULL */
@@ -67,6 +68,7 @@ typedef struct {
 /* The work buffers of forward and of backward, carved from the layer's scratch. */
 typedef struct {
     float *wt, *bias, *xpad, *y, *pooled;
+    float *u, *vt; /* winograd's (nn_conv_winograd_fits; else NULL) */
 } forward_buffers;
 
 typedef struct {
@@ -93,6 +95,11 @@ static size_t forward_carve(const nn_conv_geom *g, float *base, forward_buffers 
     f->xpad = take(base, &used, nn_conv_padded_floats(g));
     f->y = take(base, &used, (size_t)g->win.oh * g->win.ow * g->ocp);
     f->pooled = take(base, &used, 2 * (size_t)(g->win.oh / 2) * (g->win.ow / 2) * g->ocp);
+    f->u = f->vt = NULL;
+    if (nn_conv_winograd_fits(g)) {
+        f->u = take(base, &used, nn_conv_winograd_u_floats(g));
+        f->vt = take(base, &used, nn_conv_winograd_vt_floats(g));
+    }
     return used;
 }
 
@@ -139,6 +146,9 @@ static void direct_forward(conv2d_layer *c, int n, const float *in, float *out)
     forward_buffers f;
     forward_carve(g, l->scratch, &f);
     nn_conv_pack_forward(g, l->params[0].value, l->params[1].value, f.wt, f.bias);
+    const nn_conv_kernels *k = nn_conv_kernels_active();
+    if (c->winograd)
+        k->winograd_pack(g, f.wt, f.u);
     const uint16_t *same = c->same_masks; /* from the sample itself, without xpad */
     if (!same)
         nn_conv_pad_clear(g, f.xpad);
@@ -150,7 +160,10 @@ static void direct_forward(conv2d_layer *c, int n, const float *in, float *out)
             nn_conv_direct_same(g, in + s * in_numel, same, f.wt, f.bias, f.y);
         } else {
             nn_conv_pad(g, in + s * in_numel, f.xpad);
-            nn_conv_direct(g, f.xpad, f.wt, f.bias, f.y);
+            if (c->winograd)
+                k->winograd(g, f.xpad, f.u, f.bias, f.vt, f.y);
+            else
+                nn_conv_direct(g, f.xpad, f.wt, f.bias, f.y);
         }
         if (c->pool)
             nn_conv_pool_relu(g, f.y, c->winoff, f.pooled, out + s * out_numel,
@@ -375,6 +388,7 @@ static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
     if (c->automatic)
         c->algorithm = choose_algorithm(c, fusable);
     c->pool = fusable && c->algorithm == ODY_CONV_DIRECT ? next[1] : NULL;
+    c->winograd = c->automatic && c->pool && nn_conv_winograd_fits(&c->geom);
     c->relu = c->algorithm == ODY_CONV_ONEDNN && count >= 1 && strcmp(next[0]->ops->kind, "relu") == 0;
     c->relu_pool = c->algorithm == ODY_CONV_ONEDNN && fusable && c->geom.win.oh % 2 == 0 && c->geom.win.ow % 2 == 0;
     return c->pool || c->relu_pool ? 2 : c->relu ? 1 : 0;
@@ -383,7 +397,10 @@ static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
 static const char *conv2d_describe(const ody_layer *l)
 {
     conv2d_layer *c = (conv2d_layer *)l;
-    const char *what = c->algorithm == ODY_CONV_GEMM ? "gemm" : c->algorithm == ODY_CONV_DIRECT ? "direct" : "onednn";
+    const char *what = c->algorithm == ODY_CONV_GEMM     ? "gemm"
+                       : c->winograd                        ? "direct, winograd forward"
+                       : c->algorithm == ODY_CONV_DIRECT    ? "direct"
+                                                            : "onednn";
     snprintf(c->description, sizeof c->description, "%s%s%s%s%s%s", what,
              c->algorithm == ODY_CONV_ONEDNN ? " " : "",
              c->algorithm == ODY_CONV_ONEDNN && c->dnnl ? nn_dnnl_op_impl(c->dnnl) : "",

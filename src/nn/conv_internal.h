@@ -186,6 +186,16 @@ typedef struct {
      * nn_conv_same_masks(g) > 0 (NULL: the level has none): direct's y, bits and all. */
     void (*direct_same)(const nn_conv_geom *g, const float *x, const uint16_t *masks, const float *wt,
                         const float *bias, float *y);
+    /*
+     * Where nn_conv_winograd_fits(g) (NULL: the level has none): direct's y
+     * by F(2, 5) Winograd along rows, with new sums (not direct's bits;
+     * within a few float roundings of them). u (nn_conv_winograd_u_floats)
+     * is made from wt by winograd_pack; vt (nn_conv_winograd_vt_floats) is
+     * winograd's own work.
+     */
+    void (*winograd_pack)(const nn_conv_geom *g, const float *wt, float *u);
+    void (*winograd)(const nn_conv_geom *g, const float *xpad, const float *u, const float *bias, float *vt,
+                     float *y);
     void (*pool_relu)(const nn_conv_geom *g, const float *y, const int32_t *winoff, float *tmp, float *out,
                       int32_t *arg);
     void (*gather_terms)(const float *grad, const float *y, const int32_t *off, int n, nn_conv_terms *t);
@@ -221,6 +231,16 @@ typedef struct {
     /* dst[c * dst_stride + p] = src[p * stride + c] for p < pixels, c < channels (as bits). */
     void (*transpose)(const float *src, int stride, int pixels, int channels, float *dst, size_t dst_stride);
 } nn_conv_kernels;
+
+/*
+ * The active level has winograd, and g suits it: stride 1, a 5x5 kernel,
+ * output channels in whole 16-float vectors, an even output width of at
+ * most 10 (its 6 products of up to 5 tile pairs in registers) and padded
+ * rows of at most 16 floats (LeNet-5's conv2).
+ */
+bool nn_conv_winograd_fits(const nn_conv_geom *g);
+size_t nn_conv_winograd_u_floats(const nn_conv_geom *g);
+size_t nn_conv_winograd_vt_floats(const nn_conv_geom *g);
 
 /* The loops of a level, or NULL when this build has none for it (a level below is then used). */
 const nn_conv_kernels *nn_conv_kernels_for(ody_cpu_isa isa);

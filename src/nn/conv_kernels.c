@@ -331,6 +331,23 @@ const nn_conv_kernels *nn_conv_kernels_active(void)
     return k ? k : &nn_conv_kernels_portable;
 }
 
+bool nn_conv_winograd_fits(const nn_conv_geom *g)
+{
+    const nn_window *w = &g->win;
+    return w->stride == 1 && w->k == 5 && g->ocp % 16 == 0 && w->ow % 2 == 0 && w->ow <= 10 && g->wp <= 16 &&
+           nn_conv_kernels_active()->winograd;
+}
+
+size_t nn_conv_winograd_u_floats(const nn_conv_geom *g)
+{
+    return (size_t)g->win.c * 5 * 6 * g->ocp;
+}
+
+size_t nn_conv_winograd_vt_floats(const nn_conv_geom *g)
+{
+    return (size_t)g->win.c * g->hp * 6 * 8;
+}
+
 void nn_conv_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y)
 {
     nn_conv_kernels_active()->direct(g, xpad, wt, bias, y);

@@ -844,10 +844,142 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
     nn_conv_unpad(g, work->dhwc, c_n, din);
 }
 
+/*
+ * winograd (conv_internal.h): F(2, 5) along each row. A kernel row's 5
+ * taps make 2 outputs from 6 inputs with 6 products instead of 10, from
+ * the points 0, 1, -1, 2, -2 and infinity (Lavin and Gray's transforms,
+ * nn_conv_winograd_fits):
+ *
+ *   d' = B^T d (input, 6 -> 6)   g' = G g (kernel row, 5 -> 6)
+ *   y0 = m0 + m1 + m2 + m3 + m4,  y1 = m1 - m2 + 2 (m3 - m4) + m5,  m = d' g'
+ *
+ *   B^T =  4  0 -5  0  1  0      G = 1/4   0     0    0    0
+ *          0  4  4 -1 -1  0          1/6   1/6   1/6  1/6  1/6
+ *          0 -4  4  1 -1  0          1/6  -1/6   1/6 -1/6  1/6
+ *          0 -2 -1  2  1  0          1/24  1/12  1/6  1/3  2/3
+ *          0  2 -1 -2  1  0          1/24 -1/12  1/6 -1/3  2/3
+ *          0  4  0 -5  0  1          0     0     0    0    1
+ *
+ * The sums over (c, kh) then run on the transformed values: 6 FMAs for 2
+ * outputs and a kernel row instead of 10.
+ */
+static const float WINO_G[6][5] = {{1.0f / 4, 0, 0, 0, 0},
+                                   {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6},
+                                   {1.0f / 6, -1.0f / 6, 1.0f / 6, -1.0f / 6, 1.0f / 6},
+                                   {1.0f / 24, 1.0f / 12, 1.0f / 6, 1.0f / 3, 2.0f / 3},
+                                   {1.0f / 24, -1.0f / 12, 1.0f / 6, -1.0f / 3, 2.0f / 3},
+                                   {0, 0, 0, 0, 1}};
+
+/* u ((OCP/16, C, 5, 6) vectors of 16 channels) = G times each kernel row of wt (C*5*5, OCP). */
+static void avx512_winograd_pack(const nn_conv_geom *g, const float *wt, float *u)
+{
+    const int c_n = g->win.c, groups = g->ocp / ZMM;
+    for (int grp = 0; grp < groups; grp++)
+        for (int c = 0; c < c_n; c++)
+            for (int kh = 0; kh < 5; kh++) {
+                const float *row = wt + (size_t)(c * 5 + kh) * 5 * g->ocp + grp * ZMM;
+                float *out = u + ((size_t)(grp * c_n + c) * 5 + kh) * 6 * ZMM;
+                for (int i = 0; i < 6; i++) {
+                    __m512 sum = _mm512_setzero_ps();
+                    for (int k = 0; k < 5; k++)
+                        sum = _mm512_fmadd_ps(_mm512_set1_ps(WINO_G[i][k]), _mm512_loadu_ps(row + k * g->ocp), sum);
+                    _mm512_storeu_ps(out + i * ZMM, sum);
+                }
+            }
+}
+
+/*
+ * vt ((C * HP * 6) rows of 8 floats) = B^T d of each tile of each padded
+ * row, tile t (inputs 2t .. 2t + 5) in lane t: a row is one vector (WP <=
+ * 16), its 6 strided views permuted out of it.
+ */
+static void winograd_input(const nn_conv_geom *g, const float *xpad, float *vt)
+{
+    const __m256i first = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1);
+    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
+    const __mmask16 in = lanes_below(g->wp);
+    const int rows = g->win.c * g->hp;
+    for (int r = 0; r < rows; r++) {
+        __m512 row = _mm512_maskz_loadu_ps(in, xpad + (size_t)r * g->wp);
+        __m256 s[6];
+        __m256i at = first;
+        for (int j = 0; j < 6; j++) {
+            s[j] = _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_castsi256_si512(at), row));
+            at = _mm256_add_epi32(at, one);
+        }
+        __m256 a = _mm256_fnmadd_ps(four, s[2], s[4]), b = _mm256_fnmadd_ps(four, s[1], s[3]); /* s4 - 4 s2, s3 - 4 s1 */
+        __m256 c = _mm256_sub_ps(s[4], s[2]), d = _mm256_mul_ps(two, _mm256_sub_ps(s[3], s[1]));
+        float *v = vt + (size_t)r * 6 * 8;
+        _mm256_storeu_ps(v + 0, _mm256_add_ps(_mm256_fnmadd_ps(five, s[2], _mm256_mul_ps(four, s[0])), s[4]));
+        _mm256_storeu_ps(v + 8, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_add_ps(a, b)));
+        _mm256_storeu_ps(v + 16, _mm256_sub_ps(b, a));
+        _mm256_storeu_ps(v + 24, _mm256_add_ps(d, c));
+        _mm256_storeu_ps(v + 32, _mm256_sub_ps(c, d));
+        _mm256_storeu_ps(v + 40, _mm256_add_ps(_mm256_fnmadd_ps(five, s[3], _mm256_mul_ps(four, s[1])), s[5]));
+    }
+}
+
+/* One output row of one 16-channel group: T tiles' 6 products summed over (c, kh) in registers, then y. */
+ALWAYS_INLINE void winograd_row(const nn_conv_geom *g, const float *u, const float *vt, __m512 bias, float *y,
+                                int oy, const int T)
+{
+    __m512 m[5][6];
+#pragma GCC unroll 5
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++)
+            m[t][i] = _mm512_setzero_ps();
+    for (int c = 0; c < g->win.c; c++)
+#pragma GCC unroll 5
+        for (int kh = 0; kh < 5; kh++) {
+            const float *v = vt + ((size_t)c * g->hp + oy + kh) * 6 * 8, *uk = u + ((size_t)c * 5 + kh) * 6 * ZMM;
+#pragma GCC unroll 6
+            for (int i = 0; i < 6; i++) {
+                __m512 w = _mm512_loadu_ps(uk + i * ZMM);
+#pragma GCC unroll 5
+                for (int t = 0; t < T; t++)
+                    m[t][i] = _mm512_fmadd_ps(w, _mm512_set1_ps(v[i * 8 + t]), m[t][i]);
+            }
+        }
+    const __m512 two = _mm512_set1_ps(2.0f);
+#pragma GCC unroll 5
+    for (int t = 0; t < T; t++) {
+        __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m[t][0], m[t][1]), _mm512_add_ps(m[t][2], m[t][3])),
+                                  m[t][4]);
+        __m512 y1 = _mm512_add_ps(_mm512_sub_ps(m[t][1], m[t][2]),
+                                  _mm512_fmadd_ps(two, _mm512_sub_ps(m[t][3], m[t][4]), m[t][5]));
+        float *at = y + ((size_t)oy * g->win.ow + 2 * t) * g->ocp;
+        _mm512_storeu_ps(at, _mm512_add_ps(y0, bias));
+        _mm512_storeu_ps(at + g->ocp, _mm512_add_ps(y1, bias));
+    }
+}
+
+static void avx512_winograd(const nn_conv_geom *g, const float *xpad, const float *u, const float *bias, float *vt,
+                            float *y)
+{
+    winograd_input(g, xpad, vt);
+    const int tiles = g->win.ow / 2, groups = g->ocp / ZMM;
+    for (int grp = 0; grp < groups; grp++) {
+        const float *ug = u + (size_t)grp * g->win.c * 5 * 6 * ZMM;
+        __m512 b = _mm512_loadu_ps(bias + grp * ZMM);
+        float *yg = y + grp * ZMM;
+        for (int oy = 0; oy < g->win.oh; oy++)
+            switch (tiles) {
+            case 5: winograd_row(g, ug, vt, b, yg, oy, 5); break;
+            case 4: winograd_row(g, ug, vt, b, yg, oy, 4); break;
+            case 3: winograd_row(g, ug, vt, b, yg, oy, 3); break;
+            case 2: winograd_row(g, ug, vt, b, yg, oy, 2); break;
+            default: winograd_row(g, ug, vt, b, yg, oy, 1); break;
+            }
+    }
+}
+
 const nn_conv_kernels nn_conv_kernels_avx512 = {
     .isa = ODY_ISA_AVX512,
     .direct = avx512_direct,
     .direct_same = avx512_direct_same,
+    .winograd_pack = avx512_winograd_pack,
+    .winograd = avx512_winograd,
     .pool_relu = avx512_pool_relu,
     .to_channels = avx512_to_channels,
     .gather_terms = avx512_gather_terms,

@@ -427,6 +427,81 @@ static void test_same_forward_bits(void **state)
         skip(); /* no level of this CPU has it */
 }
 
+/*
+ * winograd (F(2, 5) along rows, where it fits) gives direct's y to within
+ * a few roundings: every output within 1e-5 of the sum of its terms'
+ * magnitudes of the exact sum (in double), on shapes with 1 to 5 tile
+ * pairs a row, padding, and 1 and 2 groups of 16 channels. Other shapes
+ * do not fit.
+ */
+static void test_winograd_forward(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const int cases[][7] = {
+        {6, 14, 14, 16, 5, 1, 0}, /* LeNet-5's conv2: 5 tile pairs a row */
+        {3, 8, 8, 32, 5, 1, 0},   /* 2 groups of 16 channels, 2 pairs */
+        {2, 6, 6, 16, 5, 1, 2},   /* padded, 3 pairs */
+        {4, 10, 10, 16, 5, 1, 2}, /* padded rows of 14, 5 pairs */
+        {1, 6, 12, 16, 5, 1, 0},  /* 4 pairs, 2 rows */
+        {5, 5, 6, 16, 5, 1, 0},   /* 1 pair, 1 row */
+    };
+    static const int others[][7] = {{6, 14, 14, 16, 5, 2, 0},  /* stride 2 */
+                                    {6, 14, 14, 16, 3, 1, 0},  /* 3x3 */
+                                    {6, 14, 15, 16, 5, 1, 0},  /* odd width */
+                                    {6, 14, 14, 8, 5, 1, 0},   /* half a vector of channels */
+                                    {6, 16, 16, 16, 5, 1, 0}}; /* 6 pairs */
+    for (size_t c = 0; c < sizeof others / sizeof others[0]; c++) {
+        sample_work s;
+        case_work(ctx, others[c], &s);
+        assert_false(nn_conv_winograd_fits(&s.g));
+        work_free(&s);
+    }
+    int checked = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        sample_work s;
+        case_work(ctx, cases[c], &s);
+        const nn_conv_geom *g = &s.g;
+        const nn_window *w = &g->win;
+        assert_int_equal(nn_conv_winograd_fits(g), nn_conv_kernels_active()->winograd != NULL);
+        size_t plane = (size_t)w->oh * w->ow, ny = plane * g->ocp, taps = (size_t)w->c * w->k * w->k;
+        float *u = falloc(nn_conv_winograd_u_floats(g)), *vt = falloc(nn_conv_winograd_vt_floats(g));
+        nn_conv_pack_forward(g, s.w, s.b, s.wt, s.bias);
+        nn_conv_pad_clear(g, s.xpad);
+        nn_conv_pad(g, s.x, s.xpad);
+        for (int isa = 0; isa <= (int)ody_cpu_isa_best(); isa++) {
+            const nn_conv_kernels *k = nn_conv_kernels_for((ody_cpu_isa)isa);
+            if (!k || !k->winograd)
+                continue;
+            k->winograd_pack(g, s.wt, u);
+            memset(s.y, 0xFF, ny * sizeof *s.y); /* NaNs: every output must be written */
+            k->winograd(g, s.xpad, u, s.bias, vt, s.y);
+            for (int o = 0; o < g->oc; o++)
+                for (size_t p = 0; p < plane; p++) {
+                    int oy = (int)(p / (size_t)w->ow), ox = (int)(p % (size_t)w->ow);
+                    double sum = s.b[o], size = fabs(s.b[o]);
+                    for (int ci = 0; ci < w->c; ci++)
+                        for (int kh = 0; kh < w->k; kh++)
+                            for (int kw = 0; kw < w->k; kw++) {
+                                double term = (double)s.w[o * taps + (size_t)(ci * w->k + kh) * w->k + kw] *
+                                              s.xpad[((size_t)ci * g->hp + oy + kh) * g->wp + ox + kw];
+                                sum += term;
+                                size += fabs(term);
+                            }
+                    float got = s.y[p * g->ocp + o];
+                    if (!(fabs(got - sum) <= 1e-5 * size))
+                        fail_msg("case %zu, channel %d, pixel %zu: %.9g against %.9g (terms %.3g)", c, o, p,
+                                 (double)got, sum, size);
+                }
+            checked++;
+        }
+        free(u);
+        free(vt);
+        work_free(&s);
+    }
+    if (!checked)
+        skip(); /* no level of this CPU has it */
+}
+
 /* ODY_CPU_ISA as ctest sets it picks the level; unknown names and levels above the CPU's are errors. */
 static void test_isa_selection(void **state)
 {
@@ -473,6 +548,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_hwc_backward_bits),
     CTX_TEST(test_weight_grad_pair_bits),
     CTX_TEST(test_same_forward_bits),
+    CTX_TEST(test_winograd_forward),
 };
 
 ODY_TEST_MAIN(group)

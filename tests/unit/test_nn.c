@@ -15,6 +15,8 @@
 #include "odyssey/io.h"
 #include "odyssey/nn.h"
 
+#include "nn/conv_internal.h" /* whether the level has winograd */
+
 #define EPS 1e-6       /* finite-difference step, on the double reference */
 #define FWD_TOL 1e-5   /* float forward vs double reference, relative */
 #define GRAD_TOL 2e-5  /* float backward vs finite differences, relative */
@@ -412,10 +414,11 @@ static void test_layer_shapes(void **state)
 
 /* ------------------------------------------------------------ fused steps */
 
-/* conv2d -> relu -> maxpool2d (2x2) with fusion on or off, random parameters. */
-static ody_model *conv_block(ody_ctx *ctx, const double *conv, ody_shape in, int n, bool fused)
+/* conv2d (algorithm) -> relu -> maxpool2d (2x2) with fusion on or off, random parameters. */
+static ody_model *conv_block_with(ody_ctx *ctx, const double *conv, ody_conv_algorithm algorithm, ody_shape in,
+                                  int n, bool fused)
 {
-    double direct[5] = {conv[0], conv[1], conv[2], conv[3], ODY_CONV_DIRECT};
+    double direct[5] = {conv[0], conv[1], conv[2], conv[3], algorithm};
     ody_layer_spec specs[3] = {make_spec(ctx, "conv2d", 5, direct), make_spec(ctx, "relu", 0, NULL),
                                make_spec(ctx, "maxpool2d", 1, (double[]){2})};
     ody_model *m = NULL;
@@ -425,6 +428,11 @@ static ody_model *conv_block(ody_ctx *ctx, const double *conv, ody_shape in, int
     assert_int_equal(ody_model_prepare(ctx, m, n), ODY_OK);
     frand(3, m->params.size, -1, 1, m->params.data);
     return m;
+}
+
+static ody_model *conv_block(ody_ctx *ctx, const double *conv, ody_shape in, int n, bool fused)
+{
+    return conv_block_with(ctx, conv, ODY_CONV_DIRECT, in, n, fused);
 }
 
 /* Backward through every step of m, the first one's input gradient included (into din). */
@@ -440,6 +448,38 @@ static void backward_all(ody_model *m, int n, const float *x, const float *dout,
         dout = d;
         last = start - 1;
     }
+}
+
+/*
+ * Two conv blocks of the same parameters on the same n inputs (frand
+ * seed) and output gradients (seed + 1): pooled outputs within out_tol,
+ * input and parameter gradients within 1e-5. Returns the largest
+ * difference of the pooled outputs.
+ */
+static double compare_blocks(ody_model *a, ody_model *b, int n, ody_shape in, uint64_t seed, double out_tol)
+{
+    size_t nx = (size_t)n * numel(in), ny = (size_t)n * numel(a->layers[2]->out_shape);
+    size_t nconv = (size_t)n * numel(a->layers[0]->out_shape);
+    float *x = falloc(nx), *dout = falloc(ny), *din_a = falloc(nx), *din_b = falloc(nx);
+    float *tmp[2] = {falloc(nconv), falloc(nconv)};
+    frand(seed, nx, -1, 1, x);
+    frand(seed + 1, ny, -1, 1, dout);
+    const float *ya = ody_model_forward(a, NULL, n, x), *yb = ody_model_forward(b, NULL, n, x);
+    double most = 0;
+    for (size_t i = 0; i < ny; i++) {
+        assert_close(ya[i], yb[i], out_tol, "pooled output", i);
+        most = fmax(most, fabs((double)ya[i] - yb[i]));
+    }
+    ody_model_zero_grad(a);
+    ody_model_zero_grad(b);
+    backward_all(a, n, x, dout, din_a, tmp);
+    backward_all(b, n, x, dout, din_b, tmp);
+    for (size_t i = 0; i < nx; i++)
+        assert_close(din_a[i], din_b[i], 1e-5, "input gradient", i);
+    for (size_t i = 0; i < a->grads.size; i++)
+        assert_close(a->grads.data[i], b->grads.data[i], 1e-5, "parameter gradient", i);
+    free(x), free(dout), free(din_a), free(din_b), free(tmp[0]), free(tmp[1]);
+    return most;
 }
 
 static void test_fused_conv_relu_pool_matches_unfused(void **state)
@@ -463,27 +503,33 @@ static void test_fused_conv_relu_pool_matches_unfused(void **state)
         ody_model *u = conv_block(ctx, cases[c].conv, cases[c].in, n, false);
         assert_null(f->acts[0]); /* the conv and relu outputs of a fused step are not stored */
         assert_null(f->acts[1]);
-        size_t nx = (size_t)n * numel(cases[c].in), ny = (size_t)n * numel(f->layers[2]->out_shape);
-        size_t nconv = (size_t)n * numel(f->layers[0]->out_shape);
-        float *x = falloc(nx), *dout = falloc(ny), *din_f = falloc(nx), *din_u = falloc(nx);
-        float *tmp[2] = {falloc(nconv), falloc(nconv)};
-        frand(20, nx, -1, 1, x);
-        frand(21, ny, -1, 1, dout);
-        const float *yf = ody_model_forward(f, NULL, n, x), *yu = ody_model_forward(u, NULL, n, x);
-        for (size_t i = 0; i < ny; i++)
-            assert_close(yf[i], yu[i], 1e-6, "pooled output", i);
-        ody_model_zero_grad(f);
-        ody_model_zero_grad(u);
-        backward_all(f, n, x, dout, din_f, tmp);
-        backward_all(u, n, x, dout, din_u, tmp);
-        for (size_t i = 0; i < nx; i++)
-            assert_close(din_f[i], din_u[i], 1e-5, "input gradient", i);
-        for (size_t i = 0; i < f->grads.size; i++)
-            assert_close(f->grads.data[i], u->grads.data[i], 1e-5, "parameter gradient", i);
-        free(x), free(dout), free(din_f), free(din_u), free(tmp[0]), free(tmp[1]);
+        compare_blocks(f, u, n, cases[c].in, 20, 1e-6);
         ody_model_destroy(ctx, f);
         ody_model_destroy(ctx, u);
     }
+}
+
+/*
+ * LeNet-5's conv2 at auto, fused, runs its forward by Winograd where the
+ * level has it (conv_kernels_avx512.c): its pooled output within 1e-5 of
+ * direct's, and the backward (direct's loops, from the pooled argmax that
+ * forward chose) the same gradients to 1e-5.
+ */
+static void test_winograd_block_matches_direct(void **state)
+{
+    ody_ctx *ctx = *state;
+    static const double conv[4] = {16, 5, 1, 0};
+    const ody_shape in = {3, {6, 14, 14}};
+    enum { N = 3 };
+    ody_model *a = conv_block_with(ctx, conv, ODY_CONV_AUTO, in, N, true);
+    ody_model *d = conv_block(ctx, conv, in, N, true);
+    bool winograd = nn_conv_kernels_active()->winograd != NULL;
+    assert_string_equal(a->layers[0]->ops->describe(a->layers[0]),
+                        winograd ? "direct, winograd forward (auto)" : "direct (auto)");
+    double most = compare_blocks(a, d, N, in, 40, 1e-5);
+    print_message("winograd %s: largest difference of the pooled outputs %.3g\n", winograd ? "on" : "off", most);
+    ody_model_destroy(ctx, a);
+    ody_model_destroy(ctx, d);
 }
 
 static void test_fusion_plan_and_buffers(void **state)
@@ -1330,7 +1376,10 @@ static void test_conv_algorithm_auto(void **state)
         ody_model *m = create(ctx, &o);
         for (int i = 0; i < 4; i += 3) {
             assert_int_equal(ody_conv2d_algorithm(m->layers[i]), ODY_CONV_DIRECT);
-            assert_string_equal(m->layers[i]->ops->describe(m->layers[i]), "direct (auto)");
+            /* the modern conv2, fused, runs its forward by Winograd where the level has it */
+            bool winograd = i == 3 && !variant && nn_conv_kernels_active()->winograd;
+            assert_string_equal(m->layers[i]->ops->describe(m->layers[i]),
+                                winograd ? "direct, winograd forward (auto)" : "direct (auto)");
         }
         assert_int_equal(m->span[0], variant ? 1 : 3); /* modern: fused */
         assert_int_equal(ody_conv2d_algorithm(m->layers[1]), ODY_CONV_AUTO); /* not a conv2d */
@@ -1792,6 +1841,7 @@ static const struct CMUnitTest group[] = {
     CTX_TEST(test_conv2d_onednn_gradients),
     CTX_TEST(test_conv2d_onednn_matches_direct),
     CTX_TEST(test_conv2d_onednn_relu_fused),
+    CTX_TEST(test_winograd_block_matches_direct),
     CTX_TEST(test_linear_bf16_matches_fp32),
     CTX_TEST(test_layer_failure_stops_model),
     CTX_TEST(test_onednn_batch_independent),
