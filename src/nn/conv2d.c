@@ -9,7 +9,10 @@
  * never fused. direct: the kernels of conv_kernels.c, one sample at a
  * time on work buffers whose size does not depend on the batch, as below.
  * auto picks one per layer from its shape and the layers after it
- * (choose_algorithm, with the measurements behind it).
+ * (choose_algorithm, with the measurements behind it); an auto layer run
+ * fused direct computes its forward by Winograd F(2, 5) where the level
+ * has it and the shape suits it (nn_conv_winograd_fits: LeNet-5's conv2),
+ * 6 products for 2 outputs of a kernel row instead of 10, with new sums.
  *
  * Direct forward pads the sample (a same-size layer of few channels reads
  * it unpadded where the level can: nn_conv_same_masks), computes it
@@ -397,10 +400,10 @@ static int conv2d_fuse(ody_layer *l, ody_layer *const *next, int count)
 static const char *conv2d_describe(const ody_layer *l)
 {
     conv2d_layer *c = (conv2d_layer *)l;
-    const char *what = c->algorithm == ODY_CONV_GEMM     ? "gemm"
-                       : c->winograd                        ? "direct, winograd forward"
-                       : c->algorithm == ODY_CONV_DIRECT    ? "direct"
-                                                            : "onednn";
+    const char *what = c->algorithm == ODY_CONV_GEMM    ? "gemm"
+                       : c->winograd                       ? "direct, winograd forward"
+                       : c->algorithm == ODY_CONV_DIRECT   ? "direct"
+                                                           : "onednn";
     snprintf(c->description, sizeof c->description, "%s%s%s%s%s%s", what,
              c->algorithm == ODY_CONV_ONEDNN ? " " : "",
              c->algorithm == ODY_CONV_ONEDNN && c->dnnl ? nn_dnnl_op_impl(c->dnnl) : "",
