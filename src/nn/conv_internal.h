@@ -242,6 +242,19 @@ bool nn_conv_winograd_fits(const nn_conv_geom *g);
 size_t nn_conv_winograd_u_floats(const nn_conv_geom *g);
 size_t nn_conv_winograd_vt_floats(const nn_conv_geom *g);
 
+/* winograd's layouts: the kernel's taps, the transform's points, the lanes of a transformed row (tiles). */
+enum { NN_WINO_K = 5, NN_WINO_POINTS = 6, NN_WINO_LANES = 8 };
+/* u: the NN_WINO_POINTS vectors of 16 channels of group grp, input channel c, kernel row kh. */
+static inline size_t nn_wino_u_at(const nn_conv_geom *g, int grp, int c, int kh)
+{
+    return (((size_t)grp * g->win.c + c) * NN_WINO_K + kh) * NN_WINO_POINTS * 16;
+}
+/* vt: the NN_WINO_POINTS rows of NN_WINO_LANES floats of padded row y of input channel c. */
+static inline size_t nn_wino_vt_at(const nn_conv_geom *g, int c, int y)
+{
+    return ((size_t)c * g->hp + y) * NN_WINO_POINTS * NN_WINO_LANES;
+}
+
 /* The loops of a level, or NULL when this build has none for it (a level below is then used). */
 const nn_conv_kernels *nn_conv_kernels_for(ody_cpu_isa isa);
 /* Those of ody_cpu_isa_active(). */

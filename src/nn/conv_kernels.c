@@ -334,18 +334,18 @@ const nn_conv_kernels *nn_conv_kernels_active(void)
 bool nn_conv_winograd_fits(const nn_conv_geom *g)
 {
     const nn_window *w = &g->win;
-    return w->stride == 1 && w->k == 5 && g->ocp % 16 == 0 && w->ow % 2 == 0 && w->ow <= 10 && g->wp <= 16 &&
+    return w->stride == 1 && w->k == NN_WINO_K && g->ocp % 16 == 0 && w->ow % 2 == 0 && w->ow <= 10 && g->wp <= 16 &&
            nn_conv_kernels_active()->winograd;
 }
 
 size_t nn_conv_winograd_u_floats(const nn_conv_geom *g)
 {
-    return (size_t)g->win.c * 5 * 6 * g->ocp;
+    return nn_wino_u_at(g, g->ocp / 16, 0, 0);
 }
 
 size_t nn_conv_winograd_vt_floats(const nn_conv_geom *g)
 {
-    return (size_t)g->win.c * g->hp * 6 * 8;
+    return nn_wino_vt_at(g, g->win.c, 0);
 }
 
 void nn_conv_direct(const nn_conv_geom *g, const float *xpad, const float *wt, const float *bias, float *y)

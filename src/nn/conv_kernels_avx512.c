@@ -863,7 +863,7 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
  * The sums over (c, kh) then run on the transformed values: 6 FMAs for 2
  * outputs and a kernel row instead of 10.
  */
-static const float WINO_G[6][5] = {{1.0f / 4, 0, 0, 0, 0},
+static const float WINO_G[NN_WINO_POINTS][NN_WINO_K] = {{1.0f / 4, 0, 0, 0, 0},
                                    {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6},
                                    {1.0f / 6, -1.0f / 6, 1.0f / 6, -1.0f / 6, 1.0f / 6},
                                    {1.0f / 24, 1.0f / 12, 1.0f / 6, 1.0f / 3, 2.0f / 3},
@@ -876,12 +876,12 @@ static void avx512_winograd_pack(const nn_conv_geom *g, const float *wt, float *
     const int c_n = g->win.c, groups = g->ocp / ZMM;
     for (int grp = 0; grp < groups; grp++)
         for (int c = 0; c < c_n; c++)
-            for (int kh = 0; kh < 5; kh++) {
-                const float *row = wt + (size_t)(c * 5 + kh) * 5 * g->ocp + grp * ZMM;
-                float *out = u + ((size_t)(grp * c_n + c) * 5 + kh) * 6 * ZMM;
-                for (int i = 0; i < 6; i++) {
+            for (int kh = 0; kh < NN_WINO_K; kh++) {
+                const float *row = wt + (size_t)(c * NN_WINO_K + kh) * NN_WINO_K * g->ocp + grp * ZMM;
+                float *out = u + nn_wino_u_at(g, grp, c, kh);
+                for (int i = 0; i < NN_WINO_POINTS; i++) {
                     __m512 sum = _mm512_setzero_ps();
-                    for (int k = 0; k < 5; k++)
+                    for (int k = 0; k < NN_WINO_K; k++)
                         sum = _mm512_fmadd_ps(_mm512_set1_ps(WINO_G[i][k]), _mm512_loadu_ps(row + k * g->ocp), sum);
                     _mm512_storeu_ps(out + i * ZMM, sum);
                 }
@@ -909,13 +909,13 @@ static void winograd_input(const nn_conv_geom *g, const float *xpad, float *vt)
         }
         __m256 a = _mm256_fnmadd_ps(four, s[2], s[4]), b = _mm256_fnmadd_ps(four, s[1], s[3]); /* s4 - 4 s2, s3 - 4 s1 */
         __m256 c = _mm256_sub_ps(s[4], s[2]), d = _mm256_mul_ps(two, _mm256_sub_ps(s[3], s[1]));
-        float *v = vt + (size_t)r * 6 * 8;
-        _mm256_storeu_ps(v + 0, _mm256_add_ps(_mm256_fnmadd_ps(five, s[2], _mm256_mul_ps(four, s[0])), s[4]));
-        _mm256_storeu_ps(v + 8, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_add_ps(a, b)));
-        _mm256_storeu_ps(v + 16, _mm256_sub_ps(b, a));
-        _mm256_storeu_ps(v + 24, _mm256_add_ps(d, c));
-        _mm256_storeu_ps(v + 32, _mm256_sub_ps(c, d));
-        _mm256_storeu_ps(v + 40, _mm256_add_ps(_mm256_fnmadd_ps(five, s[3], _mm256_mul_ps(four, s[1])), s[5]));
+        float *v = vt + nn_wino_vt_at(g, 0, r); /* row r of the C * HP */
+        _mm256_storeu_ps(v + 0 * NN_WINO_LANES, _mm256_add_ps(_mm256_fnmadd_ps(five, s[2], _mm256_mul_ps(four, s[0])), s[4]));
+        _mm256_storeu_ps(v + 1 * NN_WINO_LANES, _mm256_sub_ps(_mm256_setzero_ps(), _mm256_add_ps(a, b)));
+        _mm256_storeu_ps(v + 2 * NN_WINO_LANES, _mm256_sub_ps(b, a));
+        _mm256_storeu_ps(v + 3 * NN_WINO_LANES, _mm256_add_ps(d, c));
+        _mm256_storeu_ps(v + 4 * NN_WINO_LANES, _mm256_sub_ps(c, d));
+        _mm256_storeu_ps(v + 5 * NN_WINO_LANES, _mm256_add_ps(_mm256_fnmadd_ps(five, s[3], _mm256_mul_ps(four, s[1])), s[5]));
     }
 }
 
@@ -923,22 +923,22 @@ static void winograd_input(const nn_conv_geom *g, const float *xpad, float *vt)
 ALWAYS_INLINE void winograd_row(const nn_conv_geom *g, const float *u, const float *vt, __m512 bias, float *y,
                                 int oy, const int T)
 {
-    __m512 m[5][6];
+    __m512 m[5][NN_WINO_POINTS];
 #pragma GCC unroll 5
     for (int t = 0; t < T; t++)
 #pragma GCC unroll 6
-        for (int i = 0; i < 6; i++)
+        for (int i = 0; i < NN_WINO_POINTS; i++)
             m[t][i] = _mm512_setzero_ps();
     for (int c = 0; c < g->win.c; c++)
 #pragma GCC unroll 5
-        for (int kh = 0; kh < 5; kh++) {
-            const float *v = vt + ((size_t)c * g->hp + oy + kh) * 6 * 8, *uk = u + ((size_t)c * 5 + kh) * 6 * ZMM;
+        for (int kh = 0; kh < NN_WINO_K; kh++) {
+            const float *v = vt + nn_wino_vt_at(g, c, oy + kh), *uk = u + nn_wino_u_at(g, 0, c, kh);
 #pragma GCC unroll 6
-            for (int i = 0; i < 6; i++) {
+            for (int i = 0; i < NN_WINO_POINTS; i++) {
                 __m512 w = _mm512_loadu_ps(uk + i * ZMM);
 #pragma GCC unroll 5
                 for (int t = 0; t < T; t++)
-                    m[t][i] = _mm512_fmadd_ps(w, _mm512_set1_ps(v[i * 8 + t]), m[t][i]);
+                    m[t][i] = _mm512_fmadd_ps(w, _mm512_set1_ps(v[i * NN_WINO_LANES + t]), m[t][i]);
             }
         }
     const __m512 two = _mm512_set1_ps(2.0f);
@@ -960,7 +960,7 @@ static void avx512_winograd(const nn_conv_geom *g, const float *xpad, const floa
     winograd_input(g, xpad, vt);
     const int tiles = g->win.ow / 2, groups = g->ocp / ZMM;
     for (int grp = 0; grp < groups; grp++) {
-        const float *ug = u + (size_t)grp * g->win.c * 5 * 6 * ZMM;
+        const float *ug = u + nn_wino_u_at(g, grp, 0, 0);
         __m512 b = _mm512_loadu_ps(bias + grp * ZMM);
         float *yg = y + grp * ZMM;
         for (int oy = 0; oy < g->win.oh; oy++)
