@@ -108,11 +108,43 @@ static size_t linear_scratch_floats(const ody_layer *l, int max_batch)
     return EVAL_ROWS * ((size_t)f->in_features + (size_t)f->out_features) + rows * (size_t)f->out_features;
 }
 
+/*
+ * dnnl_sgemm makes its kernels at its first calls: about 30 ms for the
+ * process's first call, under 1 ms for a further form (AMD EPYC, Zen 4),
+ * which a run's first step paid (3% of LeNet-5's first epoch). So each of
+ * the layer's GEMMs runs once here, at setup, on zeros: the forward, dW
+ * and din of a chunk of max_batch rows and of evaluation's EVAL_ROWS.
+ */
+static ody_status warm_gemms(ody_ctx *ctx, const linear_layer *f, int max_batch)
+{
+    int in_n = f->in_features, out_n = f->out_features;
+    int rows = max_batch > EVAL_ROWS ? max_batch : EVAL_ROWS;
+    size_t x = (size_t)rows * in_n, w = (size_t)out_n * in_n, y = (size_t)rows * out_n;
+    size_t bytes = (2 * x + w + 2 * y) * sizeof(float);
+    float *in;
+    ody_status st = ody_alloc(ctx, bytes, "linear GEMM warm-up", (void **)&in);
+    if (st != ODY_OK)
+        return st;
+    float *din = in + x, *weight = din + x, *out = weight + w, *dout = out + y;
+    const int counts[2] = {max_batch, EVAL_ROWS};
+    for (int i = 0; i < 2; i++) {
+        int n = counts[i];
+        if (out_n <= n) /* forward_rows' two forms */
+            gemm(f, false, true, n, out_n, in_n, in, in_n, weight, in_n, 1.0f, out, out_n);
+        else
+            gemm(f, false, true, out_n, n, in_n, weight, in_n, in, in_n, 1.0f, out, n);
+        gemm(f, true, false, out_n, in_n, n, dout, out_n, in, in_n, 1.0f, weight, in_n);
+        gemm(f, false, false, n, in_n, out_n, dout, out_n, weight, in_n, 0.0f, din, in_n);
+    }
+    ody_free(ctx, in, bytes);
+    return ODY_OK;
+}
+
 static ody_status linear_prepare(ody_ctx *ctx, ody_layer *l, int max_batch)
 {
     linear_layer *f = (linear_layer *)l;
     if (!f->bf16)
-        return ODY_OK;
+        return f->onednn ? warm_gemms(ctx, f, max_batch) : ODY_OK;
     ody_status st = ODY_OK;
     if (!f->dnnl)
         st = nn_dnnl_op_create(ctx,
