@@ -872,12 +872,14 @@ static void avx512_hwc_backward(const nn_conv_geom *g, const float *xpad, const 
  * The sums over (c, kh) then run on the transformed values: 6 FMAs for 2
  * outputs and a kernel row instead of 10.
  */
-static const float WINO_G[NN_WINO_POINTS][NN_WINO_K] = {{1.0f / 4, 0, 0, 0, 0},
-                                   {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6},
-                                   {1.0f / 6, -1.0f / 6, 1.0f / 6, -1.0f / 6, 1.0f / 6},
-                                   {1.0f / 24, 1.0f / 12, 1.0f / 6, 1.0f / 3, 2.0f / 3},
-                                   {1.0f / 24, -1.0f / 12, 1.0f / 6, -1.0f / 3, 2.0f / 3},
-                                   {0, 0, 0, 0, 1}};
+static const float WINO_G[NN_WINO_POINTS][NN_WINO_K] = {
+    {1.0f / 4, 0, 0, 0, 0},
+    {1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6, 1.0f / 6},
+    {1.0f / 6, -1.0f / 6, 1.0f / 6, -1.0f / 6, 1.0f / 6},
+    {1.0f / 24, 1.0f / 12, 1.0f / 6, 1.0f / 3, 2.0f / 3},
+    {1.0f / 24, -1.0f / 12, 1.0f / 6, -1.0f / 3, 2.0f / 3},
+    {0, 0, 0, 0, 1},
+};
 
 /* u ((OCP/16, C, 5, 6) vectors of 16 channels) = G times each kernel row of wt (C*5*5, OCP). */
 static void avx512_winograd_pack(const nn_conv_geom *g, const float *wt, float *u)

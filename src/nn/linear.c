@@ -45,23 +45,32 @@ static void gemm(const linear_layer *f, bool trans_a, bool trans_b, int m, int n
  * narrow output (LeNet-5's fc3, ResNet-20's classifier) both cost about
  * the same, and it keeps the plain form.
  */
-static void forward_rows(const ody_layer *l, int n, const float *in, float *out, float *yt)
+static void forward_rows(const linear_layer *f, int n, const float *in, const float *weight, const float *bias,
+                         float *out, float *yt)
 {
-    const linear_layer *f = (const linear_layer *)l;
     int in_n = f->in_features, out_n = f->out_features;
-    const float *bias = l->params[1].value;
     if (out_n <= n) {
         for (int s = 0; s < n; s++)
             for (int o = 0; o < out_n; o++)
                 out[(size_t)s * out_n + o] = bias[o];
-        gemm(f, false, true, n, out_n, in_n, in, in_n, l->params[0].value, in_n, 1.0f, out, out_n);
+        gemm(f, false, true, n, out_n, in_n, in, in_n, weight, in_n, 1.0f, out, out_n);
         return;
     }
     for (int o = 0; o < out_n; o++)
         for (int s = 0; s < n; s++)
             yt[(size_t)o * n + s] = bias[o];
-    gemm(f, false, true, out_n, n, in_n, l->params[0].value, in_n, in, in_n, 1.0f, yt, n);
+    gemm(f, false, true, out_n, n, in_n, weight, in_n, in, in_n, 1.0f, yt, n);
     nn_conv_kernels_active()->transpose(yt, n, out_n, n, out, (size_t)out_n); /* the level's 8 x 8 blocks */
+}
+
+/* The backward's GEMMs: dW (OUT, IN) += dout^T in, and din (n, IN) = dout W unless din is NULL. */
+static void backward_rows(const linear_layer *f, int n, const float *in, const float *dout, const float *weight,
+                          float *dw, float *din)
+{
+    int in_n = f->in_features, out_n = f->out_features;
+    gemm(f, true, false, out_n, in_n, n, dout, out_n, in, in_n, 1.0f, dw, in_n);
+    if (din)
+        gemm(f, false, false, n, in_n, out_n, dout, out_n, weight, in_n, 0.0f, din, in_n);
 }
 
 /*
@@ -84,17 +93,17 @@ static void linear_forward(ody_layer *l, const ody_forward_info *info, int n, co
     size_t in_n = (size_t)f->in_features, out_n = (size_t)f->out_features;
     float *pad_in = l->scratch, *pad_out = pad_in + EVAL_ROWS * in_n, *yt = pad_out + EVAL_ROWS * out_n;
     if (nn_training(info)) {
-        forward_rows(l, n, in, out, yt);
+        forward_rows(f, n, in, l->params[0].value, l->params[1].value, out, yt);
         return;
     }
     int whole = n - n % EVAL_ROWS;
     for (int row = 0; row < whole; row += EVAL_ROWS)
-        forward_rows(l, EVAL_ROWS, in + row * in_n, out + row * out_n, yt);
+        forward_rows(f, EVAL_ROWS, in + row * in_n, l->params[0].value, l->params[1].value, out + row * out_n, yt);
     if (whole == n)
         return;
     memcpy(pad_in, in + whole * in_n, (size_t)(n - whole) * in_n * sizeof *pad_in);
     memset(pad_in + (n - whole) * in_n, 0, (size_t)(EVAL_ROWS - (n - whole)) * in_n * sizeof *pad_in);
-    forward_rows(l, EVAL_ROWS, pad_in, pad_out, yt);
+    forward_rows(f, EVAL_ROWS, pad_in, l->params[0].value, l->params[1].value, pad_out, yt);
     memcpy(out + whole * out_n, pad_out, (size_t)(n - whole) * out_n * sizeof *out);
 }
 
@@ -111,30 +120,27 @@ static size_t linear_scratch_floats(const ody_layer *l, int max_batch)
 /*
  * dnnl_sgemm makes its kernels at its first calls: about 30 ms for the
  * process's first call, under 1 ms for a further form (AMD EPYC, Zen 4),
- * which a run's first step paid (3% of LeNet-5's first epoch). So each of
- * the layer's GEMMs runs once here, at setup, on zeros: the forward, dW
- * and din of a chunk of max_batch rows and of evaluation's EVAL_ROWS.
+ * which a run's first step paid (3% of LeNet-5's first epoch). So the
+ * layer's forward and backward GEMMs run once here, at setup, on zeros in
+ * a buffer of their own: for a chunk of max_batch rows and for
+ * evaluation's EVAL_ROWS.
  */
 static ody_status warm_gemms(ody_ctx *ctx, const linear_layer *f, int max_batch)
 {
-    int in_n = f->in_features, out_n = f->out_features;
-    int rows = max_batch > EVAL_ROWS ? max_batch : EVAL_ROWS;
-    size_t x = (size_t)rows * in_n, w = (size_t)out_n * in_n, y = (size_t)rows * out_n;
-    size_t bytes = (2 * x + w + 2 * y) * sizeof(float);
+    size_t in_n = (size_t)f->in_features, out_n = (size_t)f->out_features;
+    size_t rows = (size_t)(max_batch > EVAL_ROWS ? max_batch : EVAL_ROWS);
+    size_t x = rows * in_n, w = out_n * in_n, y = rows * out_n;
+    size_t bytes = (2 * x + 2 * w + out_n + 3 * y) * sizeof(float);
     float *in;
     ody_status st = ody_alloc(ctx, bytes, "linear GEMM warm-up", (void **)&in);
     if (st != ODY_OK)
         return st;
-    float *din = in + x, *weight = din + x, *out = weight + w, *dout = out + y;
+    float *din = in + x, *weight = din + x, *dw = weight + w, *bias = dw + w, *out = bias + out_n, *yt = out + y,
+          *dout = yt + y;
     const int counts[2] = {max_batch, EVAL_ROWS};
     for (int i = 0; i < 2; i++) {
-        int n = counts[i];
-        if (out_n <= n) /* forward_rows' two forms */
-            gemm(f, false, true, n, out_n, in_n, in, in_n, weight, in_n, 1.0f, out, out_n);
-        else
-            gemm(f, false, true, out_n, n, in_n, weight, in_n, in, in_n, 1.0f, out, n);
-        gemm(f, true, false, out_n, in_n, n, dout, out_n, in, in_n, 1.0f, weight, in_n);
-        gemm(f, false, false, n, in_n, out_n, dout, out_n, weight, in_n, 0.0f, din, in_n);
+        forward_rows(f, counts[i], in, weight, bias, out, yt);
+        backward_rows(f, counts[i], in, dout, weight, dw, din);
     }
     ody_free(ctx, in, bytes);
     return ODY_OK;
@@ -184,17 +190,12 @@ static void linear_backward(ody_layer *l, const ody_forward_info *info, int n, c
                                                l->params[1].grad, n, in, out, dout, din));
         return;
     }
-    int in_n = f->in_features, out_n = f->out_features;
-    /* dW (OUT, IN) += dout^T in */
-    gemm(f, true, false, out_n, in_n, n, dout, out_n, in, in_n, 1.0f, l->params[0].grad, in_n);
+    int out_n = f->out_features;
+    backward_rows(f, n, in, dout, l->params[0].value, l->params[0].grad, din);
     float *dbias = l->params[1].grad;
     for (int s = 0; s < n; s++)
         for (int o = 0; o < out_n; o++)
             dbias[o] += dout[(size_t)s * out_n + o];
-    if (!din)
-        return;
-    /* din (n, IN) = dout W */
-    gemm(f, false, false, n, in_n, out_n, dout, out_n, l->params[0].value, in_n, 0.0f, din, in_n);
 }
 
 static const ody_layer_ops linear_ops = {
