@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts (targets.sh, weak_scaling.sh) as
 #   source "$(dirname "$0")/common.sh" NAME [BUILD_DIR]
 # Sets here, root, build (BUILD_DIR or root/build), prog (odyssey-dist,
@@ -26,18 +27,19 @@ py=/usr/bin/python3
 field() { "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
 
 # train NP NAME OVERRIDES...: 400 steps (an override may say otherwise: the
-# last one given wins) of LeNet-5 on Fashion-MNIST ($train_config, or this
-# checkout's configs/lenet5/baseline.yaml), no validation or checkpoints,
-# in $work/NAME, its output in $work/NAME.log; sets run_dir.
+# last one given wins) of $train_config (default this checkout's
+# configs/lenet5/baseline.yaml: LeNet-5 on Fashion-MNIST), no validation or
+# checkpoints, in $work/NAME, its output in $work/NAME.log; sets run_dir
+# (the run's directory, named by the config's experiment).
 # A failed run ends the script with its output.
 train() {
   local np="$1" name="$2"; shift 2
-  run_dir="$work/$name/lenet5-baseline"
-  rm -rf "$work/$name"
+  rm -rf "${work:?}/$name"
   "${mpirun[@]}" -np "$np" "$prog" "${train_config:-$root/configs/lenet5/baseline.yaml}" training.epochs=1 \
     training.max_steps=400 training.validate_interval=0 training.save_checkpoints=false \
     logging.level=info logging.plot=false experiment.output_dir="$work/$name" "$@" \
     </dev/null >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }
+  run_dir="$(dirname "$(find "$work/$name" -name metrics.jsonl | head -n 1)")"
 }
 # rate: images/s of the last train (its epoch record's samples_per_sec)
 rate() { field "$run_dir/metrics.jsonl" samples_per_sec; }
