@@ -19,7 +19,7 @@
 # mean absolute difference, and PASS or MISS for |mean difference| <= 0.3
 # points with where the interval lies. PLOT (default bf16_accuracy.png in
 # the current directory) shows both accuracies per seed and the differences
-# against the +-0.3 band. About 40 s per seed on 2 cores.
+# against the +-0.3 band. About a minute per seed on 2 cores.
 #
 # A miss is reported, not an error: the exit status is 0 unless a run fails;
 # 77 (skipped) where the CPU has no native bf16 (`odyssey-dist --version`).
