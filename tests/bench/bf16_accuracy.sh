@@ -33,15 +33,17 @@ rm -f "$plot"
 "$prog" --version | grep -q '^bf16 compute: yes' ||
   { echo "bf16_accuracy: skipped: $("$prog" --version | grep '^bf16 compute: ' || echo 'no bf16 compute')"; exit 77; }
 
-# final NAME CONFIG SEED: the last epoch's val_accuracy (in %) of a full run
+# final NAME CONFIG SEED: "ACCURACY EPOCH", the last epoch's val_accuracy
+# (in %) of a full run and that epoch's number. A failed run prints its
+# output and exits 1 (call it in an assignment, where set -e sees that).
 final() {
-  local name="$1" config="$2" seed="$3" out="$work/$1"
+  local name="$1" config="$2" seed="$3" out="$work/$1" metrics
   rm -rf "$out"
   "${mpirun[@]}" -np 2 "$prog" "$config" experiment.seed="$seed" experiment.output_dir="$out" \
     training.epochs="$epochs" training.save_checkpoints=false logging.plot=false </dev/null >"$work/$name.log" 2>&1 \
-    || { echo "bf16_accuracy: $name failed:" >&2; cat "$work/$name.log" >&2; exit 1; }
-  "$py" -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print("%.2f %d" % (100 * r["val_accuracy"], r["epoch"]))' \
-    "$(find "$out" -name metrics.jsonl | head -n 1)"
+    || { echo "bf16_accuracy: $name (seed $seed) failed:" >&2; cat "$work/$name.log" >&2; exit 1; }
+  metrics="$(run_dir_in "$out")/metrics.jsonl"
+  awk -v a="$(field "$metrics" val_accuracy)" -v e="$(field "$metrics" epoch)" 'BEGIN {printf "%.2f %d\n", 100 * a, e}'
 }
 
 echo "bf16_accuracy: LeNet-5 baseline fp32 against bf16 compute, 2 ranks, $nseeds seeds, $epochs epochs"
@@ -50,8 +52,10 @@ cpu_line
 seeds=(42)
 for ((s = 1; ${#seeds[@]} < nseeds; s++)); do seeds+=("$s"); done
 for seed in "${seeds[@]}"; do
-  read -r a ea <<<"$(final fp32 "$root/configs/lenet5/baseline.yaml" "$seed")"
-  read -r b eb <<<"$(final bf16 "$root/configs/lenet5/mixed_precision.yaml" "$seed")"
+  fp32="$(final fp32 "$root/configs/lenet5/baseline.yaml" "$seed")"
+  bf16="$(final bf16 "$root/configs/lenet5/mixed_precision.yaml" "$seed")"
+  read -r a ea <<<"$fp32"
+  read -r b eb <<<"$bf16"
   if [ "$ea" != "$epochs" ] || [ "$eb" != "$epochs" ]; then
     echo "bf16_accuracy: seed $seed stopped at epoch $ea / $eb, not $epochs" >&2
     exit 1

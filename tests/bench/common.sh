@@ -5,8 +5,8 @@
 # which must be built), work (a scratch directory removed at exit), py (a
 # python3, /usr/bin's first: the one python3-torch installs into), the
 # environment for one BLAS thread per rank and MPI as root, and the mpirun
-# array that oversubscribes without binding; defines field, train, rate and
-# cpu_line.
+# array that oversubscribes without binding; defines run_dir_in, field,
+# train, rate and cpu_line.
 set -euo pipefail
 bench_name="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,6 +23,9 @@ mpirun=(mpirun --oversubscribe --bind-to none)
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 
+# run_dir_in DIR: the run directory (the one holding metrics.jsonl) that a
+# run with experiment.output_dir=DIR wrote, whatever its experiment's name
+run_dir_in() { dirname "$(find "$1" -name metrics.jsonl | head -n 1)"; }
 # field FILE KEY: KEY of the last record of a metrics.jsonl
 field() { "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
 
@@ -39,7 +42,7 @@ train() {
     training.max_steps=400 training.validate_interval=0 training.save_checkpoints=false \
     logging.level=info logging.plot=false experiment.output_dir="$work/$name" "$@" \
     </dev/null >"$work/$name.log" 2>&1 || { cat "$work/$name.log" >&2; exit 1; }
-  run_dir="$(dirname "$(find "$work/$name" -name metrics.jsonl | head -n 1)")"
+  run_dir="$(run_dir_in "$work/$name")"
 }
 # rate: images/s of the last train (its epoch record's samples_per_sec)
 rate() { field "$run_dir/metrics.jsonl" samples_per_sec; }
